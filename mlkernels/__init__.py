@@ -1,0 +1,23 @@
+"""mlkernels: compiled kernels for the fundamentals of neural-network training.
+
+NumPy arrays in, NumPy arrays out; names and arguments as in ``torch.nn.functional`` and
+``torch.optim``. Every forward has its backward beside it (``gelu`` / ``gelu_backward``);
+every kernel is checked against ``mlkernels.reference`` (plain NumPy) and against finite
+differences (``mlkernels.testing.gradcheck``).
+
+>>> import numpy as np, mlkernels as mk
+>>> x = np.ones((4, 3), np.float32); w = np.ones((2, 3), np.float32)
+>>> mk.linear(x, w).shape
+(4, 2)
+"""
+from ._version import __version__
+from ._threads import get_num_threads, set_num_threads, threads
+from ._dispatch import active_isa, available_isas
+from .linear import linear, linear_backward
+from ._info import info
+
+__all__ = [
+    "__version__", "info", "get_num_threads", "set_num_threads", "threads",
+    "active_isa", "available_isas",
+    "linear", "linear_backward",
+]

@@ -1,0 +1,36 @@
+"""Shared fixtures.
+
+``isa``: a test that uses it (directly, or through ``pytestmark =
+pytest.mark.usefixtures("isa")``) runs once per ISA variant this machine can run
+(baseline, avx2, avx512), with the kernels switched to that variant.
+"""
+import numpy as np
+import pytest
+
+import mlkernels
+from mlkernels import _dispatch
+
+
+def pytest_generate_tests(metafunc):
+    if "isa" in metafunc.fixturenames:
+        metafunc.parametrize("isa", list(_dispatch.available_isas), indirect=True)
+
+
+@pytest.fixture
+def isa(request):
+    with _dispatch.isa(request.param):
+        yield request.param
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
+
+
+DTYPES = [np.float32, np.float64]
+
+
+def pytest_report_header(config):
+    info = mlkernels.info()
+    return (f"mlkernels {info['version']}: ISA variants {info['isas_available']}, "
+            f"OpenMP {info['openmp']}, {info['num_threads']} threads, BLAS {info['blas']}")
