@@ -92,7 +92,8 @@ def extensions():
         [Extension(f"mlkernels.{m}", [f"mlkernels/{m}.pyx"]) for m in ["_cpu"] + KERNEL_MODULES],
         compiler_directives=CYTHON_DIRECTIVES, include_path=["mlkernels"], nthreads=2)
     c_file = {e.name.rsplit(".", 1)[1]: e.sources[0] for e in generated}
-    headers = sorted(str(p.relative_to(HERE)) for p in (HERE / "mlkernels").glob("*.h"))
+    headers = sorted(str(p.relative_to(HERE)) for p in (HERE / "mlkernels").glob("*.[hp]xd")) + \
+        sorted(str(p.relative_to(HERE)) for p in (HERE / "mlkernels").glob("*.h"))
     depends = {m: [c_file[m]] + headers for m in c_file}  # rebuild a stub when its C changes
     # 2. C -> one shared object per (variant, module).  Each variant compiles a tiny
     #    per-variant stub that #includes the shared C file, so that the object files of

@@ -71,7 +71,7 @@ def _bench_forward(quick):
         }
         if torch is not None:
             tx, tw, tb, ty = (torch.from_numpy(a) for a in (x, w, b, y))
-            impls["torch"] = lambda: torch.nn.functional.linear(tx, tw, tb)
+            impls["torch"] = lambda tx=tx, tw=tw, tb=tb: torch.nn.functional.linear(tx, tw, tb)
         cases.append(BenchCase(f"float32 {m}x{k} -> {n}", impls, flops=2.0 * m * k * n,
                                nbytes=4.0 * (m * k + n * k + m * n)))
     return cases
@@ -87,12 +87,12 @@ def _bench_backward(quick):
         g = rng.standard_normal((m, n), dtype=np.float32)
         outs = (np.empty_like(x), np.empty_like(w), np.empty(n, np.float32))
         impls = {
-            "mlkernels": lambda: linear_backward(g, x, w, out=outs),
-            "numpy": lambda: (g @ w, g.T @ x, g.sum(axis=0)),
+            "mlkernels": lambda g=g, x=x, w=w, outs=outs: linear_backward(g, x, w, out=outs),
+            "numpy": lambda g=g, x=x, w=w: (g @ w, g.T @ x, g.sum(axis=0)),
         }
         if torch is not None:
             tg, tx, tw = (torch.from_numpy(a) for a in (g, x, w))
-            impls["torch"] = lambda: (tg @ tw, tg.T @ tx, tg.sum(0))
+            impls["torch"] = lambda tg=tg, tx=tx, tw=tw: (tg @ tw, tg.T @ tx, tg.sum(0))
         cases.append(BenchCase(f"float32 {m}x{k} -> {n}", impls, flops=4.0 * m * k * n,
                                nbytes=4.0 * (2 * m * k + 2 * n * k + m * n)))
     return cases
