@@ -1,0 +1,113 @@
+"""The package around the kernels: ISA dispatch, threads, info, the command line, testing
+helpers."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import mlkernels as mk
+from mlkernels import _dispatch
+from mlkernels.testing import GradcheckError, assert_close, gradcheck
+
+
+def run_python(code, **env):
+    e = dict(os.environ)
+    e.update(env)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e,
+                          timeout=120)
+
+
+def test_best_isa_is_default_and_every_variant_is_selectable():
+    assert mk.active_isa() == mk.available_isas[-1] or os.environ.get("MLKERNELS_ISA")
+    for isa in mk.available_isas:
+        r = run_python("import mlkernels; print(mlkernels.active_isa())", MLKERNELS_ISA=isa)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == isa
+
+
+def test_impossible_isa_request_is_an_import_error():
+    r = run_python("import mlkernels", MLKERNELS_ISA="sse9")
+    assert r.returncode != 0 and "ImportError" in r.stderr and "MLKERNELS_ISA" in r.stderr
+    missing = [i for i in _dispatch.ISAS if i not in mk.available_isas]
+    if missing:
+        r = run_python("import mlkernels", MLKERNELS_ISA=missing[0])
+        assert r.returncode != 0 and "ImportError" in r.stderr
+
+
+def test_use_isa_switches_and_refuses_unknown():
+    before = mk.active_isa()
+    with _dispatch.isa("baseline"):
+        assert mk.active_isa() == "baseline"
+        assert mk.linear(np.ones((2, 2)), np.ones((1, 2)))[0, 0] == 2
+    assert mk.active_isa() == before
+    with pytest.raises(ValueError, match="not available"):
+        _dispatch.use_isa("avx1024")
+
+
+def test_threads_api():
+    n = mk.get_num_threads()
+    assert n >= 1
+    with mk.threads(1):
+        assert mk.get_num_threads() == 1
+    assert mk.get_num_threads() == n
+    mk.set_num_threads(3)
+    try:
+        assert mk.get_num_threads() == 3
+    finally:
+        mk.set_num_threads(n)
+    for bad, exc in ((0, ValueError), (-1, ValueError), (1.5, TypeError), (True, TypeError)):
+        with pytest.raises(exc):
+            mk.set_num_threads(bad)
+
+
+def test_omp_num_threads_respected():
+    r = run_python("import mlkernels; print(mlkernels.get_num_threads())", OMP_NUM_THREADS="1")
+    assert r.stdout.strip() == "1", r.stderr
+
+
+def test_info():
+    info = mk.info()
+    for key in ("version", "isa", "isas_available", "num_threads", "blas", "openmp"):
+        assert key in info
+    assert info["isa"] in info["isas_available"]
+    assert info["version"] == mk.__version__
+
+
+def test_cli_info_check_bench(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "mlkernels", "info"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0 and json.loads(r.stdout)["version"] == mk.__version__
+    r = subprocess.run([sys.executable, "-m", "mlkernels", "check", "--family", "linear"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert " 0 failed" in r.stdout
+    out = tmp_path / "bench.json"
+    r = subprocess.run([sys.executable, "-m", "mlkernels", "bench", "--family", "linear",
+                        "--samples", "1", "--json", str(out)], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert {row["impl"] for row in rows} >= {"mlkernels", "numpy x@W.T+b"}
+    assert all(row["seconds"] > 0 for row in rows)
+    r = subprocess.run([sys.executable, "-m", "mlkernels", "bench", "--family", "nope"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "unknown family" in r.stderr
+
+
+def test_assert_close_catches_differences():
+    assert_close(np.float32([1, np.nan, np.inf]), [1, np.nan, np.inf])
+    for bad in ([1.001, np.nan, np.inf], [1, 0, np.inf], [1, np.nan, -np.inf]):
+        with pytest.raises(AssertionError):
+            assert_close(np.float32([1, np.nan, np.inf]), bad)
+    with pytest.raises(AssertionError, match="shape"):
+        assert_close(np.zeros(2), np.zeros(3))
+
+
+def test_gradcheck_catches_a_wrong_gradient():
+    x = np.linspace(-1, 1, 5)
+    assert gradcheck(np.sin, lambda r, x: (r * np.cos(x),), (x,), (0,))
+    with pytest.raises(GradcheckError, match="argument 0"):
+        gradcheck(np.sin, lambda r, x: (r * np.cos(x) * 1.001,), (x,), (0,))
