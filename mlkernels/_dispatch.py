@@ -18,7 +18,14 @@ import os
 from contextlib import contextmanager
 from typing import Iterator
 
-from . import _cpu
+_NOT_BUILT = ("mlkernels: the compiled kernels are missing next to {where}. Install the package "
+              "with `pip install .`, or build in place with `python setup.py build_ext --inplace`"
+              " (and run from a folder where this source tree does not shadow the installed "
+              "package).")
+try:
+    from . import _cpu
+except ImportError as e:
+    raise ImportError(_NOT_BUILT.format(where=os.path.dirname(__file__))) from e
 
 ISAS = ("baseline", "avx2", "avx512")  # from the lowest to the best
 
@@ -33,10 +40,7 @@ def _is_built(isa: str) -> bool:
 #: Variants this CPU can run and that are built, lowest first.
 available_isas: tuple[str, ...] = tuple(i for i in _cpu.supported_isas() if _is_built(i))
 if not available_isas:
-    raise ImportError(
-        "mlkernels: the compiled kernels are missing next to " + os.path.dirname(__file__)
-        + ". Install the package with `pip install .`, or build in place with "
-        "`pip install -e . --no-build-isolation`.")
+    raise ImportError(_NOT_BUILT.format(where=os.path.dirname(__file__)))
 
 
 def _requested_isa() -> str:

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -13,11 +14,21 @@ from mlkernels import _dispatch
 from mlkernels.testing import GradcheckError, assert_close, gradcheck
 
 
+# Subprocesses start in a neutral folder: from the repository root, the source tree (with no
+# compiled kernels in it) would shadow the installed package.
+NEUTRAL = tempfile.gettempdir()
+
+
 def run_python(code, **env):
     e = dict(os.environ)
     e.update(env)
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e,
-                          timeout=120)
+                          timeout=120, cwd=NEUTRAL)
+
+
+def run_cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "mlkernels", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=NEUTRAL)
 
 
 def test_best_isa_is_default_and_every_variant_is_selectable():
@@ -77,23 +88,18 @@ def test_info():
 
 
 def test_cli_info_check_bench(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "mlkernels", "info"], capture_output=True,
-                       text=True, timeout=120)
+    r = run_cli("info")
     assert r.returncode == 0 and json.loads(r.stdout)["version"] == mk.__version__
-    r = subprocess.run([sys.executable, "-m", "mlkernels", "check", "--family", "linear"],
-                       capture_output=True, text=True, timeout=300)
+    r = run_cli("check", "--family", "linear")
     assert r.returncode == 0, r.stdout + r.stderr
     assert " 0 failed" in r.stdout
     out = tmp_path / "bench.json"
-    r = subprocess.run([sys.executable, "-m", "mlkernels", "bench", "--family", "linear",
-                        "--samples", "1", "--json", str(out)], capture_output=True, text=True,
-                       timeout=300)
+    r = run_cli("bench", "--family", "linear", "--samples", "1", "--json", str(out))
     assert r.returncode == 0, r.stderr
     rows = json.loads(out.read_text())["rows"]
     assert {row["impl"] for row in rows} >= {"mlkernels", "numpy x@W.T+b"}
     assert all(row["seconds"] > 0 for row in rows)
-    r = subprocess.run([sys.executable, "-m", "mlkernels", "bench", "--family", "nope"],
-                       capture_output=True, text=True, timeout=120)
+    r = run_cli("bench", "--family", "nope")
     assert r.returncode != 0 and "unknown family" in r.stderr
 
 
