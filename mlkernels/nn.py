@@ -1,0 +1,310 @@
+"""A thin layer API over the functional kernels: explicit, small, readable.
+
+Each layer has ``forward(x)`` (which caches exactly what its backward needs),
+``backward(grad_out)`` (which returns the gradient with respect to its input and stores the
+gradients of its parameters), ``parameters()`` and ``grads()`` (lists, in the same order, that
+plug straight into ``mlkernels.optim``), and ``train()`` / ``eval()``.
+
+    model = Sequential(Linear(64, 128), LayerNorm(128), GELU(), Linear(128, 10))
+    opt = mlkernels.optim.AdamW(model.parameters(), lr=1e-3)
+    logits = model.forward(x)
+    loss = mlkernels.cross_entropy(logits, y)
+    model.backward(mlkernels.cross_entropy_backward(1.0, logits, y))
+    opt.step(model.grads())
+
+Layers compute through a *backend*: ``mlkernels`` itself by default, or
+``mlkernels.nn.REFERENCE`` (the float64 NumPy references, results cast back to the input's
+dtype) -- the same network on the oracle kernels, to compare results and speed.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, List, Optional, Sequence
+
+import numpy as np
+
+__all__ = ["Module", "Linear", "ReLU", "GELU", "SiLU", "Tanh", "Sigmoid", "LeakyReLU",
+           "LayerNorm", "BatchNorm1d", "Sequential", "REFERENCE"]
+
+
+class _Reference:
+    """The backend of the NumPy references: each result cast back to the input dtype."""
+
+    def __getattr__(self, name: str):
+        from . import reference
+        fn = getattr(reference, name)
+
+        def call(*args, **kwargs):
+            dtype = next(a.dtype for a in args if isinstance(a, np.ndarray))
+            result = fn(*args, **kwargs)
+            if isinstance(result, tuple):
+                return tuple(None if r is None else np.asarray(r, dtype) for r in result)
+            return np.asarray(result, dtype)
+        return call
+
+
+REFERENCE = _Reference()
+
+
+def _fast():
+    import mlkernels
+    return mlkernels
+
+
+class Module:
+    """Base class: a layer with parameters, their gradients and a train/eval mode."""
+
+    training: bool = True
+
+    def __init__(self, backend: Any = None) -> None:
+        self.F = backend if backend is not None else _fast()
+        self._cache: Optional[tuple] = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.forward(x)
+
+    def parameters(self) -> List[np.ndarray]:
+        return []
+
+    def grads(self) -> List[np.ndarray]:
+        return []
+
+    def train(self, mode: bool = True) -> "Module":
+        self.training = mode
+        return self
+
+    def eval(self) -> "Module":
+        return self.train(False)
+
+    def use_backend(self, backend: Any) -> "Module":
+        """Compute with ``backend`` (``mlkernels`` or ``mlkernels.nn.REFERENCE``) from now on."""
+        self.F = backend
+        return self
+
+    def _saved(self) -> tuple:
+        if self._cache is None:
+            raise RuntimeError(f"{type(self).__name__}.backward() called before forward(): "
+                               f"there is no saved input to differentiate at")
+        return self._cache
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class Linear(Module):
+    """y = x·Wᵀ + b, W of shape (out_features, in_features); PyTorch's default init
+    (uniform in ±1/√in_features for W and b)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
+                 dtype=np.float32, rng: Optional[np.random.Generator] = None,
+                 backend: Any = None) -> None:
+        super().__init__(backend)
+        rng = rng if rng is not None else np.random.default_rng()
+        bound = 1.0 / math.sqrt(in_features) if in_features else 0.0
+        self.weight = rng.uniform(-bound, bound, (out_features, in_features)).astype(dtype)
+        self.bias = rng.uniform(-bound, bound, out_features).astype(dtype) if bias else None
+        self.grad_weight = np.zeros_like(self.weight)
+        self.grad_bias = None if self.bias is None else np.zeros_like(self.bias)
+
+    def forward(self, x):
+        self._cache = (x,)
+        return self.F.linear(x, self.weight, self.bias)
+
+    def backward(self, grad_out):
+        (x,) = self._saved()
+        gx, gw, gb = self.F.linear_backward(grad_out, x, self.weight, bias=self.bias is not None)
+        self.grad_weight[...] = gw
+        if gb is not None:
+            self.grad_bias[...] = gb
+        return gx
+
+    def parameters(self):
+        return [self.weight] + ([self.bias] if self.bias is not None else [])
+
+    def grads(self):
+        return [self.grad_weight] + ([self.grad_bias] if self.bias is not None else [])
+
+    def __repr__(self):
+        out_f, in_f = self.weight.shape
+        return f"Linear({in_f}, {out_f}, bias={self.bias is not None})"
+
+
+class _Activation(Module):
+    """y = f(x); backward uses the saved input x (f_backward(grad_out, x, ...))."""
+
+    name = ""
+
+    def __init__(self, backend: Any = None, **params) -> None:
+        super().__init__(backend)
+        self.params = params
+
+    def forward(self, x):
+        self._cache = (x,)
+        return getattr(self.F, self.name)(x, **self.params)
+
+    def backward(self, grad_out):
+        (x,) = self._saved()
+        return getattr(self.F, self.name + "_backward")(grad_out, x, **self.params)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{type(self).__name__}({args})"
+
+
+class ReLU(_Activation):
+    name = "relu"
+
+
+class GELU(_Activation):
+    name = "gelu"
+
+    def __init__(self, approximate: str = "none", backend: Any = None) -> None:
+        super().__init__(backend, approximate=approximate)
+
+
+class SiLU(_Activation):
+    name = "silu"
+
+
+class Tanh(_Activation):
+    name = "tanh"
+
+
+class Sigmoid(_Activation):
+    name = "sigmoid"
+
+
+class LeakyReLU(_Activation):
+    name = "leaky_relu"
+
+    def __init__(self, negative_slope: float = 0.01, backend: Any = None) -> None:
+        super().__init__(backend, negative_slope=negative_slope)
+
+
+class LayerNorm(Module):
+    """Normalize over the trailing ``normalized_shape`` (biased variance, eps inside the
+    sqrt), then scale by ``weight`` and shift by ``bias`` (ones and zeros at first)."""
+
+    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True,
+                 *, dtype=np.float32, backend: Any = None) -> None:
+        super().__init__(backend)
+        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        self.normalized_shape, self.eps = shape, eps
+        self.weight = np.ones(shape, dtype) if elementwise_affine else None
+        self.bias = np.zeros(shape, dtype) if elementwise_affine else None
+        self.grad_weight = None if self.weight is None else np.zeros_like(self.weight)
+        self.grad_bias = None if self.bias is None else np.zeros_like(self.bias)
+
+    def forward(self, x):
+        y, mean, rstd = self.F.layer_norm(x, self.normalized_shape, self.weight, self.bias,
+                                          self.eps)
+        self._cache = (x, mean, rstd)
+        return y
+
+    def backward(self, grad_out):
+        x, mean, rstd = self._saved()
+        gx, gw, gb = self.F.layer_norm_backward(grad_out, x, self.normalized_shape, mean, rstd,
+                                                self.weight)
+        if gw is not None:
+            self.grad_weight[...] = gw
+            self.grad_bias[...] = gb
+        return gx
+
+    def parameters(self):
+        return [] if self.weight is None else [self.weight, self.bias]
+
+    def grads(self):
+        return [] if self.weight is None else [self.grad_weight, self.grad_bias]
+
+    def __repr__(self):
+        return f"LayerNorm({self.normalized_shape}, eps={self.eps})"
+
+
+class BatchNorm1d(Module):
+    """Batch normalization over (N, C) or (N, C, L). In training mode it normalizes with the
+    batch statistics and updates the running ones (momentum 0.1, unbiased variance); in eval
+    mode it normalizes with the running statistics, which then stay frozen."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1,
+                 affine: bool = True, track_running_stats: bool = True, *, dtype=np.float32,
+                 backend: Any = None) -> None:
+        super().__init__(backend)
+        self.eps, self.momentum = eps, momentum
+        self.weight = np.ones(num_features, dtype) if affine else None
+        self.bias = np.zeros(num_features, dtype) if affine else None
+        self.grad_weight = None if self.weight is None else np.zeros_like(self.weight)
+        self.grad_bias = None if self.bias is None else np.zeros_like(self.bias)
+        self.running_mean = np.zeros(num_features, dtype) if track_running_stats else None
+        self.running_var = np.ones(num_features, dtype) if track_running_stats else None
+
+    def forward(self, x):
+        # Without running statistics, batch statistics are used in both modes (as PyTorch).
+        use_batch_stats = self.training or self.running_mean is None
+        y, save_mean, save_rstd = self.F.batch_norm(
+            x, self.running_mean, self.running_var, self.weight, self.bias,
+            training=use_batch_stats, momentum=self.momentum, eps=self.eps)
+        self._cache = (x, save_mean, save_rstd, use_batch_stats)
+        return y
+
+    def backward(self, grad_out):
+        x, save_mean, save_rstd, use_batch_stats = self._saved()
+        gx, gw, gb = self.F.batch_norm_backward(grad_out, x, save_mean, save_rstd, self.weight,
+                                                training=use_batch_stats)
+        if gw is not None:
+            self.grad_weight[...] = gw
+            self.grad_bias[...] = gb
+        return gx
+
+    def parameters(self):
+        return [] if self.weight is None else [self.weight, self.bias]
+
+    def grads(self):
+        return [] if self.weight is None else [self.grad_weight, self.grad_bias]
+
+    def __repr__(self):
+        return f"BatchNorm1d({len(self.running_mean) if self.running_mean is not None else '?'})"
+
+
+class Sequential(Module):
+    """Layers applied in order; backward runs them in reverse."""
+
+    def __init__(self, *layers: Module) -> None:
+        super().__init__(backend=None)
+        self.layers: Sequence[Module] = list(layers)
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, grad_out):
+        for layer in reversed(self.layers):
+            grad_out = layer.backward(grad_out)
+        return grad_out
+
+    def parameters(self):
+        return [p for layer in self.layers for p in layer.parameters()]
+
+    def grads(self):
+        return [g for layer in self.layers for g in layer.grads()]
+
+    def train(self, mode: bool = True):
+        self.training = mode
+        for layer in self.layers:
+            layer.train(mode)
+        return self
+
+    def use_backend(self, backend):
+        for layer in self.layers:
+            layer.use_backend(backend)
+        return self
+
+    def __repr__(self):
+        inner = ",\n  ".join(repr(layer) for layer in self.layers)
+        return f"Sequential(\n  {inner}\n)"
