@@ -11,6 +11,10 @@ is compiled once per ISA variant into ``mlkernels/_isa_<variant>/_<family>``:
 Only the baseline is built on non-x86 machines or for compilers without these flags.
 Flags: -O3 -fno-math-errno -fno-trapping-math (what vectorizing sqrt/floor/cvt needs);
 never -ffast-math (it breaks NaN/Inf) and never -march=native (binaries must be portable).
+
+MLKERNELS_SANITIZE=address,undefined builds the kernels with those sanitizers (see
+.ci/sanitize, which runs the test suite against such a build). MLKERNELS_NO_OPENMP=1 builds
+serial kernels.
 """
 import os
 import platform
@@ -72,10 +76,13 @@ class build_ext_isa(build_ext):
         for isa in sorted(set(VARIANTS) - usable):
             print(f"mlkernels: the compiler cannot target {isa}; variant skipped", file=sys.stderr)
         self.extensions = [e for e in self.extensions if e.isa is None or e.isa in usable]
+        sanitize = [f"-fsanitize={s}" for s in os.environ.get("MLKERNELS_SANITIZE", "").split(",") if s]
+        if sanitize and not msvc:
+            common = common + sanitize + ["-fno-omit-frame-pointer", "-g"]
         for ext in self.extensions:
             # the CPU probe (_cpu, isa None) gets no ISA flags: it must load on every CPU
             ext.extra_compile_args = common + isa_flags.get(ext.isa, []) + (omp if have_omp else [])
-            ext.extra_link_args = omp if have_omp and not msvc else []
+            ext.extra_link_args = (omp if have_omp and not msvc else []) + (sanitize if not msvc else [])
         super().build_extensions()
 
     def copy_extensions_to_source(self):
