@@ -23,8 +23,12 @@ def _describe(a: object) -> str:
     return type(a).__name__ if not isinstance(a, np.ndarray) else f"array of dtype {a.dtype}"
 
 
-def float_dtype(where: str, **arrays: Optional[np.ndarray]) -> np.dtype:
-    """The one floating dtype shared by the given arrays (None entries are skipped).
+def float_dtype(where: str, *, optional: Sequence[str] = (),
+                **arrays: Optional[np.ndarray]) -> np.dtype:
+    """The one floating dtype shared by the given arrays.
+
+    An argument named in ``optional`` may be None (it is then skipped); any other None is a
+    TypeError like any other non-array.
 
     Raises TypeError for a non-array, a dtype other than float32/float64 (integer, complex,
     float16, object, ...), or float32 mixed with float64 in one call. Byte-swapped float
@@ -33,7 +37,7 @@ def float_dtype(where: str, **arrays: Optional[np.ndarray]) -> np.dtype:
     dtype = None
     first = None
     for name, a in arrays.items():
-        if a is None:
+        if a is None and name in optional:
             continue
         if not isinstance(a, np.ndarray):
             raise TypeError(f"{where}: {name} must be a numpy.ndarray, got {_describe(a)}; "

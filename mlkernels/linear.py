@@ -50,7 +50,7 @@ def linear(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray] = None,
     bias and gemm accumulates onto it), so it costs no extra pass over memory.
     """
     where = "linear()"
-    dtype = V.float_dtype(where, x=x, weight=weight, bias=bias)
+    dtype = V.float_dtype(where, x=x, weight=weight, bias=bias, optional=("bias",))
     out_features, in_features = _check_weight(where, x, weight)
     V.shape_is(where, "bias", bias, (out_features,), "out_features")
     y = V.output(where, out, x.shape[:-1] + (out_features,), dtype, inputs=(x, weight, bias))

@@ -6,9 +6,15 @@ pytest.mark.usefixtures("isa")``) runs once per ISA variant this machine can run
 """
 import numpy as np
 import pytest
+from hypothesis import settings
+
 
 import mlkernels
 from mlkernels import _dispatch
+
+
+# `pytest --hypothesis-profile=long`: 50x the examples of every property test.
+settings.register_profile("long", max_examples=50 * 300, deadline=None)
 
 
 def pytest_generate_tests(metafunc):

@@ -33,7 +33,7 @@ def _matmul_scale(x, w):
 
 def _forward_scale(args, kwargs):
     x, w, b = args
-    return [_matmul_scale(x, w) + np.abs(b)]
+    return [_matmul_scale(x, w) + (0 if b is None else np.abs(b))]
 
 
 def _backward_scale(args, kwargs):
