@@ -17,7 +17,9 @@ def _blas() -> Dict[str, Any]:
         from threadpoolctl import threadpool_info
         import scipy.linalg  # noqa: F401  (loads scipy's BLAS so that it is listed)
         for lib in threadpool_info():
-            if lib.get("user_api") == "blas" and "scipy" in lib.get("filepath", ""):
+            path = lib.get("filepath", "").replace("\\", "/")
+            # scipy's own BLAS (scipy.libs/...); numpy bundles another one (numpy.libs/...)
+            if lib.get("user_api") == "blas" and "scipy" in path and "numpy.libs" not in path:
                 return {"name": lib.get("internal_api"), "version": lib.get("version"),
                         "threads": lib.get("num_threads"), "source": "threadpoolctl"}
     except ImportError:
