@@ -14,10 +14,11 @@ from ._version import __version__
 from ._threads import get_num_threads, set_num_threads, threads
 from ._dispatch import active_isa, available_isas
 from .linear import linear, linear_backward
+from . import optim
 from ._info import info
 
 __all__ = [
     "__version__", "info", "get_num_threads", "set_num_threads", "threads",
     "active_isa", "available_isas",
-    "linear", "linear_backward",
+    "linear", "linear_backward", "optim",
 ]

@@ -17,7 +17,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 __all__ = ["Tolerance", "TOLERANCES", "tolerance", "assert_close", "gradcheck",
-           "GradcheckError"]
+           "GradcheckError", "copy_args"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,18 @@ def assert_close(actual, expected, dtype=None, *, scale=None, rtol: Optional[flo
         raise AssertionError(
             f"{int(bad.sum())} of {bad.size} elements differ beyond rtol={rtol:g}, "
             f"atol={atol:g}; first (index, actual, expected): {worst}. {err_msg}")
+
+
+def copy_args(args):
+    """A copy of a call's arguments in which every array (also inside lists and tuples, as
+    optimizer steps take them) is copied, so an in-place kernel cannot alter the original."""
+    def cp(a):
+        if isinstance(a, np.ndarray):
+            return a.copy()
+        if isinstance(a, (list, tuple)):
+            return type(a)(cp(x) for x in a)
+        return a
+    return tuple(cp(a) for a in args)
 
 
 class GradcheckError(AssertionError):

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from mlkernels.specs import SPECS
-from mlkernels.testing import assert_close
+from mlkernels.testing import assert_close, copy_args
 
 NAMES = sorted(SPECS)
 ALL_DTYPES = [np.bool_, np.int8, np.uint8, np.int16, np.int32, np.int64, np.uint64,
@@ -110,16 +110,6 @@ def mutate(data, args, kwargs):
     else:
         kwargs = dict(kwargs, **{key: new})
     return tuple(args), kwargs, f"{where} {key}: {what}"
-
-
-def copy_args(args):
-    def cp(a):
-        if isinstance(a, np.ndarray):
-            return a.copy()
-        if isinstance(a, (list, tuple)):
-            return type(a)(cp(x) for x in a)
-        return a
-    return tuple(cp(a) for a in args)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -10,6 +10,7 @@ import pytest
 
 import mlkernels as mk
 from mlkernels.specs import SPECS, by_family, families
+from mlkernels.testing import copy_args
 
 
 def _smallest_args(spec, seed, dtype=np.float32):
@@ -19,9 +20,7 @@ def _smallest_args(spec, seed, dtype=np.float32):
 
 def _run(spec, args, kwargs):
     """The spec's outputs as arrays (copies of arguments, so in-place kernels can repeat)."""
-    args = tuple(a.copy() if isinstance(a, np.ndarray) else
-                 type(a)(x.copy() for x in a) if isinstance(a, (list, tuple)) else a
-                 for a in args)
+    args = copy_args(args)
     return [np.array(r, copy=True) for r in spec.results(spec.fast(*args, **kwargs))]
 
 

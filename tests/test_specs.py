@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mlkernels.specs import SPECS
-from mlkernels.testing import assert_close
+from mlkernels.testing import assert_close, copy_args
 
 pytestmark = pytest.mark.usefixtures("isa")
 
@@ -18,7 +18,7 @@ def test_matches_reference(name, dtype):
     for i, shape in enumerate(spec.shapes):
         rng = np.random.default_rng(i)
         args, kwargs = spec.make_args(rng, np.dtype(dtype), shape)
-        copies = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+        copies = copy_args(args)
         got = spec.results(spec.fast(*args, **kwargs))
         want = spec.results(spec.reference(*copies, **kwargs))
         scales = spec.scale(args, kwargs) if spec.scale else [None] * len(want)

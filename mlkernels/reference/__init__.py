@@ -6,3 +6,4 @@ family, mirroring the kernels: ``mlkernels.reference.linear``, ``...activations`
 Everything is re-exported here, so ``mlkernels.reference.gelu`` works.
 """
 from .linear import *  # noqa: F401,F403
+from .optim import *  # noqa: F401,F403

@@ -1,0 +1,561 @@
+"""Fused optimizer steps and optimizer classes, with torch.optim's semantics.
+
+Two layers:
+
+* **Functional steps** -- ``sgd_step``, ``adam_step``, ``adamw_step``, ``rmsprop_step``,
+  ``adagrad_step`` -- take one array or lists of arrays (parameters, gradients, state) and
+  update parameters and state in place, in one pass over memory, for the whole list in one
+  call into the kernels (``mlkernels/_optim.pyx``).
+* **Optimizer classes** -- ``SGD``, ``Adam``, ``AdamW``, ``RMSprop``, ``Adagrad`` -- hold the
+  state, accept param groups, and save/restore it with ``state_dict``/``load_state_dict``
+  (flat NumPy arrays: ``np.savez(f, **opt.state_dict())`` then
+  ``opt.load_state_dict(np.load(f))`` resumes a run bit for bit).
+
+Names, defaults, formulas and order of operations are torch.optim's (PyTorch 2.x, the
+single-tensor path), so a training loop gives the same numbers to rounding. Everything is
+validated before anything is written: a bad call changes no parameter and no state.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import _validate as V
+from ._dispatch import K
+from ._threads import get_num_threads
+
+__all__ = ["sgd_step", "adam_step", "adamw_step", "rmsprop_step", "adagrad_step",
+           "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad"]
+
+Arrays = Union[np.ndarray, Sequence[np.ndarray]]
+_SGD, _ADAM, _RMSPROP, _ADAGRAD = 0, 1, 2, 3
+
+
+# ============================================================================ validation
+
+def _as_list(where: str, name: str, arrays: Optional[Arrays]) -> Optional[list]:
+    if arrays is None:
+        return None
+    if isinstance(arrays, np.ndarray):
+        return [arrays]
+    if isinstance(arrays, (list, tuple)):
+        return list(arrays)
+    raise TypeError(f"{where}: {name} must be an array or a list of arrays, got "
+                    f"{type(arrays).__name__}")
+
+
+def _in_place(where: str, name: str, a: object, dtype: np.dtype, shape: tuple) -> None:
+    """An array the step writes into: exactly the param's dtype and shape, C-contiguous,
+    aligned, writeable (we update it in place, so we cannot copy it)."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{where}: {name} must be a numpy.ndarray, got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise TypeError(f"{where}: {name} has dtype {a.dtype}; expected {dtype} (the dtype of "
+                        f"its parameter)")
+    if a.shape != shape:
+        raise ValueError(f"{where}: {name} has shape {a.shape}; expected {shape} (the shape of "
+                         f"its parameter)")
+    if not (a.flags.c_contiguous and a.flags.aligned):
+        raise ValueError(f"{where}: {name} is not C-contiguous; expected a C-contiguous array "
+                         f"(it is updated in place, so it cannot be copied)")
+    if not a.flags.writeable:
+        raise ValueError(f"{where}: {name} is read-only; expected a writeable array (it is "
+                         f"updated in place)")
+
+
+def _columns(where: str, params: Arrays, grads: Arrays,
+             states: Sequence[Tuple[str, Optional[Arrays], bool]]) -> Tuple[list, np.dtype]:
+    """Validate params, grads and state lists; return the kernel's columns and the dtype.
+
+    ``states`` lists (name, arrays or None, required). Grads may have any layout (they are
+    copied once if needed); params and state must be writeable and C-contiguous.
+    """
+    params = _as_list(where, "params", params)
+    grads = _as_list(where, "grads", grads)
+    if len(grads) != len(params):
+        raise ValueError(f"{where}: {len(grads)} grads for {len(params)} params; expected one "
+                         f"gradient per parameter")
+    if not params:
+        return [[], []], np.dtype(np.float64)
+    dtype = V.float_dtype(where, **{f"params[{i}]": p for i, p in enumerate(params)})
+    state_lists = []
+    for name, arrays, required in states:
+        arrays = _as_list(where, name, arrays)
+        if arrays is None:
+            if required:
+                raise TypeError(f"{where}: {name} is required here; expected a list of arrays")
+            state_lists.append([None] * len(params))
+            continue
+        if len(arrays) != len(params):
+            raise ValueError(f"{where}: {len(arrays)} {name} for {len(params)} params; expected "
+                             f"one per parameter")
+        state_lists.append(arrays)
+    out_grads = []
+    for i, (p, g) in enumerate(zip(params, grads)):
+        _in_place(where, f"params[{i}]", p, dtype, p.shape)
+        if not isinstance(g, np.ndarray):
+            raise TypeError(f"{where}: grads[{i}] must be a numpy.ndarray, got "
+                            f"{type(g).__name__}")
+        gdt = V.float_dtype(where, **{f"params[{i}]": p, f"grads[{i}]": g})
+        if g.shape != p.shape:
+            raise ValueError(f"{where}: grads[{i}] has shape {g.shape}; expected {p.shape} (the "
+                             f"shape of params[{i}])")
+        out_grads.append(V.c_array(g, gdt))
+        mine = [p]
+        for (name, _, _), arrays in zip(states, state_lists):
+            s = arrays[i]
+            if s is None:
+                continue
+            _in_place(where, f"{name}[{i}]", s, dtype, p.shape)
+            for other in mine:
+                if s.size and np.may_share_memory(s, other):
+                    raise ValueError(f"{where}: {name}[{i}] shares memory with params[{i}] or "
+                                     f"another of its state arrays; expected separate arrays")
+            mine.append(s)
+    return [params, out_grads] + state_lists, dtype
+
+
+def _hyper(where: str, **values: float) -> Dict[str, float]:
+    """Non-negative, finite hyperparameters (lr, eps, weight_decay, momentum, ...)."""
+    return {k: V.number(where, k, v, low=0.0) for k, v in values.items()}
+
+
+def _betas(where: str, betas: Any) -> Tuple[float, float]:
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"{where}: betas is {betas!r}; expected a pair (beta1, beta2)")
+    return tuple(V.number(where, f"betas[{i}]", b, low=0.0, high=1.0, high_open=True)
+                 for i, b in enumerate(betas))
+
+
+def _step_count(where: str, step: Any) -> int:
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 1:
+        raise ValueError(f"{where}: step is {step!r}; expected the 1-based number of this step "
+                         f"(an int >= 1)")
+    return int(step)
+
+
+def _run(kind: int, columns: list, dtype: np.dtype, hyper: dict) -> None:
+    if columns[0]:
+        K._optim.fused_step(kind, dtype == np.float64, columns, hyper, get_num_threads())
+
+
+# ============================================================================ functional steps
+# Each ``_prepare_*`` validates everything and returns the kernel call (kind, columns, dtype,
+# scalars) without writing anything; the public step runs it. The optimizer classes prepare
+# every group before running any, so a bad group leaves every parameter untouched.
+
+def _prepare_sgd(params, grads, momentum_buffers, step, lr, momentum, dampening, weight_decay,
+                 nesterov, maximize):
+    where = "sgd_step()"
+    h = _hyper(where, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay)
+    step = _step_count(where, step)
+    if nesterov and (momentum <= 0 or dampening != 0):
+        raise ValueError(f"{where}: nesterov=True needs momentum > 0 and dampening == 0; got "
+                         f"momentum={momentum}, dampening={dampening}")
+    columns, dtype = _columns(where, params, grads,
+                              [("momentum_buffers", momentum_buffers, momentum != 0)])
+    h.update(maximize=bool(maximize), nesterov=bool(nesterov), first_step=step == 1)
+    return _SGD, columns, dtype, h
+
+
+def sgd_step(params: Arrays, grads: Arrays, momentum_buffers: Optional[Arrays] = None, *,
+             step: int = 1, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
+             weight_decay: float = 0.0, nesterov: bool = False, maximize: bool = False) -> None:
+    """One SGD step, in place (torch.optim.SGD)::
+
+        d = ±g + wd·p
+        buf = d                                    on the first step (step == 1)
+        buf = momentum·buf + (1 − dampening)·d     afterwards
+        d = d + momentum·buf  (nesterov)  or  d = buf
+        p = p − lr·d
+
+    ``momentum_buffers`` (arrays like the params) is required when momentum != 0.
+    """
+    _run(*_prepare_sgd(params, grads, momentum_buffers, step, lr, momentum, dampening,
+                       weight_decay, nesterov, maximize))
+
+
+def _prepare_adam(where, decoupled, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
+                  step, lr, betas, eps, weight_decay, amsgrad, maximize):
+    h = _hyper(where, lr=lr, eps=eps, weight_decay=weight_decay)
+    beta1, beta2 = _betas(where, betas)
+    step = _step_count(where, step)
+    columns, dtype = _columns(where, params, grads, [
+        ("exp_avgs", exp_avgs, True), ("exp_avg_sqs", exp_avg_sqs, True),
+        ("max_exp_avg_sqs", max_exp_avg_sqs if amsgrad else None, bool(amsgrad))])
+    # per-step scalars, once, in double (as torch): step_size = lr / (1 − β1ᵗ)
+    h.update(beta1=beta1, beta2=beta2, step_size=h["lr"] / (1.0 - beta1 ** step),
+             bias_correction2_sqrt=math.sqrt(1.0 - beta2 ** step), amsgrad=bool(amsgrad),
+             maximize=bool(maximize))
+    if decoupled:   # AdamW: p ← p·(1 − lr·wd), and no L2 term in the gradient
+        h.update(decay=1.0 - h["lr"] * h["weight_decay"], weight_decay=0.0)
+    return _ADAM, columns, dtype, h
+
+
+def adam_step(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
+              max_exp_avg_sqs: Optional[Arrays] = None, *, step: int, lr: float = 1e-3,
+              betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+              weight_decay: float = 0.0, amsgrad: bool = False, maximize: bool = False) -> None:
+    """One Adam step, in place (torch.optim.Adam; weight_decay is L2, added to g)::
+
+        g = ±g + wd·p
+        m = β1·m + (1 − β1)·g ;  v = β2·v + (1 − β2)·g²
+        v_max = max(v_max, v)                               (amsgrad; v_max used below)
+        p = p − lr/(1 − β1ᵗ) · m / (√v / √(1 − β2ᵗ) + eps)
+
+    ``step`` is this step's 1-based number t (the bias corrections depend on it).
+    """
+    _run(*_prepare_adam("adam_step()", False, params, grads, exp_avgs, exp_avg_sqs,
+                        max_exp_avg_sqs, step, lr, betas, eps, weight_decay, amsgrad, maximize))
+
+
+def adamw_step(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
+               max_exp_avg_sqs: Optional[Arrays] = None, *, step: int, lr: float = 1e-3,
+               betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+               weight_decay: float = 1e-2, amsgrad: bool = False, maximize: bool = False) -> None:
+    """One AdamW step, in place (torch.optim.AdamW): decoupled weight decay
+    p = p·(1 − lr·wd) first, then the Adam update of ``adam_step`` without the L2 term."""
+    _run(*_prepare_adam("adamw_step()", True, params, grads, exp_avgs, exp_avg_sqs,
+                        max_exp_avg_sqs, step, lr, betas, eps, weight_decay, amsgrad, maximize))
+
+
+def _prepare_rmsprop(params, grads, square_avgs, momentum_buffers, grad_avgs, lr, alpha, eps,
+                     weight_decay, momentum, centered, maximize):
+    where = "rmsprop_step()"
+    h = _hyper(where, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum)
+    columns, dtype = _columns(where, params, grads, [
+        ("square_avgs", square_avgs, True),
+        ("momentum_buffers", momentum_buffers if momentum != 0 else None, momentum != 0),
+        ("grad_avgs", grad_avgs if centered else None, bool(centered))])
+    h.update(centered=bool(centered), maximize=bool(maximize))
+    return _RMSPROP, columns, dtype, h
+
+
+def rmsprop_step(params: Arrays, grads: Arrays, square_avgs: Arrays,
+                 momentum_buffers: Optional[Arrays] = None, grad_avgs: Optional[Arrays] = None,
+                 *, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
+                 maximize: bool = False) -> None:
+    """One RMSprop step, in place (torch.optim.RMSprop)::
+
+        g = ±g + wd·p ;  s = α·s + (1 − α)·g²
+        centered:  ḡ = α·ḡ + (1 − α)·g ,  a = √(s − ḡ²) + eps    else  a = √s + eps
+        momentum:  buf = μ·buf + g/a ,  p = p − lr·buf          else  p = p − lr·g/a
+    """
+    _run(*_prepare_rmsprop(params, grads, square_avgs, momentum_buffers, grad_avgs, lr, alpha,
+                           eps, weight_decay, momentum, centered, maximize))
+
+
+def _prepare_adagrad(params, grads, state_sums, step, lr, lr_decay, weight_decay, eps,
+                     maximize):
+    where = "adagrad_step()"
+    h = _hyper(where, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps)
+    step = _step_count(where, step)
+    columns, dtype = _columns(where, params, grads, [("state_sums", state_sums, True)])
+    h.update(step_size=h["lr"] / (1.0 + (step - 1) * h["lr_decay"]), maximize=bool(maximize))
+    return _ADAGRAD, columns, dtype, h
+
+
+def adagrad_step(params: Arrays, grads: Arrays, state_sums: Arrays, *, step: int,
+                 lr: float = 1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
+                 eps: float = 1e-10, maximize: bool = False) -> None:
+    """One Adagrad step, in place (torch.optim.Adagrad)::
+
+        g = ±g + wd·p ;  clr = lr / (1 + (t − 1)·lr_decay)
+        S = S + g² ;  p = p − clr·g / (√S + eps)
+    """
+    _run(*_prepare_adagrad(params, grads, state_sums, step, lr, lr_decay, weight_decay, eps,
+                           maximize))
+
+
+# ============================================================================ classes
+
+class Optimizer:
+    """Base of the optimizer classes: param groups, per-parameter state, state_dict.
+
+    ``params`` is a list of arrays, or of param groups (dicts with a ``"params"`` list and any
+    hyperparameters to override for that group). Hyperparameters can be changed between
+    steps: ``opt.param_groups[0]["lr"] = 1e-4``. ``step(grads)`` takes the gradients in the
+    order of the parameters (all groups, in order); a None gradient skips its parameter.
+    """
+
+    #: the state arrays a parameter carries, given its group's hyperparameters
+    def _state_names(self, group: dict) -> List[str]:
+        raise NotImplementedError
+
+    def _prepare(self, group: dict, params, grads, states: Dict[str, list], step: int):
+        raise NotImplementedError
+
+    def _initial_state(self, group: dict, name: str, p: np.ndarray) -> np.ndarray:
+        return np.zeros_like(p)
+
+    def _check_options(self, group: dict) -> None:
+        """Validate a group's hyperparameters (a step over no arrays checks only those)."""
+        self._prepare(group, [], [], {n: [] for n in self._state_names(group)}, 1)
+
+    def __init__(self, params: Iterable, defaults: Dict[str, Any]) -> None:
+        where = f"{type(self).__name__}()"
+        params = list(params) if not isinstance(params, np.ndarray) else [params]
+        if not params:
+            raise ValueError(f"{where}: params is empty; expected a list of arrays or of param "
+                             f"groups")
+        raw_groups = params if all(isinstance(g, dict) for g in params) else [{"params": params}]
+        self.defaults = dict(defaults)
+        groups = []
+        for i, g in enumerate(raw_groups):
+            if "params" not in g:
+                raise ValueError(f"{where}: param group {i} has no 'params'")
+            unknown = set(g) - set(defaults) - {"params"}
+            if unknown:
+                raise ValueError(f"{where}: param group {i} has unknown options "
+                                 f"{sorted(unknown)}; expected some of {sorted(defaults)}")
+            ps = g["params"]
+            ps = [ps] if isinstance(ps, np.ndarray) else list(ps)
+            group = {**defaults, **{k: v for k, v in g.items() if k != "params"}, "params": ps}
+            for j, p in enumerate(ps):
+                if not isinstance(p, np.ndarray):
+                    raise TypeError(f"{where}: param {j} of group {i} must be a numpy.ndarray, "
+                                    f"got {type(p).__name__}")
+                V.float_dtype(where, **{f"params[{j}]": p})
+                _in_place(where, f"params[{j}] of group {i}", p, p.dtype, p.shape)
+            self._check_options(group)
+            groups.append(group)
+        seen = set()
+        for p in (p for g in groups for p in g["params"]):
+            if id(p) in seen:
+                raise ValueError(f"{where}: a parameter appears twice; expected each once")
+            seen.add(id(p))
+        self.param_groups: List[dict] = groups
+        #: per parameter (flat index over all groups): {"step": int, name: array, ...}
+        self.state: Dict[int, Dict[str, Any]] = {}
+
+    def _flat(self) -> List[Tuple[int, dict, np.ndarray]]:
+        out, i = [], 0
+        for group in self.param_groups:
+            for p in group["params"]:
+                out.append((i, group, p))
+                i += 1
+        return out
+
+    def step(self, grads: Sequence[Optional[np.ndarray]]) -> None:
+        """Update every parameter that has a gradient, in place, one fused pass each group."""
+        where = f"{type(self).__name__}.step()"
+        flat = self._flat()
+        grads = _as_list(where, "grads", grads)
+        if len(grads) != len(flat):
+            raise ValueError(f"{where}: {len(grads)} grads for {len(flat)} params; expected one "
+                             f"per parameter (None to skip one)")
+        calls, new_state = [], {}
+        for gi, group in enumerate(self.param_groups):
+            names = self._state_names(group)
+            buckets: Dict[int, List[int]] = {}
+            for i, g_, p in flat:
+                if g_ is group and grads[i] is not None:
+                    st = self.state.get(i)
+                    if st is None or any(n not in st for n in names):
+                        st = dict(st or {"step": 0})
+                        for n in names:
+                            if n not in st:
+                                st[n] = self._initial_state(group, n, p)
+                        new_state[i] = st
+                    buckets.setdefault(st["step"] + 1, []).append(i)
+            for step, idx in buckets.items():
+                states = {n: [(new_state.get(i) or self.state[i])[n] for i in idx] for n in names}
+                calls.append(self._prepare(group, [flat[i][2] for i in idx],
+                                           [grads[i] for i in idx], states, step))
+                calls[-1] = (calls[-1], idx)
+        # everything validated: commit the new state, count the step, run the kernels
+        self.state.update(new_state)
+        for call, idx in calls:
+            for i in idx:
+                self.state[i]["step"] += 1
+            _run(*call)
+
+    # ------------------------------------------------------------------ state dict
+    def state_dict(self) -> Dict[str, np.ndarray]:
+        """The whole optimizer as a flat dict of NumPy arrays (``np.savez`` it)::
+
+            "optimizer"            the class name
+            "groups"               the number of param groups
+            "group{g}.params"      flat indices of the group's parameters
+            "group{g}.{option}"    each hyperparameter of the group
+            "state{i}.step"        the step count of parameter i
+            "state{i}.{name}"      each state array of parameter i (copies)
+        """
+        sd: Dict[str, np.ndarray] = {"optimizer": np.array(type(self).__name__),
+                                     "groups": np.array(len(self.param_groups))}
+        flat = self._flat()
+        for g, group in enumerate(self.param_groups):
+            sd[f"group{g}.params"] = np.array([i for i, gg, _ in flat if gg is group], np.int64)
+            for k, v in group.items():
+                if k != "params":
+                    sd[f"group{g}.{k}"] = np.array(v)
+        for i, st in self.state.items():
+            for k, v in st.items():
+                sd[f"state{i}.{k}"] = np.array(v, copy=True)
+        return sd
+
+    def load_state_dict(self, state_dict) -> None:
+        """Restore a ``state_dict()`` (or ``np.load`` of its ``np.savez``) of the same
+        optimizer class over the same parameters. Checked whole before anything is set."""
+        where = f"{type(self).__name__}.load_state_dict()"
+        sd = {k: np.asarray(state_dict[k]) for k in state_dict.keys()}
+        name = str(sd.get("optimizer", np.array("?")))
+        if name != type(self).__name__:
+            raise ValueError(f"{where}: the state dict is of optimizer {name!r}; expected "
+                             f"{type(self).__name__!r}")
+        if int(sd.get("groups", -1)) != len(self.param_groups):
+            raise ValueError(f"{where}: the state dict has {sd.get('groups')} param groups; "
+                             f"expected {len(self.param_groups)}")
+        flat = self._flat()
+        new_groups = []
+        for g, group in enumerate(self.param_groups):
+            mine = np.array([i for i, gg, _ in flat if gg is group], np.int64)
+            theirs = sd.get(f"group{g}.params")
+            if theirs is None or not np.array_equal(theirs, mine):
+                raise ValueError(f"{where}: param group {g} holds other parameters than this "
+                                 f"optimizer's group {g}")
+            new = {"params": group["params"]}
+            for k, default in self.defaults.items():
+                if f"group{g}.{k}" not in sd:
+                    raise ValueError(f"{where}: option {k!r} of group {g} is missing")
+                v = sd[f"group{g}.{k}"]
+                new[k] = (tuple(float(x) for x in v) if isinstance(default, tuple)
+                          else bool(v) if isinstance(default, bool) else float(v))
+            new_groups.append(new)
+        for new in new_groups:
+            self._check_options(new)
+        group_of = {i: new_groups[[id(g) for g in self.param_groups].index(id(gg))]
+                    for i, gg, _ in flat}
+        new_state: Dict[int, Dict[str, Any]] = {}
+        for key, v in sd.items():
+            if not key.startswith("state"):
+                continue
+            head, _, field = key.partition(".")
+            i = int(head[5:]) if head[5:].isdigit() else -1
+            if not 0 <= i < len(flat):
+                raise ValueError(f"{where}: {key!r} names no parameter of this optimizer")
+            p = flat[i][2]
+            if field == "step":
+                new_state.setdefault(i, {})["step"] = int(v)
+                continue
+            if field not in self._state_names(group_of[i]):
+                raise ValueError(f"{where}: {key!r} is no state of {type(self).__name__} with "
+                                 f"these options")
+            if v.shape != p.shape or v.dtype != p.dtype:
+                raise ValueError(f"{where}: {key!r} has shape {v.shape} and dtype {v.dtype}; "
+                                 f"expected {p.shape} and {p.dtype} (its parameter's)")
+            new_state.setdefault(i, {})[field] = np.array(v, copy=True, order="C")
+        for i, st in new_state.items():
+            if "step" not in st:
+                raise ValueError(f"{where}: the state of parameter {i} has no step count")
+        for group, new in zip(self.param_groups, new_groups):
+            group.update(new)
+        self.state = new_state
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.defaults.items())
+        return f"{type(self).__name__}({sum(len(g['params']) for g in self.param_groups)} " \
+               f"params, {opts})"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, with momentum, dampening, Nesterov, weight decay
+    (torch.optim.SGD); see ``sgd_step`` for the formulas."""
+
+    def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
+                 weight_decay: float = 0.0, nesterov: bool = False, maximize: bool = False):
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov,
+                                      maximize=maximize))
+
+    def _state_names(self, group):
+        return ["momentum_buffer"] if group["momentum"] != 0 else []
+
+    def _prepare(self, group, params, grads, states, step):
+        return _prepare_sgd(params, grads, states.get("momentum_buffer"), step, group["lr"],
+                            group["momentum"], group["dampening"], group["weight_decay"],
+                            group["nesterov"], group["maximize"])
+
+
+class Adam(Optimizer):
+    """Adam (torch.optim.Adam): weight_decay is an L2 term added to the gradient; see
+    ``adam_step``."""
+
+    _decoupled = False
+
+    def __init__(self, params, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False,
+                 maximize: bool = False):
+        super().__init__(params, dict(lr=lr, betas=tuple(betas) if isinstance(betas, list)
+                                      else betas, eps=eps, weight_decay=weight_decay,
+                                      amsgrad=amsgrad, maximize=maximize))
+
+    def _state_names(self, group):
+        return ["exp_avg", "exp_avg_sq"] + (["max_exp_avg_sq"] if group["amsgrad"] else [])
+
+    def _prepare(self, group, params, grads, states, step):
+        where = "adamw_step()" if self._decoupled else "adam_step()"
+        return _prepare_adam(where, self._decoupled, params, grads, states["exp_avg"],
+                             states["exp_avg_sq"], states.get("max_exp_avg_sq"), step,
+                             group["lr"], group["betas"], group["eps"], group["weight_decay"],
+                             group["amsgrad"], group["maximize"])
+
+
+class AdamW(Adam):
+    """AdamW (torch.optim.AdamW): decoupled weight decay p ← p·(1 − lr·wd) before the Adam
+    update (Loshchilov & Hutter); see ``adamw_step``."""
+
+    _decoupled = True
+
+    def __init__(self, params, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False,
+                 maximize: bool = False):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize)
+
+
+class RMSprop(Optimizer):
+    """RMSprop (torch.optim.RMSprop), optionally centered and with momentum; see
+    ``rmsprop_step``."""
+
+    def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
+                 maximize: bool = False):
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                                      momentum=momentum, centered=centered, maximize=maximize))
+
+    def _state_names(self, group):
+        return (["square_avg"] + (["momentum_buffer"] if group["momentum"] != 0 else [])
+                + (["grad_avg"] if group["centered"] else []))
+
+    def _prepare(self, group, params, grads, states, step):
+        return _prepare_rmsprop(params, grads, states["square_avg"],
+                                states.get("momentum_buffer"), states.get("grad_avg"),
+                                group["lr"], group["alpha"], group["eps"],
+                                group["weight_decay"], group["momentum"], group["centered"],
+                                group["maximize"])
+
+
+class Adagrad(Optimizer):
+    """Adagrad (torch.optim.Adagrad); see ``adagrad_step``."""
+
+    def __init__(self, params, lr: float = 1e-2, lr_decay: float = 0.0,
+                 weight_decay: float = 0.0, initial_accumulator_value: float = 0.0,
+                 eps: float = 1e-10, maximize: bool = False):
+        V.number("Adagrad()", "initial_accumulator_value", initial_accumulator_value, low=0.0)
+        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                                      initial_accumulator_value=initial_accumulator_value,
+                                      eps=eps, maximize=maximize))
+
+    def _state_names(self, group):
+        return ["sum"]
+
+    def _initial_state(self, group, name, p):
+        return np.full_like(p, group["initial_accumulator_value"])
+
+    def _prepare(self, group, params, grads, states, step):
+        return _prepare_adagrad(params, grads, states["sum"], step, group["lr"],
+                                group["lr_decay"], group["weight_decay"], group["eps"],
+                                group["maximize"])

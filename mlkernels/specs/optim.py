@@ -1,0 +1,107 @@
+"""Spec rows of the optimizer family: the functional steps.
+
+The fast steps update in place and return nothing; the rows wrap them to return the updated
+arrays in the reference's layout ``(params, state_1, ...)`` so both can be compared.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import optim as fast
+from .. import reference as ref
+from . import BenchCase, KernelSpec, torch_or_none
+
+SHAPES = [((1,),), ((7,), (3, 5)), ((33,),), ((0,), (4,)), ((2, 3, 4), (17,), (1,)),
+          ((40000,),), ((1000,), (16385,))]
+
+
+def _arrays(rng, dtype, shapes, scale=1.0, positive=False):
+    out = [rng.standard_normal(s) * scale for s in shapes]
+    return [(np.abs(a) if positive else a).astype(dtype) for a in out]
+
+
+def _options(rng, names):
+    return {n: bool(rng.integers(2)) for n in names}
+
+
+# each row: make_args draws the state and a combination of options from rng
+def _sgd_args(rng, dtype, shapes):
+    o = _options(rng, ["momentum_on", "nesterov", "maximize", "decay", "first"])
+    momentum = 0.9 if o["momentum_on"] or o["nesterov"] else 0.0
+    kwargs = dict(step=1 if o["first"] else 4, lr=0.05, momentum=momentum,
+                  dampening=0.0 if o["nesterov"] else 0.1 * o["decay"],
+                  weight_decay=0.01 * o["decay"], nesterov=o["nesterov"], maximize=o["maximize"])
+    bufs = _arrays(rng, dtype, shapes) if momentum else None
+    return (_arrays(rng, dtype, shapes), _arrays(rng, dtype, shapes), bufs), kwargs
+
+
+def _adam_args(rng, dtype, shapes):
+    o = _options(rng, ["amsgrad", "maximize", "decay"])
+    kwargs = dict(step=int(rng.integers(1, 20)), lr=0.01, betas=(0.9, 0.999), eps=1e-8,
+                  weight_decay=0.05 * o["decay"], amsgrad=o["amsgrad"], maximize=o["maximize"])
+    vmax = _arrays(rng, dtype, shapes, 0.1, True) if o["amsgrad"] else None
+    return (_arrays(rng, dtype, shapes), _arrays(rng, dtype, shapes),
+            _arrays(rng, dtype, shapes, 0.1), _arrays(rng, dtype, shapes, 0.1, True), vmax), kwargs
+
+
+def _rmsprop_args(rng, dtype, shapes):
+    o = _options(rng, ["centered", "momentum_on", "maximize", "decay"])
+    kwargs = dict(lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.01 * o["decay"],
+                  momentum=0.9 * o["momentum_on"], centered=o["centered"], maximize=o["maximize"])
+    bufs = _arrays(rng, dtype, shapes) if o["momentum_on"] else None
+    gavg = _arrays(rng, dtype, shapes, 0.1) if o["centered"] else None
+    # a real run keeps the mean of g² at least the square of the mean of g (s ≥ ḡ²), well
+    # away from the cancellation of √(s − ḡ²) when they are equal
+    sq = [(np.abs(rng.standard_normal(sh)) + 0.5).astype(dtype) for sh in shapes]
+    if gavg is not None:
+        sq = [(s + ga.astype(np.float64) ** 2).astype(dtype) for s, ga in zip(sq, gavg)]
+    return (_arrays(rng, dtype, shapes), _arrays(rng, dtype, shapes), sq, bufs, gavg), kwargs
+
+
+def _adagrad_args(rng, dtype, shapes):
+    o = _options(rng, ["maximize", "decay"])
+    kwargs = dict(step=int(rng.integers(1, 20)), lr=0.01, lr_decay=0.01 * o["decay"],
+                  weight_decay=0.01 * o["decay"], eps=1e-10, maximize=o["maximize"])
+    return (_arrays(rng, dtype, shapes), _arrays(rng, dtype, shapes),
+            _arrays(rng, dtype, shapes, 1.0, True)), kwargs
+
+
+def _in_place(step, layout):
+    """The fast step, returning the arrays it updated in the reference's layout.
+
+    ``layout(args, kwargs)`` gives the positions of the updated argument lists."""
+    def run(*args, **kwargs):
+        step(*args, **kwargs)
+        return tuple(_as_list(args[i]) for i in layout(args, kwargs))
+    run.__name__ = step.__name__
+    return run
+
+
+def _as_list(a):
+    return [a] if isinstance(a, np.ndarray) else list(a)
+
+
+def _outputs(result):
+    return [a for group in result for a in group]
+
+
+SPECS = [
+    KernelSpec("sgd_step", "optim",
+               _in_place(fast.sgd_step, lambda a, k: [0, 2] if k.get("momentum") else [0]),
+               ref.sgd_step, lambda r, d, s: _sgd_args(r, d, s), SHAPES, outputs=_outputs),
+    KernelSpec("adam_step", "optim",
+               _in_place(fast.adam_step, lambda a, k: [0, 2, 3, 4] if k.get("amsgrad") else [0, 2, 3]),
+               ref.adam_step, lambda r, d, s: _adam_args(r, d, s), SHAPES, outputs=_outputs),
+    KernelSpec("adamw_step", "optim",
+               _in_place(fast.adamw_step, lambda a, k: [0, 2, 3, 4] if k.get("amsgrad") else [0, 2, 3]),
+               ref.adamw_step, lambda r, d, s: _adam_args(r, d, s), SHAPES, outputs=_outputs),
+    KernelSpec("rmsprop_step", "optim",
+               _in_place(fast.rmsprop_step,
+                         lambda a, k: [0, 2] + ([3] if k.get("momentum") else [])
+                         + ([4] if k.get("centered") else [])),
+               ref.rmsprop_step, lambda r, d, s: _rmsprop_args(r, d, s), SHAPES,
+               outputs=_outputs),
+    KernelSpec("adagrad_step", "optim", _in_place(fast.adagrad_step, lambda a, k: [0, 2]),
+               ref.adagrad_step, lambda r, d, s: _adagrad_args(r, d, s), SHAPES,
+               outputs=_outputs),
+]
