@@ -45,7 +45,7 @@ def _copy_fn(nbytes: int) -> Optional[Callable[[], object]]:
 def run_case(case: BenchCase, samples: int, min_seconds: float) -> Dict[str, float]:
     """Median seconds per call of every implementation (and of the copy, as "copy")."""
     fns = dict(case.impls)
-    copy = _copy_fn(case.copy_nbytes)
+    copy = case.roofline or _copy_fn(case.copy_nbytes)
     if copy is not None:
         fns["copy"] = copy
     numbers = {name: _calibrate(fn, min_seconds) for name, fn in fns.items()}

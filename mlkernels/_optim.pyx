@@ -12,13 +12,15 @@ How it is built
 * Per-step scalars (bias corrections, step sizes) are computed once per step in double by the
   caller and rounded once to the array's type: the inner loops do only the per-element math.
 * Branches on hyperparameters (amsgrad, weight decay on or off, nesterov...) are invariant in
-  the loops, so the compiler unswitches them and each variant vectorizes.
+  the loops, so the compiler unswitches them and each variant vectorizes. They are copied
+  into locals first: read through the ``Hyper*`` pointer, they could alias the arrays being
+  written, and the compiler would have to reload them every iteration (no vectorization).
 The formulas and their order of operations are those of torch.optim (see mlkernels/optim.py
 and the reference, mlkernels/reference/optim.py).
 """
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport sqrt
+from libc.math cimport sqrt as sqrt_double, sqrtf
 from libc.stdlib cimport malloc, free
 
 cimport numpy as cnp
@@ -36,6 +38,15 @@ cdef enum Kind:
     ADAGRAD = 3
 
 
+cdef inline floating sqrt(floating x) noexcept nogil:
+    # sqrtf for float (libc.math.sqrt is the double one: it would promote the whole float32
+    # expression to double -- half the vector width, and not float32 rounding)
+    if floating is float:
+        return sqrtf(x)
+    else:
+        return sqrt_double(x)
+
+
 cdef struct Hyper:
     # every hyperparameter of every optimizer, in double; the runs round them once
     double lr, momentum, dampening, weight_decay, sign      # sign: -1 when maximize
@@ -51,18 +62,19 @@ cdef void sgd_run(floating* p, const floating* g, floating* buf, Py_ssize_t n,
     d = d + μ·buf (nesterov) or buf;  p −= lr·d."""
     cdef floating lr = <floating>h.lr, wd = <floating>h.weight_decay, sign = <floating>h.sign
     cdef floating mu = <floating>h.momentum, damp = <floating>(1.0 - h.dampening)
+    cdef bint has_momentum = h.has_momentum, first_step = h.first_step, nesterov = h.nesterov
     cdef floating d
     cdef Py_ssize_t i
     for i in range(n):
         d = sign * g[i]
         if wd != 0:
             d = d + wd * p[i]
-        if h.has_momentum:
-            if h.first_step:
+        if has_momentum:
+            if first_step:
                 buf[i] = d
             else:
                 buf[i] = mu * buf[i] + damp * d
-            if h.nesterov:
+            if nesterov:
                 d = d + mu * buf[i]
             else:
                 d = buf[i]
@@ -80,6 +92,7 @@ cdef void adam_run(floating* p, const floating* g, floating* m, floating* v, flo
     cdef floating one_b1 = <floating>(1.0 - h.beta1), one_b2 = <floating>(1.0 - h.beta2)
     cdef floating step_size = <floating>h.step_size, eps = <floating>h.eps
     cdef floating bc2_sqrt = <floating>h.bias_correction2_sqrt
+    cdef bint amsgrad = h.amsgrad
     cdef floating gi, mi, vi, denom
     cdef Py_ssize_t i
     for i in range(n):
@@ -92,7 +105,7 @@ cdef void adam_run(floating* p, const floating* g, floating* m, floating* v, flo
         vi = b2 * v[i] + one_b2 * gi * gi
         m[i] = mi
         v[i] = vi
-        if h.amsgrad:
+        if amsgrad:
             vi = vmax[i] if vmax[i] > vi else vi
             vmax[i] = vi
         denom = sqrt(vi) / bc2_sqrt + eps
@@ -107,6 +120,7 @@ cdef void rmsprop_run(floating* p, const floating* g, floating* sq, floating* bu
     cdef floating sign = <floating>h.sign, wd = <floating>h.weight_decay
     cdef floating alpha = <floating>h.alpha, one_alpha = <floating>(1.0 - h.alpha)
     cdef floating eps = <floating>h.eps, lr = <floating>h.lr, mu = <floating>h.momentum
+    cdef bint centered = h.centered, has_momentum = h.has_momentum
     cdef floating gi, si, ai
     cdef Py_ssize_t i
     for i in range(n):
@@ -115,12 +129,12 @@ cdef void rmsprop_run(floating* p, const floating* g, floating* sq, floating* bu
             gi = gi + wd * p[i]
         si = alpha * sq[i] + one_alpha * gi * gi
         sq[i] = si
-        if h.centered:
+        if centered:
             gavg[i] = alpha * gavg[i] + one_alpha * gi
             ai = sqrt(si - gavg[i] * gavg[i]) + eps
         else:
             ai = sqrt(si) + eps
-        if h.has_momentum:
+        if has_momentum:
             buf[i] = mu * buf[i] + gi / ai
             p[i] = p[i] - lr * buf[i]
         else:

@@ -13,8 +13,15 @@ from mlkernels.specs import SPECS, by_family, families
 from mlkernels.testing import copy_args
 
 
+def _numel(shape):
+    """Elements a spec "shape" describes (a shape, or a tuple of shapes for lists of arrays)."""
+    if all(isinstance(d, (int, np.integer)) for d in shape):
+        return int(np.prod(shape))
+    return sum(_numel(s) for s in shape)
+
+
 def _smallest_args(spec, seed, dtype=np.float32):
-    shapes = sorted(spec.shapes, key=lambda s: (np.prod(s) == 0, np.prod(s)))
+    shapes = sorted(spec.shapes, key=lambda s: (_numel(s) == 0, _numel(s)))
     return spec.make_args(np.random.default_rng(seed), np.dtype(dtype), shapes[0])
 
 
@@ -31,7 +38,7 @@ def test_thread_stress_matches_single_threaded():
     inputs = {(n, t): _smallest_args(SPECS[n], seed=t) for n in names for t in range(8)}
     # mid-sized inputs too, so that OpenMP regions open inside the Python threads
     for n in names:
-        shapes = sorted(SPECS[n].shapes, key=np.prod)
+        shapes = sorted(SPECS[n].shapes, key=_numel)
         inputs[(n, "mid")] = SPECS[n].make_args(np.random.default_rng(99), np.dtype(np.float32),
                                                 shapes[-1])
     expected = {key: _run(SPECS[key[0]], *inputs[key]) for key in inputs}

@@ -28,6 +28,8 @@ class BenchCase:
     one call cannot avoid (for GB/s), ``flops`` its arithmetic (for GFLOP/s); ``copy_nbytes``
     is the size of the array whose copy, timed in the same run, is the memory roofline
     (``copy_factor`` copies of it: e.g. 1.5 for a backward that reads two arrays and writes one).
+    ``roofline`` replaces that copy by another reference operation (e.g. an in-place scale for
+    the optimizers), still measured in the same run and weighted by ``copy_factor``.
     """
     label: str
     impls: Mapping[str, Callable[[], object]]
@@ -35,6 +37,7 @@ class BenchCase:
     flops: float = 0.0
     copy_nbytes: int = 0
     copy_factor: float = 1.0
+    roofline: Optional[Callable[[], object]] = None
 
 
 @dataclass(frozen=True)

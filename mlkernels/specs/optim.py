@@ -85,16 +85,99 @@ def _outputs(result):
     return [a for group in result for a in group]
 
 
+def _numpy_adamw(params, grads, ms, vs, step, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, wd=1e-2):
+    """AdamW as a NumPy user writes it, in place: ~10 passes over memory per array."""
+    for p, g, m, v in zip(params, grads, ms, vs):
+        p *= 1 - lr * wd
+        m *= b1
+        m += (1 - b1) * g
+        v *= b2
+        v += (1 - b2) * g * g
+        denom = np.sqrt(v / (1 - b2 ** step))
+        denom += eps
+        p -= (lr / (1 - b1 ** step)) * m / denom
+
+
+def _numpy_sgd_momentum(params, grads, bufs, lr=1e-3, mu=0.9):
+    for p, g, b in zip(params, grads, bufs):
+        b *= mu
+        b += g
+        p -= lr * b
+
+
+def _bench(quick):
+    torch = torch_or_none()
+    n = 4 * 2**20 if quick else 16 * 2**20
+    rng = np.random.default_rng(0)
+    cases = []
+    scale_buf = np.ones(n, np.float32)
+    roofline = lambda a=scale_buf: np.multiply(a, np.float32(1.0), out=a)  # 8 bytes/element
+    for name, state_arrays, per_param in (("adamw_step", 2, 28), ("adam_step", 2, 28),
+                                          ("sgd_step momentum", 1, 20)):
+        p = [rng.standard_normal(n, dtype=np.float32)]
+        g = [rng.standard_normal(n, dtype=np.float32) * 1e-3]
+        st = [[np.zeros(n, np.float32)] for _ in range(state_arrays)]
+        if name == "adamw_step":
+            impls = {"mlkernels": lambda p=p, g=g, st=st: fast.adamw_step(p, g, *st, step=5),
+                     "numpy (in place)": lambda p=p, g=g, st=st: _numpy_adamw(p, g, *st, 5)}
+        elif name == "adam_step":
+            impls = {"mlkernels": lambda p=p, g=g, st=st: fast.adam_step(p, g, *st, step=5),
+                     "numpy (in place)": lambda p=p, g=g, st=st: _numpy_adamw(p, g, *st, 5,
+                                                                              wd=0.0)}
+        else:
+            impls = {"mlkernels": lambda p=p, g=g, st=st: fast.sgd_step(
+                         p, g, st[0], step=5, lr=1e-3, momentum=0.9),
+                     "numpy (in place)": lambda p=p, g=g, st=st: _numpy_sgd_momentum(p, g, st[0])}
+        if torch is not None:
+            tp = [torch.from_numpy(p[0])]
+            tp[0].grad = torch.from_numpy(g[0])
+            klass = {"adamw_step": torch.optim.AdamW, "adam_step": torch.optim.Adam}.get(name)
+            topt = (klass(tp, fused=True) if klass else
+                    torch.optim.SGD(tp, lr=1e-3, momentum=0.9, foreach=True))
+            topt.step()
+            impls["torch (fused)" if klass else "torch (foreach)"] = lambda o=topt: o.step()
+        cases_label = f"float32 {n // 2**20}M params"
+        cases.append((name, BenchCase(cases_label, impls, nbytes=per_param * n,
+                                      roofline=roofline, copy_factor=per_param / 8)))
+    # per-array overhead: 1,000 arrays of 1,000 vs one array of 1,000,000
+    many = [rng.standard_normal(1000, dtype=np.float32) for _ in range(1000)]
+    many_g = [np.ones(1000, np.float32) for _ in range(1000)]
+    many_st = [[np.zeros(1000, np.float32) for _ in range(1000)] for _ in range(2)]
+    one = [rng.standard_normal(10**6, dtype=np.float32)]
+    one_g = [np.ones(10**6, np.float32)]
+    one_st = [[np.zeros(10**6, np.float32)] for _ in range(2)]
+    cases.append(("adamw_step", BenchCase(
+        "float32 1000 arrays x 1000 vs 1 x 1M",
+        {"mlkernels 1000 arrays": lambda: fast.adamw_step(many, many_g, *many_st, step=5),
+         "mlkernels 1 array": lambda: fast.adamw_step(one, one_g, *one_st, step=5)},
+        nbytes=28 * 10**6)))
+    return cases
+
+
+_BENCH = {}
+
+
+def _bench_for(name):
+    def bench(quick):
+        if quick not in _BENCH:
+            _BENCH[quick] = _bench(quick)
+        return [c for n, c in _BENCH[quick] if n.split()[0] == name]
+    return bench
+
+
 SPECS = [
     KernelSpec("sgd_step", "optim",
                _in_place(fast.sgd_step, lambda a, k: [0, 2] if k.get("momentum") else [0]),
-               ref.sgd_step, lambda r, d, s: _sgd_args(r, d, s), SHAPES, outputs=_outputs),
+               ref.sgd_step, lambda r, d, s: _sgd_args(r, d, s), SHAPES, outputs=_outputs,
+               bench=_bench_for("sgd_step")),
     KernelSpec("adam_step", "optim",
                _in_place(fast.adam_step, lambda a, k: [0, 2, 3, 4] if k.get("amsgrad") else [0, 2, 3]),
-               ref.adam_step, lambda r, d, s: _adam_args(r, d, s), SHAPES, outputs=_outputs),
+               ref.adam_step, lambda r, d, s: _adam_args(r, d, s), SHAPES, outputs=_outputs,
+               bench=_bench_for("adam_step")),
     KernelSpec("adamw_step", "optim",
                _in_place(fast.adamw_step, lambda a, k: [0, 2, 3, 4] if k.get("amsgrad") else [0, 2, 3]),
-               ref.adamw_step, lambda r, d, s: _adam_args(r, d, s), SHAPES, outputs=_outputs),
+               ref.adamw_step, lambda r, d, s: _adam_args(r, d, s), SHAPES, outputs=_outputs,
+               bench=_bench_for("adamw_step")),
     KernelSpec("rmsprop_step", "optim",
                _in_place(fast.rmsprop_step,
                          lambda a, k: [0, 2] + ([3] if k.get("momentum") else [])
