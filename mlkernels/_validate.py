@@ -62,7 +62,8 @@ def c_array(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """``a`` itself when it is C-contiguous, aligned and native-endian; else one copy that is."""
     if a.flags.c_contiguous and a.flags.aligned and a.dtype == dtype:
         return a
-    return np.ascontiguousarray(a, dtype=dtype)  # one copy; ascontiguousarray also aligns
+    # one copy, C-ordered, aligned and native (np.ascontiguousarray would make 0-d arrays 1-d)
+    return np.array(a, dtype=dtype, order="C", copy=True)
 
 
 def output(where: str, out: Optional[np.ndarray], shape: tuple, dtype: np.dtype,

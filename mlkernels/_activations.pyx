@@ -1,0 +1,410 @@
+"""Activation kernels: y = f(x) and grad_x = grad_out · f'(x), elementwise.
+
+How it is built
+---------------
+* One loop per activation and direction, each branchless (selects, not ifs) and calling only
+  the inline math of ``_vecmath.h`` for float32, so GCC vectorizes it (16 lanes with
+  AVX-512). float64 calls libm (correct, but scalar).
+* One pass: read x (and grad_out), write y. A NumPy composition of GELU makes 5-10 passes and
+  calls scipy's scalar erf.
+* Large arrays are cut into chunks of ``CHUNK`` elements handed to OpenMP threads; below a
+  threshold the call stays serial (opening a parallel region costs microseconds).
+* The per-call cost on tiny arrays is kept small: ``unary``/``binary`` take the ndarray
+  objects and read their data pointers directly (no memoryview acquisition); anything
+  unusual (strides, byte order, a wrong ``out``...) returns ``NotImplemented`` and the
+  Python API (mlkernels/activations.py) takes the fully validated path instead.
+"""
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.math cimport exp, expm1, log1p, tanh, erfc, fabs, sqrt
+
+cimport numpy as cnp
+import numpy as np
+
+from mlkernels._threads import get_num_threads
+
+cnp.import_array()
+
+cdef extern from "_vecmath.h" nogil:
+    float mlk_expf(float x)
+    float mlk_expm1f(float x)
+    float mlk_log1pf(float x)
+    float mlk_tanhf(float x)
+    float mlk_sigmoidf(float x)
+    float mlk_ndtrf(float x)
+    float mlk_exp_half_sqf(float x)
+
+# The operations (mlkernels/activations.py names them). Parameters a, b per operation:
+#   LEAKY_RELU a = negative_slope;  ELU a = alpha;  SWISH a = beta;
+#   SOFTPLUS a = beta, b = threshold;  PRELU_SCALAR a = weight
+cpdef enum Op:
+    RELU = 0
+    LEAKY_RELU = 1
+    ELU = 2
+    SELU = 3
+    GELU = 4
+    GELU_TANH = 5
+    SILU = 6
+    SWISH = 7
+    SIGMOID = 8
+    TANH = 9
+    SOFTPLUS = 10
+
+cdef enum:
+    CHUNK = 16384                  # elements per OpenMP work item (64 KiB of float32)
+    SERIAL_BELOW_CHEAP = 262144    # relu-like ops: memory-bound, threads pay off late
+    SERIAL_BELOW = 32768           # ops with exp/erf/tanh: compute-bound, threads pay off early
+
+cdef double SELU_ALPHA = 1.6732632423543772848170429916717
+cdef double SELU_SCALE = 1.0507009873554804934193349852946
+cdef double SQRT_2_OVER_PI = 0.7978845608028654
+cdef double GELU_C = 0.044715
+cdef double INV_SQRT_2PI = 0.3989422804014327
+cdef double SQRT1_2 = 0.7071067811865476
+
+
+# ------------------------------------------------------------------ math, by type
+cdef inline floating v_exp(floating x) noexcept nogil:
+    if floating is float:
+        return mlk_expf(x)
+    else:
+        return exp(x)
+
+cdef inline floating v_expm1(floating x) noexcept nogil:
+    if floating is float:
+        return mlk_expm1f(x)
+    else:
+        return expm1(x)
+
+cdef inline floating v_log1p(floating x) noexcept nogil:
+    if floating is float:
+        return mlk_log1pf(x)
+    else:
+        return log1p(x)
+
+cdef inline floating v_tanh(floating x) noexcept nogil:
+    if floating is float:
+        return mlk_tanhf(x)
+    else:
+        return tanh(x)
+
+cdef inline floating v_sigmoid(floating x) noexcept nogil:
+    """σ(x) through z = e^-|x|, never overflowing; z/(1+z) keeps the left tail relative."""
+    cdef double z
+    if floating is float:
+        return mlk_sigmoidf(x)
+    else:
+        z = exp(-fabs(x))
+        return z / (1 + z) if x < 0 else 1 / (1 + z)
+
+cdef inline floating sigmoid_pair(floating v, floating* one_minus) noexcept nogil:
+    """σ(v), and 1 − σ(v) = σ(−v) into *one_minus, both from one z = e^−|v|: the
+    subtraction 1 − σ would lose the digits of a σ near 1 (used in every backward)."""
+    cdef floating z = v_exp(-fabs(v))
+    cdef floating inv = 1 / (1 + z)
+    one_minus[0] = z * inv if v >= 0 else inv
+    return inv if v >= 0 else z * inv
+
+
+cdef inline floating v_ndtr(floating x) noexcept nogil:
+    """Φ(x), the standard normal CDF (0.5·erfc(−x/√2), relative accuracy in the left tail)."""
+    if floating is float:
+        return mlk_ndtrf(x)
+    else:
+        return 0.5 * erfc(-x * SQRT1_2)
+
+cdef inline floating v_npdf(floating x) noexcept nogil:
+    """φ(x) = e^(−x²/2)/√(2π)."""
+    if floating is float:
+        return mlk_exp_half_sqf(x) * <float>INV_SQRT_2PI
+    else:
+        return exp(-0.5 * x * x) * INV_SQRT_2PI
+
+
+# ------------------------------------------------------------------ forward and backward
+# Each pair: y = f(x) over a run of n elements, then grad_x = g·f'(x). The backward of f
+# takes the forward's input x, as in torch (for GELU the derivative needs x, not y).
+
+cdef void forward_run(Op op, const floating* x, floating* y, Py_ssize_t n,
+                      floating a, floating b) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating v, u, s
+    if op == RELU:                     # max(x, 0); NaN and -0 pass through
+        for i in range(n):
+            y[i] = 0 if x[i] < 0 else x[i]
+    elif op == LEAKY_RELU:             # x if x > 0 else a·x
+        for i in range(n):
+            y[i] = x[i] if x[i] > 0 else a * x[i]
+    elif op == ELU:                    # x if x > 0 else α(e^x − 1)
+        for i in range(n):
+            y[i] = x[i] if x[i] > 0 else a * v_expm1(x[i])
+    elif op == SELU:                   # λ(x if x > 0 else α(e^x − 1))
+        for i in range(n):
+            v = x[i] if x[i] > 0 else <floating>SELU_ALPHA * v_expm1(x[i])
+            y[i] = <floating>SELU_SCALE * v
+    elif op == GELU:                   # x·Φ(x)
+        for i in range(n):
+            y[i] = x[i] * v_ndtr(x[i])
+    elif op == GELU_TANH:              # 0.5x(1 + tanh(u)) = x·σ(2u), u = √(2/π)(x + 0.044715x³)
+        for i in range(n):
+            v = x[i]
+            u = <floating>SQRT_2_OVER_PI * (v + <floating>GELU_C * v * v * v)
+            y[i] = v * v_sigmoid(2 * u)   # σ form: no 1 + tanh cancellation for x << 0
+    elif op == SILU:                   # x·σ(x)
+        for i in range(n):
+            y[i] = x[i] * v_sigmoid(x[i])
+    elif op == SWISH:                  # x·σ(βx)
+        for i in range(n):
+            y[i] = x[i] * v_sigmoid(a * x[i])
+    elif op == SIGMOID:
+        for i in range(n):
+            y[i] = v_sigmoid(x[i])
+    elif op == TANH:
+        for i in range(n):
+            y[i] = v_tanh(x[i])
+    elif op == SOFTPLUS:               # log(1 + e^(βx))/β, or x where βx > threshold
+        for i in range(n):
+            v = a * x[i]
+            # log1p(e^v) = max(v, 0) + log1p(e^−|v|): never overflows
+            s = (v if v > 0 else 0) + v_log1p(v_exp(-fabs(v)))
+            y[i] = x[i] if v > b else s / a
+
+
+cdef void backward_run(Op op, const floating* g, const floating* x, floating* gx, Py_ssize_t n,
+                       floating a, floating b) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating v, u, s, d, xc, t
+    if op == RELU:                     # f' = 1 if x > 0 else 0 (0 at the kink); NaN x -> NaN
+        for i in range(n):
+            gx[i] = g[i] if x[i] > 0 else (x[i] if x[i] != x[i] else 0)
+    elif op == LEAKY_RELU:
+        for i in range(n):
+            gx[i] = g[i] if x[i] > 0 else a * g[i]
+    elif op == ELU:                    # f' = 1 if x > 0 else α·e^x
+        for i in range(n):
+            gx[i] = g[i] if x[i] > 0 else g[i] * a * v_exp(x[i])
+    elif op == SELU:
+        for i in range(n):
+            d = 1 if x[i] > 0 else <floating>SELU_ALPHA * v_exp(x[i])
+            gx[i] = g[i] * <floating>SELU_SCALE * d
+    elif op == GELU:                   # f' = Φ(x) + x·φ(x)
+        for i in range(n):
+            gx[i] = g[i] * (v_ndtr(x[i]) + x[i] * v_npdf(x[i]))
+    elif op == GELU_TANH:              # f' = s + 2x·s(1 − s)·u',  s = σ(2u)
+        for i in range(n):
+            v = x[i]
+            u = <floating>SQRT_2_OVER_PI * (v + <floating>GELU_C * v * v * v)
+            s = sigmoid_pair(2 * u, &t)
+            # s(1 − s) is exactly 0 for |x| > 1e4: clamp x there so that u' stays finite
+            xc = v if fabs(v) < 1e4 else (<floating>1e4 if v > 0 else <floating>-1e4)
+            d = <floating>SQRT_2_OVER_PI * (1 + 3 * <floating>GELU_C * xc * xc)
+            gx[i] = g[i] * (s + 2 * xc * s * t * d)
+    elif op == SILU:                   # f' = σ(1 + x(1 − σ))
+        for i in range(n):
+            s = sigmoid_pair(x[i], &t)
+            gx[i] = g[i] * s * (1 + x[i] * t)
+    elif op == SWISH:                  # f' = σ(βx)(1 + βx(1 − σ(βx)))
+        for i in range(n):
+            s = sigmoid_pair(a * x[i], &t)
+            gx[i] = g[i] * s * (1 + a * x[i] * t)
+    elif op == SIGMOID:                # f' = σ(1 − σ)
+        for i in range(n):
+            s = sigmoid_pair(x[i], &t)
+            gx[i] = g[i] * s * t
+    elif op == TANH:                   # f' = 1 − tanh² = 4z/(1 + z)², z = e^−2|x|
+        for i in range(n):             # (no cancellation when tanh is near ±1)
+            s = v_exp(-2 * fabs(x[i]))
+            gx[i] = g[i] * (4 * s / ((1 + s) * (1 + s)))
+    elif op == SOFTPLUS:               # f' = σ(βx), or 1 where βx > threshold
+        for i in range(n):
+            v = a * x[i]
+            gx[i] = g[i] if v > b else g[i] * v_sigmoid(v)
+
+
+cdef inline bint is_cheap(Op op) noexcept nogil:
+    return op == RELU or op == LEAKY_RELU
+
+
+cdef void forward_all(Op op, const floating* x, floating* y, Py_ssize_t n, floating a,
+                      floating b, int n_threads) noexcept nogil:
+    cdef Py_ssize_t c, n_chunks = (n + CHUNK - 1) // CHUNK
+    if n_threads <= 1:
+        forward_run(op, x, y, n, a, b)
+        return
+    for c in prange(n_chunks, num_threads=n_threads, schedule="static"):
+        forward_run(op, x + c * CHUNK, y + c * CHUNK, min(<Py_ssize_t>CHUNK, n - c * CHUNK), a, b)
+
+
+cdef void backward_all(Op op, const floating* g, const floating* x, floating* gx, Py_ssize_t n,
+                       floating a, floating b, int n_threads) noexcept nogil:
+    cdef Py_ssize_t c, n_chunks = (n + CHUNK - 1) // CHUNK
+    if n_threads <= 1:
+        backward_run(op, g, x, gx, n, a, b)
+        return
+    for c in prange(n_chunks, num_threads=n_threads, schedule="static"):
+        backward_run(op, g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK,
+                     min(<Py_ssize_t>CHUNK, n - c * CHUNK), a, b)
+
+
+# ------------------------------------------------------------------ entry points
+
+cdef int threads_for(Op op, Py_ssize_t n):
+    if n < (SERIAL_BELOW_CHEAP if is_cheap(op) else SERIAL_BELOW):
+        return 1
+    return get_num_threads()
+
+
+cdef inline bint plain(cnp.ndarray a, int typenum):
+    """C-contiguous, aligned, native byte order, of the given type: usable as raw memory."""
+    return (cnp.PyArray_TYPE(a) == typenum
+            and cnp.PyArray_CHKFLAGS(a, cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED)
+            and cnp.PyArray_ISNOTSWAPPED(a))
+
+
+cdef inline bint same_shape(cnp.ndarray a, cnp.ndarray b):
+    cdef int d
+    if cnp.PyArray_NDIM(a) != cnp.PyArray_NDIM(b):
+        return False
+    for d in range(cnp.PyArray_NDIM(a)):
+        if cnp.PyArray_DIM(a, d) != cnp.PyArray_DIM(b, d):
+            return False
+    return True
+
+
+cdef inline bint overlaps(cnp.ndarray a, cnp.ndarray b):
+    """Whether two C-contiguous arrays share any byte (exactly the same memory is fine)."""
+    cdef char* pa = <char*>cnp.PyArray_DATA(a)
+    cdef char* pb = <char*>cnp.PyArray_DATA(b)
+    if pa == pb:
+        return False
+    return pa < pb + cnp.PyArray_NBYTES(b) and pb < pa + cnp.PyArray_NBYTES(a)
+
+
+cdef object output_for(cnp.ndarray x, object out, int typenum):
+    """out itself if usable (right type/shape, C-contiguous, writeable, and either exactly x
+    or not overlapping it), a fresh array if out is None, else None (-> checked path)."""
+    if out is None:
+        return cnp.PyArray_EMPTY(cnp.PyArray_NDIM(x), cnp.PyArray_DIMS(x), typenum, 0)
+    if type(out) is not np.ndarray:
+        return None
+    cdef cnp.ndarray o = <cnp.ndarray>out
+    if not (plain(o, typenum) and cnp.PyArray_ISWRITEABLE(o) and same_shape(o, x)):
+        return None
+    return o
+
+
+def unary(int op, object x, object out, double a=0.0, double b=0.0):
+    """y = f(x) into ``out`` (or a new array). NotImplemented when x or out is not a plain
+    float array of matching shape: the caller then validates and copies."""
+    if type(x) is not np.ndarray:
+        return NotImplemented
+    cdef cnp.ndarray xa = <cnp.ndarray>x
+    cdef int typenum = cnp.PyArray_TYPE(xa)
+    if (typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64) or not plain(xa, typenum):
+        return NotImplemented
+    y = output_for(xa, out, typenum)
+    if y is None or overlaps(<cnp.ndarray>y, xa):
+        return NotImplemented
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(xa)
+    cdef int nt = threads_for(<Op>op, n)
+    cdef void* px = cnp.PyArray_DATA(xa)
+    cdef void* py = cnp.PyArray_DATA(<cnp.ndarray>y)
+    with nogil:
+        if typenum == cnp.NPY_FLOAT32:
+            forward_all[float](<Op>op, <float*>px, <float*>py, n, <float>a, <float>b, nt)
+        else:
+            forward_all[double](<Op>op, <double*>px, <double*>py, n, a, b, nt)
+    return y
+
+
+def binary(int op, object grad_out, object x, object out, double a=0.0, double b=0.0):
+    """grad_x = grad_out·f'(x) into ``out`` (which may be grad_out or x itself)."""
+    if type(x) is not np.ndarray or type(grad_out) is not np.ndarray:
+        return NotImplemented
+    cdef cnp.ndarray xa = <cnp.ndarray>x
+    cdef cnp.ndarray ga = <cnp.ndarray>grad_out
+    cdef int typenum = cnp.PyArray_TYPE(xa)
+    if ((typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64) or not plain(xa, typenum)
+            or not plain(ga, typenum) or not same_shape(ga, xa)):
+        return NotImplemented
+    y = output_for(xa, out, typenum)
+    if y is None or overlaps(<cnp.ndarray>y, xa) or overlaps(<cnp.ndarray>y, ga):
+        return NotImplemented
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(xa)
+    cdef int nt = threads_for(<Op>op, n)
+    cdef void* pg = cnp.PyArray_DATA(ga)
+    cdef void* px = cnp.PyArray_DATA(xa)
+    cdef void* py = cnp.PyArray_DATA(<cnp.ndarray>y)
+    with nogil:
+        if typenum == cnp.NPY_FLOAT32:
+            backward_all[float](<Op>op, <float*>pg, <float*>px, <float*>py, n, <float>a,
+                                <float>b, nt)
+        else:
+            backward_all[double](<Op>op, <double*>pg, <double*>px, <double*>py, n, a, b, nt)
+    return y
+
+
+# ------------------------------------------------------------------ PReLU
+# y = x if x > 0 else w[c]·x, with c the channel (axis 1; one channel when x.ndim < 2).
+# x is seen as (N, C, S): S = the product of the dimensions after the channel axis.
+
+def prelu_forward(const floating[:, :, ::1] x, const floating[::1] w, floating[:, :, ::1] y):
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], S = x.shape[2], n, c, s
+    cdef floating slope
+    with nogil:
+        for n in range(N):
+            for c in range(C):
+                slope = w[c] if w.shape[0] > 1 else w[0]
+                for s in range(S):
+                    y[n, c, s] = x[n, c, s] if x[n, c, s] > 0 else slope * x[n, c, s]
+
+
+def prelu_backward(const floating[:, :, ::1] g, const floating[:, :, ::1] x,
+                   const floating[::1] w, floating[:, :, ::1] gx, floating[::1] gw):
+    """grad_x = g if x > 0 else w·g;  grad_w[c] = Σ over x ≤ 0 of g·x (summed in double)."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], S = x.shape[2], n, c, s
+    cdef floating slope
+    cdef double acc
+    cdef double[::1] sums = np.zeros(C, np.float64)
+    with nogil:
+        for n in range(N):
+            for c in range(C):
+                slope = w[c] if w.shape[0] > 1 else w[0]
+                acc = 0
+                for s in range(S):
+                    gx[n, c, s] = g[n, c, s] if x[n, c, s] > 0 else slope * g[n, c, s]
+                    acc += 0 if x[n, c, s] > 0 else g[n, c, s] * x[n, c, s]
+                sums[c] += acc
+        for c in range(gw.shape[0]):
+            gw[c] = 0
+        for c in range(C):
+            if gw.shape[0] > 1:
+                gw[c] = <floating>sums[c]
+            else:
+                gw[0] += <floating>sums[c]
+
+
+# ------------------------------------------------------------------ test hook
+def vecmath(str name, const float[::1] x):
+    """Apply one float32 function of _vecmath.h to x (tests/test_vecmath.py measures ulps)."""
+    cdef Py_ssize_t i, n = x.shape[0]
+    cdef float[::1] y = np.empty(n, np.float32)
+    cdef int which = ["expf", "expm1f", "log1pf", "tanhf", "sigmoidf", "exp_half_sqf",
+                      "ndtrf"].index(name)
+    with nogil:
+        for i in range(n):
+            if which == 0:
+                y[i] = mlk_expf(x[i])
+            elif which == 1:
+                y[i] = mlk_expm1f(x[i])
+            elif which == 2:
+                y[i] = mlk_log1pf(x[i])
+            elif which == 3:
+                y[i] = mlk_tanhf(x[i])
+            elif which == 4:
+                y[i] = mlk_sigmoidf(x[i])
+            elif which == 5:
+                y[i] = mlk_exp_half_sqf(x[i])
+            else:
+                y[i] = mlk_ndtrf(x[i])
+    return np.asarray(y)
