@@ -1,0 +1,104 @@
+"""Activations beyond the spec rows: bad input, PReLU layouts, hypothesis over shapes and
+values, and the worked values from the issue."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra import numpy as hnp
+
+import mlkernels as mk
+from mlkernels import reference as ref
+from mlkernels.testing import assert_close
+
+pytestmark = pytest.mark.usefixtures("isa")
+UNARY = ["relu", "leaky_relu", "elu", "selu", "gelu", "silu", "swish", "sigmoid", "tanh",
+         "softplus"]
+
+
+@pytest.mark.parametrize("name", UNARY)
+@pytest.mark.parametrize("bad", [np.int32, np.int64, np.float16, np.complex64, object, bool])
+def test_bad_dtypes(name, bad):
+    f, fb = getattr(mk, name), getattr(mk, name + "_backward")
+    x = np.ones(5, bad)
+    with pytest.raises(TypeError, match="dtype"):
+        f(x)
+    with pytest.raises(TypeError, match="dtype"):
+        fb(np.ones(5, np.float32), x)
+
+
+@pytest.mark.parametrize("name", UNARY)
+def test_bad_out_and_mixed_dtypes_write_nothing(name):
+    f, fb = getattr(mk, name), getattr(mk, name + "_backward")
+    x = np.linspace(-2, 2, 6).astype(np.float32)
+    ro = np.zeros(6, np.float32)
+    ro.flags.writeable = False
+    for out, exc, match in [(np.zeros(6, np.float64), ValueError, "dtype"),
+                            (np.zeros(5, np.float32), ValueError, "shape"),
+                            (ro, ValueError, "read-only"),
+                            (np.zeros(12, np.float32)[::2], ValueError, "C-contiguous"),
+                            ([0.0] * 6, TypeError, "ndarray")]:
+        before = np.array(out, copy=True)
+        with pytest.raises(exc, match=match):
+            f(x, out=out)
+        with pytest.raises(exc, match=match):
+            fb(x, x, out=out)
+        assert np.array_equal(np.asarray(out), before)
+    with pytest.raises(TypeError, match="float64.*float32|float32.*float64"):
+        fb(x.astype(np.float64), x)
+    with pytest.raises(ValueError, match="grad_out has shape"):
+        fb(x[:5], x)
+    with pytest.raises(TypeError, match="ndarray"):
+        f([1.0, 2.0])
+
+
+def test_bad_parameters():
+    x = np.ones(3, np.float32)
+    with pytest.raises(ValueError, match="approximate"):
+        mk.gelu(x, approximate="erf")
+    with pytest.raises(ValueError, match="approximate"):
+        mk.gelu_backward(x, x, approximate=None)
+    with pytest.raises(ValueError, match="beta"):
+        mk.softplus(x, beta=0.0)
+    with pytest.raises(ValueError, match="alpha"):
+        mk.elu(x, alpha=float("nan"))
+    with pytest.raises(TypeError, match="negative_slope"):
+        mk.leaky_relu(x, negative_slope="0.1")
+
+
+def test_prelu_weight_shapes():
+    x = np.random.default_rng(0).standard_normal((2, 3, 4)).astype(np.float32)
+    for w in (np.array([0.2], np.float32), np.array([0.1, 0.2, 0.3], np.float32)):
+        assert_close(mk.prelu(x, w), ref.prelu(x, w), np.float32)
+        g = np.ones_like(x)
+        for a, e in zip(mk.prelu_backward(g, x, w), ref.prelu_backward(g, x, w)):
+            assert_close(a, e, np.float32, rtol=1e-5)
+    with pytest.raises(ValueError, match="channels"):
+        mk.prelu(x, np.ones(2, np.float32))
+    with pytest.raises(ValueError, match="1-d"):
+        mk.prelu(x, np.ones((3, 1), np.float32))
+    with pytest.raises(TypeError, match="dtype"):
+        mk.prelu(x, np.ones(3, np.float64))
+
+
+def test_worked_values():
+    x = np.array([-10.0, -1.0, 0.0, 1.0, 3.0])
+    # GELU(-10) = -10·Φ(-10) ≈ -7.6198530e-23: relative accuracy in the tail, both dtypes
+    for dtype in (np.float32, np.float64):
+        y = mk.gelu(x.astype(dtype))
+        assert abs(y[0] / -7.619853024160526e-23 - 1) < 1e-5
+    assert np.array_equal(mk.relu_backward(np.ones(3), np.array([-1.0, 0.0, 1.0])), [0, 0, 1])
+    sel = mk.selu(np.array([1.0, -1.0]))
+    assert_close(sel, [1.0507009873554805, 1.0507009873554805 * 1.6732632423543772 * np.expm1(-1)],
+                 np.float64)
+
+
+@settings(max_examples=60, deadline=None)
+@given(name=st.sampled_from(UNARY), dtype=st.sampled_from([np.float32, np.float64]),
+       x=st.data())
+def test_hypothesis_shapes_and_values(name, dtype, x):
+    arr = x.draw(hnp.arrays(dtype, hnp.array_shapes(min_dims=0, max_dims=4, min_side=0,
+                                                    max_side=6),
+                            elements=st.floats(-50, 50, width=32)))
+    f, fb = getattr(mk, name), getattr(mk, name + "_backward")
+    assert_close(f(arr), getattr(ref, name)(arr), dtype)
+    g = np.ones_like(arr)
+    assert_close(fb(g, arr), getattr(ref, name + "_backward")(g, arr), dtype)
