@@ -8,3 +8,4 @@ Everything is re-exported here, so ``mlkernels.reference.gelu`` works.
 from .linear import *  # noqa: F401,F403
 from .optim import *  # noqa: F401,F403
 from .activations import *  # noqa: F401,F403
+from .norm import *  # noqa: F401,F403

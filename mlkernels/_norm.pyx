@@ -1,0 +1,412 @@
+"""Normalization kernels: LayerNorm, RMSNorm, GroupNorm (row kernels) and BatchNorm.
+
+How it is built
+---------------
+* Row norms. LayerNorm, RMSNorm and GroupNorm all normalize *rows*: a row is ``Cg``
+  channels of ``S`` contiguous elements, with one affine weight per channel (LayerNorm: a row
+  of x with G = 1, S = 1, a weight per element; GroupNorm: the (n, group) blocks of x, a weight
+  per channel). A row is read from memory once: its statistics are computed (two passes, in
+  double, over the row while it sits in cache: no E[x²] − E[x]² cancellation), then the
+  normalizing pass reads it again from cache and writes y. Rows are split across threads.
+* Row backward: per row, the two reductions Σ ĝ and Σ ĝ·x̂ (ĝ = g·γ) in one pass, then
+  dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)). dγ = Σ g·x̂ and dβ = Σ g are summed by each thread
+  into its own buffer (no atomics, no false sharing) and reduced in a short second pass.
+* BatchNorm. Statistics per channel over (N, *spatial): one pass of shifted sums
+  Σ(x − K), Σ(x − K)² in double (K = the channel's first value, which keeps the sums small for
+  data far from 0), then one pass applying y = (x − mean)·scale + β with rstd and γ folded
+  into one scale per channel: 3 array traffics (1.5 copies). Backward: one pass for Σg and
+  Σg·x̂ per channel, one pass for dx (2.5 copies).
+* Wherever x − mean is formed in float32, the mean is a pair hi + lo of floats: rounding the
+  mean alone loses the digits of data like 1e4 + N(0, 1e-2).
+* float32 statistics and reductions are accumulated in double.
+Shapes are validated in mlkernels/norm.py (bounds checks are off).
+"""
+from cython cimport floating
+from cython.parallel cimport prange, threadid
+from libc.math cimport sqrt
+from libc.stdlib cimport calloc, free
+
+import numpy as np
+
+
+cdef enum:
+    SERIAL_BELOW = 65536      # elements: below this, one thread (a parallel region costs µs)
+
+
+cdef inline int threads_for(Py_ssize_t total, int n_threads) noexcept nogil:
+    return 1 if total < SERIAL_BELOW else n_threads
+
+
+# ============================================================================ row norms
+
+cdef void row_forward(const floating* x, floating* y, const floating* w, const floating* b,
+                      Py_ssize_t Cg, Py_ssize_t S, double eps, bint center,
+                      double* mean_out, double* rstd_out) noexcept nogil:
+    """One row: mean and rstd = 1/√(var + eps) (RMSNorm: mean 0, var = E[x²]), then
+    y = (x − mean)·rstd·γ[c] + β[c]; γ, β may be NULL."""
+    cdef Py_ssize_t n = Cg * S, i, j, s
+    cdef double total = 0, sq = 0, d, mean = 0, rstd
+    cdef floating fm, fm_lo, fr, wj, bj
+    if center:
+        for i in range(n):
+            total += x[i]
+        mean = total / n if n else 0
+    for i in range(n):                          # second pass, on the cache-hot row
+        d = x[i] - mean
+        sq += d * d
+    rstd = 1 / sqrt(sq / n + eps) if n else 1 / sqrt(eps)
+    mean_out[0] = mean
+    rstd_out[0] = rstd
+    # the mean as a pair hi + lo of the array's type: (x − hi) − lo keeps the digits that
+    # rounding the mean alone would lose (1e4 + N(0, 1e-2) in float32)
+    fm = <floating>mean
+    fm_lo = <floating>(mean - fm)
+    fr = <floating>rstd
+    if S == 1:                                  # LayerNorm/RMSNorm: a weight per element
+        if w != NULL and b != NULL:
+            for i in range(n):
+                y[i] = ((x[i] - fm) - fm_lo) * fr * w[i] + b[i]
+        elif w != NULL:
+            for i in range(n):
+                y[i] = ((x[i] - fm) - fm_lo) * fr * w[i]
+        elif b != NULL:
+            for i in range(n):
+                y[i] = ((x[i] - fm) - fm_lo) * fr + b[i]
+        else:
+            for i in range(n):
+                y[i] = ((x[i] - fm) - fm_lo) * fr
+    else:                                       # GroupNorm: a weight per channel of S values
+        for j in range(Cg):
+            wj = w[j] if w != NULL else 1
+            bj = b[j] if b != NULL else 0
+            for s in range(S):
+                y[j * S + s] = ((x[j * S + s] - fm) - fm_lo) * fr * wj + bj
+
+
+def rows_forward(const floating[:, ::1] x,     # IN  (R, Cg*S): R rows
+                 const floating[::1] weight,   # IN  (G*Cg,) or None
+                 const floating[::1] bias,     # IN  (G*Cg,) or None
+                 floating[:, ::1] y,           # OUT (R, Cg*S)
+                 double[::1] mean,             # OUT (R,) statistics, in double
+                 double[::1] rstd,             # OUT (R,)
+                 Py_ssize_t G, Py_ssize_t Cg, Py_ssize_t S, double eps, bint center,
+                 int n_threads):
+    """Row r belongs to group r % G: its affine parameters start at channel (r % G)·Cg."""
+    cdef Py_ssize_t R = x.shape[0], r
+    cdef const floating* w = &weight[0] if weight is not None and weight.shape[0] else NULL
+    cdef const floating* b = &bias[0] if bias is not None and bias.shape[0] else NULL
+    cdef int nt = threads_for(R * Cg * S, n_threads)
+    if R == 0:
+        return
+    cdef Py_ssize_t row_len = Cg * S
+    cdef const floating* px = &x[0, 0] if row_len else NULL
+    cdef floating* py = &y[0, 0] if row_len else NULL
+    with nogil:
+        for r in prange(R, num_threads=nt, schedule="static"):
+            row_forward(px + r * row_len if px != NULL else NULL,
+                        py + r * row_len if py != NULL else NULL,
+                        w + (r % G) * Cg if w != NULL else NULL,
+                        b + (r % G) * Cg if b != NULL else NULL,
+                        Cg, S, eps, center, &mean[r], &rstd[r])
+
+
+cdef void row_backward(const floating* g, const floating* x, const floating* w,
+                       Py_ssize_t Cg, Py_ssize_t S, double mean, double rstd, bint center,
+                       floating* gx, double* gw_acc, double* gb_acc) noexcept nogil:
+    """One row: ĝ = g·γ, x̂ = (x − mean)·rstd;
+    dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂))   (RMSNorm: no mean(ĝ) term);
+    dγ[c] += Σ g·x̂, dβ[c] += Σ g into this thread's accumulators (NULL: not wanted)."""
+    cdef Py_ssize_t n = Cg * S, i, j, s
+    cdef double sum_g = 0, sum_gx = 0, xh, gh, c1, c2, acc_w, acc_b
+    cdef floating wj
+    for j in range(Cg):                         # pass 1: the row's two reductions
+        wj = w[j] if w != NULL else 1
+        for s in range(S):
+            i = j * S + s
+            gh = g[i] * wj
+            xh = (x[i] - mean) * rstd
+            sum_g += gh
+            sum_gx += gh * xh
+    c1 = sum_g / n if center else 0
+    c2 = sum_gx / n
+    cdef floating f_c1 = <floating>c1, f_c2 = <floating>c2
+    cdef floating f_mean = <floating>mean, f_rstd = <floating>rstd
+    cdef floating f_mean_lo = <floating>(mean - f_mean)
+    for j in range(Cg):                         # pass 2 (cache-hot): dx and dγ, dβ
+        wj = w[j] if w != NULL else 1
+        acc_w = 0
+        acc_b = 0
+        for s in range(S):
+            i = j * S + s
+            xh = ((x[i] - f_mean) - f_mean_lo) * f_rstd
+            gx[i] = f_rstd * (g[i] * wj - f_c1 - <floating>xh * f_c2)
+            acc_w += g[i] * xh
+            acc_b += g[i]
+        if gw_acc != NULL:
+            gw_acc[j] += acc_w
+        if gb_acc != NULL:
+            gb_acc[j] += acc_b
+
+
+def rows_backward(const floating[:, ::1] grad_out, const floating[:, ::1] x,
+                  const double[::1] mean, const double[::1] rstd,
+                  const floating[::1] weight,     # IN  (G*Cg,) or None
+                  floating[:, ::1] grad_x,        # OUT (R, Cg*S)
+                  floating[::1] grad_weight,      # OUT (G*Cg,) or None
+                  floating[::1] grad_bias,        # OUT (G*Cg,) or None
+                  Py_ssize_t G, Py_ssize_t Cg, Py_ssize_t S, bint center, int n_threads):
+    cdef Py_ssize_t R = x.shape[0], r, c, t, C = G * Cg, row_len = Cg * S
+    cdef const floating* w = &weight[0] if weight is not None and weight.shape[0] else NULL
+    cdef bint want_w = grad_weight is not None, want_b = grad_bias is not None
+    cdef int nt = threads_for(R * row_len, n_threads)
+    # per-thread accumulators for dγ, dβ: [thread][dγ C | dβ C], reduced below
+    cdef double* acc = <double*>calloc(nt * 2 * C + 1, sizeof(double))
+    if acc == NULL:
+        raise MemoryError()
+    cdef const floating* pg = &grad_out[0, 0] if R and row_len else NULL
+    cdef const floating* px = &x[0, 0] if R and row_len else NULL
+    cdef floating* pgx = &grad_x[0, 0] if R and row_len else NULL
+    cdef double* mine
+    try:
+        with nogil:
+            for r in prange(R, num_threads=nt, schedule="static"):
+                mine = acc + threadid() * 2 * C + (r % G) * Cg
+                row_backward(pg + r * row_len, px + r * row_len,
+                             w + (r % G) * Cg if w != NULL else NULL, Cg, S, mean[r], rstd[r],
+                             center, pgx + r * row_len, mine if want_w else NULL,
+                             mine + C if want_b else NULL)
+            for c in range(C):                  # reduce the threads' partial sums
+                if want_w:
+                    grad_weight[c] = 0
+                if want_b:
+                    grad_bias[c] = 0
+            for t in range(nt):
+                for c in range(C):
+                    if want_w:
+                        grad_weight[c] += <floating>acc[t * 2 * C + c]
+                    if want_b:
+                        grad_bias[c] += <floating>acc[t * 2 * C + C + c]
+    finally:
+        free(acc)
+
+
+# ============================================================================ BatchNorm
+# x is seen as (N, C, S): N samples, C channels, S = the product of the spatial dims.
+
+cdef void channel_sums(const floating* x, Py_ssize_t N, Py_ssize_t C, Py_ssize_t S,
+                       Py_ssize_t c, double* total, double* sq, double shift) noexcept nogil:
+    """Σ(x − K) and Σ(x − K)² over channel c (K = shift), in double."""
+    cdef Py_ssize_t n, s
+    cdef double d, t = 0, q = 0
+    cdef const floating* p
+    for n in range(N):
+        p = x + (n * C + c) * S
+        for s in range(S):
+            d = p[s] - shift
+            t += d
+            q += d * d
+    total[0] = t
+    sq[0] = q
+
+
+def batch_stats(const floating[:, :, ::1] x, double[::1] mean, double[::1] var,
+                int n_threads):
+    """Per channel: mean and the biased variance, from one pass of shifted sums."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], S = x.shape[2], c, n, j
+    cdef double count = N * S, t, q
+    cdef int nt = threads_for(N * C * S, n_threads)
+    cdef const floating* px = &x[0, 0, 0]
+    cdef double* tot
+    cdef double* sqs
+    cdef double* shift
+    if S > 1 or C < 16:
+        with nogil:
+            for c in prange(C, num_threads=nt, schedule="static"):
+                channel_sums(px, N, C, S, c, &mean[c], &var[c], px[c * S])
+                # mean[c], var[c] hold Σ(x−K), Σ(x−K)² here; finish: E[x] and E[(x − E[x])²]
+                mean[c] = mean[c] / count
+                var[c] = var[c] / count - mean[c] * mean[c]
+                mean[c] = mean[c] + px[c * S]
+    else:
+        # (N, C) rows: walk row by row, vectorized across channels; per-thread sums
+        tot = <double*>calloc(2 * nt * C + C, sizeof(double))
+        if tot == NULL:
+            raise MemoryError()
+        shift = tot + 2 * nt * C
+        try:
+            with nogil:
+                for c in range(C):
+                    shift[c] = px[c]
+                for n in prange(N, num_threads=nt, schedule="static"):
+                    row_sums(px + n * C, C, shift, tot + threadid() * 2 * C)
+                for c in range(C):
+                    t = 0
+                    q = 0
+                    for j in range(nt):
+                        t = t + tot[j * 2 * C + c]
+                        q = q + tot[j * 2 * C + C + c]
+                    mean[c] = t / count
+                    var[c] = q / count - mean[c] * mean[c]
+                    mean[c] = mean[c] + shift[c]
+        finally:
+            free(tot)
+    for c in range(C):
+        if var[c] < 0:                          # rounding of the shifted sums: clamp at 0
+            var[c] = 0
+
+
+cdef void row_sums(const floating* row, Py_ssize_t C, const double* shift,
+                   double* acc) noexcept nogil:
+    cdef Py_ssize_t c
+    cdef double d
+    for c in range(C):
+        d = row[c] - shift[c]
+        acc[c] += d
+        acc[C + c] += d * d
+
+
+def batch_apply(const floating[:, :, ::1] x, const double[::1] mean,
+                const double[::1] scale, const double[::1] shift, floating[:, :, ::1] y,
+                int n_threads):
+    """y = (x − mean[c])·scale[c] + shift[c]: rstd and γ folded into one scale, β the shift.
+    The mean is subtracted as a pair hi + lo of the array's type (see row_forward): folding it
+    into the shift would cancel catastrophically for data far from 0."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], S = x.shape[2], n, c, s
+    cdef int nt = threads_for(N * C * S, n_threads)
+    cdef floating sc, sh
+    cdef const floating* px = &x[0, 0, 0]
+    cdef floating* py = &y[0, 0, 0]
+    cdef floating* coef = <floating*>calloc(4 * C + 1, sizeof(floating))
+    if coef == NULL:
+        raise MemoryError()
+    for c in range(C):                          # per channel: mean hi, mean lo, scale, shift
+        coef[c] = <floating>mean[c]
+        coef[C + c] = <floating>(mean[c] - <double>coef[c])
+        coef[2 * C + c] = <floating>scale[c]
+        coef[3 * C + c] = <floating>shift[c]
+    try:
+        with nogil:
+            for n in prange(N, num_threads=nt, schedule="static"):
+                apply_sample(px + n * C * S, py + n * C * S, coef, C, S)
+    finally:
+        free(coef)
+
+
+cdef void apply_sample(const floating* x, floating* y, const floating* coef, Py_ssize_t C,
+                       Py_ssize_t S) noexcept nogil:
+    cdef Py_ssize_t c, s
+    cdef const floating* m_hi = coef
+    cdef const floating* m_lo = coef + C
+    cdef const floating* scale = coef + 2 * C
+    cdef const floating* shift = coef + 3 * C
+    cdef floating mh, ml, sc, sh
+    if S == 1:
+        for c in range(C):
+            y[c] = ((x[c] - m_hi[c]) - m_lo[c]) * scale[c] + shift[c]
+    else:
+        for c in range(C):
+            mh = m_hi[c]
+            ml = m_lo[c]
+            sc = scale[c]
+            sh = shift[c]
+            for s in range(S):
+                y[c * S + s] = ((x[c * S + s] - mh) - ml) * sc + sh
+
+
+def batch_grad_sums(const floating[:, :, ::1] g, const floating[:, :, ::1] x,
+                    const double[::1] mean, double[::1] sum_g, double[::1] sum_gx,
+                    int n_threads):
+    """Per channel: Σ g and Σ g·(x − mean), in double, one pass over g and x."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], S = x.shape[2], c, n, j
+    cdef int nt = threads_for(N * C * S, n_threads)
+    cdef double* acc = <double*>calloc(2 * nt * C + 1, sizeof(double))
+    if acc == NULL:
+        raise MemoryError()
+    cdef const floating* pg = &g[0, 0, 0]
+    cdef const floating* px = &x[0, 0, 0]
+    cdef const double* pm = &mean[0]
+    try:
+        with nogil:
+            for n in prange(N, num_threads=nt, schedule="static"):
+                sample_grad_sums(pg + n * C * S, px + n * C * S, pm, C, S,
+                                 acc + threadid() * 2 * C)
+            for c in range(C):
+                sum_g[c] = 0
+                sum_gx[c] = 0
+                for j in range(nt):
+                    sum_g[c] += acc[j * 2 * C + c]
+                    sum_gx[c] += acc[j * 2 * C + C + c]
+    finally:
+        free(acc)
+
+
+cdef void sample_grad_sums(const floating* g, const floating* x, const double* mean,
+                           Py_ssize_t C, Py_ssize_t S, double* acc) noexcept nogil:
+    cdef Py_ssize_t c, s
+    cdef double tg, tgx
+    cdef floating m
+    if S == 1:
+        for c in range(C):
+            acc[c] += g[c]
+            acc[C + c] += g[c] * (x[c] - mean[c])
+    else:
+        for c in range(C):
+            m = <floating>mean[c]
+            tg = 0
+            tgx = 0
+            for s in range(S):
+                tg += g[c * S + s]
+                tgx += g[c * S + s] * (x[c * S + s] - m)
+            acc[c] += tg
+            acc[C + c] += tgx
+
+
+def batch_backward_apply(const floating[:, :, ::1] g, const floating[:, :, ::1] x,
+                         const double[::1] mean, const double[::1] a, const double[::1] bcoef,
+                         const double[::1] ccoef, floating[:, :, ::1] gx, int n_threads):
+    """dx = a[c]·g + b[c]·(x − mean[c]) + c[c]: the training backward
+    dx = γ·rstd·(g − mean(g) − x̂·mean(g·x̂)) with its per-channel constants folded
+    (eval: b = c = 0, a = γ·rstd). x − mean as in batch_apply (hi + lo pair)."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], S = x.shape[2], n, ch
+    cdef int nt = threads_for(N * C * S, n_threads)
+    cdef const floating* pg = &g[0, 0, 0]
+    cdef const floating* px = &x[0, 0, 0]
+    cdef floating* pgx = &gx[0, 0, 0]
+    cdef floating* coef = <floating*>calloc(5 * C + 1, sizeof(floating))
+    if coef == NULL:
+        raise MemoryError()
+    for ch in range(C):
+        coef[ch] = <floating>mean[ch]
+        coef[C + ch] = <floating>(mean[ch] - <double>coef[ch])
+        coef[2 * C + ch] = <floating>a[ch]
+        coef[3 * C + ch] = <floating>bcoef[ch]
+        coef[4 * C + ch] = <floating>ccoef[ch]
+    try:
+        with nogil:
+            for n in prange(N, num_threads=nt, schedule="static"):
+                sample_backward(pg + n * C * S, px + n * C * S, coef, pgx + n * C * S, C, S)
+    finally:
+        free(coef)
+
+
+cdef void sample_backward(const floating* g, const floating* x, const floating* coef,
+                          floating* gx, Py_ssize_t C, Py_ssize_t S) noexcept nogil:
+    cdef Py_ssize_t ch, s
+    cdef const floating* m_hi = coef
+    cdef const floating* m_lo = coef + C
+    cdef const floating* a = coef + 2 * C
+    cdef const floating* b = coef + 3 * C
+    cdef const floating* c = coef + 4 * C
+    cdef floating mh, ml, fa, fb, fc
+    if S == 1:
+        for ch in range(C):
+            gx[ch] = a[ch] * g[ch] + b[ch] * ((x[ch] - m_hi[ch]) - m_lo[ch]) + c[ch]
+    else:
+        for ch in range(C):
+            mh = m_hi[ch]
+            ml = m_lo[ch]
+            fa = a[ch]
+            fb = b[ch]
+            fc = c[ch]
+            for s in range(S):
+                gx[ch * S + s] = fa * g[ch * S + s] + fb * ((x[ch * S + s] - mh) - ml) + fc

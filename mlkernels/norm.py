@@ -1,0 +1,387 @@
+"""Normalization: BatchNorm, LayerNorm, RMSNorm and GroupNorm, forward and backward, with
+torch.nn.functional's semantics.
+
+Forwards return what their backward needs: ``layer_norm`` -> ``(y, mean, rstd)`` (mean and
+rstd of shape ``x.shape[:-len(normalized_shape)]``), ``rms_norm`` -> ``(y, rstd)``,
+``group_norm`` -> ``(y, mean, rstd)`` (shape ``(N, num_groups)``), ``batch_norm`` ->
+``(y, save_mean, save_rstd)`` (shape ``(C,)``; in eval mode, the running statistics used).
+Backwards return ``grad_weight``/``grad_bias`` as None when there is no weight/bias.
+``out=`` takes the result array, or a tuple with one array (or None) per returned array.
+Kernels: ``mlkernels/_norm.pyx``.
+"""
+from __future__ import annotations
+
+from math import prod
+from typing import Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import _validate as V
+from ._dispatch import K
+from ._threads import get_num_threads
+
+__all__ = ["layer_norm", "layer_norm_backward", "rms_norm", "rms_norm_backward",
+           "group_norm", "group_norm_backward", "batch_norm", "batch_norm_backward"]
+
+Shape = Union[int, Sequence[int]]
+
+
+# ------------------------------------------------------------------ helpers
+
+def _outs(where: str, out, names: Sequence[str]) -> list:
+    """``out`` as one entry per result: an array means the first result."""
+    if out is None:
+        return [None] * len(names)
+    if isinstance(out, np.ndarray):
+        return [out] + [None] * (len(names) - 1)
+    if isinstance(out, (tuple, list)) and len(out) == len(names):
+        return list(out)
+    raise TypeError(f"{where}: out must be an array or a tuple ({', '.join(names)}) of arrays "
+                    f"or None, got {type(out).__name__}")
+
+
+def _outputs(where, out, specs, inputs):
+    """Check every output before any is written: specs = [(name, shape, dtype, wanted)]."""
+    entries = _outs(where, out, [s[0] for s in specs])
+    result, taken = [], list(inputs)
+    for entry, (name, shape, dtype, wanted) in zip(entries, specs):
+        if not wanted:
+            if entry is not None:
+                raise ValueError(f"{where}: out for {name} is given, but there is no {name}; "
+                                 f"expected None")
+            result.append(None)
+            continue
+        arr = V.output(where, entry, shape, dtype, taken, name=f"out ({name})")
+        taken.append(arr)
+        result.append(arr)
+    return result
+
+
+def _normalized(where: str, x: np.ndarray, normalized_shape: Shape) -> Tuple[tuple, int, int]:
+    shape = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) \
+        else tuple(normalized_shape)
+    if not shape or any(not isinstance(d, (int, np.integer)) or d < 0 for d in shape):
+        raise ValueError(f"{where}: normalized_shape is {normalized_shape!r}; expected a "
+                         f"non-empty tuple of sizes")
+    if x.ndim < len(shape) or x.shape[x.ndim - len(shape):] != shape:
+        raise ValueError(f"{where}: normalized_shape {shape} does not match the trailing "
+                         f"dimensions of x, of shape {x.shape}; expected x.shape[-{len(shape)}:]"
+                         f" == {shape}")
+    lead = x.shape[:x.ndim - len(shape)]
+    return shape, prod(lead), prod(shape)
+
+
+def _eps(where, eps):
+    return V.number(where, "eps", eps, low=0.0)
+
+
+def _c(a, dtype):
+    return None if a is None else V.c_array(a, dtype)
+
+
+# ------------------------------------------------------------------ LayerNorm
+
+def layer_norm(x: np.ndarray, normalized_shape: Shape, weight: Optional[np.ndarray] = None,
+               bias: Optional[np.ndarray] = None, eps: float = 1e-5, *, out=None
+               ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """y = (x − E[x]) / √(Var[x] + eps) · weight + bias over the trailing
+    ``normalized_shape`` dims (biased variance, eps inside the square root).
+
+    Returns (y, mean, rstd), mean and rstd of shape ``x.shape[:-len(normalized_shape)]``.
+    """
+    where = "layer_norm()"
+    dtype = V.float_dtype(where, x=x, weight=weight, bias=bias, optional=("weight", "bias"))
+    shape, rows, cols = _normalized(where, x, normalized_shape)
+    V.shape_is(where, "weight", weight, shape, "normalized_shape")
+    V.shape_is(where, "bias", bias, shape, "normalized_shape")
+    eps = _eps(where, eps)
+    lead = x.shape[:x.ndim - len(shape)]
+    y, mean, rstd = _outputs(where, out, [("y", x.shape, dtype, True),
+                                          ("mean", lead, dtype, True),
+                                          ("rstd", lead, dtype, True)], (x, weight, bias))
+    m64, r64 = np.empty(rows), np.empty(rows)
+    K._norm.rows_forward(V.c_array(x, dtype).reshape(rows, cols),
+                         None if weight is None else _c(weight, dtype).reshape(cols),
+                         None if bias is None else _c(bias, dtype).reshape(cols),
+                         y.reshape(rows, cols), m64, r64, 1, cols, 1, eps, True,
+                         get_num_threads())
+    mean.reshape(rows)[...] = m64
+    rstd.reshape(rows)[...] = r64
+    return y, mean, rstd
+
+
+def _row_backward(where, grad_out, x, stats, weight, has_bias, rows, cols, G, Cg, S, center,
+                  out, wshape, names):
+    dtype = V.float_dtype(where, grad_out=grad_out, x=x, weight=weight,
+                          **{n: s for n, s in stats.items()}, optional=("weight",))
+    V.shape_is(where, "grad_out", grad_out, x.shape, "the shape of x")
+    V.shape_is(where, "weight", weight, wshape)
+    for name, s in stats.items():
+        if s.size != rows:
+            raise ValueError(f"{where}: {name} has shape {s.shape}; expected {rows} values "
+                             f"(one per normalized row, as the forward returned)")
+    has_w = weight is not None
+    specs = [("grad_x", x.shape, dtype, True), ("grad_weight", wshape, dtype, has_w)]
+    if names == 3:
+        specs.append(("grad_bias", wshape, dtype, has_bias))
+    outs = _outputs(where, out, specs, (grad_out, x, weight, *stats.values()))
+    mean = np.zeros(rows) if "mean" not in stats else \
+        np.asarray(stats["mean"], np.float64).reshape(rows)
+    rstd = np.asarray(stats["rstd"], np.float64).reshape(rows)
+    C = G * Cg
+    K._norm.rows_backward(V.c_array(grad_out, dtype).reshape(rows, cols),
+                          V.c_array(x, dtype).reshape(rows, cols), mean, rstd,
+                          None if weight is None else _c(weight, dtype).reshape(C),
+                          outs[0].reshape(rows, cols),
+                          None if outs[1] is None else outs[1].reshape(C),
+                          None if names < 3 or outs[2] is None else outs[2].reshape(C),
+                          G, Cg, S, center, get_num_threads())
+    return tuple(outs)
+
+
+def layer_norm_backward(grad_out: np.ndarray, x: np.ndarray, normalized_shape: Shape,
+                        mean: np.ndarray, rstd: np.ndarray, weight: Optional[np.ndarray] = None,
+                        *, has_bias: Optional[bool] = None, out=None
+                        ) -> Tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
+    """(grad_x, grad_weight, grad_bias) of ``layer_norm``, with x̂ = (x − mean)·rstd::
+
+        grad_x = rstd · (ĝ − mean(ĝ) − x̂ · mean(ĝ·x̂)),  ĝ = grad_out·weight
+        grad_weight = Σ grad_out·x̂,  grad_bias = Σ grad_out   (over the leading dims)
+
+    grad_weight is None without weight; grad_bias is None unless ``has_bias`` (default:
+    whether there is a weight).
+    """
+    where = "layer_norm_backward()"
+    if not isinstance(x, np.ndarray):
+        V.float_dtype(where, x=x)
+    shape, rows, cols = _normalized(where, x, normalized_shape)
+    has_bias = weight is not None if has_bias is None else bool(has_bias)
+    return _row_backward(where, grad_out, x, {"mean": mean, "rstd": rstd}, weight, has_bias,
+                         rows, cols, 1, cols, 1, True, out, shape, 3)
+
+
+# ------------------------------------------------------------------ RMSNorm
+
+def rms_norm(x: np.ndarray, normalized_shape: Shape, weight: Optional[np.ndarray] = None,
+             eps: Optional[float] = None, *, out=None) -> Tuple[np.ndarray, np.ndarray]:
+    """y = x / √(mean(x²) + eps) · weight over the trailing ``normalized_shape`` dims;
+    ``eps=None`` is the dtype's machine epsilon (as torch). Returns (y, rstd)."""
+    where = "rms_norm()"
+    dtype = V.float_dtype(where, x=x, weight=weight, optional=("weight",))
+    shape, rows, cols = _normalized(where, x, normalized_shape)
+    V.shape_is(where, "weight", weight, shape, "normalized_shape")
+    eps = float(np.finfo(dtype).eps) if eps is None else _eps(where, eps)
+    lead = x.shape[:x.ndim - len(shape)]
+    y, rstd = _outputs(where, out, [("y", x.shape, dtype, True), ("rstd", lead, dtype, True)],
+                       (x, weight))
+    m64, r64 = np.empty(rows), np.empty(rows)
+    K._norm.rows_forward(V.c_array(x, dtype).reshape(rows, cols),
+                         None if weight is None else _c(weight, dtype).reshape(cols), None,
+                         y.reshape(rows, cols), m64, r64, 1, cols, 1, eps, False,
+                         get_num_threads())
+    rstd.reshape(rows)[...] = r64
+    return y, rstd
+
+
+def rms_norm_backward(grad_out: np.ndarray, x: np.ndarray, normalized_shape: Shape,
+                      rstd: np.ndarray, weight: Optional[np.ndarray] = None, *, out=None
+                      ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """(grad_x, grad_weight) of ``rms_norm``, with x̂ = x·rstd, ĝ = grad_out·weight::
+
+        grad_x = rstd · (ĝ − x̂ · mean(ĝ·x̂)),   grad_weight = Σ grad_out·x̂
+    """
+    where = "rms_norm_backward()"
+    if not isinstance(x, np.ndarray):
+        V.float_dtype(where, x=x)
+    shape, rows, cols = _normalized(where, x, normalized_shape)
+    return _row_backward(where, grad_out, x, {"rstd": rstd}, weight, False, rows, cols, 1,
+                         cols, 1, False, out, shape, 2)
+
+
+# ------------------------------------------------------------------ GroupNorm
+
+def _groups(where: str, x: np.ndarray, num_groups) -> Tuple[int, int, int, int]:
+    if x.ndim < 2:
+        raise ValueError(f"{where}: x has shape {x.shape}; expected (N, C, *spatial)")
+    if isinstance(num_groups, bool) or not isinstance(num_groups, (int, np.integer)) \
+            or num_groups < 1:
+        raise ValueError(f"{where}: num_groups is {num_groups!r}; expected an int >= 1")
+    N, C = x.shape[:2]
+    if C % num_groups:
+        raise ValueError(f"{where}: num_groups={num_groups} does not divide the {C} channels "
+                         f"of x; expected a divisor of {C}")
+    return N, C, int(num_groups), prod(x.shape[2:])
+
+
+def group_norm(x: np.ndarray, num_groups: int, weight: Optional[np.ndarray] = None,
+               bias: Optional[np.ndarray] = None, eps: float = 1e-5, *, out=None
+               ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Normalize each group of C/num_groups channels of each sample (with all their spatial
+    values), then y = x̂·weight[c] + bias[c]. Returns (y, mean, rstd), (N, num_groups)."""
+    where = "group_norm()"
+    dtype = V.float_dtype(where, x=x, weight=weight, bias=bias, optional=("weight", "bias"))
+    N, C, G, S = _groups(where, x, num_groups)
+    V.shape_is(where, "weight", weight, (C,), "one per channel")
+    V.shape_is(where, "bias", bias, (C,), "one per channel")
+    eps = _eps(where, eps)
+    y, mean, rstd = _outputs(where, out, [("y", x.shape, dtype, True),
+                                          ("mean", (N, G), dtype, True),
+                                          ("rstd", (N, G), dtype, True)], (x, weight, bias))
+    rows, cols = N * G, (C // G) * S
+    m64, r64 = np.empty(rows), np.empty(rows)
+    K._norm.rows_forward(V.c_array(x, dtype).reshape(rows, cols), _c(weight, dtype),
+                         _c(bias, dtype), y.reshape(rows, cols), m64, r64, G, C // G, S, eps,
+                         True, get_num_threads())
+    mean.reshape(rows)[...] = m64
+    rstd.reshape(rows)[...] = r64
+    return y, mean, rstd
+
+
+def group_norm_backward(grad_out: np.ndarray, x: np.ndarray, num_groups: int,
+                        mean: np.ndarray, rstd: np.ndarray, weight: Optional[np.ndarray] = None,
+                        *, has_bias: Optional[bool] = None, out=None
+                        ) -> Tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
+    """(grad_x, grad_weight, grad_bias) of ``group_norm`` (same formulas as LayerNorm's, per
+    group; grad_weight and grad_bias summed per channel)."""
+    where = "group_norm_backward()"
+    V.float_dtype(where, x=x)
+    N, C, G, S = _groups(where, x, num_groups)
+    has_bias = weight is not None if has_bias is None else bool(has_bias)
+    return _row_backward(where, grad_out, x, {"mean": mean, "rstd": rstd}, weight, has_bias,
+                         N * G, (C // G) * S, G, C // G, S, True, out, (C,), 3)
+
+
+# ------------------------------------------------------------------ BatchNorm
+
+def _bn_layout(where: str, x: np.ndarray) -> Tuple[int, int, int]:
+    if x.ndim < 2:
+        raise ValueError(f"{where}: x has shape {x.shape}; expected (N, C) or (N, C, *spatial)")
+    return x.shape[0], x.shape[1], prod(x.shape[2:])
+
+
+def batch_norm(x: np.ndarray, running_mean: Optional[np.ndarray],
+               running_var: Optional[np.ndarray], weight: Optional[np.ndarray] = None,
+               bias: Optional[np.ndarray] = None, training: bool = False,
+               momentum: Optional[float] = 0.1, eps: float = 1e-5, *, out=None,
+               num_batches_tracked: Optional[int] = None
+               ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Batch normalization over (N, C) or (N, C, *spatial), per channel C.
+
+    Training: normalize with the batch mean and biased variance; update ``running_mean`` and
+    ``running_var`` in place: r ← (1 − momentum)·r + momentum·batch (the variance unbiased,
+    × n/(n−1)). ``momentum=None`` is the cumulative average: pass ``num_batches_tracked``
+    (the count including this batch) and the factor is 1/num_batches_tracked, as torch's
+    module does. Eval: normalize with the running statistics (which stay frozen).
+    ``running_mean=None``: no running statistics (training must then be True, as torch).
+    Returns (y, save_mean, save_rstd): the statistics used, for ``batch_norm_backward``.
+    """
+    where = "batch_norm()"
+    dtype = V.float_dtype(where, x=x, running_mean=running_mean, running_var=running_var,
+                          weight=weight, bias=bias,
+                          optional=("running_mean", "running_var", "weight", "bias"))
+    N, C, S = _bn_layout(where, x)
+    for name, a in (("running_mean", running_mean), ("running_var", running_var),
+                    ("weight", weight), ("bias", bias)):
+        V.shape_is(where, name, a, (C,), "one per channel")
+    if (running_mean is None) != (running_var is None):
+        raise ValueError(f"{where}: running_mean and running_var must be given together")
+    eps = _eps(where, eps)
+    training = bool(training)
+    if not training and running_mean is None:
+        raise ValueError(f"{where}: eval mode (training=False) needs running_mean and "
+                         f"running_var; expected arrays, or training=True")
+    if training and N * S <= 1:
+        raise ValueError(f"{where}: training needs more than 1 value per channel; x has "
+                         f"shape {x.shape}")
+    factor = 0.0
+    if training and running_mean is not None:
+        for name, a in (("running_mean", running_mean), ("running_var", running_var)):
+            if not (a.flags.writeable and a.flags.c_contiguous and a.flags.aligned
+                    and a.dtype == dtype):
+                raise ValueError(f"{where}: {name} is updated in place in training; expected "
+                                 f"a writeable C-contiguous {dtype} array")
+        if momentum is None:
+            if isinstance(num_batches_tracked, bool) or \
+                    not isinstance(num_batches_tracked, (int, np.integer)) or \
+                    num_batches_tracked < 1:
+                raise ValueError(f"{where}: momentum=None (cumulative average) needs "
+                                 f"num_batches_tracked, the number of batches including this "
+                                 f"one; got {num_batches_tracked!r}")
+            factor = 1.0 / int(num_batches_tracked)
+        else:
+            factor = V.number(where, "momentum", momentum, low=0.0, high=1.0)
+    y, save_mean, save_rstd = _outputs(where, out, [("y", x.shape, dtype, True),
+                                                    ("save_mean", (C,), dtype, True),
+                                                    ("save_rstd", (C,), dtype, True)],
+                                       (x, running_mean, running_var, weight, bias))
+    x3 = V.c_array(x, dtype).reshape(N, C, S)
+    if training:
+        mean, var = np.empty(C), np.empty(C)
+        if N * C * S:
+            K._norm.batch_stats(x3, mean, var, get_num_threads())
+    else:
+        mean = running_mean.astype(np.float64)
+        var = running_var.astype(np.float64)
+    rstd = 1.0 / np.sqrt(var + eps)
+    scale = rstd * (1.0 if weight is None else weight.astype(np.float64))
+    shift = np.zeros(C) if bias is None else bias.astype(np.float64)
+    if N * C * S:
+        K._norm.batch_apply(x3, np.ascontiguousarray(mean), np.ascontiguousarray(scale),
+                            shift, y.reshape(N, C, S), get_num_threads())
+    if training and running_mean is not None:
+        n = N * S
+        running_mean *= 1 - factor
+        running_mean += (factor * mean).astype(dtype)
+        running_var *= 1 - factor
+        running_var += (factor * var * n / (n - 1)).astype(dtype)
+    save_mean[...] = mean
+    save_rstd[...] = rstd
+    return y, save_mean, save_rstd
+
+
+def batch_norm_backward(grad_out: np.ndarray, x: np.ndarray, save_mean: np.ndarray,
+                        save_rstd: np.ndarray, weight: Optional[np.ndarray] = None,
+                        training: bool = True, *, has_bias: Optional[bool] = None, out=None
+                        ) -> Tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
+    """(grad_x, grad_weight, grad_bias) of ``batch_norm``, x̂ = (x − save_mean)·save_rstd::
+
+        training: grad_x = γ·rstd·(g − mean(g) − x̂·mean(g·x̂))   (means per channel)
+        eval:     grad_x = γ·rstd·g                             (statistics are constants)
+        grad_weight = Σ g·x̂,  grad_bias = Σ g                   (per channel)
+    """
+    where = "batch_norm_backward()"
+    dtype = V.float_dtype(where, grad_out=grad_out, x=x, save_mean=save_mean,
+                          save_rstd=save_rstd, weight=weight, optional=("weight",))
+    N, C, S = _bn_layout(where, x)
+    V.shape_is(where, "grad_out", grad_out, x.shape, "the shape of x")
+    for name, a in (("save_mean", save_mean), ("save_rstd", save_rstd), ("weight", weight)):
+        V.shape_is(where, name, a, (C,), "one per channel")
+    has_bias = weight is not None if has_bias is None else bool(has_bias)
+    gx, gw, gb = _outputs(where, out, [("grad_x", x.shape, dtype, True),
+                                       ("grad_weight", (C,), dtype, weight is not None),
+                                       ("grad_bias", (C,), dtype, has_bias)],
+                          (grad_out, x, save_mean, save_rstd, weight))
+    g3 = V.c_array(grad_out, dtype).reshape(N, C, S)
+    x3 = V.c_array(x, dtype).reshape(N, C, S)
+    mean = save_mean.astype(np.float64)
+    rstd = save_rstd.astype(np.float64)
+    sum_g, sum_gxc = np.zeros(C), np.zeros(C)
+    if N * C * S:
+        K._norm.batch_grad_sums(g3, x3, mean, sum_g, sum_gxc, get_num_threads())
+    gamma = np.ones(C) if weight is None else weight.astype(np.float64)
+    a = gamma * rstd
+    if training:
+        n = N * S
+        b = -gamma * rstd ** 3 * sum_gxc / n
+        c = -gamma * rstd * sum_g / n
+    else:
+        b = np.zeros(C)
+        c = np.zeros(C)
+    if N * C * S:
+        K._norm.batch_backward_apply(g3, x3, mean, a, b, c, gx.reshape(N, C, S),
+                                     get_num_threads())
+    if gw is not None:
+        gw[...] = rstd * sum_gxc
+    if gb is not None:
+        gb[...] = sum_g
+    return gx, gw, gb

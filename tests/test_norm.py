@@ -1,0 +1,172 @@
+"""Normalization beyond the spec rows: statistics semantics, numerics far from 0, strides,
+hypothesis shapes, torch's semantics when installed, and bad input that touches nothing."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import mlkernels as mk
+from mlkernels import reference as ref
+from mlkernels.testing import assert_close
+
+pytestmark = pytest.mark.usefixtures("isa")
+
+
+def test_large_mean_small_spread_float32():
+    """1e4 + N(0, 1e-2) in float32: no cancellation, the float64 reference's answer."""
+    rng = np.random.default_rng(0)
+    x = (1e4 + rng.standard_normal((64, 256)) * 1e-2).astype(np.float32)
+    y, mean, rstd = mk.layer_norm(x, 256)
+    assert_close(y, ref.layer_norm(x, 256)[0], np.float32, rtol=1e-5, atol=1e-4)
+    # (rtol 1e-5 here: x itself is rounded to float32 at 1e4, ulp 1e-3 = 0.1 std; the
+    # reference sees the same rounded values, the remaining error is float32 arithmetic)
+    y, m, r = mk.batch_norm(x, None, None, training=True)
+    assert_close(y, ref.batch_norm(x, None, None, training=True)[0], np.float32, rtol=1e-5,
+                 atol=1e-4)
+    y, m, r = mk.group_norm(x.reshape(64, 8, 32), 4)
+    assert_close(y, ref.group_norm(x.reshape(64, 8, 32), 4)[0], np.float32, rtol=1e-5,
+                 atol=1e-4)
+
+
+def test_running_stats_momentum_unbiased_and_cumulative():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((10, 3, 4))
+    rm, rv = np.zeros(3), np.ones(3)
+    mk.batch_norm(x, rm, rv, training=True, momentum=0.1)
+    xc = np.moveaxis(x, 1, 0).reshape(3, -1)
+    assert_close(rm, 0.1 * xc.mean(1), np.float64)
+    assert_close(rv, 0.9 + 0.1 * xc.var(1, ddof=1), np.float64)        # unbiased
+    rm, rv = np.zeros(3), np.ones(3)
+    for t in (1, 2):
+        mk.batch_norm(x * t, rm, rv, training=True, momentum=None, num_batches_tracked=t)
+    assert_close(rm, (xc.mean(1) + 2 * xc.mean(1)) / 2, np.float64)    # cumulative average
+    frozen = rm.copy(), rv.copy()
+    y, m, r = mk.batch_norm(x, rm, rv, training=False)
+    assert np.array_equal(rm, frozen[0]) and np.array_equal(rv, frozen[1])
+    assert_close(m, rm, np.float64)
+    assert_close(y, ref.batch_norm(x, rm, rv)[0], np.float64)
+
+
+def test_matches_torch_when_installed():
+    torch = pytest.importorskip("torch", reason="torch is only a comparison peer")
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((6, 4, 5))
+    w, b = rng.standard_normal(4), rng.standard_normal(4)
+    rm, rv = np.zeros(4), np.ones(4)
+    trm, trv = torch.zeros(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64)
+    y = mk.batch_norm(x, rm, rv, w, b, training=True)[0]
+    ty = torch.nn.functional.batch_norm(torch.from_numpy(x), trm, trv, torch.from_numpy(w),
+                                        torch.from_numpy(b), training=True)
+    assert_close(y, ty.numpy(), np.float64)
+    assert_close(rm, trm.numpy(), np.float64)
+    assert_close(rv, trv.numpy(), np.float64)
+    ln = mk.layer_norm(x, (4, 5))[0]
+    assert_close(ln, torch.nn.functional.layer_norm(torch.from_numpy(x), (4, 5)).numpy(),
+                 np.float64)
+    gn = mk.group_norm(x, 2, w, b)[0]
+    tg = torch.nn.functional.group_norm(torch.from_numpy(x), 2, torch.from_numpy(w),
+                                        torch.from_numpy(b))
+    assert_close(gn, tg.numpy(), np.float64)
+    rms = mk.rms_norm(x.astype(np.float32), 5)[0]
+    trms = torch.nn.functional.rms_norm(torch.from_numpy(x.astype(np.float32)), (5,))
+    assert_close(rms, trms.numpy(), np.float32)
+
+
+def test_strided_inputs():
+    rng = np.random.default_rng(3)
+    base = np.full((8, 12), np.nan)
+    base[:, ::2] = rng.standard_normal((8, 6))
+    x = base[:, ::2]
+    assert_close(mk.layer_norm(x, 6)[0], ref.layer_norm(np.ascontiguousarray(x), 6)[0],
+                 np.float64)
+    xt = np.ascontiguousarray(rng.standard_normal((5, 8)).T)   # a transposed view's copy
+    assert_close(mk.batch_norm(xt.T.T, None, None, training=True)[0],
+                 ref.batch_norm(xt, None, None, training=True)[0], np.float64)
+
+
+@settings(max_examples=40, deadline=None)
+@given(N=st.integers(2, 5), C=st.integers(1, 6), spatial=st.lists(st.integers(1, 4), max_size=2),
+       dtype=st.sampled_from([np.float32, np.float64]))
+def test_hypothesis_shapes(N, C, spatial, dtype):
+    rng = np.random.default_rng(N * 100 + C)
+    x = rng.standard_normal((N, C, *spatial)).astype(dtype)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    y, m, r = mk.batch_norm(x, None, None, training=True)
+    assert_close(y, ref.batch_norm(x, None, None, training=True)[0], dtype, rtol=1e-5,
+                 atol=1e-5)
+    gx = mk.batch_norm_backward(g, x, m, r)[0]
+    want = ref.batch_norm_backward(g, x, m, r)[0]
+    assert_close(gx, want, dtype, rtol=1e-4, atol=1e-4 if dtype == np.float32 else 1e-10)
+    groups = C if C % 2 else max(1, C // 2)
+    y, m, r = mk.group_norm(x, groups)
+    assert_close(y, ref.group_norm(x, groups)[0], dtype, rtol=1e-5, atol=1e-5)
+    # (rtol/atol 1e-4/1e-5: rows of a few elements have rstd up to 1/√eps, which amplifies
+    #  float32 rounding; the spec rows check the tight, scaled tolerance)
+
+
+# ---------------------------------------------------------------------------- bad input
+
+def _same(arrays, saved):
+    return all(np.array_equal(a, s) for a, s in zip(arrays, saved))
+
+
+def test_batch_norm_bad_input_changes_nothing():
+    x = np.ones((4, 3), np.float32)
+    rm, rv = np.zeros(3, np.float32), np.ones(3, np.float32)
+    saved = [rm.copy(), rv.copy()]
+    ro = np.zeros(3, np.float32)
+    ro.flags.writeable = False
+    cases = [
+        (dict(x=x.astype(np.int32)), TypeError, "dtype"),
+        (dict(running_mean=rm.astype(np.float64)), TypeError, "dtype"),
+        (dict(running_mean=np.zeros(4, np.float32)), ValueError, "running_mean"),
+        (dict(weight=np.ones(2, np.float32)), ValueError, "weight"),
+        (dict(eps=-1e-5), ValueError, "eps"),
+        (dict(momentum=1.5), ValueError, "momentum"),
+        (dict(momentum=None), ValueError, "num_batches_tracked"),
+        (dict(running_mean=ro), ValueError, "running_mean"),
+        (dict(x=np.ones((1, 3), np.float32)), ValueError, "more than 1 value"),
+        (dict(x=np.ones(3, np.float32)), ValueError, "(N, C)"),
+        (dict(out=np.zeros((4, 3), np.float64)), ValueError, "dtype"),
+    ]
+    for change, exc, match in cases:
+        kwargs = dict(x=x, running_mean=rm, running_var=rv, training=True)
+        kwargs.update(change)
+        with pytest.raises(exc, match=match):
+            mk.batch_norm(**kwargs)
+        assert _same([rm, rv], saved), change
+    with pytest.raises(ValueError, match="eval mode"):
+        mk.batch_norm(x, None, None, training=False)
+
+
+def test_layer_group_rms_bad_input():
+    x = np.ones((2, 4, 3), np.float32)
+    out = np.full((2, 4, 3), 7, np.float32)
+    with pytest.raises(ValueError, match="normalized_shape"):
+        mk.layer_norm(x, (4,), out=out)
+    with pytest.raises(ValueError, match="weight"):
+        mk.layer_norm(x, 3, np.ones(4, np.float32), out=out)
+    with pytest.raises(ValueError, match="eps"):
+        mk.layer_norm(x, 3, eps=-1.0, out=out)
+    with pytest.raises(TypeError, match="dtype"):
+        mk.layer_norm(x, 3, np.ones(3, np.float64), out=out)
+    with pytest.raises(ValueError, match="num_groups"):
+        mk.group_norm(x, 3, out=out)
+    with pytest.raises(ValueError, match="num_groups"):
+        mk.group_norm(x, 0, out=out)
+    with pytest.raises(ValueError, match="normalized_shape"):
+        mk.rms_norm(x, (2, 3), out=out)
+    assert (out == 7).all()
+    _, mean, rstd = mk.layer_norm(x, 3)
+    with pytest.raises(ValueError, match="mean"):
+        mk.layer_norm_backward(x, x, 3, mean[:1], rstd)
+    with pytest.raises(ValueError, match="grad_out"):
+        mk.layer_norm_backward(x[:1], x, 3, mean, rstd)
+
+
+def test_grads_none_without_weight_and_bias():
+    x = np.random.default_rng(0).standard_normal((3, 4))
+    _, m, r = mk.layer_norm(x, 4)
+    gx, gw, gb = mk.layer_norm_backward(np.ones_like(x), x, 4, m, r)
+    assert gw is None and gb is None
+    _, m, r = mk.batch_norm(x, None, None, training=True)
+    assert mk.batch_norm_backward(np.ones_like(x), x, m, r)[1:] == (None, None)
