@@ -111,15 +111,13 @@ def layer_norm(x: np.ndarray, normalized_shape: Shape, weight: Optional[np.ndarr
 
 
 def _row_backward(where, grad_out, x, stats, weight, has_bias, rows, cols, G, Cg, S, center,
-                  out, wshape, names):
+                  out, wshape, names, stat_shape):
     dtype = V.float_dtype(where, grad_out=grad_out, x=x, weight=weight,
                           **{n: s for n, s in stats.items()}, optional=("weight",))
     V.shape_is(where, "grad_out", grad_out, x.shape, "the shape of x")
     V.shape_is(where, "weight", weight, wshape)
     for name, s in stats.items():
-        if s.size != rows:
-            raise ValueError(f"{where}: {name} has shape {s.shape}; expected {rows} values "
-                             f"(one per normalized row, as the forward returned)")
+        V.shape_is(where, name, s, stat_shape, "as the forward returned it")
     has_w = weight is not None
     specs = [("grad_x", x.shape, dtype, True), ("grad_weight", wshape, dtype, has_w)]
     if names == 3:
@@ -157,7 +155,8 @@ def layer_norm_backward(grad_out: np.ndarray, x: np.ndarray, normalized_shape: S
     shape, rows, cols = _normalized(where, x, normalized_shape)
     has_bias = weight is not None if has_bias is None else bool(has_bias)
     return _row_backward(where, grad_out, x, {"mean": mean, "rstd": rstd}, weight, has_bias,
-                         rows, cols, 1, cols, 1, True, out, shape, 3)
+                         rows, cols, 1, cols, 1, True, out, shape, 3,
+                         x.shape[:x.ndim - len(shape)])
 
 
 # ------------------------------------------------------------------ RMSNorm
@@ -195,7 +194,7 @@ def rms_norm_backward(grad_out: np.ndarray, x: np.ndarray, normalized_shape: Sha
         V.float_dtype(where, x=x)
     shape, rows, cols = _normalized(where, x, normalized_shape)
     return _row_backward(where, grad_out, x, {"rstd": rstd}, weight, False, rows, cols, 1,
-                         cols, 1, False, out, shape, 2)
+                         cols, 1, False, out, shape, 2, x.shape[:x.ndim - len(shape)])
 
 
 # ------------------------------------------------------------------ GroupNorm
@@ -248,7 +247,7 @@ def group_norm_backward(grad_out: np.ndarray, x: np.ndarray, num_groups: int,
     N, C, G, S = _groups(where, x, num_groups)
     has_bias = weight is not None if has_bias is None else bool(has_bias)
     return _row_backward(where, grad_out, x, {"mean": mean, "rstd": rstd}, weight, has_bias,
-                         N * G, (C // G) * S, G, C // G, S, True, out, (C,), 3)
+                         N * G, (C // G) * S, G, C // G, S, True, out, (C,), 3, (N, G))
 
 
 # ------------------------------------------------------------------ BatchNorm
