@@ -16,6 +16,8 @@ from ._dispatch import active_isa, available_isas
 from .linear import linear, linear_backward
 from .activations import *  # noqa: F401,F403
 from .norm import *  # noqa: F401,F403
+from .loss import *  # noqa: F401,F403
+from .loss import __all__ as _loss_all
 from .norm import __all__ as _norm_all
 from .activations import __all__ as _activations_all
 from . import optim
@@ -24,5 +26,5 @@ from ._info import info
 __all__ = [
     "__version__", "info", "get_num_threads", "set_num_threads", "threads",
     "active_isa", "available_isas",
-    "linear", "linear_backward", "optim", *_activations_all, *_norm_all,
+    "linear", "linear_backward", "optim", *_activations_all, *_norm_all, *_loss_all,
 ]

@@ -9,3 +9,4 @@ from .linear import *  # noqa: F401,F403
 from .optim import *  # noqa: F401,F403
 from .activations import *  # noqa: F401,F403
 from .norm import *  # noqa: F401,F403
+from .loss import *  # noqa: F401,F403

@@ -1,0 +1,267 @@
+"""Softmax, log-softmax and loss kernels.
+
+How it is built
+---------------
+* Rows (M, C), C contiguous: the softmax axis is moved last by the caller (one copy when it
+  is not). A row is read from memory once: its max, then Σ e^(x − max) while writing e^(x − max)
+  into y (the row is now in cache), then one scaling pass over y. Rows go to threads.
+* Stability: every exponent is x − max ≤ 0, so nothing overflows (logits of ±1e4 are fine);
+  log-sum-exp = max + log Σ e^(x − max). A row of all −inf gives NaN, as torch.
+* cross_entropy reads the logits once and writes one loss per row: log-sum-exp, the target's
+  logit and (for label smoothing) the row sum, in the same pass. Its backward writes
+  (softmax − (1 − ε)·onehot − ε/C)·scale in one pass.
+* exp is the vectorized float32 exp of _vecmath.h (libm for float64); sums are in double.
+"""
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.math cimport exp, log, fabs, log1p, INFINITY, NAN
+
+import numpy as np
+
+cdef extern from "_vecmath.h" nogil:
+    float mlk_expf(float x)
+    float mlk_log1pf(float x)
+
+cdef enum:
+    SERIAL_BELOW = 32768
+
+
+cdef inline floating v_exp(floating x) noexcept nogil:
+    if floating is float:
+        return mlk_expf(x)
+    else:
+        return exp(x)
+
+
+cdef inline int threads_for(Py_ssize_t total, int n_threads) noexcept nogil:
+    return 1 if total < SERIAL_BELOW else n_threads
+
+
+cdef inline floating row_max(const floating* x, Py_ssize_t C) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef floating m = -INFINITY
+    for j in range(C):
+        m = x[j] if x[j] > m else m
+    for j in range(C):                           # a NaN anywhere makes the row NaN
+        if x[j] != x[j]:
+            return x[j]
+    return m
+
+
+cdef double row_exp_sum(const floating* x, floating* e, Py_ssize_t C, floating m) noexcept nogil:
+    """e = exp(x − m) (e may be NULL: sum only); returns Σ e in double."""
+    cdef Py_ssize_t j
+    cdef double total = 0
+    cdef floating v
+    if e != NULL:
+        for j in range(C):
+            v = v_exp(x[j] - m)
+            e[j] = v
+            total += v
+    else:
+        for j in range(C):
+            total += v_exp(x[j] - m)
+    return total
+
+
+# ------------------------------------------------------------------ softmax / log_softmax
+
+cdef void softmax_row(const floating* x, floating* y, Py_ssize_t C, bint log_) noexcept nogil:
+    """softmax: y = e^(x − max) / Σ e^(x − max);  log_softmax: y = (x − max) − log Σ e^(x − max)."""
+    cdef Py_ssize_t j
+    cdef floating m = row_max(x, C), scale, shift
+    cdef double total
+    if log_:
+        total = row_exp_sum(x, NULL, C, m)
+        shift = <floating>log(total)
+        for j in range(C):                       # (x − max) is exact; one rounding after it
+            y[j] = (x[j] - m) - shift
+    else:
+        total = row_exp_sum(x, y, C, m)
+        scale = <floating>(1.0 / total)
+        for j in range(C):
+            y[j] = y[j] * scale
+
+
+def softmax_rows(const floating[:, ::1] x, floating[:, ::1] y, bint log_, int n_threads):
+    cdef Py_ssize_t M = x.shape[0], C = x.shape[1], i
+    cdef int nt = threads_for(M * C, n_threads)
+    if M == 0 or C == 0:
+        return
+    cdef const floating* px = &x[0, 0]
+    cdef floating* py = &y[0, 0]
+    with nogil:
+        for i in prange(M, num_threads=nt, schedule="static"):
+            softmax_row(px + i * C, py + i * C, C, log_)
+
+
+cdef void softmax_backward_row(const floating* g, const floating* y, floating* gx, Py_ssize_t C,
+                               bint log_) noexcept nogil:
+    """softmax:     gx = y·(g − Σ g·y);
+    log_softmax: gx = g − e^y·Σ g   (y is the forward's output)."""
+    cdef Py_ssize_t j
+    cdef double acc = 0
+    cdef floating s
+    if log_:
+        for j in range(C):
+            acc += g[j]
+        s = <floating>acc
+        for j in range(C):
+            gx[j] = g[j] - v_exp(y[j]) * s
+    else:
+        for j in range(C):
+            acc += g[j] * y[j]
+        s = <floating>acc
+        for j in range(C):
+            gx[j] = y[j] * (g[j] - s)
+
+
+def softmax_backward_rows(const floating[:, ::1] g, const floating[:, ::1] y,
+                          floating[:, ::1] gx, bint log_, int n_threads):
+    cdef Py_ssize_t M = y.shape[0], C = y.shape[1], i
+    cdef int nt = threads_for(M * C, n_threads)
+    if M == 0 or C == 0:
+        return
+    cdef const floating* pg = &g[0, 0]
+    cdef const floating* py = &y[0, 0]
+    cdef floating* pgx = &gx[0, 0]
+    with nogil:
+        for i in prange(M, num_threads=nt, schedule="static"):
+            softmax_backward_row(pg + i * C, py + i * C, pgx + i * C, C, log_)
+
+
+# ------------------------------------------------------------------ cross-entropy
+
+def cross_entropy_rows(const floating[:, ::1] logits, const long long[::1] target,
+                       double[::1] losses, long long ignore_index, double smoothing,
+                       int n_threads):
+    """losses[i] = (1 − ε)·(lse − x[t]) + ε·(lse − mean(x)), lse = log Σ e^x; 0 if ignored."""
+    cdef Py_ssize_t M = logits.shape[0], C = logits.shape[1], i
+    cdef int nt = threads_for(M * C, n_threads)
+    if M == 0:
+        return
+    cdef const floating* px = &logits[0, 0]
+    with nogil:
+        for i in prange(M, num_threads=nt, schedule="static"):
+            losses[i] = ce_row(px + i * C, C, target[i], ignore_index, smoothing)
+
+
+cdef double ce_row(const floating* x, Py_ssize_t C, long long t, long long ignore_index,
+                   double smoothing) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef floating m
+    cdef double lse, total = 0, nll
+    if t == ignore_index:
+        return 0
+    m = row_max(x, C)
+    lse = m + log(row_exp_sum(x, NULL, C, m))
+    nll = lse - x[t]
+    if smoothing == 0:
+        return nll
+    for j in range(C):
+        total += x[j]
+    return (1 - smoothing) * nll + smoothing * (lse - total / C)
+
+
+def cross_entropy_backward_rows(const floating[:, ::1] logits, const long long[::1] target,
+                                const double[::1] scale, floating[:, ::1] grad,
+                                long long ignore_index, double smoothing, int n_threads):
+    """grad[i] = (softmax(x_i) − (1 − ε)·onehot(t_i) − ε/C)·scale[i]; 0 rows where ignored."""
+    cdef Py_ssize_t M = logits.shape[0], C = logits.shape[1], i
+    cdef int nt = threads_for(M * C, n_threads)
+    if M == 0 or C == 0:
+        return
+    cdef const floating* px = &logits[0, 0]
+    cdef floating* pg = &grad[0, 0]
+    with nogil:
+        for i in prange(M, num_threads=nt, schedule="static"):
+            ce_backward_row(px + i * C, pg + i * C, C, target[i], ignore_index, smoothing,
+                            scale[i])
+
+
+cdef void ce_backward_row(const floating* x, floating* g, Py_ssize_t C, long long t,
+                          long long ignore_index, double smoothing, double scale) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef floating m, inv, off, s
+    cdef double total
+    if t == ignore_index:
+        for j in range(C):
+            g[j] = 0
+        return
+    m = row_max(x, C)
+    total = row_exp_sum(x, g, C, m)              # g = e^(x − max) for now
+    inv = <floating>(scale / total)
+    off = <floating>(scale * smoothing / C)
+    for j in range(C):
+        g[j] = g[j] * inv - off
+    g[t] = g[t] - <floating>(scale * (1 - smoothing))
+
+
+# ------------------------------------------------------------------ MSE and BCE with logits
+
+def mse_sum(const floating[::1] x, const floating[::1] t, floating[::1] per_element):
+    """Σ (x − t)² in double; per_element (if given) receives (x − t)²."""
+    cdef Py_ssize_t n = x.shape[0], i
+    cdef double total = 0
+    cdef floating d
+    with nogil:
+        if per_element is not None:
+            for i in range(n):
+                d = x[i] - t[i]
+                per_element[i] = d * d
+                total += d * d
+        else:
+            for i in range(n):
+                d = x[i] - t[i]
+                total += d * d
+    return total
+
+
+def mse_backward(const floating[::1] x, const floating[::1] t, const floating[::1] g,
+                 double scale, floating[::1] out):
+    """out = 2(x − t)·g·scale (g: per element, or one value broadcast when g has size 1)."""
+    cdef Py_ssize_t n = x.shape[0], i
+    cdef floating s = <floating>(2 * scale), g0
+    with nogil:
+        if g.shape[0] == 1 and n != 1:
+            g0 = g[0] * s
+            for i in range(n):
+                out[i] = (x[i] - t[i]) * g0
+        else:
+            for i in range(n):
+                out[i] = (x[i] - t[i]) * g[i] * s
+
+
+cdef inline floating softplus_neg(floating x) noexcept nogil:
+    """log(1 + e^−x) = max(−x, 0) + log1p(e^−|x|): never overflows."""
+    if floating is float:
+        return (-x if x < 0 else 0) + mlk_log1pf(mlk_expf(-fabs(x)))
+    else:
+        return (-x if x < 0 else 0) + log1p(exp(-fabs(x)))
+
+
+def bce_logits_sum(const floating[::1] x, const floating[::1] t, floating[::1] per_element):
+    """loss = (1 − t)·x + log(1 + e^−x) per element (stable for any |x|); returns the sum."""
+    cdef Py_ssize_t n = x.shape[0], i
+    cdef double total = 0
+    cdef floating v
+    with nogil:
+        for i in range(n):
+            v = (1 - t[i]) * x[i] + softplus_neg(x[i])
+            if per_element is not None:
+                per_element[i] = v
+            total += v
+    return total
+
+
+def bce_logits_backward(const floating[::1] x, const floating[::1] t, const floating[::1] g,
+                        double scale, floating[::1] out):
+    """out = (σ(x) − t)·g·scale, σ(x) = 1/(1 + e^−x) computed from e^−|x|."""
+    cdef Py_ssize_t n = x.shape[0], i
+    cdef floating z, sig, s = <floating>scale, gi
+    with nogil:
+        for i in range(n):
+            z = v_exp(-fabs(x[i]))
+            sig = 1 / (1 + z) if x[i] >= 0 else z / (1 + z)
+            gi = g[0] if g.shape[0] == 1 else g[i]
+            out[i] = (sig - t[i]) * gi * s

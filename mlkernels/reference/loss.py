@@ -1,0 +1,95 @@
+"""Reference softmax and losses (float64 NumPy + scipy.special), textbook formulas written
+stably (log-sum-exp)."""
+import numpy as np
+from scipy.special import expit, logsumexp
+
+__all__ = ["softmax", "softmax_backward", "log_softmax", "log_softmax_backward",
+           "cross_entropy", "cross_entropy_backward", "mse_loss", "mse_loss_backward",
+           "binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits_backward"]
+
+
+def _f(a):
+    return np.asarray(a, np.float64)
+
+
+def log_softmax(x, axis=-1):
+    x = _f(x)
+    with np.errstate(invalid="ignore"):
+        return x - logsumexp(x, axis=axis, keepdims=True)
+
+
+def softmax(x, axis=-1):
+    return np.exp(log_softmax(x, axis))
+
+
+def softmax_backward(grad_out, y, axis=-1):
+    g, y = _f(grad_out), _f(y)
+    return y * (g - (g * y).sum(axis=axis, keepdims=True))
+
+
+def log_softmax_backward(grad_out, y, axis=-1):
+    g, y = _f(grad_out), _f(y)
+    return g - np.exp(y) * g.sum(axis=axis, keepdims=True)
+
+
+def _class_last(logits):
+    return np.moveaxis(_f(logits), 0 if np.ndim(logits) == 1 else 1, -1)
+
+
+def cross_entropy(logits, target, reduction="mean", label_smoothing=0.0, ignore_index=-100):
+    x = _class_last(logits)                                 # (..., C)
+    t = np.asarray(target)
+    logp = log_softmax(x)
+    keep = t != ignore_index
+    safe = np.where(keep, t, 0)
+    nll = -np.take_along_axis(logp, safe[..., None], axis=-1)[..., 0]
+    smooth = -logp.mean(axis=-1)
+    loss = np.where(keep, (1 - label_smoothing) * nll + label_smoothing * smooth, 0.0)
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    with np.errstate(invalid="ignore"):
+        return loss.sum() / keep.sum()
+
+
+def cross_entropy_backward(grad_out, logits, target, reduction="mean", label_smoothing=0.0,
+                           ignore_index=-100):
+    x = _class_last(logits)
+    t = np.asarray(target)
+    C = x.shape[-1]
+    keep = t != ignore_index
+    onehot = np.eye(C)[np.where(keep, t, 0)]
+    grad = softmax(x) - (1 - label_smoothing) * onehot - label_smoothing / C
+    g = _f(grad_out)
+    if reduction == "mean":
+        with np.errstate(divide="ignore", invalid="ignore"):   # all ignored: rows are 0 anyway
+            g = g / keep.sum()
+    grad = grad * np.where(keep, g, 0.0)[..., None]
+    return np.moveaxis(grad, -1, 0 if np.ndim(logits) == 1 else 1)
+
+
+def _reduce(per, reduction):
+    if reduction == "none":
+        return per
+    return per.sum() if reduction == "sum" else per.mean() if per.size else np.nan
+
+
+def mse_loss(input, target, reduction="mean"):
+    return _reduce((_f(input) - _f(target)) ** 2, reduction)
+
+
+def mse_loss_backward(grad_out, input, target, reduction="mean"):
+    d = 2 * (_f(input) - _f(target)) * _f(grad_out)
+    return d / d.size if reduction == "mean" and d.size else d
+
+
+def binary_cross_entropy_with_logits(input, target, reduction="mean"):
+    x, t = _f(input), _f(target)
+    return _reduce((1 - t) * x + np.logaddexp(0, -x), reduction)      # log(1 + e^−x), stable
+
+
+def binary_cross_entropy_with_logits_backward(grad_out, input, target, reduction="mean"):
+    x, t = _f(input), _f(target)
+    d = (expit(x) - t) * _f(grad_out)
+    return d / d.size if reduction == "mean" and d.size else d
