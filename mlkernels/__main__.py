@@ -1,9 +1,10 @@
-"""Command line: ``python -m mlkernels {bench,check,info}``.
+"""Command line: ``python -m mlkernels {bench,check,info,demo}``.
 
     python -m mlkernels bench                 quick side-by-side benchmark of every family
     python -m mlkernels bench --family linear --full --json results.json
     python -m mlkernels check                 every kernel vs its reference, every ISA variant
     python -m mlkernels info                  version, ISA variant, threads, BLAS
+    python -m mlkernels demo [--plot F.png]   a guided tour of training, each step measured
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     check = sub.add_parser("check", help="every kernel vs its NumPy reference and gradients")
     check.add_argument("--family", action="append", help="only this family (repeatable)")
     sub.add_parser("info", help="version, ISA variant, threads, BLAS")
+    demo = sub.add_parser("demo", help="the fundamentals of training, run and measured")
+    demo.add_argument("--plot", metavar="FILE.png", help="save the loss curves (matplotlib)")
     args = parser.parse_args(argv)
 
     if args.command == "bench":
@@ -38,6 +41,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command == "check":
         from . import _check
         return _check.run(args.family)
+    if args.command == "demo":
+        from . import _demo
+        _demo.run(out=sys.stdout, plot=args.plot)
+        return 0
     if args.command == "info":
         from . import info
         print(json.dumps(info(), indent=2))

@@ -1,0 +1,133 @@
+"""The layer API and the demo: layers against the functional kernels, the demo's figures."""
+import io
+
+import numpy as np
+import pytest
+
+import mlkernels as mk
+from mlkernels import _demo, nn, optim
+from mlkernels.testing import assert_close, gradcheck
+
+
+def _mlp(dtype=np.float64, norm="layer"):
+    rng = np.random.default_rng(0)
+    layers = [nn.Linear(5, 7, rng=rng, dtype=dtype)]
+    layers.append(nn.LayerNorm(7, dtype=dtype) if norm == "layer" else nn.BatchNorm1d(7, dtype=dtype))
+    layers += [nn.GELU(), nn.Linear(7, 3, rng=rng, dtype=dtype)]
+    return nn.Sequential(*layers)
+
+
+@pytest.mark.parametrize("norm", ["layer", "batch"])
+def test_sequential_backward_matches_finite_differences(norm):
+    model = _mlp(np.float64, norm)
+    x = np.random.default_rng(1).standard_normal((6, 5))
+    gradcheck(lambda x: model.forward(x), lambda r, x: (model.forward(x), model.backward(r))[1:],
+              (x,), (0,))
+    # parameter gradients: perturb the first Linear's weight through a closure
+    w = model.layers[0].weight
+
+    def f(w_new):
+        w[...] = w_new
+        return model.forward(x)
+
+    def b(r, w_new):
+        w[...] = w_new
+        model.forward(x)
+        model.backward(r)
+        return (model.grads()[0].copy(),)
+    gradcheck(f, b, (w.copy(),), (0,))
+
+
+def test_parameters_and_grads_align_and_plug_into_optim():
+    model = _mlp(np.float32)
+    params, grads = model.parameters(), model.grads()
+    assert len(params) == len(grads) == 2 + 2 + 2
+    assert all(p.shape == g.shape and p.dtype == g.dtype for p, g in zip(params, grads))
+    opt = optim.AdamW(params, lr=1e-2)
+    x = np.random.default_rng(0).standard_normal((8, 5)).astype(np.float32)
+    y = np.array([0, 1, 2, 0, 1, 2, 0, 1])
+    first = float(mk.cross_entropy(model.forward(x), y))
+    for _ in range(50):
+        logits = model.forward(x)
+        model.backward(mk.cross_entropy_backward(np.ones((), np.float32), logits, y))
+        opt.step(model.grads())
+    assert float(mk.cross_entropy(model.forward(x), y)) < first / 2
+
+
+def test_reference_backend_gives_the_same_network():
+    x = np.random.default_rng(2).standard_normal((4, 5))
+    fast = _mlp(np.float64)
+    slow = _mlp(np.float64).use_backend(nn.REFERENCE)
+    assert_close(fast.forward(x), slow.forward(x), np.float64, rtol=1e-10)
+    r = np.ones((4, 3))
+    assert_close(fast.backward(r), slow.backward(r), np.float64, rtol=1e-10)
+
+
+def test_backward_before_forward_is_a_clear_error():
+    for layer in (nn.Linear(2, 3), nn.GELU(), nn.LayerNorm(3), nn.BatchNorm1d(3), nn.ReLU()):
+        with pytest.raises(RuntimeError, match="before forward"):
+            layer.backward(np.ones((2, 3), np.float32))
+
+
+def test_batchnorm_train_updates_running_stats_eval_freezes_them():
+    bn = nn.BatchNorm1d(3)
+    x = np.random.default_rng(0).standard_normal((16, 3)).astype(np.float32) * 2 + 5
+    bn.train().forward(x)
+    assert not np.allclose(bn.running_mean, 0)
+    frozen = bn.running_mean.copy(), bn.running_var.copy()
+    bn.eval().forward(x * 3)
+    assert np.array_equal(frozen[0], bn.running_mean) and np.array_equal(frozen[1], bn.running_var)
+
+
+def test_linear_regression_worked_example():
+    r = _demo.linear_regression(0.1)
+    assert r["first"]["W"] == pytest.approx(1.5333333, abs=1e-6)
+    assert r["first"]["b"] == pytest.approx(0.6666667, abs=1e-6)
+    assert r["last"]["W"] == pytest.approx(1.5, abs=1e-6)
+    assert r["last"]["b"] == pytest.approx(1 / 3, abs=1e-6)
+    bad = _demo.linear_regression(0.2, steps=60)
+    ws = [h["W"] for h in bad["history"]]
+    assert bad["last"]["loss"] > 100 * bad["first"]["loss"]       # diverges
+    assert any(np.sign(ws[i + 1] - 1.5) != np.sign(ws[i] - 1.5) for i in range(5))  # oscillates
+
+
+def test_xor_needs_a_hidden_layer():
+    r = _demo.xor()
+    assert r["two layers + tanh"]["accuracy"] == 1.0
+    assert r["one linear layer"]["accuracy"] <= 0.75
+
+
+def test_sine_error_falls_with_width():
+    r = _demo.sine()
+    assert r[32]["mse"] < r[8]["mse"] < r[2]["mse"]
+
+
+def test_digits_reaches_95_percent():
+    pytest.importorskip("sklearn", reason="the digits data ships with scikit-learn (demo extra)")
+    r = _demo.digits()
+    assert r["source"] == "sklearn digits"
+    assert r["LayerNorm"]["test_accuracy"] >= 0.95
+    assert r["BatchNorm"]["test_accuracy"] >= 0.95
+    assert r["BatchNorm"]["eval_vs_train_mode_max_logit_diff"] > 0
+
+
+def test_digits_synthetic_fallback(monkeypatch):
+    import builtins
+    real_import = builtins.__import__
+
+    def no_sklearn(name, *a, **k):
+        if name.startswith("sklearn"):
+            raise ImportError("no sklearn")
+        return real_import(name, *a, **k)
+    monkeypatch.setattr(builtins, "__import__", no_sklearn)
+    xtr, ytr, xte, yte, source = _demo.digits_data()
+    assert "synthetic" in source and xtr.shape[1] == 64 and set(np.unique(ytr)) <= set(range(10))
+
+
+def test_demo_cli_prints_every_step(tmp_path):
+    buf = io.StringIO()
+    _demo.run(out=buf)
+    text = buf.getvalue()
+    for step in ("1. Linear regression", "2. XOR", "3. Universal", "4. Optimizers",
+                 "5. MLP classifier", "6. One training epoch"):
+        assert step in text
