@@ -11,11 +11,16 @@ How it is built
   would clear C in a pass of its own: the fill replaces that pass rather than adding one.)
 * The GIL is released around every BLAS call and loop. No OpenMP here: OpenBLAS has its own
   thread pool, and the two pools must not be interleaved (see DESIGN.md).
+* The fused linear + activation (``linear_act_forward``) runs the same product one block of
+  rows at a time and applies the activation to each block right after its gemm, while the
+  block is still in cache: the activation costs no extra pass over memory.
 * Shapes are validated in ``mlkernels/linear.py`` before we get here (bounds checks are off).
 """
 from cython cimport floating
+from cython.parallel cimport prange
 from libc.string cimport memcpy
 
+from mlkernels._act cimport Op, forward_run
 from mlkernels._blas cimport gemm
 
 import numpy as np
@@ -74,3 +79,48 @@ def linear_backward(const floating[:, ::1] grad_out,   # IN  (M, N)
                     row = g + i * N
                     for j in range(N):
                         grad_bias[j] += row[j]
+
+
+cdef enum:
+    ACT_CHUNK = 16384       # elements per OpenMP work item of the activation
+
+
+def linear_act_forward(const floating[:, ::1] x,       # IN  (M, K)
+                       const floating[:, ::1] weight,  # IN  (N, K)
+                       const floating[::1] bias,       # IN  (N,) or None
+                       floating[:, ::1] y,             # OUT (M, N)  act(z)
+                       floating[:, ::1] z,             # OUT (M, N)  the pre-activation, or None
+                       int op, Py_ssize_t block_rows, int n_threads):
+    """y = act(x·Wᵀ + b), block_rows rows at a time: bias fill, gemm, then (still in cache) the
+    pre-activation kept in z if wanted and the activation applied to the block in place."""
+    cdef Py_ssize_t M = x.shape[0], K = x.shape[1], N = weight.shape[0], i, r0, rows, c, n_el
+    if M == 0 or N == 0:
+        return
+    cdef bint has_bias = bias is not None, keep = z is not None
+    cdef const floating* b_ptr = &bias[0] if has_bias else NULL
+    cdef const floating* px = &x[0, 0] if K else NULL
+    cdef const floating* pw = &weight[0, 0] if K else NULL
+    cdef floating* py = &y[0, 0]
+    cdef floating* pz = &z[0, 0] if keep else NULL
+    cdef floating* blk
+    with nogil:
+        r0 = 0
+        while r0 < M:
+            rows = min(block_rows, M - r0)
+            blk = py + r0 * N
+            if has_bias:
+                for i in range(rows):
+                    memcpy(blk + i * N, b_ptr, N * sizeof(floating))
+            gemm(False, True, rows, N, K, px + r0 * K if K else NULL, K, pw, K,
+                 1 if has_bias else 0, blk, N)
+            if keep:
+                memcpy(pz + r0 * N, blk, rows * N * sizeof(floating))
+            n_el = rows * N
+            if n_threads > 1:
+                for c in prange((n_el + ACT_CHUNK - 1) // ACT_CHUNK, num_threads=n_threads,
+                                schedule="static"):
+                    forward_run(<Op>op, blk + c * ACT_CHUNK, blk + c * ACT_CHUNK,
+                                min(<Py_ssize_t>ACT_CHUNK, n_el - c * ACT_CHUNK), 0, 0)
+            else:
+                forward_run(<Op>op, blk, blk, n_el, 0, 0)
+            r0 += rows

@@ -98,6 +98,79 @@ def _bench_backward(quick):
     return cases
 
 
+# ------------------------------------------------------------------ fused linear + activation
+
+def _fused_args(activation):
+    def make(rng, dtype, shape):
+        (x, w, b), _ = _forward_args(rng, dtype, shape)
+        return (x, w * np.asarray(0.3, dtype), b), {"activation": activation}
+    return make
+
+
+def _fused_ref(x, w, b, activation):
+    name, kw = ("gelu", {"approximate": "tanh"}) if activation == "gelu_tanh" else (activation, {})
+    return getattr(ref, name)(ref.linear(x, w, b), **kw)
+
+
+def _fused_bwd_args(activation):
+    def make(rng, dtype, shape):
+        (x, w, b), kw = _fused_args(activation)(rng, dtype, shape)
+        _, z = linear(x, w, b, activation=activation, return_preactivation=True)
+        g = np.asarray(rng.standard_normal(z.shape), dtype)
+        return (g, x, w), {"activation": activation, "preactivation": z}
+    return make
+
+
+def _fused_bwd_ref(g, x, w, activation, preactivation):
+    name, kw = ("gelu", {"approximate": "tanh"}) if activation == "gelu_tanh" else (activation, {})
+    return ref.linear_backward(getattr(ref, name + "_backward")(g, preactivation, **kw), x, w)
+
+
+def _fused_scale(args, kwargs):
+    # the activation's derivatives are bounded (|gelu'| < 1.13): the product's error scale
+    # carries over, times that bound
+    return [1.2 * s for s in _forward_scale(args, kwargs)]
+
+
+def _fused_bwd_scale(args, kwargs):
+    return [1.2 * s for s in _backward_scale(args, kwargs)]
+
+
+def _fused_check(activation):
+    def check(rng):
+        x, w, b = rng.standard_normal((4, 5)), rng.standard_normal((3, 5)), rng.standard_normal(3)
+
+        def bwd(r, x, w, b):
+            _, z = linear(x, w, b, activation=activation, return_preactivation=True)
+            return linear_backward(r, x, w, activation=activation, preactivation=z)
+        gradcheck(lambda x, w, b: linear(x, w, b, activation=activation), bwd, (x, w, b),
+                  (0, 1, 2))
+    return check
+
+
+def _bench_fused(quick):
+    from ..activations import gelu
+    m, k, n = 4096, 1024, 1024
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((m, k), dtype=np.float32)
+    w = rng.standard_normal((n, k), dtype=np.float32) * np.float32(0.03)
+    b = rng.standard_normal(n, dtype=np.float32)
+    y = np.empty((m, n), np.float32)
+
+    def two_calls():
+        linear(x, w, b, out=y)
+        gelu(y, out=y)
+    impls = {"mlkernels fused": lambda: linear(x, w, b, activation="gelu", out=y),
+             "mlkernels linear then gelu": two_calls,
+             "numpy": lambda: ref.gelu(x @ w.T + b)}
+    torch = torch_or_none()
+    if torch is not None:
+        tx, tw, tb = (torch.from_numpy(a) for a in (x, w, b))
+        impls["torch"] = lambda: torch.nn.functional.gelu(torch.nn.functional.linear(tx, tw, tb))
+    return [BenchCase(f"float32 {m}x{k} -> {n} + gelu", impls, flops=2.0 * m * k * n,
+                      nbytes=4.0 * (m * k + n * k + m * n))]
+
+
 SPECS = [
     KernelSpec("linear", "linear", linear, ref.linear, _forward_args, SHAPES,
                scale=_forward_scale, bench=_bench_forward),
@@ -105,3 +178,12 @@ SPECS = [
                _backward_args, SHAPES, scale=_backward_scale, gradcheck=_gradcheck,
                bench=_bench_backward, backward_of="linear"),
 ]
+for _act in ("relu", "gelu", "gelu_tanh", "silu", "tanh", "sigmoid"):
+    SPECS += [
+        KernelSpec(f"linear[{_act}]", "linear", linear, _fused_ref, _fused_args(_act), SHAPES,
+                   scale=_fused_scale, bench=_bench_fused if _act == "gelu" else None),
+        KernelSpec(f"linear_backward[{_act}]", "linear", linear_backward, _fused_bwd_ref,
+                   _fused_bwd_args(_act), SHAPES, scale=_fused_bwd_scale,
+                   gradcheck=_fused_check(_act),
+                   backward_of=f"linear[{_act}]"),
+    ]

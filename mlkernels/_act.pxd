@@ -1,0 +1,203 @@
+"""Activation math and loops, inline, shared by _activations.pyx and _linear.pyx (the fused
+linear + activation). See _activations.pyx for how the kernels are built."""
+from cython cimport floating
+from libc.math cimport exp, expm1, log1p, tanh, erfc, fabs
+
+cdef extern from "_vecmath.h" nogil:
+    float mlk_expf(float x)
+    float mlk_expm1f(float x)
+    float mlk_log1pf(float x)
+    float mlk_tanhf(float x)
+    float mlk_sigmoidf(float x)
+    float mlk_ndtrf(float x)
+    float mlk_exp_half_sqf(float x)
+
+# The operations (mlkernels/activations.py names them). Parameters a, b per operation:
+#   LEAKY_RELU a = negative_slope;  ELU a = alpha;  SWISH a = beta;
+#   SOFTPLUS a = beta, b = threshold
+cdef enum Op:
+    RELU = 0
+    LEAKY_RELU = 1
+    ELU = 2
+    SELU = 3
+    GELU = 4
+    GELU_TANH = 5
+    SILU = 6
+    SWISH = 7
+    SIGMOID = 8
+    TANH = 9
+    SOFTPLUS = 10
+
+cdef extern from *:
+    """
+    #define MLK_SELU_ALPHA 1.6732632423543772848170429916717
+    #define MLK_SELU_SCALE 1.0507009873554804934193349852946
+    #define MLK_SQRT_2_OVER_PI 0.7978845608028654
+    #define MLK_GELU_C 0.044715
+    #define MLK_INV_SQRT_2PI 0.3989422804014327
+    #define MLK_SQRT1_2 0.7071067811865476
+    """
+    double SELU_ALPHA "MLK_SELU_ALPHA"
+    double SELU_SCALE "MLK_SELU_SCALE"
+    double SQRT_2_OVER_PI "MLK_SQRT_2_OVER_PI"
+    double GELU_C "MLK_GELU_C"
+    double INV_SQRT_2PI "MLK_INV_SQRT_2PI"
+    double SQRT1_2 "MLK_SQRT1_2"
+
+
+# ------------------------------------------------------------------ math, by type
+cdef inline floating v_exp(floating x) noexcept nogil:
+    if floating is float:
+        return mlk_expf(x)
+    else:
+        return exp(x)
+
+cdef inline floating v_expm1(floating x) noexcept nogil:
+    if floating is float:
+        return mlk_expm1f(x)
+    else:
+        return expm1(x)
+
+cdef inline floating v_log1p(floating x) noexcept nogil:
+    if floating is float:
+        return mlk_log1pf(x)
+    else:
+        return log1p(x)
+
+cdef inline floating v_tanh(floating x) noexcept nogil:
+    if floating is float:
+        return mlk_tanhf(x)
+    else:
+        return tanh(x)
+
+cdef inline floating v_sigmoid(floating x) noexcept nogil:
+    """σ(x) through z = e^-|x|, never overflowing; z/(1+z) keeps the left tail relative."""
+    cdef double z
+    if floating is float:
+        return mlk_sigmoidf(x)
+    else:
+        z = exp(-fabs(x))
+        return z / (1 + z) if x < 0 else 1 / (1 + z)
+
+cdef inline floating sigmoid_pair(floating v, floating* one_minus) noexcept nogil:
+    """σ(v), and 1 − σ(v) = σ(−v) into *one_minus, both from one z = e^−|v|: the
+    subtraction 1 − σ would lose the digits of a σ near 1 (used in every backward)."""
+    cdef floating z = v_exp(-fabs(v))
+    cdef floating inv = 1 / (1 + z)
+    one_minus[0] = z * inv if v >= 0 else inv
+    return inv if v >= 0 else z * inv
+
+
+cdef inline floating v_ndtr(floating x) noexcept nogil:
+    """Φ(x), the standard normal CDF (0.5·erfc(−x/√2), relative accuracy in the left tail)."""
+    if floating is float:
+        return mlk_ndtrf(x)
+    else:
+        return 0.5 * erfc(-x * SQRT1_2)
+
+cdef inline floating v_npdf(floating x) noexcept nogil:
+    """φ(x) = e^(−x²/2)/√(2π)."""
+    if floating is float:
+        return mlk_exp_half_sqf(x) * <float>INV_SQRT_2PI
+    else:
+        return exp(-0.5 * x * x) * INV_SQRT_2PI
+
+
+# ------------------------------------------------------------------ forward and backward
+# Each pair: y = f(x) over a run of n elements, then grad_x = g·f'(x). The backward of f
+# takes the forward's input x, as in torch (for GELU the derivative needs x, not y).
+
+cdef inline void forward_run(Op op, const floating* x, floating* y, Py_ssize_t n,
+                      floating a, floating b) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating v, u, s
+    if op == RELU:                     # max(x, 0); NaN and -0 pass through
+        for i in range(n):
+            y[i] = 0 if x[i] < 0 else x[i]
+    elif op == LEAKY_RELU:             # x if x > 0 else a·x
+        for i in range(n):
+            y[i] = x[i] if x[i] > 0 else a * x[i]
+    elif op == ELU:                    # x if x > 0 else α(e^x − 1)
+        for i in range(n):
+            y[i] = x[i] if x[i] > 0 else a * v_expm1(x[i])
+    elif op == SELU:                   # λ(x if x > 0 else α(e^x − 1))
+        for i in range(n):
+            v = x[i] if x[i] > 0 else <floating>SELU_ALPHA * v_expm1(x[i])
+            y[i] = <floating>SELU_SCALE * v
+    elif op == GELU:                   # x·Φ(x)
+        for i in range(n):
+            y[i] = x[i] * v_ndtr(x[i])
+    elif op == GELU_TANH:              # 0.5x(1 + tanh(u)) = x·σ(2u), u = √(2/π)(x + 0.044715x³)
+        for i in range(n):
+            v = x[i]
+            u = <floating>SQRT_2_OVER_PI * (v + <floating>GELU_C * v * v * v)
+            y[i] = v * v_sigmoid(2 * u)   # σ form: no 1 + tanh cancellation for x << 0
+    elif op == SILU:                   # x·σ(x)
+        for i in range(n):
+            y[i] = x[i] * v_sigmoid(x[i])
+    elif op == SWISH:                  # x·σ(βx)
+        for i in range(n):
+            y[i] = x[i] * v_sigmoid(a * x[i])
+    elif op == SIGMOID:
+        for i in range(n):
+            y[i] = v_sigmoid(x[i])
+    elif op == TANH:
+        for i in range(n):
+            y[i] = v_tanh(x[i])
+    elif op == SOFTPLUS:               # log(1 + e^(βx))/β, or x where βx > threshold
+        for i in range(n):
+            v = a * x[i]
+            # log1p(e^v) = max(v, 0) + log1p(e^−|v|): never overflows
+            s = (v if v > 0 else 0) + v_log1p(v_exp(-fabs(v)))
+            y[i] = x[i] if v > b else s / a
+
+
+cdef inline void backward_run(Op op, const floating* g, const floating* x, floating* gx, Py_ssize_t n,
+                       floating a, floating b) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating v, u, s, d, xc, t
+    if op == RELU:                     # f' = 1 if x > 0 else 0 (0 at the kink); NaN x -> NaN
+        for i in range(n):
+            gx[i] = g[i] if x[i] > 0 else (x[i] if x[i] != x[i] else 0)
+    elif op == LEAKY_RELU:
+        for i in range(n):
+            gx[i] = g[i] if x[i] > 0 else a * g[i]
+    elif op == ELU:                    # f' = 1 if x > 0 else α·e^x
+        for i in range(n):
+            gx[i] = g[i] if x[i] > 0 else g[i] * a * v_exp(x[i])
+    elif op == SELU:
+        for i in range(n):
+            d = 1 if x[i] > 0 else <floating>SELU_ALPHA * v_exp(x[i])
+            gx[i] = g[i] * <floating>SELU_SCALE * d
+    elif op == GELU:                   # f' = Φ(x) + x·φ(x)
+        for i in range(n):
+            gx[i] = g[i] * (v_ndtr(x[i]) + x[i] * v_npdf(x[i]))
+    elif op == GELU_TANH:              # f' = s + 2x·s(1 − s)·u',  s = σ(2u)
+        for i in range(n):
+            v = x[i]
+            u = <floating>SQRT_2_OVER_PI * (v + <floating>GELU_C * v * v * v)
+            s = sigmoid_pair(2 * u, &t)
+            # s(1 − s) is exactly 0 for |x| > 1e4: clamp x there so that u' stays finite
+            xc = v if fabs(v) < 1e4 else (<floating>1e4 if v > 0 else <floating>-1e4)
+            d = <floating>SQRT_2_OVER_PI * (1 + 3 * <floating>GELU_C * xc * xc)
+            gx[i] = g[i] * (s + 2 * xc * s * t * d)
+    elif op == SILU:                   # f' = σ(1 + x(1 − σ))
+        for i in range(n):
+            s = sigmoid_pair(x[i], &t)
+            gx[i] = g[i] * s * (1 + x[i] * t)
+    elif op == SWISH:                  # f' = σ(βx)(1 + βx(1 − σ(βx)))
+        for i in range(n):
+            s = sigmoid_pair(a * x[i], &t)
+            gx[i] = g[i] * s * (1 + a * x[i] * t)
+    elif op == SIGMOID:                # f' = σ(1 − σ)
+        for i in range(n):
+            s = sigmoid_pair(x[i], &t)
+            gx[i] = g[i] * s * t
+    elif op == TANH:                   # f' = 1 − tanh² = 4z/(1 + z)², z = e^−2|x|
+        for i in range(n):             # (no cancellation when tanh is near ±1)
+            s = v_exp(-2 * fabs(x[i]))
+            gx[i] = g[i] * (4 * s / ((1 + s) * (1 + s)))
+    elif op == SOFTPLUS:               # f' = σ(βx), or 1 where βx > threshold
+        for i in range(n):
+            v = a * x[i]
+            gx[i] = g[i] if v > b else g[i] * v_sigmoid(v)
