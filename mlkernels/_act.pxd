@@ -1,7 +1,7 @@
 """Activation math and loops, inline, shared by _activations.pyx and _linear.pyx (the fused
 linear + activation). See _activations.pyx for how the kernels are built."""
 from cython cimport floating
-from libc.math cimport exp, expm1, log1p, tanh, erfc, fabs
+from libc.math cimport exp, expm1, log1p, tanh, erfc, fabs, fabsf
 
 cdef extern from "_vecmath.h" nogil:
     float mlk_expf(float x)
@@ -46,6 +46,14 @@ cdef extern from *:
 
 
 # ------------------------------------------------------------------ math, by type
+# Every helper keeps the argument's type: libc's fabs returns a double, and a fused call
+# such as v_exp(-fabs(x)) on a float x would then pick the double (scalar libm) version.
+cdef inline floating v_abs(floating x) noexcept nogil:
+    if floating is float:
+        return fabsf(x)
+    else:
+        return fabs(x)
+
 cdef inline floating v_exp(floating x) noexcept nogil:
     if floating is float:
         return mlk_expf(x)
@@ -76,16 +84,15 @@ cdef inline floating v_sigmoid(floating x) noexcept nogil:
     if floating is float:
         return mlk_sigmoidf(x)
     else:
-        z = exp(-fabs(x))
+        z = exp(-fabs(x))  # (double branch)
         return z / (1 + z) if x < 0 else 1 / (1 + z)
 
-cdef inline floating sigmoid_pair(floating v, floating* one_minus) noexcept nogil:
-    """σ(v), and 1 − σ(v) = σ(−v) into *one_minus, both from one z = e^−|v|: the
-    subtraction 1 − σ would lose the digits of a σ near 1 (used in every backward)."""
-    cdef floating z = v_exp(-fabs(v))
-    cdef floating inv = 1 / (1 + z)
-    one_minus[0] = z * inv if v >= 0 else inv
-    return inv if v >= 0 else z * inv
+cdef inline floating sigmoid_slope(floating v) noexcept nogil:
+    """σ'(v) = σ(v)·σ(−v) = z/(1 + z)², z = e^−|v|: symmetric, never overflowing, and free of
+    the cancellation of σ(1 − σ) when σ is near 1 (used by every σ-based backward)."""
+    cdef floating z = v_exp(-v_abs(v))
+    cdef floating r = 1 / (<floating>1 + z)
+    return z * r * r
 
 
 cdef inline floating v_ndtr(floating x) noexcept nogil:
@@ -106,11 +113,15 @@ cdef inline floating v_npdf(floating x) noexcept nogil:
 # ------------------------------------------------------------------ forward and backward
 # Each pair: y = f(x) over a run of n elements, then grad_x = g·f'(x). The backward of f
 # takes the forward's input x, as in torch (for GELU the derivative needs x, not y).
+# Written for the vectorizer: every expensive value is computed for all elements first and
+# then selected with a cheap `a if c else b` (gcc if-converts a select, but not an expensive
+# arm), and constants carry the element type (<floating>1): a bare literal is a double in
+# the generated C and would turn float arithmetic into double arithmetic.
 
 cdef inline void forward_run(Op op, const floating* x, floating* y, Py_ssize_t n,
                       floating a, floating b) noexcept nogil:
     cdef Py_ssize_t i
-    cdef floating v, u, s
+    cdef floating v, u, e, inv_a
     if op == RELU:                     # max(x, 0); NaN and -0 pass through
         for i in range(n):
             y[i] = 0 if x[i] < 0 else x[i]
@@ -119,11 +130,12 @@ cdef inline void forward_run(Op op, const floating* x, floating* y, Py_ssize_t n
             y[i] = x[i] if x[i] > 0 else a * x[i]
     elif op == ELU:                    # x if x > 0 else α(e^x − 1)
         for i in range(n):
-            y[i] = x[i] if x[i] > 0 else a * v_expm1(x[i])
+            e = a * v_expm1(x[i])
+            y[i] = x[i] if x[i] > 0 else e
     elif op == SELU:                   # λ(x if x > 0 else α(e^x − 1))
         for i in range(n):
-            v = x[i] if x[i] > 0 else <floating>SELU_ALPHA * v_expm1(x[i])
-            y[i] = <floating>SELU_SCALE * v
+            e = <floating>SELU_ALPHA * v_expm1(x[i])
+            y[i] = <floating>SELU_SCALE * (x[i] if x[i] > 0 else e)
     elif op == GELU:                   # x·Φ(x)
         for i in range(n):
             y[i] = x[i] * v_ndtr(x[i])
@@ -131,7 +143,7 @@ cdef inline void forward_run(Op op, const floating* x, floating* y, Py_ssize_t n
         for i in range(n):
             v = x[i]
             u = <floating>SQRT_2_OVER_PI * (v + <floating>GELU_C * v * v * v)
-            y[i] = v * v_sigmoid(2 * u)   # σ form: no 1 + tanh cancellation for x << 0
+            y[i] = v * v_sigmoid(u + u)   # σ form: no 1 + tanh cancellation for x << 0
     elif op == SILU:                   # x·σ(x)
         for i in range(n):
             y[i] = x[i] * v_sigmoid(x[i])
@@ -145,17 +157,18 @@ cdef inline void forward_run(Op op, const floating* x, floating* y, Py_ssize_t n
         for i in range(n):
             y[i] = v_tanh(x[i])
     elif op == SOFTPLUS:               # log(1 + e^(βx))/β, or x where βx > threshold
+        inv_a = 1 / a                  # one division per call, not per element
         for i in range(n):
             v = a * x[i]
             # log1p(e^v) = max(v, 0) + log1p(e^−|v|): never overflows
-            s = (v if v > 0 else 0) + v_log1p(v_exp(-fabs(v)))
-            y[i] = x[i] if v > b else s / a
+            e = ((v if v > 0 else 0) + v_log1p(v_exp(-v_abs(v)))) * inv_a
+            y[i] = x[i] if v > b else e
 
 
 cdef inline void backward_run(Op op, const floating* g, const floating* x, floating* gx, Py_ssize_t n,
                        floating a, floating b) noexcept nogil:
     cdef Py_ssize_t i
-    cdef floating v, u, s, d, xc, t
+    cdef floating v, u, d, xc, e
     if op == RELU:                     # f' = 1 if x > 0 else 0 (0 at the kink); NaN x -> NaN
         for i in range(n):
             gx[i] = g[i] if x[i] > 0 else (x[i] if x[i] != x[i] else 0)
@@ -164,40 +177,38 @@ cdef inline void backward_run(Op op, const floating* g, const floating* x, float
             gx[i] = g[i] if x[i] > 0 else a * g[i]
     elif op == ELU:                    # f' = 1 if x > 0 else α·e^x
         for i in range(n):
-            gx[i] = g[i] if x[i] > 0 else g[i] * a * v_exp(x[i])
+            e = a * v_exp(x[i])
+            gx[i] = g[i] * (<floating>1 if x[i] > 0 else e)
     elif op == SELU:
         for i in range(n):
-            d = 1 if x[i] > 0 else <floating>SELU_ALPHA * v_exp(x[i])
-            gx[i] = g[i] * <floating>SELU_SCALE * d
+            e = <floating>SELU_ALPHA * v_exp(x[i])
+            gx[i] = g[i] * <floating>SELU_SCALE * (<floating>1 if x[i] > 0 else e)
     elif op == GELU:                   # f' = Φ(x) + x·φ(x)
         for i in range(n):
             gx[i] = g[i] * (v_ndtr(x[i]) + x[i] * v_npdf(x[i]))
-    elif op == GELU_TANH:              # f' = s + 2x·s(1 − s)·u',  s = σ(2u)
+    elif op == GELU_TANH:              # f' = σ(2u) + 2x·σ'(2u)·u'
         for i in range(n):
             v = x[i]
             u = <floating>SQRT_2_OVER_PI * (v + <floating>GELU_C * v * v * v)
-            s = sigmoid_pair(2 * u, &t)
-            # s(1 − s) is exactly 0 for |x| > 1e4: clamp x there so that u' stays finite
-            xc = v if fabs(v) < 1e4 else (<floating>1e4 if v > 0 else <floating>-1e4)
-            d = <floating>SQRT_2_OVER_PI * (1 + 3 * <floating>GELU_C * xc * xc)
-            gx[i] = g[i] * (s + 2 * xc * s * t * d)
-    elif op == SILU:                   # f' = σ(1 + x(1 − σ))
+            # σ'(2u) is exactly 0 for |x| > 1e4: clamp x there so that x·u' stays finite
+            xc = v if v_abs(v) < 1e4 else (<floating>1e4 if v > 0 else <floating>-1e4)
+            d = <floating>SQRT_2_OVER_PI * (<floating>1 + <floating>(3 * GELU_C) * xc * xc)
+            gx[i] = g[i] * (v_sigmoid(u + u) + (xc + xc) * sigmoid_slope(u + u) * d)
+    elif op == SILU:                   # f' = σ(x) + x·σ'(x)
         for i in range(n):
-            s = sigmoid_pair(x[i], &t)
-            gx[i] = g[i] * s * (1 + x[i] * t)
-    elif op == SWISH:                  # f' = σ(βx)(1 + βx(1 − σ(βx)))
+            gx[i] = g[i] * (v_sigmoid(x[i]) + x[i] * sigmoid_slope(x[i]))
+    elif op == SWISH:                  # f' = σ(βx) + βx·σ'(βx)
         for i in range(n):
-            s = sigmoid_pair(a * x[i], &t)
-            gx[i] = g[i] * s * (1 + a * x[i] * t)
-    elif op == SIGMOID:                # f' = σ(1 − σ)
+            v = a * x[i]
+            gx[i] = g[i] * (v_sigmoid(v) + v * sigmoid_slope(v))
+    elif op == SIGMOID:                # f' = σ'(x)
         for i in range(n):
-            s = sigmoid_pair(x[i], &t)
-            gx[i] = g[i] * s * t
-    elif op == TANH:                   # f' = 1 − tanh² = 4z/(1 + z)², z = e^−2|x|
-        for i in range(n):             # (no cancellation when tanh is near ±1)
-            s = v_exp(-2 * fabs(x[i]))
-            gx[i] = g[i] * (4 * s / ((1 + s) * (1 + s)))
+            gx[i] = g[i] * sigmoid_slope(x[i])
+    elif op == TANH:                   # f' = 1 − tanh² = 4σ'(2x)  (no cancellation near ±1)
+        for i in range(n):
+            gx[i] = g[i] * (<floating>4 * sigmoid_slope(x[i] + x[i]))
     elif op == SOFTPLUS:               # f' = σ(βx), or 1 where βx > threshold
         for i in range(n):
             v = a * x[i]
-            gx[i] = g[i] if v > b else g[i] * v_sigmoid(v)
+            e = v_sigmoid(v)
+            gx[i] = g[i] * (<floating>1 if v > b else e)

@@ -16,6 +16,8 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport exp, log, fabs, log1p, INFINITY, NAN
 
+from mlkernels._act cimport v_abs, v_exp
+
 import numpy as np
 
 cdef extern from "_vecmath.h" nogil:
@@ -24,13 +26,6 @@ cdef extern from "_vecmath.h" nogil:
 
 cdef enum:
     SERIAL_BELOW = 32768
-
-
-cdef inline floating v_exp(floating x) noexcept nogil:
-    if floating is float:
-        return mlk_expf(x)
-    else:
-        return exp(x)
 
 
 cdef inline int threads_for(Py_ssize_t total, int n_threads) noexcept nogil:
@@ -261,7 +256,7 @@ def bce_logits_backward(const floating[::1] x, const floating[::1] t, const floa
     cdef floating z, sig, s = <floating>scale, gi
     with nogil:
         for i in range(n):
-            z = v_exp(-fabs(x[i]))
+            z = v_exp(-v_abs(x[i]))
             sig = 1 / (1 + z) if x[i] >= 0 else z / (1 + z)
             gi = g[0] if g.shape[0] == 1 else g[i]
             out[i] = (sig - t[i]) * gi * s
