@@ -229,7 +229,8 @@ class LayerNorm(Module):
 class BatchNorm1d(Module):
     """Batch normalization over (N, C) or (N, C, L). In training mode it normalizes with the
     batch statistics and updates the running ones (momentum 0.1, unbiased variance); in eval
-    mode it normalizes with the running statistics, which then stay frozen."""
+    mode it normalizes with the running statistics, which then stay frozen. ``momentum=None``
+    makes the running statistics the plain average over all training batches (as PyTorch)."""
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1,
                  affine: bool = True, track_running_stats: bool = True, *, dtype=np.float32,
@@ -242,13 +243,19 @@ class BatchNorm1d(Module):
         self.grad_bias = None if self.bias is None else np.zeros_like(self.bias)
         self.running_mean = np.zeros(num_features, dtype) if track_running_stats else None
         self.running_var = np.ones(num_features, dtype) if track_running_stats else None
+        self.num_batches_tracked = 0       # training batches seen (momentum=None averages them)
 
     def forward(self, x):
         # Without running statistics, batch statistics are used in both modes (as PyTorch).
         use_batch_stats = self.training or self.running_mean is None
+        updates = self.training and self.running_mean is not None
+        count = self.num_batches_tracked + 1 if updates else None
         y, save_mean, save_rstd = self.F.batch_norm(
             x, self.running_mean, self.running_var, self.weight, self.bias,
-            training=use_batch_stats, momentum=self.momentum, eps=self.eps)
+            training=use_batch_stats, momentum=self.momentum, eps=self.eps,
+            num_batches_tracked=count)
+        if updates:
+            self.num_batches_tracked = count
         self._cache = (x, save_mean, save_rstd, use_batch_stats)
         return y
 

@@ -79,6 +79,24 @@ def test_batchnorm_train_updates_running_stats_eval_freezes_them():
     assert np.array_equal(frozen[0], bn.running_mean) and np.array_equal(frozen[1], bn.running_var)
 
 
+@pytest.mark.parametrize("backend", [None, nn.REFERENCE])
+def test_batchnorm_momentum_none_averages_every_training_batch(backend):
+    """momentum=None: the running mean is the plain average of the batch means (torch's
+    cumulative average), the running variance that of the unbiased batch variances."""
+    bn = nn.BatchNorm1d(3, momentum=None, dtype=np.float64, backend=backend)
+    rng = np.random.default_rng(3)
+    batches = [rng.standard_normal((8, 3)) * (i + 1) + i for i in range(4)]
+    for x in batches:
+        bn.forward(x)
+    assert bn.num_batches_tracked == 4
+    assert_close(bn.running_mean, np.mean([x.mean(0) for x in batches], axis=0), np.float64)
+    assert_close(bn.running_var, np.mean([x.var(0, ddof=1) for x in batches], axis=0),
+                 np.float64)
+    bn.eval()
+    bn.forward(batches[0])
+    assert bn.num_batches_tracked == 4      # eval mode neither counts nor updates
+
+
 def test_linear_regression_worked_example():
     r = _demo.linear_regression(0.1)
     assert r["first"]["W"] == pytest.approx(1.5333333, abs=1e-6)
