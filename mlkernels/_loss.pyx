@@ -10,13 +10,16 @@ How it is built
 * cross_entropy reads the logits once and writes one loss per row: log-sum-exp, the target's
   logit and (for label smoothing) the row sum, in the same pass. Its backward writes
   (softmax − (1 − ε)·onehot − ε/C)·scale in one pass.
-* exp is the vectorized float32 exp of _vecmath.h (libm for float64); sums are in double.
+* exp is the vectorized float32 exp of _vecmath.h (libm for float64); max, sums and dot
+  products are the lane-parallel reductions of _reduce.pxd, in double: a row's passes all
+  vectorize (a plain running sum would keep each loop containing it scalar).
 """
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport exp, log, fabs, log1p, INFINITY, NAN
 
 from mlkernels._act cimport v_abs, v_exp
+from mlkernels._reduce cimport sum_of, dot_of, max_of
 
 import numpy as np
 
@@ -32,30 +35,27 @@ cdef inline int threads_for(Py_ssize_t total, int n_threads) noexcept nogil:
     return 1 if total < SERIAL_BELOW else n_threads
 
 
-cdef inline floating row_max(const floating* x, Py_ssize_t C) noexcept nogil:
-    cdef Py_ssize_t j
-    cdef floating m = -INFINITY
-    for j in range(C):
-        m = x[j] if x[j] > m else m
-    for j in range(C):                           # a NaN anywhere makes the row NaN
-        if x[j] != x[j]:
-            return x[j]
-    return m
+cdef enum:
+    EXP_BLOCK = 256            # exponentials buffered on the stack when only their sum is needed
 
 
 cdef double row_exp_sum(const floating* x, floating* e, Py_ssize_t C, floating m) noexcept nogil:
-    """e = exp(x − m) (e may be NULL: sum only); returns Σ e in double."""
-    cdef Py_ssize_t j
+    """e = exp(x − m) and returns Σ e in double. e may be NULL (only the sum is wanted): the
+    exponentials then go through a small stack buffer. Computing them in one loop and summing
+    in another keeps both vectorized (see _reduce.pxd)."""
+    cdef floating buf[EXP_BLOCK]
+    cdef Py_ssize_t j, start = 0, size
     cdef double total = 0
-    cdef floating v
     if e != NULL:
         for j in range(C):
-            v = v_exp(x[j] - m)
-            e[j] = v
-            total += v
-    else:
-        for j in range(C):
-            total += v_exp(x[j] - m)
+            e[j] = v_exp(x[j] - m)
+        return sum_of(e, C)
+    while start < C:
+        size = min(<Py_ssize_t>EXP_BLOCK, C - start)
+        for j in range(size):
+            buf[j] = v_exp(x[start + j] - m)
+        total += sum_of(buf, size)
+        start += size
     return total
 
 
@@ -64,7 +64,7 @@ cdef double row_exp_sum(const floating* x, floating* e, Py_ssize_t C, floating m
 cdef void softmax_row(const floating* x, floating* y, Py_ssize_t C, bint log_) noexcept nogil:
     """softmax: y = e^(x − max) / Σ e^(x − max);  log_softmax: y = (x − max) − log Σ e^(x − max)."""
     cdef Py_ssize_t j
-    cdef floating m = row_max(x, C), scale, shift
+    cdef floating m = max_of(x, C), scale, shift
     cdef double total
     if log_:
         total = row_exp_sum(x, NULL, C, m)
@@ -95,18 +95,13 @@ cdef void softmax_backward_row(const floating* g, const floating* y, floating* g
     """softmax:     gx = y·(g − Σ g·y);
     log_softmax: gx = g − e^y·Σ g   (y is the forward's output)."""
     cdef Py_ssize_t j
-    cdef double acc = 0
     cdef floating s
     if log_:
-        for j in range(C):
-            acc += g[j]
-        s = <floating>acc
+        s = <floating>sum_of(g, C)
         for j in range(C):
             gx[j] = g[j] - v_exp(y[j]) * s
     else:
-        for j in range(C):
-            acc += g[j] * y[j]
-        s = <floating>acc
+        s = <floating>dot_of(g, y, C)
         for j in range(C):
             gx[j] = y[j] * (g[j] - s)
 
@@ -145,17 +140,15 @@ cdef double ce_row(const floating* x, Py_ssize_t C, long long t, long long ignor
                    double smoothing) noexcept nogil:
     cdef Py_ssize_t j
     cdef floating m
-    cdef double lse, total = 0, nll
+    cdef double lse, nll
     if t == ignore_index:
         return 0
-    m = row_max(x, C)
+    m = max_of(x, C)
     lse = m + log(row_exp_sum(x, NULL, C, m))
     nll = lse - x[t]
     if smoothing == 0:
         return nll
-    for j in range(C):
-        total += x[j]
-    return (1 - smoothing) * nll + smoothing * (lse - total / C)
+    return (1 - smoothing) * nll + smoothing * (lse - sum_of(x, C) / C)
 
 
 def cross_entropy_backward_rows(const floating[:, ::1] logits, const long long[::1] target,
@@ -183,7 +176,7 @@ cdef void ce_backward_row(const floating* x, floating* g, Py_ssize_t C, long lon
         for j in range(C):
             g[j] = 0
         return
-    m = row_max(x, C)
+    m = max_of(x, C)
     total = row_exp_sum(x, g, C, m)              # g = e^(x − max) for now
     inv = <floating>(scale / total)
     off = <floating>(scale * smoothing / C)

@@ -18,13 +18,16 @@ How it is built
   Σg·x̂ per channel, one pass for dx (2.5 copies).
 * Wherever x − mean is formed in float32, the mean is a pair hi + lo of floats: rounding the
   mean alone loses the digits of data like 1e4 + N(0, 1e-2).
-* float32 statistics and reductions are accumulated in double.
+* float32 statistics and reductions are accumulated in double; a row's sums are the
+  lane-parallel reductions of _reduce.pxd, so that they vectorize.
 Shapes are validated in mlkernels/norm.py (bounds checks are off).
 """
 from cython cimport floating
 from cython.parallel cimport prange, threadid
 from libc.math cimport sqrt
 from libc.stdlib cimport calloc, free
+
+from mlkernels._reduce cimport LANES, lanes_total, sum_of, sum_sq_dev, sums_dev, sums_grad_dev
 
 import numpy as np
 
@@ -45,15 +48,11 @@ cdef void row_forward(const floating* x, floating* y, const floating* w, const f
     """One row: mean and rstd = 1/√(var + eps) (RMSNorm: mean 0, var = E[x²]), then
     y = (x − mean)·rstd·γ[c] + β[c]; γ, β may be NULL."""
     cdef Py_ssize_t n = Cg * S, i, j, s
-    cdef double total = 0, sq = 0, d, mean = 0, rstd
+    cdef double sq, mean = 0, rstd
     cdef floating fm, fm_lo, fr, wj, bj
     if center:
-        for i in range(n):
-            total += x[i]
-        mean = total / n if n else 0
-    for i in range(n):                          # second pass, on the cache-hot row
-        d = x[i] - mean
-        sq += d * d
+        mean = sum_of(x, n) / n if n else 0
+    sq = sum_sq_dev(x, n, mean)                 # second pass, on the cache-hot row
     rstd = 1 / sqrt(sq / n + eps) if n else 1 / sqrt(eps)
     mean_out[0] = mean
     rstd_out[0] = rstd
@@ -110,6 +109,41 @@ def rows_forward(const floating[:, ::1] x,     # IN  (R, Cg*S): R rows
                         Cg, S, eps, center, &mean[r], &rstd[r])
 
 
+cdef inline void grad_sums(const floating* g, const floating* x, const floating* w,
+                           Py_ssize_t n, double mean, double* sum_gh, double* sum_gh_d) noexcept nogil:
+    """Σ ĝ and Σ ĝ·(x − mean), ĝ = g·w (w NULL: 1), in double over LANES partial sums so that
+    the loop vectorizes (see _reduce.pxd); x − mean is formed before any product: no
+    cancellation for data far from 0."""
+    cdef double p_g[LANES]
+    cdef double p_gd[LANES]
+    cdef double gh
+    cdef Py_ssize_t j = 0, blocks = n - n % LANES, i
+    cdef int k
+    for k in range(LANES):
+        p_g[k] = 0
+        p_gd[k] = 0
+    if w != NULL:                               # (two copies: no test inside the lanes)
+        while j < blocks:
+            for k in range(LANES):
+                gh = <double>g[j + k] * w[j + k]
+                p_g[k] += gh
+                p_gd[k] += gh * (x[j + k] - mean)
+            j += LANES
+    else:
+        while j < blocks:
+            for k in range(LANES):
+                gh = g[j + k]
+                p_g[k] += gh
+                p_gd[k] += gh * (x[j + k] - mean)
+            j += LANES
+    for i in range(blocks, n):
+        gh = <double>g[i] * (w[i] if w != NULL else <floating>1)
+        p_g[i - blocks] += gh
+        p_gd[i - blocks] += gh * (x[i] - mean)
+    sum_gh[0] = lanes_total(p_g)
+    sum_gh_d[0] = lanes_total(p_gd)
+
+
 cdef void row_backward(const floating* g, const floating* x, const floating* w,
                        Py_ssize_t Cg, Py_ssize_t S, double mean, double rstd, bint center,
                        floating* gx, double* gw_acc, double* gb_acc) noexcept nogil:
@@ -118,20 +152,35 @@ cdef void row_backward(const floating* g, const floating* x, const floating* w,
     dγ[c] += Σ g·x̂, dβ[c] += Σ g into this thread's accumulators (NULL: not wanted)."""
     cdef Py_ssize_t n = Cg * S, i, j, s
     cdef double sum_g = 0, sum_gx = 0, xh, gh, c1, c2, acc_w, acc_b
-    cdef floating wj
-    for j in range(Cg):                         # pass 1: the row's two reductions
-        wj = w[j] if w != NULL else 1
-        for s in range(S):
-            i = j * S + s
-            gh = g[i] * wj
-            xh = (x[i] - mean) * rstd
-            sum_g += gh
-            sum_gx += gh * xh
+    cdef floating wj, xhf
+    if S == 1:                                  # pass 1: the row's two reductions
+        grad_sums(g, x, w, n, mean, &sum_g, &sum_gx)
+        sum_gx *= rstd
+    else:
+        for j in range(Cg):
+            wj = w[j] if w != NULL else 1
+            for s in range(S):
+                i = j * S + s
+                gh = g[i] * wj
+                xh = (x[i] - mean) * rstd
+                sum_g += gh
+                sum_gx += gh * xh
     c1 = sum_g / n if center else 0
     c2 = sum_gx / n
     cdef floating f_c1 = <floating>c1, f_c2 = <floating>c2
     cdef floating f_mean = <floating>mean, f_rstd = <floating>rstd
     cdef floating f_mean_lo = <floating>(mean - f_mean)
+    if S == 1:                                  # pass 2, LayerNorm/RMSNorm: flat loops
+        for i in range(n):
+            xhf = ((x[i] - f_mean) - f_mean_lo) * f_rstd
+            gx[i] = f_rstd * (g[i] * (w[i] if w != NULL else <floating>1) - f_c1 - xhf * f_c2)
+        if gw_acc != NULL:
+            for i in range(n):
+                gw_acc[i] += g[i] * <double>(((x[i] - f_mean) - f_mean_lo) * f_rstd)
+        if gb_acc != NULL:
+            for i in range(n):
+                gb_acc[i] += g[i]
+        return
     for j in range(Cg):                         # pass 2 (cache-hot): dx and dγ, dβ
         wj = w[j] if w != NULL else 1
         acc_w = 0
@@ -196,15 +245,12 @@ def rows_backward(const floating[:, ::1] grad_out, const floating[:, ::1] x,
 cdef void channel_sums(const floating* x, Py_ssize_t N, Py_ssize_t C, Py_ssize_t S,
                        Py_ssize_t c, double* total, double* sq, double shift) noexcept nogil:
     """Σ(x − K) and Σ(x − K)² over channel c (K = shift), in double."""
-    cdef Py_ssize_t n, s
-    cdef double d, t = 0, q = 0
-    cdef const floating* p
+    cdef Py_ssize_t n
+    cdef double t = 0, q = 0, d1, d2
     for n in range(N):
-        p = x + (n * C + c) * S
-        for s in range(S):
-            d = p[s] - shift
-            t += d
-            q += d * d
+        sums_dev(x + (n * C + c) * S, S, shift, &d1, &d2)
+        t += d1
+        q += d2
     total[0] = t
     sq[0] = q
 
@@ -352,11 +398,7 @@ cdef void sample_grad_sums(const floating* g, const floating* x, const double* m
     else:
         for c in range(C):
             m = <floating>mean[c]
-            tg = 0
-            tgx = 0
-            for s in range(S):
-                tg += g[c * S + s]
-                tgx += g[c * S + s] * (x[c * S + s] - m)
+            sums_grad_dev(g + c * S, x + c * S, S, m, &tg, &tgx)
             acc[c] += tg
             acc[C + c] += tgx
 
