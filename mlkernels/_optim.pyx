@@ -215,6 +215,77 @@ cdef void* data_or_null(object a):
     return NULL if a is None else cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
+cdef inline bint usable_as_is(object a, int typenum, bint writeable):
+    """An exact ndarray of this type, C-contiguous, aligned, native byte order (and writeable
+    if it is updated in place): the kernel can take its data pointer as it is."""
+    if not cnp.PyArray_CheckExact(a):
+        return False
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    cdef int flags = cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED
+    if writeable:
+        flags = flags | cnp.NPY_ARRAY_WRITEABLE
+    return (cnp.PyArray_TYPE(arr) == typenum and cnp.PyArray_CHKFLAGS(arr, flags)
+            and cnp.PyArray_ISNOTSWAPPED(arr))
+
+
+cdef inline bint same_shape(cnp.ndarray a, cnp.ndarray b):
+    cdef int d, nd = cnp.PyArray_NDIM(a)
+    if cnp.PyArray_NDIM(b) != nd:
+        return False
+    for d in range(nd):
+        if cnp.PyArray_DIM(a, d) != cnp.PyArray_DIM(b, d):
+            return False
+    return True
+
+
+cdef inline bint overlap(cnp.ndarray a, cnp.ndarray b):
+    """Do the byte ranges of two contiguous arrays overlap (np.may_share_memory's bounds test)?"""
+    cdef char* pa = cnp.PyArray_BYTES(a)
+    cdef char* pb = cnp.PyArray_BYTES(b)
+    cdef Py_ssize_t na = cnp.PyArray_NBYTES(a), nb = cnp.PyArray_NBYTES(b)
+    return na > 0 and nb > 0 and pa < pb + nb and pb < pa + na
+
+
+def all_usable_as_is(list params, list grads, list states):
+    """The fast path of mlkernels/optim.py's validation, for long lists of small arrays: True
+    when every array can go to the kernel as it is -- params, grads and the state arrays (lists
+    of None or of arrays, one per param) all exact ndarrays of params[0]'s float type, native,
+    C-contiguous and aligned, with the params' shapes; params and states writeable; no state
+    array overlapping its param or another of its states. Checked in C, ~30 ns per array.
+    False says nothing more: the caller then runs the full validation, which names the problem
+    (and accepts the cases this test declines, such as strided grads, by copying them)."""
+    cdef Py_ssize_t n = len(params), i, j, k
+    cdef int typenum
+    cdef list column
+    cdef cnp.ndarray p, s, other
+    if n == 0 or len(grads) != n or not cnp.PyArray_CheckExact(params[0]):
+        return False
+    typenum = cnp.PyArray_TYPE(<cnp.ndarray>params[0])
+    if typenum != cnp.NPY_FLOAT and typenum != cnp.NPY_DOUBLE:
+        return False
+    for column in states:
+        if len(column) != n:
+            return False
+    for i in range(n):
+        if not usable_as_is(params[i], typenum, True) or not usable_as_is(grads[i], typenum, False):
+            return False
+        p = <cnp.ndarray>params[i]
+        if not same_shape(p, <cnp.ndarray>grads[i]):
+            return False
+        for j in range(len(states)):
+            if states[j][i] is None:
+                continue
+            if not usable_as_is(states[j][i], typenum, True):
+                return False
+            s = <cnp.ndarray>states[j][i]
+            if not same_shape(s, p) or overlap(s, p):
+                return False
+            for k in range(j):
+                if states[k][i] is not None and overlap(s, <cnp.ndarray>states[k][i]):
+                    return False
+    return True
+
+
 def fused_step(int kind, bint is_double, list columns, dict hyper, int n_threads):
     """Run one optimizer step over lists of arrays, in place.
 

@@ -92,6 +92,8 @@ def _columns(where: str, params: Arrays, grads: Arrays,
             raise ValueError(f"{where}: {len(arrays)} {name} for {len(params)} params; expected "
                              f"one per parameter")
         state_lists.append(arrays)
+    if K._optim.all_usable_as_is(params, grads, state_lists):
+        return [params, grads] + state_lists, dtype     # (the checks below, done in C)
     out_grads = []
     for i, (p, g) in enumerate(zip(params, grads)):
         _in_place(where, f"params[{i}]", p, dtype, p.shape)

@@ -188,6 +188,48 @@ def test_many_small_arrays_equal_one_large():
     assert np.array_equal(np.concatenate(small), big)
 
 
+def test_fast_and_validated_paths_agree():
+    """Lists of plain arrays take the C fast path of the validation; one strided gradient
+    sends the whole call through the Python path (which copies it): same results."""
+    rng = np.random.default_rng(1)
+    for dtype in (np.float32, np.float64):
+        p1 = [rng.standard_normal(n).astype(dtype) for n in (1, 7, 1000)] + [np.ones((), dtype)]
+        g = [rng.standard_normal(q.shape).astype(dtype) for q in p1]
+        p2 = [q.copy() for q in p1]
+        g_strided = [np.repeat(q, 2)[::2].reshape(q.shape) if q.ndim else q for q in g]
+        assert not g_strided[2].flags.c_contiguous
+        s1 = [[np.zeros_like(q) for q in p1] for _ in range(2)]
+        s2 = [[np.zeros_like(q) for q in p1] for _ in range(2)]
+        for step in (1, 2, 3):
+            optim.adamw_step(p1, g, *s1, step=step, lr=1e-2)
+            optim.adamw_step(p2, g_strided, *s2, step=step, lr=1e-2)
+        assert all(np.array_equal(a, b) for a, b in zip(p1 + s1[0] + s1[1], p2 + s2[0] + s2[1]))
+
+
+@pytest.mark.parametrize("problem", ["overlap", "read-only", "dtype", "shape", "swapped"])
+def test_one_bad_array_in_a_long_list_is_found_and_changes_nothing(problem):
+    """The fast path must decline anything the full validation refuses."""
+    n = 50
+    p = [np.ones(8, np.float32) for _ in range(n)]
+    g = [np.ones(8, np.float32) for _ in range(n)]
+    m = [np.zeros(8, np.float32) for _ in range(n)]
+    v = [np.zeros(8, np.float32) for _ in range(n)]
+    if problem == "overlap":
+        v[30] = m[30][:]                         # a view of another state array
+    elif problem == "read-only":
+        m[30].flags.writeable = False
+    elif problem == "dtype":
+        g[30] = g[30].astype(np.float64)
+    elif problem == "shape":
+        v[30] = np.zeros(9, np.float32)
+    else:
+        m[30] = np.zeros(8, np.dtype(np.float32).newbyteorder())
+    before = [a.copy() for a in p + m + v]
+    with pytest.raises((TypeError, ValueError), match=r"\[30\]"):
+        optim.adam_step(p, g, m, v, step=1, lr=0.1)
+    assert all(np.array_equal(a, b) for a, b in zip(p + m + v, before))
+
+
 # ---------------------------------------------------------------------------- bad input
 
 def _snapshot(opt, params):
