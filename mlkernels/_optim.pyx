@@ -93,14 +93,13 @@ cdef void adam_run(floating* p, const floating* g, floating* m, floating* v, flo
     cdef floating step_size = <floating>h.step_size, eps = <floating>h.eps
     cdef floating bc2_sqrt = <floating>h.bias_correction2_sqrt
     cdef bint amsgrad = h.amsgrad
-    cdef floating gi, mi, vi, denom
+    cdef floating gi, mi, vi, denom, pi
     cdef Py_ssize_t i
     for i in range(n):
         gi = sign * g[i]
         if l2 != 0:
             gi = gi + l2 * p[i]
-        if decay != 1:
-            p[i] = p[i] * decay
+        pi = p[i] * decay              # decay is exactly 1 for Adam: p·1 = p, no branch needed
         mi = b1 * m[i] + one_b1 * gi
         vi = b2 * v[i] + one_b2 * gi * gi
         m[i] = mi
@@ -109,7 +108,7 @@ cdef void adam_run(floating* p, const floating* g, floating* m, floating* v, flo
             vi = vmax[i] if vmax[i] > vi else vi
             vmax[i] = vi
         denom = sqrt(vi) / bc2_sqrt + eps
-        p[i] = p[i] - step_size * mi / denom
+        p[i] = pi - step_size * mi / denom
 
 
 # ------------------------------------------------------------------------------ RMSprop
