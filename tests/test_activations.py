@@ -3,6 +3,9 @@ values, and the worked values from the issue."""
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
+
+# 50x the examples under `pytest --hypothesis-profile=long` (registered in tests/conftest.py)
+LONG = 50 if settings.default.max_examples >= 5000 else 1
 from hypothesis.extra import numpy as hnp
 
 import mlkernels as mk
@@ -91,7 +94,7 @@ def test_worked_values():
                  np.float64)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60 * LONG, deadline=None)
 @given(name=st.sampled_from(UNARY), dtype=st.sampled_from([np.float32, np.float64]),
        x=st.data())
 def test_hypothesis_shapes_and_values(name, dtype, x):

@@ -17,6 +17,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+# 50x the examples under `pytest --hypothesis-profile=long` (registered in tests/conftest.py)
+LONG = 50 if settings.default.max_examples >= 5000 else 1
+
 from mlkernels.specs import SPECS
 from mlkernels.testing import assert_close, copy_args
 
@@ -112,7 +115,7 @@ def mutate(data, args, kwargs):
     return tuple(args), kwargs, f"{where} {key}: {what}"
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300 * LONG, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_fuzz_every_kernel(data):
     spec = SPECS[data.draw(st.sampled_from(NAMES), label="kernel")]

@@ -5,6 +5,9 @@ import threading
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
+
+# 50x the examples under `pytest --hypothesis-profile=long` (registered in tests/conftest.py)
+LONG = 50 if settings.default.max_examples >= 5000 else 1
 from hypothesis.extra import numpy as hnp
 
 import mlkernels as mk
@@ -102,7 +105,7 @@ def linear_problems(draw):
     return x, w, b
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60 * LONG, deadline=None)
 @given(linear_problems())
 def test_hypothesis_matches_reference(problem):
     x, w, b = problem

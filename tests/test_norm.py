@@ -4,6 +4,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+# 50x the examples under `pytest --hypothesis-profile=long` (registered in tests/conftest.py)
+LONG = 50 if settings.default.max_examples >= 5000 else 1
+
 import mlkernels as mk
 from mlkernels import reference as ref
 from mlkernels.testing import assert_close
@@ -83,7 +86,7 @@ def test_strided_inputs():
                  ref.batch_norm(xt, None, None, training=True)[0], np.float64)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40 * LONG, deadline=None)
 @given(N=st.integers(2, 5), C=st.integers(1, 6), spatial=st.lists(st.integers(1, 4), max_size=2),
        dtype=st.sampled_from([np.float32, np.float64]))
 def test_hypothesis_shapes(N, C, spatial, dtype):
