@@ -117,3 +117,18 @@ def test_gradcheck_catches_a_wrong_gradient():
     assert gradcheck(np.sin, lambda r, x: (r * np.cos(x),), (x,), (0,))
     with pytest.raises(GradcheckError, match="argument 0"):
         gradcheck(np.sin, lambda r, x: (r * np.cos(x) * 1.001,), (x,), (0,))
+
+
+def test_readme_api_tour_runs(tmp_path, monkeypatch):
+    """The README's API tour is run as written (in a scratch folder: it saves a file)."""
+    import pathlib
+    import re
+    readme = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+    if not readme.exists():
+        pytest.skip("README.md is not next to the tests (an installed test tree)")
+    blocks = re.findall(r"```python\n(.*?)```", readme.read_text(encoding="utf-8"), re.S)
+    tour = [b for b in blocks if "mk.linear(" in b]
+    assert tour, "the README lost its API tour"
+    monkeypatch.chdir(tmp_path)
+    exec(compile(tour[0], str(readme), "exec"), {"__name__": "readme_tour"})
+    assert (tmp_path / "opt_state.npz").exists()
