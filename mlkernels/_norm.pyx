@@ -24,7 +24,7 @@ Shapes are validated in mlkernels/norm.py (bounds checks are off).
 """
 from cython cimport floating
 from cython.parallel cimport prange, threadid
-from libc.math cimport sqrt
+from libc.math cimport sqrt, NAN
 from libc.stdlib cimport calloc, free
 
 from mlkernels._reduce cimport LANES, lanes_total, sum_of, sum_sq_dev, sums_dev, sums_grad_dev
@@ -53,7 +53,7 @@ cdef void row_forward(const floating* x, floating* y, const floating* w, const f
     if center:
         mean = sum_of(x, n) / n if n else 0
     sq = sum_sq_dev(x, n, mean)                 # second pass, on the cache-hot row
-    rstd = 1 / sqrt(sq / n + eps) if n else 1 / sqrt(eps)
+    rstd = 1 / sqrt(sq / n + eps) if n else NAN        # an empty row: mean 0, rstd NaN (torch)
     mean_out[0] = mean
     rstd_out[0] = rstd
     # the mean as a pair hi + lo of the array's type: (x − hi) − lo keeps the digits that

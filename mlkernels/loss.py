@@ -115,6 +115,10 @@ def _ce_layout(where, logits, target, reduction, label_smoothing, ignore_index):
         raise ValueError(f"{where}: target has shape {target.shape} but logits has shape "
                          f"{logits.shape}; expected target of shape {expected}")
     C = logits.shape[0] if logits.ndim == 1 else logits.shape[1]
+    if target.dtype.kind == "u" and target.size and target.max() > np.iinfo(np.int64).max:
+        # (converting would wrap it to a negative index -- perhaps ignore_index itself)
+        raise ValueError(f"{where}: target holds {target.max()}, outside [0, {C}) (the classes "
+                         f"of logits)")
     t = np.ascontiguousarray(target, dtype=np.int64).reshape(-1)
     bad = (t != ignore_index) & ((t < 0) | (t >= C))
     if bad.any():

@@ -91,3 +91,16 @@ def test_bad_input():
     with pytest.raises(TypeError, match="dtype"):
         mk.mse_loss(x, np.zeros((3, 4), np.float64))
     assert (out == 7).all()
+
+
+def test_unsigned_target_beyond_int64_is_refused_not_wrapped():
+    """Found by the long fuzz run: uint64(2**64 - 100) converted to int64 is -100, which is
+    ignore_index -- a silently ignored row. It is out of range: a ValueError."""
+    logits = np.zeros((1, 3), np.float32)
+    target = np.array([2**64 - 100], np.uint64)
+    for f in (lambda: mk.cross_entropy(logits, target),
+              lambda: mk.cross_entropy_backward(np.float32(1), logits, target)):
+        with pytest.raises(ValueError, match="target holds"):
+            f()
+    assert mk.cross_entropy(logits, np.array([2], np.uint64)) == mk.cross_entropy(
+        logits, np.array([2]))

@@ -173,3 +173,12 @@ def test_grads_none_without_weight_and_bias():
     assert gw is None and gb is None
     _, m, r = mk.batch_norm(x, None, None, training=True)
     assert mk.batch_norm_backward(np.ones_like(x), x, m, r)[1:] == (None, None)
+
+
+def test_empty_rows_have_mean_0_and_rstd_nan_as_torch():
+    """Found by the long fuzz run: a group of zero elements. torch reports mean 0, rstd NaN."""
+    for y, *stats in (mk.group_norm(np.zeros((2, 4, 1, 0), np.float32), 2),
+                      mk.layer_norm(np.zeros((3, 0), np.float64), (0,))):
+        assert y.size == 0
+        assert np.all(stats[0] == 0) and np.all(np.isnan(stats[1]))
+    assert np.all(np.isnan(mk.rms_norm(np.zeros((3, 0), np.float32), (0,))[1]))

@@ -41,9 +41,12 @@ def cross_entropy(logits, target, reduction="mean", label_smoothing=0.0, ignore_
     t = np.asarray(target)
     logp = log_softmax(x)
     keep = t != ignore_index
-    safe = np.where(keep, t, 0)
-    nll = -np.take_along_axis(logp, safe[..., None], axis=-1)[..., 0]
-    smooth = -logp.mean(axis=-1)
+    C = x.shape[-1]
+    if C == 0:          # no classes: every row is ignored (any other target is refused)
+        nll = smooth = np.zeros(t.shape)
+    else:
+        nll = -np.take_along_axis(logp, np.where(keep, t, 0)[..., None], axis=-1)[..., 0]
+        smooth = -logp.mean(axis=-1)
     loss = np.where(keep, (1 - label_smoothing) * nll + label_smoothing * smooth, 0.0)
     if reduction == "none":
         return loss
@@ -59,8 +62,8 @@ def cross_entropy_backward(grad_out, logits, target, reduction="mean", label_smo
     t = np.asarray(target)
     C = x.shape[-1]
     keep = t != ignore_index
-    onehot = np.eye(C)[np.where(keep, t, 0)]
-    grad = softmax(x) - (1 - label_smoothing) * onehot - label_smoothing / C
+    onehot = np.eye(C)[np.where(keep, t, 0)] if C else np.zeros(t.shape + (0,))
+    grad = softmax(x) - (1 - label_smoothing) * onehot - (label_smoothing / C if C else 0.0)
     g = _f(grad_out)
     if reduction == "mean":
         with np.errstate(divide="ignore", invalid="ignore"):   # all ignored: rows are 0 anyway

@@ -14,11 +14,19 @@ def _axes(x, normalized_shape):
     return tuple(range(x.ndim - k, x.ndim))
 
 
+def _mean(a, axes, empty=0.0):
+    """Mean over ``axes`` (kept as size-1 dims). An empty group has mean 0 and variance NaN,
+    hence rstd NaN, as torch reports for it."""
+    n = int(np.prod([a.shape[i] for i in axes]))
+    total = a.sum(axis=axes, keepdims=True)
+    return total / n if n else np.full_like(total, empty)
+
+
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     x, weight, bias = _f(x), _f(weight), _f(bias)
     axes = _axes(x, normalized_shape)
-    mean = x.mean(axis=axes, keepdims=True)
-    var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)      # biased variance
+    mean = _mean(x, axes)
+    var = _mean((x - mean) ** 2, axes, empty=np.nan)             # biased variance
     rstd = 1 / np.sqrt(var + eps)                                # eps inside the sqrt
     y = (x - mean) * rstd
     if weight is not None:
@@ -77,8 +85,8 @@ def _grouped(x, num_groups):
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
     x, weight, bias = _f(x), _f(weight), _f(bias)
     xg = _grouped(x, num_groups)
-    mean = xg.mean(axis=2, keepdims=True)
-    rstd = 1 / np.sqrt(((xg - mean) ** 2).mean(axis=2, keepdims=True) + eps)
+    mean = _mean(xg, (2,))
+    rstd = 1 / np.sqrt(_mean((xg - mean) ** 2, (2,), empty=np.nan) + eps)
     y = ((xg - mean) * rstd).reshape(x.shape)
     channel = (slice(None),) + (None,) * (x.ndim - 2)          # broadcast along axis 1
     if weight is not None:

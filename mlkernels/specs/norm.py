@@ -16,7 +16,7 @@ def _arr(rng, shape, dtype, scale=1.0, offset=0.0):
 # ------------------------------------------------------------------ LayerNorm / RMSNorm
 # shape = (*lead, *normalized); the last k dims are normalized, k = 1 or 2
 LN_SHAPES = [(1, 1), (2, 3), (5, 8), (3, 4, 17), (2, 3, 4, 5), (64, 33), (0, 7), (4, 1),
-             (16, 1024), (2, 1, 3)]
+             (16, 1024), (2, 1, 3), (11, 6)]
 
 
 def _ln_args(rng, dtype, shape):
