@@ -84,7 +84,7 @@ cdef inline floating v_sigmoid(floating x) noexcept nogil:
     if floating is float:
         return mlk_sigmoidf(x)
     else:
-        z = exp(-fabs(x))  # (double branch)
+        z = exp(-fabs(x))
         return z / (1 + z) if x < 0 else 1 / (1 + z)
 
 cdef inline floating sigmoid_slope(floating v) noexcept nogil:
