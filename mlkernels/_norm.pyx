@@ -27,7 +27,7 @@ from cython.parallel cimport prange, threadid
 from libc.math cimport sqrt, NAN
 from libc.stdlib cimport calloc, free
 
-from mlkernels._reduce cimport LANES, lanes_total, sum_of, sum_sq_dev, sums_dev, sums_grad_dev
+from mlkernels._reduce cimport sum_of, sum_sq_dev, sums_dev, sums_grad_dev
 
 import numpy as np
 
@@ -109,41 +109,6 @@ def rows_forward(const floating[:, ::1] x,     # IN  (R, Cg*S): R rows
                         Cg, S, eps, center, &mean[r], &rstd[r])
 
 
-cdef inline void grad_sums(const floating* g, const floating* x, const floating* w,
-                           Py_ssize_t n, double mean, double* sum_gh, double* sum_gh_d) noexcept nogil:
-    """Σ ĝ and Σ ĝ·(x − mean), ĝ = g·w (w NULL: 1), in double over LANES partial sums so that
-    the loop vectorizes (see _reduce.pxd); x − mean is formed before any product: no
-    cancellation for data far from 0."""
-    cdef double p_g[LANES]
-    cdef double p_gd[LANES]
-    cdef double gh
-    cdef Py_ssize_t j = 0, blocks = n - n % LANES, i
-    cdef int k
-    for k in range(LANES):
-        p_g[k] = 0
-        p_gd[k] = 0
-    if w != NULL:                               # (two copies: no test inside the lanes)
-        while j < blocks:
-            for k in range(LANES):
-                gh = <double>g[j + k] * w[j + k]
-                p_g[k] += gh
-                p_gd[k] += gh * (x[j + k] - mean)
-            j += LANES
-    else:
-        while j < blocks:
-            for k in range(LANES):
-                gh = g[j + k]
-                p_g[k] += gh
-                p_gd[k] += gh * (x[j + k] - mean)
-            j += LANES
-    for i in range(blocks, n):
-        gh = <double>g[i] * (w[i] if w != NULL else <floating>1)
-        p_g[i - blocks] += gh
-        p_gd[i - blocks] += gh * (x[i] - mean)
-    sum_gh[0] = lanes_total(p_g)
-    sum_gh_d[0] = lanes_total(p_gd)
-
-
 cdef void row_backward(const floating* g, const floating* x, const floating* w,
                        Py_ssize_t Cg, Py_ssize_t S, double mean, double rstd, bint center,
                        floating* gx, double* gw_acc, double* gb_acc) noexcept nogil:
@@ -154,7 +119,7 @@ cdef void row_backward(const floating* g, const floating* x, const floating* w,
     cdef double sum_g = 0, sum_gx = 0, xh, gh, c1, c2, acc_w, acc_b
     cdef floating wj, xhf
     if S == 1:                                  # pass 1: the row's two reductions
-        grad_sums(g, x, w, n, mean, &sum_g, &sum_gx)
+        sums_grad_dev(g, w, x, n, mean, &sum_g, &sum_gx)
         sum_gx *= rstd
     else:
         for j in range(Cg):
@@ -388,17 +353,15 @@ def batch_grad_sums(const floating[:, :, ::1] g, const floating[:, :, ::1] x,
 
 cdef void sample_grad_sums(const floating* g, const floating* x, const double* mean,
                            Py_ssize_t C, Py_ssize_t S, double* acc) noexcept nogil:
-    cdef Py_ssize_t c, s
+    cdef Py_ssize_t c
     cdef double tg, tgx
-    cdef floating m
     if S == 1:
         for c in range(C):
             acc[c] += g[c]
             acc[C + c] += g[c] * (x[c] - mean[c])
     else:
         for c in range(C):
-            m = <floating>mean[c]
-            sums_grad_dev(g + c * S, x + c * S, S, m, &tg, &tgx)
+            sums_grad_dev(g + c * S, <const floating*>NULL, x + c * S, S, mean[c], &tg, &tgx)
             acc[c] += tg
             acc[C + c] += tgx
 
