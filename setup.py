@@ -9,8 +9,9 @@ is compiled once per ISA variant into ``mlkernels/_isa_<variant>/_<family>``:
 
 ``mlkernels/_dispatch.py`` picks the best variant the CPU runs at import time.
 Only the baseline is built on non-x86 machines or for compilers without these flags.
-Flags: -O3 -fno-math-errno -fno-trapping-math (what vectorizing sqrt/floor/cvt needs);
-never -ffast-math (it breaks NaN/Inf) and never -march=native (binaries must be portable).
+Flags: -O3 -fno-math-errno -fno-trapping-math (what vectorizing sqrt/floor/cvt needs) and
+nothing more: no fast-math flag of any kind (it breaks NaN/Inf semantics) and no tuning for
+the build machine's own CPU (binaries must be portable; the ISA variants cover the rest).
 
 MLKERNELS_SANITIZE=address,undefined builds the kernels with those sanitizers (see
 .ci/sanitize, which runs the test suite against such a build). MLKERNELS_NO_OPENMP=1 builds

@@ -138,7 +138,6 @@ def cross_entropy_rows(const floating[:, ::1] logits, const long long[::1] targe
 
 cdef double ce_row(const floating* x, Py_ssize_t C, long long t, long long ignore_index,
                    double smoothing) noexcept nogil:
-    cdef Py_ssize_t j
     cdef floating m
     cdef double lse, nll
     if t == ignore_index:

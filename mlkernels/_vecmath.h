@@ -29,8 +29,8 @@
 
 /* Always inlined: the vectorizer needs each body inside the loop that calls it. Left to
  * itself, gcc stops inlining once a module has grown by its unit-growth limit, and the
- * loops it left with a call stayed scalar (measured: ELU, SELU and GELU forwards, 80-140x
- * slower than the vectorized loops). */
+ * loops it left with a call stayed scalar (measured, 1M float32 on one thread: the ELU and
+ * SELU forwards took 7.1 and 7.3 ms with the calls, 1.0 and 0.8 ms once inlined). */
 #if defined(__GNUC__)
 #define MLK_INLINE static inline __attribute__((always_inline))
 #else
