@@ -23,6 +23,7 @@ from mlkernels._act cimport mlk_expf, mlk_expm1f, mlk_log1pf, mlk_tanhf, mlk_sig
 from mlkernels._act cimport mlk_ndtrf, mlk_exp_half_sqf
 
 cimport numpy as cnp
+from mlkernels._arrays cimport plain, same_shape, share_bytes
 import numpy as np
 
 from mlkernels._threads import get_num_threads
@@ -67,30 +68,10 @@ cdef int threads_for(Op op, Py_ssize_t n):
     return get_num_threads()
 
 
-cdef inline bint plain(cnp.ndarray a, int typenum):
-    """C-contiguous, aligned, native byte order, of the given type: usable as raw memory."""
-    return (cnp.PyArray_TYPE(a) == typenum
-            and cnp.PyArray_CHKFLAGS(a, cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED)
-            and cnp.PyArray_ISNOTSWAPPED(a))
-
-
-cdef inline bint same_shape(cnp.ndarray a, cnp.ndarray b):
-    cdef int d
-    if cnp.PyArray_NDIM(a) != cnp.PyArray_NDIM(b):
-        return False
-    for d in range(cnp.PyArray_NDIM(a)):
-        if cnp.PyArray_DIM(a, d) != cnp.PyArray_DIM(b, d):
-            return False
-    return True
-
-
 cdef inline bint overlaps(cnp.ndarray a, cnp.ndarray b):
-    """Whether two C-contiguous arrays share any byte (exactly the same memory is fine)."""
-    cdef char* pa = <char*>cnp.PyArray_DATA(a)
-    cdef char* pb = <char*>cnp.PyArray_DATA(b)
-    if pa == pb:
-        return False
-    return pa < pb + cnp.PyArray_NBYTES(b) and pb < pa + cnp.PyArray_NBYTES(a)
+    """Whether two C-contiguous arrays share any byte; exactly the same memory is fine (an
+    elementwise kernel may write in place)."""
+    return cnp.PyArray_DATA(a) != cnp.PyArray_DATA(b) and share_bytes(a, b)
 
 
 cdef object output_for(cnp.ndarray x, object out, int typenum):

@@ -24,6 +24,7 @@ from libc.math cimport sqrt as sqrt_double, sqrtf
 from libc.stdlib cimport malloc, free
 
 cimport numpy as cnp
+from mlkernels._arrays cimport plain, same_shape, share_bytes
 cnp.import_array()
 
 cdef enum:
@@ -215,34 +216,10 @@ cdef void* data_or_null(object a):
 
 
 cdef inline bint usable_as_is(object a, int typenum, bint writeable):
-    """An exact ndarray of this type, C-contiguous, aligned, native byte order (and writeable
-    if it is updated in place): the kernel can take its data pointer as it is."""
-    if not cnp.PyArray_CheckExact(a):
-        return False
-    cdef cnp.ndarray arr = <cnp.ndarray>a
-    cdef int flags = cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED
-    if writeable:
-        flags = flags | cnp.NPY_ARRAY_WRITEABLE
-    return (cnp.PyArray_TYPE(arr) == typenum and cnp.PyArray_CHKFLAGS(arr, flags)
-            and cnp.PyArray_ISNOTSWAPPED(arr))
-
-
-cdef inline bint same_shape(cnp.ndarray a, cnp.ndarray b):
-    cdef int d, nd = cnp.PyArray_NDIM(a)
-    if cnp.PyArray_NDIM(b) != nd:
-        return False
-    for d in range(nd):
-        if cnp.PyArray_DIM(a, d) != cnp.PyArray_DIM(b, d):
-            return False
-    return True
-
-
-cdef inline bint overlap(cnp.ndarray a, cnp.ndarray b):
-    """Do the byte ranges of two contiguous arrays overlap (np.may_share_memory's bounds test)?"""
-    cdef char* pa = cnp.PyArray_BYTES(a)
-    cdef char* pb = cnp.PyArray_BYTES(b)
-    cdef Py_ssize_t na = cnp.PyArray_NBYTES(a), nb = cnp.PyArray_NBYTES(b)
-    return na > 0 and nb > 0 and pa < pb + nb and pb < pa + na
+    """An exact ndarray the kernel can take the data pointer of (writeable too if it is updated
+    in place)."""
+    return (cnp.PyArray_CheckExact(a) and plain(<cnp.ndarray>a, typenum)
+            and (not writeable or cnp.PyArray_ISWRITEABLE(<cnp.ndarray>a)))
 
 
 def all_usable_as_is(list params, list grads, list states):
@@ -257,7 +234,7 @@ def all_usable_as_is(list params, list grads, list states):
     cdef Py_ssize_t n = len(params), i, j, k
     cdef int typenum
     cdef list column
-    cdef cnp.ndarray p, s, other
+    cdef cnp.ndarray p, s
     if n == 0 or len(grads) != n or not cnp.PyArray_CheckExact(params[0]):
         return False
     typenum = cnp.PyArray_TYPE(<cnp.ndarray>params[0])
@@ -278,10 +255,10 @@ def all_usable_as_is(list params, list grads, list states):
             if not usable_as_is(states[j][i], typenum, True):
                 return False
             s = <cnp.ndarray>states[j][i]
-            if not same_shape(s, p) or overlap(s, p):
+            if not same_shape(s, p) or share_bytes(s, p):
                 return False
             for k in range(j):
-                if states[k][i] is not None and overlap(s, <cnp.ndarray>states[k][i]):
+                if states[k][i] is not None and share_bytes(s, <cnp.ndarray>states[k][i]):
                     return False
     return True
 
