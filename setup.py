@@ -9,7 +9,8 @@ is compiled once per ISA variant into ``mlkernels/_isa_<variant>/_<family>``:
 
 ``mlkernels/_dispatch.py`` picks the best variant the CPU runs at import time.
 Only the baseline is built on non-x86 machines or for compilers without these flags.
-Flags: -O3 -fno-math-errno -fno-trapping-math (what vectorizing sqrt/floor/cvt needs) and
+Flags: -O3 -fno-math-errno -fno-trapping-math (what vectorizing sqrt/floor/cvt needs),
+-fopenmp-simd (the ``omp simd reduction`` loops of _reduce.h, also in a serial build) and
 nothing more: no fast-math flag of any kind (it breaks NaN/Inf semantics) and no tuning for
 the build machine's own CPU (binaries must be portable; the ISA variants cover the rest).
 
@@ -40,8 +41,8 @@ ISA_FLAGS_GCC = {
 ISA_FLAGS_MSVC = {"baseline": [], "avx2": ["/arch:AVX2"], "avx512": ["/arch:AVX512"]}
 VARIANTS = list(ISA_FLAGS_GCC) if IS_X86_64 else ["baseline"]
 
-COMMON_GCC = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-Wno-unused-function",
-              "-Wno-unreachable-code"]
+COMMON_GCC = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd",
+              "-Wno-unused-function", "-Wno-unreachable-code"]
 COMMON_MSVC = ["/O2"]
 DEFINES = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
 CYTHON_DIRECTIVES = {

@@ -10,7 +10,9 @@ How it is built
   normalizing pass reads it again from cache and writes y. Rows are split across threads.
 * Row backward: per row, the two reductions Σ ĝ and Σ ĝ·x̂ (ĝ = g·γ) in one pass, then
   dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)). dγ = Σ g·x̂ and dβ = Σ g are summed by each thread
-  into its own buffer (no atomics, no false sharing) and reduced in a short second pass.
+  into its own buffer (no atomics, no false sharing) and reduced in a short second pass;
+  LayerNorm's per-element sums go through a 16-row block sum in the array's type first (see
+  ROWS_PER_BLOCK), GroupNorm's per-channel sums are pass 1's own reductions.
 * BatchNorm. Statistics per channel over (N, *spatial): one pass of shifted sums
   Σ(x − K), Σ(x − K)² in double (K = the channel's first value, which keeps the sums small for
   data far from 0), then one pass applying y = (x − mean)·scale + β with rstd and γ folded
@@ -111,55 +113,58 @@ def rows_forward(const floating[:, ::1] x,     # IN  (R, Cg*S): R rows
 
 cdef void row_backward(const floating* g, const floating* x, const floating* w,
                        Py_ssize_t Cg, Py_ssize_t S, double mean, double rstd, bint center,
-                       floating* gx, double* gw_acc, double* gb_acc) noexcept nogil:
+                       floating* gx, floating* gw_block, floating* gb_block,
+                       double* gw_acc, double* gb_acc) noexcept nogil:
     """One row: ĝ = g·γ, x̂ = (x − mean)·rstd;
     dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂))   (RMSNorm: no mean(ĝ) term);
-    dγ[c] += Σ g·x̂, dβ[c] += Σ g into this thread's accumulators (NULL: not wanted)."""
-    cdef Py_ssize_t n = Cg * S, i, j, s
-    cdef double sum_g = 0, sum_gx = 0, xh, gh, c1, c2, acc_w, acc_b
+    dγ += g·x̂ and dβ += g: with one value per channel (S = 1: LayerNorm, RMSNorm, GroupNorm
+    without spatial dims) element by element into this thread's block sums (gw_block,
+    gb_block: NULL when neither is wanted); with S > 1 as per-channel sums, straight into the
+    thread's double sums (gw_acc, gb_acc)."""
+    cdef Py_ssize_t n = Cg * S, i, j
+    cdef double sum_g = 0, sum_gx = 0, a, b, c1, c2
     cdef floating wj, xhf
     if S == 1:                                  # pass 1: the row's two reductions
         sums_grad_dev(g, w, x, n, mean, &sum_g, &sum_gx)
         sum_gx *= rstd
-    else:
+    else:                                       # per channel: Σ g and Σ g·(x − mean), × γ[c]
         for j in range(Cg):
+            sums_grad_dev(g + j * S, <const floating*>NULL, x + j * S, S, mean, &a, &b)
             wj = w[j] if w != NULL else 1
-            for s in range(S):
-                i = j * S + s
-                gh = g[i] * wj
-                xh = (x[i] - mean) * rstd
-                sum_g += gh
-                sum_gx += gh * xh
+            sum_g += wj * a
+            sum_gx += wj * b * rstd
+            if gw_acc != NULL:                  # dγ[c] = Σ g·x̂, dβ[c] = Σ g: the same sums
+                gw_acc[j] += b * rstd
+            if gb_acc != NULL:
+                gb_acc[j] += a
     c1 = sum_g / n if center else 0
     c2 = sum_gx / n
     cdef floating f_c1 = <floating>c1, f_c2 = <floating>c2
     cdef floating f_mean = <floating>mean, f_rstd = <floating>rstd
     cdef floating f_mean_lo = <floating>(mean - f_mean)
-    if S == 1:                                  # pass 2, LayerNorm/RMSNorm: flat loops
+    if S == 1:                                  # pass 2, on the cache-hot row
+        if gw_block != NULL:                    # dγ, dβ first: gx may be g itself
+            for i in range(n):
+                xhf = ((x[i] - f_mean) - f_mean_lo) * f_rstd
+                gw_block[i] += g[i] * xhf
+                gb_block[i] += g[i]
         for i in range(n):
             xhf = ((x[i] - f_mean) - f_mean_lo) * f_rstd
             gx[i] = f_rstd * (g[i] * (w[i] if w != NULL else <floating>1) - f_c1 - xhf * f_c2)
-        if gw_acc != NULL:
-            for i in range(n):
-                gw_acc[i] += g[i] * <double>(((x[i] - f_mean) - f_mean_lo) * f_rstd)
-        if gb_acc != NULL:
-            for i in range(n):
-                gb_acc[i] += g[i]
         return
-    for j in range(Cg):                         # pass 2 (cache-hot): dx and dγ, dβ
+    for j in range(Cg):                         # pass 2, GroupNorm: dx only
         wj = w[j] if w != NULL else 1
-        acc_w = 0
-        acc_b = 0
-        for s in range(S):
-            i = j * S + s
-            xh = ((x[i] - f_mean) - f_mean_lo) * f_rstd
-            gx[i] = f_rstd * (g[i] * wj - f_c1 - <floating>xh * f_c2)
-            acc_w += g[i] * xh
-            acc_b += g[i]
-        if gw_acc != NULL:
-            gw_acc[j] += acc_w
-        if gb_acc != NULL:
-            gb_acc[j] += acc_b
+        for i in range(j * S, j * S + S):
+            xhf = ((x[i] - f_mean) - f_mean_lo) * f_rstd
+            gx[i] = f_rstd * (g[i] * wj - f_c1 - xhf * f_c2)
+
+
+cdef enum:
+    # LayerNorm backward: dγ, dβ are summed over this many rows in the array's type, then
+    # added into double. The per-row read-modify-write of double sums (a widening, two
+    # vectors per 16 floats) was about half of the kernel's time; a 16-row float32 sum adds
+    # at most 16 roundings before it joins the double total.
+    ROWS_PER_BLOCK = 16
 
 
 def rows_backward(const floating[:, ::1] grad_out, const floating[:, ::1] x,
@@ -169,26 +174,42 @@ def rows_backward(const floating[:, ::1] grad_out, const floating[:, ::1] x,
                   floating[::1] grad_weight,      # OUT (G*Cg,) or None
                   floating[::1] grad_bias,        # OUT (G*Cg,) or None
                   Py_ssize_t G, Py_ssize_t Cg, Py_ssize_t S, bint center, int n_threads):
-    cdef Py_ssize_t R = x.shape[0], r, c, t, C = G * Cg, row_len = Cg * S
+    cdef Py_ssize_t R = x.shape[0], r, c, t, blk, C = G * Cg, row_len = Cg * S
+    cdef Py_ssize_t n_blocks = (R + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK
     cdef const floating* w = &weight[0] if weight is not None and weight.shape[0] else NULL
     cdef bint want_w = grad_weight is not None, want_b = grad_bias is not None
+    cdef bint sums_by_element = S == 1 and (want_w or want_b)
     cdef int nt = threads_for(R * row_len, n_threads)
-    # per-thread accumulators for dγ, dβ: [thread][dγ C | dβ C], reduced below
+    # per thread: double sums [dγ C | dβ C], and for LayerNorm the block sums [dγ C | dβ C]
+    # in the array's type; both reduced over the threads at the end
     cdef double* acc = <double*>calloc(nt * 2 * C + 1, sizeof(double))
-    if acc == NULL:
+    cdef floating* block_acc = <floating*>calloc(nt * 2 * C + 1, sizeof(floating))
+    if acc == NULL or block_acc == NULL:
+        free(acc)
+        free(block_acc)
         raise MemoryError()
     cdef const floating* pg = &grad_out[0, 0] if R and row_len else NULL
     cdef const floating* px = &x[0, 0] if R and row_len else NULL
     cdef floating* pgx = &grad_x[0, 0] if R and row_len else NULL
     cdef double* mine
+    cdef floating* mine_block
     try:
         with nogil:
-            for r in prange(R, num_threads=nt, schedule="static"):
-                mine = acc + threadid() * 2 * C + (r % G) * Cg
-                row_backward(pg + r * row_len, px + r * row_len,
-                             w + (r % G) * Cg if w != NULL else NULL, Cg, S, mean[r], rstd[r],
-                             center, pgx + r * row_len, mine if want_w else NULL,
-                             mine + C if want_b else NULL)
+            for blk in prange(n_blocks, num_threads=nt, schedule="static"):
+                mine = acc + threadid() * 2 * C
+                mine_block = block_acc + threadid() * 2 * C
+                for r in range(blk * ROWS_PER_BLOCK, min(R, (blk + 1) * ROWS_PER_BLOCK)):
+                    row_backward(pg + r * row_len, px + r * row_len,
+                                 w + (r % G) * Cg if w != NULL else NULL, Cg, S, mean[r],
+                                 rstd[r], center, pgx + r * row_len,
+                                 mine_block + (r % G) * Cg if sums_by_element else NULL,
+                                 mine_block + C + (r % G) * Cg if sums_by_element else NULL,
+                                 mine + (r % G) * Cg if want_w else NULL,
+                                 mine + C + (r % G) * Cg if want_b else NULL)
+                if sums_by_element:             # the block's sums join the double sums
+                    for c in range(2 * C):
+                        mine[c] += mine_block[c]
+                        mine_block[c] = 0
             for c in range(C):                  # reduce the threads' partial sums
                 if want_w:
                     grad_weight[c] = 0
@@ -202,6 +223,7 @@ def rows_backward(const floating[:, ::1] grad_out, const floating[:, ::1] x,
                         grad_bias[c] += <floating>acc[t * 2 * C + C + c]
     finally:
         free(acc)
+        free(block_acc)
 
 
 # ============================================================================ BatchNorm
