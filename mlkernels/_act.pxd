@@ -11,6 +11,7 @@ cdef extern from "_vecmath.h" nogil:
     float mlk_sigmoidf(float x)
     float mlk_ndtrf(float x)
     float mlk_exp_half_sqf(float x)
+    float mlk_softplusf(float x)
 
 # The operations (mlkernels/activations.py names them). Parameters a, b per operation:
 #   LEAKY_RELU a = negative_slope;  ELU a = alpha;  SWISH a = beta;
@@ -66,12 +67,6 @@ cdef inline floating v_expm1(floating x) noexcept nogil:
     else:
         return expm1(x)
 
-cdef inline floating v_log1p(floating x) noexcept nogil:
-    if floating is float:
-        return mlk_log1pf(x)
-    else:
-        return log1p(x)
-
 cdef inline floating v_tanh(floating x) noexcept nogil:
     if floating is float:
         return mlk_tanhf(x)
@@ -95,6 +90,14 @@ cdef inline floating sigmoid_slope(floating v) noexcept nogil:
     cdef floating z = v_exp(-v_abs(v))
     cdef floating r = 1 / (<floating>1 + z)
     return z * r * r
+
+
+cdef inline floating v_softplus(floating v) noexcept nogil:
+    """log(1 + e^v) = max(v, 0) + log1p(e^−|v|): never overflows, relative in the left tail."""
+    if floating is float:
+        return mlk_softplusf(v)
+    else:
+        return (v if v > 0 else 0) + log1p(exp(-fabs(v)))
 
 
 cdef inline floating v_ndtr(floating x) noexcept nogil:
@@ -162,8 +165,7 @@ cdef inline void forward_run(Op op, const floating* x, floating* y, Py_ssize_t n
         inv_a = 1 / a                  # one division per call, not per element
         for i in range(n):
             v = a * x[i]
-            # log1p(e^v) = max(v, 0) + log1p(e^−|v|): never overflows
-            e = ((v if v > 0 else 0) + v_log1p(v_exp(-v_abs(v)))) * inv_a
+            e = v_softplus(v) * inv_a
             y[i] = x[i] if v > b else e
 
 

@@ -20,7 +20,7 @@ from cython.parallel cimport prange
 from mlkernels._act cimport (Op, RELU, LEAKY_RELU, ELU, SELU, GELU, GELU_TANH, SILU, SWISH,
                              SIGMOID, TANH, SOFTPLUS, forward_run, backward_run)
 from mlkernels._act cimport mlk_expf, mlk_expm1f, mlk_log1pf, mlk_tanhf, mlk_sigmoidf
-from mlkernels._act cimport mlk_ndtrf, mlk_exp_half_sqf
+from mlkernels._act cimport mlk_ndtrf, mlk_exp_half_sqf, mlk_softplusf
 
 cimport numpy as cnp
 from mlkernels._arrays cimport plain, same_shape, share_bytes
@@ -184,7 +184,7 @@ def vecmath(str name, const float[::1] x):
     cdef Py_ssize_t i, n = x.shape[0]
     cdef float[::1] y = np.empty(n, np.float32)
     cdef int which = ["expf", "expm1f", "log1pf", "tanhf", "sigmoidf", "exp_half_sqf",
-                      "ndtrf"].index(name)
+                      "ndtrf", "softplusf"].index(name)
     with nogil:
         for i in range(n):
             if which == 0:
@@ -199,6 +199,8 @@ def vecmath(str name, const float[::1] x):
                 y[i] = mlk_sigmoidf(x[i])
             elif which == 5:
                 y[i] = mlk_exp_half_sqf(x[i])
-            else:
+            elif which == 6:
                 y[i] = mlk_ndtrf(x[i])
+            else:
+                y[i] = mlk_softplusf(x[i])
     return np.asarray(y)

@@ -16,16 +16,12 @@ How it is built
 """
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport exp, log, fabs, log1p, INFINITY, NAN
+from libc.math cimport exp, log, INFINITY, NAN
 
-from mlkernels._act cimport v_abs, v_exp
+from mlkernels._act cimport v_abs, v_exp, v_softplus
 from mlkernels._reduce cimport sum_of, dot_of, max_of
 
 import numpy as np
-
-cdef extern from "_vecmath.h" nogil:
-    float mlk_expf(float x)
-    float mlk_log1pf(float x)
 
 cdef enum:
     SERIAL_BELOW = 32768
@@ -220,11 +216,8 @@ def mse_backward(const floating[::1] x, const floating[::1] t, const floating[::
 
 
 cdef inline floating softplus_neg(floating x) noexcept nogil:
-    """log(1 + e^−x) = max(−x, 0) + log1p(e^−|x|): never overflows."""
-    if floating is float:
-        return (-x if x < 0 else 0) + mlk_log1pf(mlk_expf(-fabs(x)))
-    else:
-        return (-x if x < 0 else 0) + log1p(exp(-fabs(x)))
+    """log(1 + e^−x) = softplus(−x): never overflows."""
+    return v_softplus(-x)
 
 
 def bce_logits_sum(const floating[::1] x, const floating[::1] t, floating[::1] per_element):

@@ -135,6 +135,47 @@ MLK_INLINE float mlk_log1pf(float x) {
     return x != x ? x : y;
 }
 
+/* log(1 + z) for z in [0, 1] (softplus's log1p(e^-|v|)), without division or special cases:
+ * u = 1 + z rounded, its rounding error c = z - (u - 1) exact (1 >= z); u = 2^e (1 + f) with
+ * e in {0, 1} and f in [sqrt(1/2) - 1, sqrt(2) - 1] (f is exact: Sterbenz);
+ * log(1 + z) = e ln2 + log1p(f) + c 2^-e / (1 + f), with 1/(1 + f) ~ 1 - f + f^2 (c is at
+ * most half an ulp of u: the approximation costs under 0.2 ulp), and
+ * log1p(f) = f - f^2/2 + f^3 P(f), P of degree 7 (a relative fit, Lawson-weighted least squares
+ * on Chebyshev nodes: 8e-9 relative with float32 coefficients). For tiny z, u = 1 and the
+ * result is c = z: relative accuracy down to the smallest z. */
+MLK_INLINE float mlk_log1p_unitf(float z) {
+    float u = 1.0f + z;
+    float c = z - (u - 1.0f);
+    int upper = u > 1.41421356f;
+    float scale = upper ? 0.5f : 1.0f;
+    float f = u * scale - 1.0f;
+    float cs = c * scale;
+    float p = -7.634429634e-02f;
+    p = p * f + 1.276154965e-01f;
+    p = p * f - 1.316019446e-01f;
+    p = p * f + 1.420176178e-01f;
+    p = p * f - 1.662335694e-01f;
+    p = p * f + 2.000122666e-01f;
+    p = p * f - 2.500082254e-01f;
+    p = p * f + 3.333333135e-01f;
+    float f2 = f * f;
+    float log1p_f = (f2 * f * p - 0.5f * f2) + f;
+    float corr = cs * ((1.0f - f) + f2);
+    float e_hi = upper ? MLK_LN2_HI : 0.0f, e_lo = upper ? MLK_LN2_LO : 0.0f;
+    return e_hi + (log1p_f + (corr + e_lo));
+}
+
+/* softplus(v) = log(1 + e^v) = max(v, 0) + log1p(e^-|v|): never overflows, relative accuracy
+ * in the left tail (softplus(v) ~ e^v). Specialised pieces: e^-|v| needs no overflow or NaN
+ * cases (NaN passes through), and log1p's argument lies in [0, 1]. (Through the general
+ * mlk_expf and mlk_log1pf this took 0.89 ns per element, 0.50 ns this way: one thread,
+ * AVX-512, 1M floats.) */
+MLK_INLINE float mlk_softplusf(float v) {
+    float w = -__builtin_fabsf(v);
+    w = w < -104.0f ? -104.0f : w;                  /* e^-104 is already 0 in float32 */
+    return (v > 0.0f ? v : 0.0f) + mlk_log1p_unitf(mlk_exp_finite(w));
+}
+
 /* tanh(x), odd, in two pieces computed side by side and one selected:
  *   |x| < 0.55:  |x| + |x|^3 P(x^2), P of degree 4 (a relative fit, Lawson-weighted least
  *                squares on Chebyshev nodes, 4.4e-9 relative with float32 coefficients):

@@ -33,6 +33,7 @@ CASES = {   # name: (oracle in float64, domain, documented bound in ulp)
     "sigmoidf": (expit, (-104.0, 104.0), 3),
     "exp_half_sqf": (lambda x: np.exp(-0.5 * x * x), (-14.0, 14.0), 3),
     "ndtrf": (ndtr, (-13.0, 13.0), 6),
+    "softplusf": (lambda x: np.logaddexp(0.0, x), (-104.0, 88.0), 3),
 }
 
 
