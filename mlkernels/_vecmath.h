@@ -192,7 +192,8 @@ MLK_INLINE float mlk_tanhf(float x) {
  * so tiny results in the left tail keep their relative accuracy. */
 MLK_INLINE float mlk_sigmoidf(float x) {
     float ax = __builtin_fabsf(x);
-    float z = mlk_expf(-ax);
+    float w = -ax < -104.0f ? -104.0f : -ax;                /* e^-104 is 0 in float32 */
+    float z = mlk_exp_finite(w);                            /* NaN passes through */
     float inv = 1.0f / (1.0f + z);
     float y = x < 0.0f ? z * inv : inv;
     return x != x ? x : y;
@@ -202,9 +203,7 @@ MLK_INLINE float mlk_sigmoidf(float x) {
  * at |x| = 13); here lo joins the reduced argument instead. With FMA hardware lo is
  * fma(x, x, -hi); without it, a Veltkamp split of x into 12 + 12 bits (which must not be
  * contracted into an FMA -- hence the two paths). */
-MLK_INLINE float mlk_exp_half_sqf(float x) {
-    float ax = __builtin_fabsf(x);
-    ax = ax > 15.0f ? 15.0f : ax;                           /* e^-112.5 underflows to 0 */
+MLK_INLINE float mlk_exp_half_sq_core(float ax) {          /* ax in [0, 15] */
 #ifdef __FMA__
     float hi = ax * ax;
     float lo = __builtin_fmaf(ax, ax, -hi);                 /* exact: x^2 - hi */
@@ -218,8 +217,13 @@ MLK_INLINE float mlk_exp_half_sqf(float x) {
     float t = -0.5f * hi;                                   /* exact */
     float k = mlk_round_shift(t * MLK_LOG2E);
     float r = ((t - k * MLK_LN2_HI) - k * MLK_LN2_LO) - 0.5f * lo;
-    float y = mlk_ldexp_parts(1.0f + mlk_expm1_reduced(r), (int32_t)k);
-    y = __builtin_fabsf(x) > 15.0f ? 0.0f : y;
+    return mlk_ldexp_parts(1.0f + mlk_expm1_reduced(r), (int32_t)k);
+}
+
+MLK_INLINE float mlk_exp_half_sqf(float x) {
+    float ax = __builtin_fabsf(x);
+    ax = ax > 15.0f ? 15.0f : ax;           /* e^-112.5 underflows to 0 (inf included) */
+    float y = mlk_exp_half_sq_core(ax);
     return x != x ? x : y;
 }
 
@@ -269,9 +273,9 @@ MLK_INLINE float mlk_ndtr_near0(float x) {
  * and the comparisons keep it), so no separate test is needed. */
 MLK_INLINE float mlk_ndtrf(float x) {
     float ax = __builtin_fabsf(x);
-    float z = ax * 0.707106781f;
-    z = z > 11.0f ? 11.0f : z;
-    float tail = 0.5f * mlk_exp_half_sqf(x) * mlk_erfcx_tail(z);
+    float ac = ax > 15.0f ? 15.0f : ax;     /* Phi(-15) underflows to 0 (inf included) */
+    float z = ac * 0.707106781f;
+    float tail = 0.5f * mlk_exp_half_sq_core(ac) * mlk_erfcx_tail(z);
     float y = x < 0.0f ? tail : 1.0f - tail;
     return ax < 0.7f ? mlk_ndtr_near0(x) : y;
 }

@@ -106,6 +106,62 @@ def test_hypothesis_shapes(N, C, spatial, dtype):
     #  float32 rounding; the spec rows check the tight, scaled tolerance)
 
 
+# Shapes that take each of the kernels' paths: BatchNorm statistics a channel at a time (few
+# samples), sample by sample (S > 1), through 16-row block sums (one value per channel, C >= 16,
+# a partial last block); the same with two threads (>= 65536 elements); LayerNorm's dγ/dβ block
+# sums; GroupNorm's per-channel backward sums (S > 1) and its per-element ones (S = 1).
+PATH_SHAPES = [(1, 4, 9), (3, 8, 4000), (6, 5, 7), (40, 8, 300), (37, 20), (4100, 20), (3, 20)]
+
+
+@pytest.mark.parametrize("shape", PATH_SHAPES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batch_norm_kernel_paths(shape, dtype):
+    rng = np.random.default_rng(len(shape) * 1000 + shape[0])
+    x = (3 + rng.standard_normal(shape)).astype(dtype)
+    g = rng.standard_normal(shape).astype(dtype)
+    C = shape[1]
+    w = rng.standard_normal(C).astype(dtype)
+    b = rng.standard_normal(C).astype(dtype)
+    got = mk.batch_norm(x, None, None, w, b, training=True)
+    want = ref.batch_norm(x, None, None, w, b, training=True)
+    for a, e in zip(got, want):
+        assert_close(a, e, dtype, rtol=1e-5, atol=1e-5)
+    got = mk.batch_norm_backward(g, x, got[1], got[2], w)
+    want = ref.batch_norm_backward(g, x, *mk.batch_norm(x, None, None, w, b, training=True)[1:], w)
+    for a, e in zip(got, want):
+        assert_close(a, e, dtype, rtol=1e-4, atol=1e-4 if dtype == np.float32 else 1e-10)
+
+
+@pytest.mark.parametrize("rows, cols", [(37, 64), (70, 1000)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_layer_norm_backward_block_sums(rows, cols, dtype):
+    rng = np.random.default_rng(rows)
+    x = rng.standard_normal((rows, cols)).astype(dtype)
+    g = rng.standard_normal((rows, cols)).astype(dtype)
+    w = rng.standard_normal(cols).astype(dtype)
+    b = rng.standard_normal(cols).astype(dtype)
+    _, mean, rstd = mk.layer_norm(x, cols, w, b)
+    got = mk.layer_norm_backward(g, x, cols, mean, rstd, w)
+    want = ref.layer_norm_backward(g, x, cols, mean, rstd, w)
+    for a, e in zip(got, want):
+        assert_close(a, e, dtype, rtol=1e-4, atol=1e-4 if dtype == np.float32 else 1e-10)
+
+
+@pytest.mark.parametrize("shape, groups", [((3, 6, 5), 3), ((4, 6), 2), ((2, 4, 3, 3), 2)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_group_norm_backward_sums(shape, groups, dtype):
+    rng = np.random.default_rng(shape[0] * 10 + groups)
+    x = rng.standard_normal(shape).astype(dtype)
+    g = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal(shape[1]).astype(dtype)
+    b = rng.standard_normal(shape[1]).astype(dtype)
+    _, mean, rstd = mk.group_norm(x, groups, w, b)
+    got = mk.group_norm_backward(g, x, groups, mean, rstd, w)
+    want = ref.group_norm_backward(g, x, groups, mean, rstd, w)
+    for a, e in zip(got, want):
+        assert_close(a, e, dtype, rtol=1e-4, atol=1e-4 if dtype == np.float32 else 1e-10)
+
+
 # ---------------------------------------------------------------------------- bad input
 
 def _same(arrays, saved):
