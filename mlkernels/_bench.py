@@ -53,6 +53,8 @@ def run_case(case: BenchCase, samples: int, min_seconds: float) -> Dict[str, flo
     for _ in range(samples):
         for name, fn in fns.items():
             n = numbers[name]
+            if case.settle:
+                time.sleep(case.settle)     # let the other libraries' thread pools go idle
             t0 = time.perf_counter()
             for _ in range(n):
                 fn()
