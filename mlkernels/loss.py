@@ -119,7 +119,9 @@ def _ce_layout(where, logits, target, reduction, label_smoothing, ignore_index):
         # (converting would wrap it to a negative index -- perhaps ignore_index itself)
         raise ValueError(f"{where}: target holds {target.max()}, outside [0, {C}) (the classes "
                          f"of logits)")
-    t = np.ascontiguousarray(target, dtype=np.int64).reshape(-1)
+    # an aligned int64 copy unless target already is one (the kernel reads int64 words: a
+    # misaligned target, e.g. a view into a byte buffer, must not reach it)
+    t = V.c_array(np.asarray(target), np.dtype(np.int64)).reshape(-1)
     bad = (t != ignore_index) & ((t < 0) | (t >= C))
     if bad.any():
         raise ValueError(f"{where}: target holds {t[bad][0]}, outside [0, {C}) (the classes "

@@ -104,3 +104,16 @@ def test_unsigned_target_beyond_int64_is_refused_not_wrapped():
             f()
     assert mk.cross_entropy(logits, np.array([2], np.uint64)) == mk.cross_entropy(
         logits, np.array([2]))
+
+
+def test_misaligned_target_gives_the_aligned_answer():
+    """Found by the sanitized suite (UBSan: a misaligned int64 load): an int64 target viewed
+    from a byte buffer at an odd offset is copied to an aligned array before the kernel."""
+    logits = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    aligned = np.array([0, 3, 1, 2, 3], np.int64)
+    misaligned = np.zeros(aligned.nbytes + 1, np.uint8)[1:].view(np.int64)
+    misaligned[...] = aligned
+    assert not misaligned.flags.aligned
+    assert mk.cross_entropy(logits, misaligned) == mk.cross_entropy(logits, aligned)
+    np.testing.assert_array_equal(mk.cross_entropy_backward(np.float32(1), logits, misaligned),
+                                  mk.cross_entropy_backward(np.float32(1), logits, aligned))
