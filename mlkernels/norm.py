@@ -124,8 +124,10 @@ def _row_backward(where, grad_out, x, stats, weight, has_bias, rows, cols, G, Cg
         specs.append(("grad_bias", wshape, dtype, has_bias))
     outs = _outputs(where, out, specs, (grad_out, x, weight, *stats.values()))
     mean = np.zeros(rows) if "mean" not in stats else \
-        np.asarray(stats["mean"], np.float64).reshape(rows)
-    rstd = np.asarray(stats["rstd"], np.float64).reshape(rows)
+        V.c_array(np.asarray(stats["mean"]), np.dtype(np.float64)).reshape(rows)
+    # (c_array: aligned copies unless they already are aligned float64 -- a misaligned view
+    #  must not reach the kernel, which reads them as doubles)
+    rstd = V.c_array(np.asarray(stats["rstd"]), np.dtype(np.float64)).reshape(rows)
     C = G * Cg
     K._norm.rows_backward(V.c_array(grad_out, dtype).reshape(rows, cols),
                           V.c_array(x, dtype).reshape(rows, cols), mean, rstd,

@@ -238,3 +238,22 @@ def test_empty_rows_have_mean_0_and_rstd_nan_as_torch():
         assert y.size == 0
         assert np.all(stats[0] == 0) and np.all(np.isnan(stats[1]))
     assert np.all(np.isnan(mk.rms_norm(np.zeros((3, 0), np.float32), (0,))[1]))
+
+
+def test_misaligned_statistics_give_the_aligned_answer():
+    """Found by the sanitized suite (UBSan: a misaligned double load): float64 mean/rstd
+    viewed from a byte buffer at an odd offset are copied aligned before the kernel."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((6, 8))
+    g = rng.standard_normal((6, 8))
+    _, mean, rstd = mk.layer_norm(x, 8)
+
+    def misaligned(a):
+        m = np.zeros(a.nbytes + 1, np.uint8)[1:].view(np.float64).reshape(a.shape)
+        m[...] = a
+        assert not m.flags.aligned
+        return m
+    want = mk.layer_norm_backward(g, x, 8, mean, rstd)
+    got = mk.layer_norm_backward(g, x, 8, misaligned(mean), misaligned(rstd))
+    for a, e in zip(got, want):
+        np.testing.assert_array_equal(a, e)
