@@ -46,10 +46,10 @@ cdef enum:
     # Sums taken element by element across rows (LayerNorm's dγ, dβ; BatchNorm's per-channel
     # sums when a channel has one value per sample) are summed over this many rows in the
     # array's type, then added into double. Adding every row straight into double sums (a
-    # widening, two vectors per 16 floats, and a read-modify-write of twice the bytes) was
-    # more than half of LayerNorm's backward time (16384×1024 float32, 2 threads: 10.0 ms
-    # against 5.7 ms with blocks). A 16-row block sum adds at most 16 roundings before it
-    # joins the double total.
+    # widening, two vectors per 16 floats, and a read-modify-write of twice the bytes) cost
+    # LayerNorm's backward dearly (16384×1024 float32, 2 threads, norm bench: 7.0-7.7 ms
+    # that way, 4.8-5.5 ms with blocks). A 16-row block sum adds at most 16 roundings before
+    # it joins the double total.
     ROWS_PER_BLOCK = 16
 
 
@@ -191,8 +191,8 @@ def rows_backward(const floating[:, ::1] grad_out, const floating[:, ::1] x,
     cdef bint want_w = grad_weight is not None, want_b = grad_bias is not None
     cdef bint sums_by_element = S == 1 and (want_w or want_b)
     cdef int nt = threads_for(R * row_len, n_threads)
-    # per thread: double sums [dγ C | dβ C], and for LayerNorm the block sums [dγ C | dβ C]
-    # in the array's type; both reduced over the threads at the end
+    # per thread: double sums [dγ C | dβ C], and for one value per channel (S = 1) the block
+    # sums [dγ C | dβ C] in the array's type, flushed into them; reduced over the threads below
     cdef double* acc = <double*>calloc(nt * 2 * C + 1, sizeof(double))
     cdef floating* block_acc = <floating*>calloc(nt * 2 * C + 1, sizeof(floating))
     if acc == NULL or block_acc == NULL:
