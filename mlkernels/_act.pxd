@@ -12,6 +12,7 @@ cdef extern from "_vecmath.h" nogil:
     float mlk_ndtrf(float x)
     float mlk_exp_half_sqf(float x)
     float mlk_softplusf(float x)
+    float mlk_exp_neg_absf(float x)
 
 # The operations (mlkernels/activations.py names them). Parameters a, b per operation:
 #   LEAKY_RELU a = negative_slope;  ELU a = alpha;  SWISH a = beta;
@@ -86,8 +87,14 @@ cdef inline floating sigmoid_slope(floating v) noexcept nogil:
     """σ'(v) = σ(v)·σ(−v) = z/(1 + z)², z = e^−|v|: symmetric, never overflowing, and free of
     the cancellation of σ(1 − σ) when σ is near 1 (used by every σ-based backward). Beside
     v_sigmoid(v) in one loop, the two share e^−|v| and 1/(1 + z): the compiler merges them
-    (measured: SiLU's backward 0.73 ms against its forward's 0.61 ms, 1M float32, 1 thread)."""
-    cdef floating z = v_exp(-v_abs(v))
+    as long as both compute e^−|v| the same way (measured, 1M float32, 1 thread: SiLU's
+    backward 0.29 ms against its forward's 0.24 ms; 0.40 ms while this slope still went
+    through mlk_expf and the sigmoid through the cheaper mlk_exp_neg_absf)."""
+    cdef floating z
+    if floating is float:
+        z = mlk_exp_neg_absf(v)                 # the same e^−|v| as mlk_sigmoidf's
+    else:
+        z = exp(-fabs(v))
     cdef floating r = 1 / (<floating>1 + z)
     return z * r * r
 

@@ -194,8 +194,10 @@ def rows_backward(const floating[:, ::1] grad_out, const floating[:, ::1] x,
     # per thread: double sums [dγ C | dβ C], and for one value per channel (S = 1) the block
     # sums [dγ C | dβ C] in the array's type, flushed into them; reduced over the threads below
     cdef double* acc = <double*>calloc(nt * 2 * C + 1, sizeof(double))
-    cdef floating* block_acc = <floating*>calloc(nt * 2 * C + 1, sizeof(floating))
-    if acc == NULL or block_acc == NULL:
+    cdef floating* block_acc = NULL
+    if sums_by_element:
+        block_acc = <floating*>calloc(nt * 2 * C, sizeof(floating))
+    if acc == NULL or (sums_by_element and block_acc == NULL):
         free(acc)
         free(block_acc)
         raise MemoryError()
@@ -208,7 +210,7 @@ def rows_backward(const floating[:, ::1] grad_out, const floating[:, ::1] x,
         with nogil:
             for blk in prange(n_blocks, num_threads=nt, schedule="static"):
                 mine = acc + threadid() * 2 * C
-                mine_block = block_acc + threadid() * 2 * C
+                mine_block = block_acc + threadid() * 2 * C if sums_by_element else NULL
                 for r in range(blk * ROWS_PER_BLOCK, min(R, (blk + 1) * ROWS_PER_BLOCK)):
                     row_backward(pg + r * row_len, px + r * row_len,
                                  w + (r % G) * Cg if w != NULL else NULL, Cg, S, mean[r],

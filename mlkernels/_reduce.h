@@ -49,7 +49,9 @@ static inline void mlk_sums_dev_##SUFFIX(const T* x, ptrdiff_t n, double c,     
     *sum_d2 = s2;                                                                           \
 }                                                                                           \
 /* Σ g[j]·w[j] and Σ g[j]·w[j]·(x[j] − c) in one pass, w NULL meaning 1 (every norm         \
- * backward). x − c is formed before any product: no cancellation for data far from 0. */  \
+ * backward). x − c is formed before any product: no cancellation for data far from 0.      \
+ * Two loops, not one with `w ? w[j] : 1`: GCC does not unswitch that one, and with w NULL   \
+ * it ran 7x slower (0.97 against 0.13 ns per element, AVX-512, n = 1024). */               \
 static inline void mlk_sums_grad_dev_##SUFFIX(const T* g, const T* w, const T* x,           \
                                               ptrdiff_t n, double c,                        \
                                               double* sum_gw, double* sum_gw_d) {           \
