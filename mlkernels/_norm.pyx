@@ -17,7 +17,10 @@ How it is built
   Σ(x − K), Σ(x − K)² in double (K = the channel's first value, which keeps the sums small for
   data far from 0), then one pass applying y = (x − mean)·scale + β with rstd and γ folded
   into one scale per channel: 3 array traffics (1.5 copies). Backward: one pass for Σg and
-  Σg·x̂ per channel, one pass for dx (2.5 copies).
+  Σg·x̂ per channel, one pass for dx (2.5 copies). With one value per channel (x of shape
+  (N, C)) the sums are taken four samples at a time (_reduce.h's add4_*). A large y or dx is
+  written with streaming stores (_stream.h): an ordinary store would first read each output
+  line from memory, a traffic the copy we are measured against pays but we need not.
 * Wherever x − mean is formed in float32, the mean is a pair hi + lo of floats: rounding the
   mean alone loses the digits of data like 1e4 + N(0, 1e-2).
 * float32 statistics and reductions are accumulated in double; a row's sums are the
@@ -25,17 +28,34 @@ How it is built
 Shapes are validated in mlkernels/norm.py (bounds checks are off).
 """
 from cython cimport floating
-from cython.parallel cimport prange, threadid
+from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport sqrt, NAN
 from libc.stdlib cimport calloc, free
 
-from mlkernels._reduce cimport sum_of, sum_sq_dev, sums_dev, sums_grad_dev
+from mlkernels._reduce cimport (add4_sums_dev, add4_sums_grad_dev, sum_of, sum_sq_dev, sums_dev,
+                               sums_grad_dev)
+from mlkernels._stream cimport TILE_MAX, mlk_stream_fence, stream_out, tile_len
 
 import numpy as np
 
 
 cdef enum:
     SERIAL_BELOW = 65536      # elements: below this, one thread (a parallel region costs µs)
+
+
+# BatchNorm outputs of at least this many bytes are written with streaming stores (_stream.h).
+# Half our 32 MiB L3: smaller outputs can stay in cache for their next reader, and streaming
+# them lost (2048×1024 float32 forward, in a loop: 0.59 ms streamed, 0.32 ms not); from
+# 12-16 MiB on streaming won (4096×1024: 0.56 against 0.66 ms; 16384×1024 backward: see README).
+cdef Py_ssize_t STREAM_FROM = 16 << 20
+
+
+def set_stream_from(Py_ssize_t nbytes):
+    """Set the output size from which BatchNorm streams its output; returns the old value.
+    For tests (to drive the streaming path with small arrays) and measurements."""
+    global STREAM_FROM
+    old, STREAM_FROM = STREAM_FROM, nbytes
+    return old
 
 
 cdef inline int threads_for(Py_ssize_t total, int n_threads) noexcept nogil:
@@ -292,9 +312,9 @@ def batch_stats(const floating[:, :, ::1] x, double[::1] mean, double[::1] var,
                     shift[c] = px[c * S]
                 for blk in prange(n_blocks, num_threads=nt, schedule="static"):
                     mine_block = block + threadid() * 2 * C if S == 1 else NULL
-                    for n in range(blk * ROWS_PER_BLOCK, min(N, (blk + 1) * ROWS_PER_BLOCK)):
-                        sample_sums(px + n * C * S, C, S, px, shift,
-                                    tot + threadid() * 2 * C, mine_block)
+                    n = blk * ROWS_PER_BLOCK
+                    samples_sums(px + n * C * S, min(N - n, ROWS_PER_BLOCK), C, S, px, shift,
+                                 tot + threadid() * 2 * C, mine_block)
                     if S == 1:
                         flush_block(mine_block, tot + threadid() * 2 * C, 2 * C)
                 for c in range(C):
@@ -314,24 +334,33 @@ def batch_stats(const floating[:, :, ::1] x, double[::1] mean, double[::1] var,
             var[c] = 0
 
 
-cdef void sample_sums(const floating* x, Py_ssize_t C, Py_ssize_t S, const floating* first,
-                      const double* shift, double* acc, floating* block) noexcept nogil:
-    """Σ_s (x[c, s] − K[c]) and Σ_s (x[c, s] − K[c])² of one sample, K = the first sample's
-    values: with one value per channel (S = 1) added into the block sums (K is first[c]
-    itself, exact in the array's type), else into the double sums acc."""
-    cdef Py_ssize_t c
+cdef void samples_sums(const floating* x, Py_ssize_t rows, Py_ssize_t C, Py_ssize_t S,
+                       const floating* first, const double* shift, double* acc,
+                       floating* block) noexcept nogil:
+    """Σ (x[n, c, s] − K[c]) and Σ (x[n, c, s] − K[c])² over `rows` consecutive samples,
+    K = the first sample's values. One value per channel (S = 1): into the block sums (K is
+    first[c] itself, exact in the array's type), four samples at a time (add4_sums_dev: their
+    terms meet in registers, the block is loaded and stored once per four). Else into the
+    double sums acc, run by run."""
+    cdef Py_ssize_t n = 0, c
     cdef floating d
-    cdef double d1, d2
+    cdef double t, q
     if S == 1:
-        for c in range(C):
-            d = x[c] - first[c]
-            block[c] += d
-            block[C + c] += d * d
+        while n + 4 <= rows:
+            add4_sums_dev(x + n * C, C, first, block, block + C)
+            n += 4
+        while n < rows:
+            for c in range(C):
+                d = x[n * C + c] - first[c]
+                block[c] += d
+                block[C + c] += d * d
+            n += 1
     else:
-        for c in range(C):
-            sums_dev(x + c * S, S, shift[c], &d1, &d2)
-            acc[c] += d1
-            acc[C + c] += d2
+        for n in range(rows):
+            for c in range(C):
+                sums_dev(x + (n * C + c) * S, S, shift[c], &t, &q)
+                acc[c] += t
+                acc[C + c] += q
 
 
 def batch_apply(const floating[:, :, ::1] x, const double[::1] mean,
@@ -339,9 +368,11 @@ def batch_apply(const floating[:, :, ::1] x, const double[::1] mean,
                 int n_threads):
     """y = (x − mean[c])·scale[c] + shift[c]: rstd and γ folded into one scale, β the shift.
     The mean is subtracted as a pair hi + lo of the array's type (see row_forward): folding it
-    into the shift would cancel catastrophically for data far from 0."""
+    into the shift would cancel catastrophically for data far from 0. A y of STREAM_FROM
+    bytes or more is written with streaming stores (_stream.h)."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], S = x.shape[2], n, c, s
     cdef int nt = threads_for(N * C * S, n_threads)
+    cdef bint stream = N * C * S * <Py_ssize_t>sizeof(floating) >= STREAM_FROM
     cdef floating sc, sh
     cdef const floating* px = &x[0, 0, 0]
     cdef floating* py = &y[0, 0, 0]
@@ -354,32 +385,52 @@ def batch_apply(const floating[:, :, ::1] x, const double[::1] mean,
         coef[2 * C + c] = <floating>scale[c]
         coef[3 * C + c] = <floating>shift[c]
     try:
-        with nogil:
-            for n in prange(N, num_threads=nt, schedule="static"):
-                apply_sample(px + n * C * S, py + n * C * S, coef, C, S)
+        with nogil, parallel(num_threads=nt):
+            for n in prange(N, schedule="static"):
+                apply_sample(px + n * C * S, py + n * C * S, coef, C, S, stream)
+            if stream:
+                mlk_stream_fence()
     finally:
         free(coef)
 
 
 cdef void apply_sample(const floating* x, floating* y, const floating* coef, Py_ssize_t C,
-                       Py_ssize_t S) noexcept nogil:
-    cdef Py_ssize_t c, s
+                       Py_ssize_t S, bint stream) noexcept nogil:
+    """One sample of batch_apply, tile by tile: each tile is computed into `out`, which is y
+    itself, or (stream) an L1 buffer then streamed to y."""
+    cdef Py_ssize_t c, s, k, m
     cdef const floating* m_hi = coef
     cdef const floating* m_lo = coef + C
     cdef const floating* scale = coef + 2 * C
     cdef const floating* shift = coef + 3 * C
     cdef floating mh, ml, sc, sh
-    if S == 1:
-        for c in range(C):
-            y[c] = ((x[c] - m_hi[c]) - m_lo[c]) * scale[c] + shift[c]
-    else:
+    cdef floating buffer[TILE_MAX]
+    cdef floating* out
+    if S == 1:                                  # a coefficient per element
+        c = 0
+        while c < C:
+            m = tile_len(y + c, C - c)
+            out = &buffer[0] if stream else y + c
+            for k in range(m):
+                out[k] = ((x[c + k] - m_hi[c + k]) - m_lo[c + k]) * scale[c + k] + shift[c + k]
+            if stream:
+                stream_out(y + c, buffer, m)
+            c += m
+    else:                                       # one coefficient per run of S elements
         for c in range(C):
             mh = m_hi[c]
             ml = m_lo[c]
             sc = scale[c]
             sh = shift[c]
-            for s in range(S):
-                y[c * S + s] = ((x[c * S + s] - mh) - ml) * sc + sh
+            s = 0
+            while s < S:
+                m = tile_len(y + c * S + s, S - s)
+                out = &buffer[0] if stream else y + c * S + s
+                for k in range(m):
+                    out[k] = ((x[c * S + s + k] - mh) - ml) * sc + sh
+                if stream:
+                    stream_out(y + c * S + s, buffer, m)
+                s += m
 
 
 def batch_grad_sums(const floating[:, :, ::1] g, const floating[:, :, ::1] x,
@@ -409,9 +460,10 @@ def batch_grad_sums(const floating[:, :, ::1] g, const floating[:, :, ::1] x,
         with nogil:
             for blk in prange(n_blocks, num_threads=nt, schedule="static"):
                 mine_block = block + threadid() * 2 * C
-                for n in range(blk * ROWS_PER_BLOCK, min(N, (blk + 1) * ROWS_PER_BLOCK)):
-                    sample_grad_sums(pg + n * C * S, px + n * C * S, pm, mean_hi, mean_lo, C,
-                                     S, acc + threadid() * 2 * C, mine_block)
+                n = blk * ROWS_PER_BLOCK
+                samples_grad_sums(pg + n * C * S, px + n * C * S, min(N - n, ROWS_PER_BLOCK),
+                                  pm, mean_hi, mean_lo, C, S, acc + threadid() * 2 * C,
+                                  mine_block)
                 if S == 1:
                     flush_block(mine_block, acc + threadid() * 2 * C, 2 * C)
             for c in range(C):
@@ -425,22 +477,32 @@ def batch_grad_sums(const floating[:, :, ::1] g, const floating[:, :, ::1] x,
         free(block)
 
 
-cdef void sample_grad_sums(const floating* g, const floating* x, const double* mean,
-                           const floating* mean_hi, const floating* mean_lo, Py_ssize_t C,
-                           Py_ssize_t S, double* acc, floating* block) noexcept nogil:
-    """Σ_s g and Σ_s g·(x − mean) of one sample: with one value per channel (S = 1) into the
-    block sums, else into the double sums acc."""
-    cdef Py_ssize_t c
+cdef void samples_grad_sums(const floating* g, const floating* x, Py_ssize_t rows,
+                            const double* mean, const floating* mean_hi,
+                            const floating* mean_lo, Py_ssize_t C, Py_ssize_t S, double* acc,
+                            floating* block) noexcept nogil:
+    """Σ g and Σ g·(x − mean) per channel over `rows` consecutive samples: with one value per
+    channel (S = 1) into the block sums, four samples at a time as in samples_sums; else into
+    the double sums acc, run by run."""
+    cdef Py_ssize_t n = 0, c, i
     cdef double tg, tgx
     if S == 1:
-        for c in range(C):
-            block[c] += g[c]
-            block[C + c] += g[c] * ((x[c] - mean_hi[c]) - mean_lo[c])
+        while n + 4 <= rows:
+            add4_sums_grad_dev(g + n * C, x + n * C, C, mean_hi, mean_lo, block, block + C)
+            n += 4
+        while n < rows:
+            i = n * C
+            for c in range(C):
+                block[c] += g[i + c]
+                block[C + c] += g[i + c] * ((x[i + c] - mean_hi[c]) - mean_lo[c])
+            n += 1
     else:
-        for c in range(C):
-            sums_grad_dev(g + c * S, <const floating*>NULL, x + c * S, S, mean[c], &tg, &tgx)
-            acc[c] += tg
-            acc[C + c] += tgx
+        for n in range(rows):
+            for c in range(C):
+                sums_grad_dev(g + (n * C + c) * S, <const floating*>NULL, x + (n * C + c) * S,
+                              S, mean[c], &tg, &tgx)
+                acc[c] += tg
+                acc[C + c] += tgx
 
 
 def batch_backward_apply(const floating[:, :, ::1] g, const floating[:, :, ::1] x,
@@ -448,9 +510,11 @@ def batch_backward_apply(const floating[:, :, ::1] g, const floating[:, :, ::1] 
                          const double[::1] ccoef, floating[:, :, ::1] gx, int n_threads):
     """dx = a[c]·g + b[c]·(x − mean[c]) + c[c]: the training backward
     dx = γ·rstd·(g − mean(g) − x̂·mean(g·x̂)) with its per-channel constants folded
-    (eval: b = c = 0, a = γ·rstd). x − mean as in batch_apply (hi + lo pair)."""
+    (eval: b = c = 0, a = γ·rstd). x − mean as in batch_apply (hi + lo pair); a large dx is
+    streamed, as there."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], S = x.shape[2], n, ch
     cdef int nt = threads_for(N * C * S, n_threads)
+    cdef bint stream = N * C * S * <Py_ssize_t>sizeof(floating) >= STREAM_FROM
     cdef const floating* pg = &g[0, 0, 0]
     cdef const floating* px = &x[0, 0, 0]
     cdef floating* pgx = &gx[0, 0, 0]
@@ -464,25 +528,39 @@ def batch_backward_apply(const floating[:, :, ::1] g, const floating[:, :, ::1] 
         coef[3 * C + ch] = <floating>bcoef[ch]
         coef[4 * C + ch] = <floating>ccoef[ch]
     try:
-        with nogil:
-            for n in prange(N, num_threads=nt, schedule="static"):
-                sample_backward(pg + n * C * S, px + n * C * S, coef, pgx + n * C * S, C, S)
+        with nogil, parallel(num_threads=nt):
+            for n in prange(N, schedule="static"):
+                sample_backward(pg + n * C * S, px + n * C * S, coef, pgx + n * C * S, C, S,
+                                stream)
+            if stream:
+                mlk_stream_fence()
     finally:
         free(coef)
 
 
 cdef void sample_backward(const floating* g, const floating* x, const floating* coef,
-                          floating* gx, Py_ssize_t C, Py_ssize_t S) noexcept nogil:
-    cdef Py_ssize_t ch, s
+                          floating* gx, Py_ssize_t C, Py_ssize_t S, bint stream) noexcept nogil:
+    """One sample of batch_backward_apply, tile by tile as apply_sample."""
+    cdef Py_ssize_t ch, s, k, m
     cdef const floating* m_hi = coef
     cdef const floating* m_lo = coef + C
     cdef const floating* a = coef + 2 * C
     cdef const floating* b = coef + 3 * C
     cdef const floating* c = coef + 4 * C
     cdef floating mh, ml, fa, fb, fc
+    cdef floating buffer[TILE_MAX]
+    cdef floating* out
     if S == 1:
-        for ch in range(C):
-            gx[ch] = a[ch] * g[ch] + b[ch] * ((x[ch] - m_hi[ch]) - m_lo[ch]) + c[ch]
+        ch = 0
+        while ch < C:
+            m = tile_len(gx + ch, C - ch)
+            out = &buffer[0] if stream else gx + ch
+            for k in range(m):
+                out[k] = (a[ch + k] * g[ch + k]
+                          + b[ch + k] * ((x[ch + k] - m_hi[ch + k]) - m_lo[ch + k]) + c[ch + k])
+            if stream:
+                stream_out(gx + ch, buffer, m)
+            ch += m
     else:
         for ch in range(C):
             mh = m_hi[ch]
@@ -490,5 +568,12 @@ cdef void sample_backward(const floating* g, const floating* x, const floating* 
             fa = a[ch]
             fb = b[ch]
             fc = c[ch]
-            for s in range(S):
-                gx[ch * S + s] = fa * g[ch * S + s] + fb * ((x[ch * S + s] - mh) - ml) + fc
+            s = 0
+            while s < S:
+                m = tile_len(gx + ch * S + s, S - s)
+                out = &buffer[0] if stream else gx + ch * S + s
+                for k in range(m):
+                    out[k] = fa * g[ch * S + s + k] + fb * ((x[ch * S + s + k] - mh) - ml) + fc
+                if stream:
+                    stream_out(gx + ch * S + s, buffer, m)
+                s += m

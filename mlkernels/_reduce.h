@@ -87,4 +87,42 @@ MLK_REDUCTIONS(double, f64)
 
 #undef MLK_REDUCTIONS
 
+/* Column sums of four consecutive rows of length n (row stride n), added element-wise into
+ * running sums of the rows' own type: BatchNorm's per-channel sums when a channel has one
+ * value per sample. Four rows per call add their terms in registers and touch the running
+ * sums once: a quarter of the loads and stores of the sums (16384×1024 float32, 2 threads,
+ * a C harness: 2.9 -> 2.0 ms for the gradient sums). In C for `omp simd`: spelled in Cython
+ * the loop has too many pointers for GCC's run-time alias checks and stays scalar. */
+#define MLK_COLUMN_SUMS(T, SUFFIX)                                                          \
+/* sum_d[j] += Σ_r (x_r[j] − k[j]),  sum_d2[j] += Σ_r (x_r[j] − k[j])² */                   \
+static inline void mlk_add4_sums_dev_##SUFFIX(const T* x, ptrdiff_t n, const T* k,          \
+                                              T* sum_d, T* sum_d2) {                        \
+    const T *x0 = x, *x1 = x + n, *x2 = x + 2 * n, *x3 = x + 3 * n;                         \
+    _Pragma("omp simd")                                                                     \
+    for (ptrdiff_t j = 0; j < n; j++) {                                                     \
+        T d0 = x0[j] - k[j], d1 = x1[j] - k[j], d2 = x2[j] - k[j], d3 = x3[j] - k[j];       \
+        sum_d[j] += (d0 + d1) + (d2 + d3);                                                  \
+        sum_d2[j] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3);                             \
+    }                                                                                       \
+}                                                                                           \
+/* sum_g[j] += Σ_r g_r[j],  sum_gd[j] += Σ_r g_r[j]·(x_r[j] − m[j]), m = m_hi + m_lo */      \
+static inline void mlk_add4_sums_grad_dev_##SUFFIX(const T* g, const T* x, ptrdiff_t n,     \
+                                                   const T* m_hi, const T* m_lo,            \
+                                                   T* sum_g, T* sum_gd) {                   \
+    const T *g0 = g, *g1 = g + n, *g2 = g + 2 * n, *g3 = g + 3 * n;                         \
+    const T *x0 = x, *x1 = x + n, *x2 = x + 2 * n, *x3 = x + 3 * n;                         \
+    _Pragma("omp simd")                                                                     \
+    for (ptrdiff_t j = 0; j < n; j++) {                                                     \
+        T mh = m_hi[j], ml = m_lo[j];                                                       \
+        sum_g[j] += (g0[j] + g1[j]) + (g2[j] + g3[j]);                                      \
+        sum_gd[j] += (g0[j] * ((x0[j] - mh) - ml) + g1[j] * ((x1[j] - mh) - ml))            \
+                     + (g2[j] * ((x2[j] - mh) - ml) + g3[j] * ((x3[j] - mh) - ml));         \
+    }                                                                                       \
+}
+
+MLK_COLUMN_SUMS(float, f32)
+MLK_COLUMN_SUMS(double, f64)
+
+#undef MLK_COLUMN_SUMS
+
 #endif
