@@ -34,7 +34,7 @@ from libc.stdlib cimport calloc, free
 
 from mlkernels._reduce cimport (add4_sums_dev, add4_sums_grad_dev, sum_of, sum_sq_dev, sums_dev,
                                sums_grad_dev)
-from mlkernels._stream cimport TILE_MAX, mlk_stream_fence, stream_out, tile_len
+from mlkernels._stream cimport TILE_BYTES, TILE_MAX, mlk_stream_fence, stream_out, tile_len
 
 import numpy as np
 
@@ -363,76 +363,6 @@ cdef void samples_sums(const floating* x, Py_ssize_t rows, Py_ssize_t C, Py_ssiz
                 acc[C + c] += q
 
 
-def batch_apply(const floating[:, :, ::1] x, const double[::1] mean,
-                const double[::1] scale, const double[::1] shift, floating[:, :, ::1] y,
-                int n_threads):
-    """y = (x − mean[c])·scale[c] + shift[c]: rstd and γ folded into one scale, β the shift.
-    The mean is subtracted as a pair hi + lo of the array's type (see row_forward): folding it
-    into the shift would cancel catastrophically for data far from 0. A y of STREAM_FROM
-    bytes or more is written with streaming stores (_stream.h)."""
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], S = x.shape[2], n, c, s
-    cdef int nt = threads_for(N * C * S, n_threads)
-    cdef bint stream = N * C * S * <Py_ssize_t>sizeof(floating) >= STREAM_FROM
-    cdef floating sc, sh
-    cdef const floating* px = &x[0, 0, 0]
-    cdef floating* py = &y[0, 0, 0]
-    cdef floating* coef = <floating*>calloc(4 * C + 1, sizeof(floating))
-    if coef == NULL:
-        raise MemoryError()
-    for c in range(C):                          # per channel: mean hi, mean lo, scale, shift
-        coef[c] = <floating>mean[c]
-        coef[C + c] = <floating>(mean[c] - <double>coef[c])
-        coef[2 * C + c] = <floating>scale[c]
-        coef[3 * C + c] = <floating>shift[c]
-    try:
-        with nogil, parallel(num_threads=nt):
-            for n in prange(N, schedule="static"):
-                apply_sample(px + n * C * S, py + n * C * S, coef, C, S, stream)
-            if stream:
-                mlk_stream_fence()
-    finally:
-        free(coef)
-
-
-cdef void apply_sample(const floating* x, floating* y, const floating* coef, Py_ssize_t C,
-                       Py_ssize_t S, bint stream) noexcept nogil:
-    """One sample of batch_apply, tile by tile: each tile is computed into `out`, which is y
-    itself, or (stream) an L1 buffer then streamed to y."""
-    cdef Py_ssize_t c, s, k, m
-    cdef const floating* m_hi = coef
-    cdef const floating* m_lo = coef + C
-    cdef const floating* scale = coef + 2 * C
-    cdef const floating* shift = coef + 3 * C
-    cdef floating mh, ml, sc, sh
-    cdef floating buffer[TILE_MAX]
-    cdef floating* out
-    if S == 1:                                  # a coefficient per element
-        c = 0
-        while c < C:
-            m = tile_len(y + c, C - c)
-            out = &buffer[0] if stream else y + c
-            for k in range(m):
-                out[k] = ((x[c + k] - m_hi[c + k]) - m_lo[c + k]) * scale[c + k] + shift[c + k]
-            if stream:
-                stream_out(y + c, buffer, m)
-            c += m
-    else:                                       # one coefficient per run of S elements
-        for c in range(C):
-            mh = m_hi[c]
-            ml = m_lo[c]
-            sc = scale[c]
-            sh = shift[c]
-            s = 0
-            while s < S:
-                m = tile_len(y + c * S + s, S - s)
-                out = &buffer[0] if stream else y + c * S + s
-                for k in range(m):
-                    out[k] = ((x[c * S + s + k] - mh) - ml) * sc + sh
-                if stream:
-                    stream_out(y + c * S + s, buffer, m)
-                s += m
-
-
 def batch_grad_sums(const floating[:, :, ::1] g, const floating[:, :, ::1] x,
                     const double[::1] mean, double[::1] sum_g, double[::1] sum_gx,
                     int n_threads):
@@ -505,75 +435,115 @@ cdef void samples_grad_sums(const floating* g, const floating* x, Py_ssize_t row
                 acc[C + c] += tgx
 
 
-def batch_backward_apply(const floating[:, :, ::1] g, const floating[:, :, ::1] x,
-                         const double[::1] mean, const double[::1] a, const double[::1] bcoef,
-                         const double[::1] ccoef, floating[:, :, ::1] gx, int n_threads):
-    """dx = a[c]·g + b[c]·(x − mean[c]) + c[c]: the training backward
-    dx = γ·rstd·(g − mean(g) − x̂·mean(g·x̂)) with its per-channel constants folded
-    (eval: b = c = 0, a = γ·rstd). x − mean as in batch_apply (hi + lo pair); a large dx is
-    streamed, as there."""
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], S = x.shape[2], n, ch
-    cdef int nt = threads_for(N * C * S, n_threads)
-    cdef bint stream = N * C * S * <Py_ssize_t>sizeof(floating) >= STREAM_FROM
-    cdef const floating* pg = &g[0, 0, 0]
+def batch_affine(const floating[:, :, ::1] x, const floating[:, :, ::1] g,
+                 const double[::1] mean, const double[::1] a, const double[::1] b,
+                 const double[::1] c, floating[:, :, ::1] out, int n_threads):
+    """out = a[ch]·g + b[ch]·(x − mean[ch]) + c[ch], per channel ch; g (and a) may be None.
+
+    The second pass of both BatchNorm directions. Forward: y = (x − mean)·scale + β, rstd and
+    γ folded into one scale (g None). Backward: dx = γ·rstd·(g − mean(g) − x̂·mean(g·x̂)) with
+    its per-channel constants folded (eval: b = c = 0, a = γ·rstd).
+    The mean is split into a pair m_hi + m_lo of the array's type (see row_forward), and
+    b·(x − mean) + c computed as b·(x − m_hi) + (c − b·m_lo): x − m_hi is exact or nearly for
+    data near its mean, and c − b·m_lo is formed in double. Folding all of the mean into c would
+    cancel catastrophically for data far from 0; folding m_lo saves a load per element.
+    The arrays are walked as one contiguous run of N·C·S values, split between the threads at
+    tile boundaries (no cache line written by two threads); the channel, so the coefficients,
+    changes every S values. An out of STREAM_FROM bytes or more is written with streaming
+    stores (_stream.h), tile by tile. Measured against the sample-by-sample loops this
+    replaced (16384×1024 float32, 2 threads, the same process): forward 2.2-2.3 against
+    2.3-2.9 ms, backward 3.35-4.0 against 3.7-4.8 ms, most of it the load saved by folding
+    m_lo."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], S = x.shape[2], total = N * C * S
+    cdef Py_ssize_t ch, part
+    cdef int nt = threads_for(total, n_threads)
+    cdef bint stream = total * <Py_ssize_t>sizeof(floating) >= STREAM_FROM
+    cdef const floating* pg = &g[0, 0, 0] if g is not None else NULL
     cdef const floating* px = &x[0, 0, 0]
-    cdef floating* pgx = &gx[0, 0, 0]
-    cdef floating* coef = <floating*>calloc(5 * C + 1, sizeof(floating))
+    cdef floating* pout = &out[0, 0, 0]
+    cdef floating m_hi
+    # per channel, in the array's type: [m_hi | a | b | c − b·m_lo]
+    cdef floating* coef = <floating*>calloc(4 * C + 1, sizeof(floating))
     if coef == NULL:
         raise MemoryError()
     for ch in range(C):
-        coef[ch] = <floating>mean[ch]
-        coef[C + ch] = <floating>(mean[ch] - <double>coef[ch])
-        coef[2 * C + ch] = <floating>a[ch]
-        coef[3 * C + ch] = <floating>bcoef[ch]
-        coef[4 * C + ch] = <floating>ccoef[ch]
+        m_hi = <floating>mean[ch]
+        coef[ch] = m_hi
+        coef[C + ch] = <floating>a[ch] if a is not None else 0
+        coef[2 * C + ch] = <floating>b[ch]
+        coef[3 * C + ch] = <floating>(c[ch] - b[ch] * (mean[ch] - <double>m_hi))
     try:
         with nogil, parallel(num_threads=nt):
-            for n in prange(N, schedule="static"):
-                sample_backward(pg + n * C * S, px + n * C * S, coef, pgx + n * C * S, C, S,
-                                stream)
+            for part in prange(nt, schedule="static"):
+                affine_span(pg, px, coef, pout, C, S, split_at(pout, total, part, nt),
+                            split_at(pout, total, part + 1, nt), stream)
             if stream:
                 mlk_stream_fence()
     finally:
         free(coef)
 
 
-cdef void sample_backward(const floating* g, const floating* x, const floating* coef,
-                          floating* gx, Py_ssize_t C, Py_ssize_t S, bint stream) noexcept nogil:
-    """One sample of batch_backward_apply, tile by tile as apply_sample."""
-    cdef Py_ssize_t ch, s, k, m
+cdef inline Py_ssize_t split_at(const floating* dst, Py_ssize_t total, Py_ssize_t part,
+                                Py_ssize_t parts) noexcept nogil:
+    """Where part `part` of `parts` near-equal ranges of dst[0:total] starts, moved up to a
+    TILE_BYTES boundary of dst: no two threads write into one cache line."""
+    cdef Py_ssize_t p = total * part // parts
+    if 0 < p < total and <size_t>(dst + p) % TILE_BYTES != 0:
+        p += tile_len(dst + p, total - p)
+    return p
+
+
+cdef void affine_span(const floating* g, const floating* x, const floating* coef,
+                      floating* out, Py_ssize_t C, Py_ssize_t S, Py_ssize_t p, Py_ssize_t end,
+                      bint stream) noexcept nogil:
+    """out[p:end] of batch_affine, for the flat (N, C, S) arrays. Tile by tile: a tile is
+    computed into `dst` -- out itself, or (stream) an L1 buffer then streamed to out -- one
+    channel run at a time (S = 1: coefficient vectors, until the row of C wraps)."""
     cdef const floating* m_hi = coef
-    cdef const floating* m_lo = coef + C
-    cdef const floating* a = coef + 2 * C
-    cdef const floating* b = coef + 3 * C
-    cdef const floating* c = coef + 4 * C
-    cdef floating mh, ml, fa, fb, fc
-    cdef floating buffer[TILE_MAX]
-    cdef floating* out
-    if S == 1:
-        ch = 0
-        while ch < C:
-            m = tile_len(gx + ch, C - ch)
-            out = &buffer[0] if stream else gx + ch
-            for k in range(m):
-                out[k] = (a[ch + k] * g[ch + k]
-                          + b[ch + k] * ((x[ch + k] - m_hi[ch + k]) - m_lo[ch + k]) + c[ch + k])
-            if stream:
-                stream_out(gx + ch, buffer, m)
-            ch += m
-    else:
-        for ch in range(C):
-            mh = m_hi[ch]
-            ml = m_lo[ch]
-            fa = a[ch]
-            fb = b[ch]
-            fc = c[ch]
-            s = 0
-            while s < S:
-                m = tile_len(gx + ch * S + s, S - s)
-                out = &buffer[0] if stream else gx + ch * S + s
-                for k in range(m):
-                    out[k] = fa * g[ch * S + s + k] + fb * ((x[ch * S + s + k] - mh) - ml) + fc
-                if stream:
-                    stream_out(gx + ch * S + s, buffer, m)
-                s += m
+    cdef const floating* a = coef + C
+    cdef const floating* b = coef + 2 * C
+    cdef const floating* c = coef + 3 * C      # c − b·m_lo
+    cdef Py_ssize_t ch = (p // S) % C, s = p % S, m, k, run, i
+    cdef floating mh, fa, fb, fc
+    cdef floating raw[TILE_MAX + 16]
+    cdef floating* buffer = <floating*>((<size_t>&raw[0] + 63) & ~(<size_t>63))  # line-aligned
+    cdef floating* dst
+    cdef floating* o
+    cdef const floating* xs
+    cdef const floating* gs
+    while p < end:
+        m = tile_len(out + p, end - p) if stream else end - p
+        dst = buffer if stream else out + p
+        k = 0
+        while k < m:
+            o = dst + k
+            xs = x + p + k
+            gs = g + p + k if g != NULL else NULL
+            if S == 1:                  # coefficients per element: to the end of the row
+                run = min(m - k, C - ch)
+                if gs != NULL:
+                    for i in range(run):
+                        o[i] = a[ch + i] * gs[i] + b[ch + i] * (xs[i] - m_hi[ch + i]) + c[ch + i]
+                else:
+                    for i in range(run):
+                        o[i] = b[ch + i] * (xs[i] - m_hi[ch + i]) + c[ch + i]
+                ch += run
+            else:                       # one channel: to the end of its run of S values
+                run = min(m - k, S - s)
+                mh, fa, fb, fc = m_hi[ch], a[ch], b[ch], c[ch]
+                if gs != NULL:
+                    for i in range(run):
+                        o[i] = fa * gs[i] + fb * (xs[i] - mh) + fc
+                else:
+                    for i in range(run):
+                        o[i] = fb * (xs[i] - mh) + fc
+                s += run
+                if s == S:
+                    s = 0
+                    ch += 1
+            if ch == C:
+                ch = 0
+            k += run
+        if stream:
+            stream_out(out + p, buffer, m)
+        p += m

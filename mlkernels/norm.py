@@ -327,8 +327,9 @@ def batch_norm(x: np.ndarray, running_mean: Optional[np.ndarray],
     scale = rstd * (1.0 if weight is None else weight.astype(np.float64))
     shift = np.zeros(C) if bias is None else bias.astype(np.float64)
     if N * C * S:
-        K._norm.batch_apply(x3, np.ascontiguousarray(mean), np.ascontiguousarray(scale),
-                            shift, y.reshape(N, C, S), get_num_threads())
+        K._norm.batch_affine(x3, None, np.ascontiguousarray(mean), None,
+                             np.ascontiguousarray(scale), shift, y.reshape(N, C, S),
+                             get_num_threads())
     if training and running_mean is not None:
         n = N * S
         running_mean *= 1 - factor
@@ -379,8 +380,7 @@ def batch_norm_backward(grad_out: np.ndarray, x: np.ndarray, save_mean: np.ndarr
         b = np.zeros(C)
         c = np.zeros(C)
     if N * C * S:
-        K._norm.batch_backward_apply(g3, x3, mean, a, b, c, gx.reshape(N, C, S),
-                                     get_num_threads())
+        K._norm.batch_affine(x3, g3, mean, a, b, c, gx.reshape(N, C, S), get_num_threads())
     if gw is not None:
         gw[...] = rstd * sum_gxc
     if gb is not None:

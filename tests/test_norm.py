@@ -25,6 +25,12 @@ def test_large_mean_small_spread_float32():
     y, m, r = mk.batch_norm(x, None, None, training=True)
     assert_close(y, ref.batch_norm(x, None, None, training=True)[0], np.float32, rtol=1e-5,
                  atol=1e-4)
+    # the backward forms x − mean with the mean as a float pair (and its low half folded into
+    # a constant): taking the mean as one float would be off by up to 5e-4 = 5% of the spread
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    gx = mk.batch_norm_backward(g, x, m, r)[0]
+    want = ref.batch_norm_backward(*(a.astype(np.float64) for a in (g, x, m, r)))[0]
+    assert_close(gx, want, np.float32, rtol=1e-5, atol=1e-5 * np.abs(want).max())
     y, m, r = mk.group_norm(x.reshape(64, 8, 32), 4)
     assert_close(y, ref.group_norm(x.reshape(64, 8, 32), 4)[0], np.float32, rtol=1e-5,
                  atol=1e-4)
