@@ -13,6 +13,8 @@
  * then mlk_stream_* copies the tile out with aligned non-temporal stores (the unaligned
  * head and tail of dst with ordinary ones). A 512-byte tile measured as fast as storing
  * straight from the computing loop (6.68 vs 6.67 ms); 1-4 KiB tiles lost a third of the gain.
+ * (The row norms compute a whole row, up to 64 KiB, into a per-thread buffer instead: their
+ * loops are per row, and the gain there is smaller -- see _norm.pyx.)
  * After its last streamed tile each thread calls mlk_stream_fence(): non-temporal stores are
  * weakly ordered, the fence makes them visible before the kernel returns.
  *

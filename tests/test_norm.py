@@ -184,6 +184,57 @@ def test_batch_norm_streamed_outputs(shape, dtype, aligned, stream_everything):
             assert_close(a, e, dtype, rtol=1e-4, atol=1e-4 if dtype == np.float32 else 1e-10)
 
 
+@pytest.mark.parametrize("shape", [(37, 64), (5, 3, 67), (4100, 20), (3, 4, 5000)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("aligned", [True, False])
+def test_row_norms_streamed_outputs(shape, dtype, aligned, stream_everything):
+    """LayerNorm, RMSNorm and GroupNorm through their row buffers and streaming stores (rows up
+    to 64 KiB; the (3, 4, 5000) float64 GroupNorm rows are longer and go straight to out),
+    with y and dx aligned to a line or not."""
+    rng = np.random.default_rng(shape[0] + shape[-1])
+    x = (2 + rng.standard_normal(shape)).astype(dtype)
+    g = rng.standard_normal(shape).astype(dtype)
+    last = shape[-1]
+    w = rng.standard_normal(last).astype(dtype)
+    b = rng.standard_normal(last).astype(dtype)
+    new = (lambda: np.empty_like(x)) if aligned else (lambda: _misaligned_like(x))
+    tol = dict(rtol=1e-4, atol=1e-4 if dtype == np.float32 else 1e-10)
+
+    y = new()
+    got = mk.layer_norm(x, last, w, b, out=(y, None, None))
+    assert got[0] is y
+    assert_close(y, ref.layer_norm(x, last, w, b)[0], dtype, **tol)
+    mean, rstd = got[1], got[2]
+    want = ref.layer_norm_backward(g, x, last, mean, rstd, w)
+    gx = new()
+    got = mk.layer_norm_backward(g, x, last, mean, rstd, w, has_bias=True,
+                                 out=(gx, None, None))
+    assert got[0] is gx
+    for a, e in zip(got, want):
+        assert_close(a, e, dtype, **tol)
+
+    y = new()
+    y, rstd = mk.rms_norm(x, last, w, out=(y, None))
+    assert_close(y, ref.rms_norm(x, last, w)[0], dtype, **tol)
+    gx = new()
+    got = mk.rms_norm_backward(g, x, last, rstd, w, out=(gx, None))
+    for a, e in zip(got, ref.rms_norm_backward(g, x, last, rstd, w)):
+        assert_close(a, e, dtype, **tol)
+
+    C = shape[1]
+    groups = next(k for k in (3, 2, 1) if C % k == 0)
+    wc, bc = w[:C].copy(), b[:C].copy()
+    y = new()
+    got = mk.group_norm(x, groups, wc, bc, out=(y, None, None))
+    assert_close(y, ref.group_norm(x, groups, wc, bc)[0], dtype, **tol)
+    gx = new()
+    got = mk.group_norm_backward(g, x, groups, got[1], got[2], wc, has_bias=True,
+                                 out=(gx, None, None))
+    want = ref.group_norm_backward(g, x, groups, *mk.group_norm(x, groups, wc, bc)[1:], wc)
+    for a, e in zip(got, want):
+        assert_close(a, e, dtype, **tol)
+
+
 @pytest.mark.parametrize("rows, cols", [(37, 64), (70, 1000)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_layer_norm_backward_block_sums(rows, cols, dtype):
