@@ -275,26 +275,27 @@ def rows_backward(const floating[:, ::1] grad_out, const floating[:, ::1] x,
     cdef RowBuffers rows = row_buffers(R, row_len, sizeof(floating), nt)
     cdef floating* out
     try:
-        with nogil, parallel(num_threads=nt):
-            for blk in prange(n_blocks, schedule="static"):
-                mine = acc + threadid() * 2 * C
-                mine_block = block_acc + threadid() * 2 * C if sums_by_element else NULL
-                for r in range(blk * ROWS_PER_BLOCK, min(R, (blk + 1) * ROWS_PER_BLOCK)):
-                    out = (<floating*>row_buffer(&rows, threadid()) if rows.stream
-                           else pgx + r * row_len)
-                    row_backward(pg + r * row_len, px + r * row_len,
-                                 w + (r % G) * Cg if w != NULL else NULL, Cg, S, mean[r],
-                                 rstd[r], center, out,
-                                 mine_block + (r % G) * Cg if sums_by_element else NULL,
-                                 mine_block + C + (r % G) * Cg if sums_by_element else NULL,
-                                 mine + (r % G) * Cg if want_w else NULL,
-                                 mine + C + (r % G) * Cg if want_b else NULL)
-                    if rows.stream:
-                        stream_out(pgx + r * row_len, out, row_len)
-                if sums_by_element:
-                    flush_block(mine_block, mine, 2 * C)
-            if rows.stream:
-                mlk_stream_fence()
+        with nogil:
+            with parallel(num_threads=nt):
+                for blk in prange(n_blocks, schedule="static"):
+                    mine = acc + threadid() * 2 * C
+                    mine_block = block_acc + threadid() * 2 * C if sums_by_element else NULL
+                    for r in range(blk * ROWS_PER_BLOCK, min(R, (blk + 1) * ROWS_PER_BLOCK)):
+                        out = (<floating*>row_buffer(&rows, threadid()) if rows.stream
+                               else pgx + r * row_len)
+                        row_backward(pg + r * row_len, px + r * row_len,
+                                     w + (r % G) * Cg if w != NULL else NULL, Cg, S, mean[r],
+                                     rstd[r], center, out,
+                                     mine_block + (r % G) * Cg if sums_by_element else NULL,
+                                     mine_block + C + (r % G) * Cg if sums_by_element else NULL,
+                                     mine + (r % G) * Cg if want_w else NULL,
+                                     mine + C + (r % G) * Cg if want_b else NULL)
+                        if rows.stream:
+                            stream_out(pgx + r * row_len, out, row_len)
+                    if sums_by_element:
+                        flush_block(mine_block, mine, 2 * C)
+                if rows.stream:
+                    mlk_stream_fence()
             for c in range(C):                  # reduce the threads' partial sums
                 if want_w:
                     grad_weight[c] = 0
