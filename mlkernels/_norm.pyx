@@ -37,7 +37,8 @@ from libc.stdlib cimport calloc, free, malloc
 
 from mlkernels._reduce cimport (add4_sums_dev, add4_sums_grad_dev, sum_of, sum_sq_dev, sums_dev,
                                sums_grad_dev)
-from mlkernels._stream cimport TILE_BYTES, TILE_MAX, mlk_stream_fence, stream_out, tile_len
+from mlkernels._stream cimport (STREAM_FROM_BYTES, TILE_BYTES, TILE_MAX, mlk_stream_fence,
+                               stream_out, tile_len)
 
 import numpy as np
 
@@ -46,11 +47,8 @@ cdef enum:
     SERIAL_BELOW = 65536      # elements: below this, one thread (a parallel region costs µs)
 
 
-# BatchNorm outputs of at least this many bytes are written with streaming stores (_stream.h).
-# Half our 32 MiB L3: smaller outputs can stay in cache for their next reader, and streaming
-# them lost (2048×1024 float32 forward, in a loop: 0.59 ms streamed, 0.32 ms not); from
-# 12-16 MiB on streaming won (4096×1024: 0.56 against 0.66 ms; 16384×1024 backward: see README).
-cdef Py_ssize_t STREAM_FROM = 16 << 20
+# Outputs of at least this many bytes are written with streaming stores (_stream.pxd: why).
+cdef Py_ssize_t STREAM_FROM = STREAM_FROM_BYTES
 
 
 cdef enum:
@@ -87,8 +85,8 @@ cdef inline void* row_buffer(RowBuffers* buffers, int thread) noexcept nogil:
 
 
 def set_stream_from(Py_ssize_t nbytes):
-    """Set the output size from which BatchNorm streams its output; returns the old value.
-    For tests (to drive the streaming path with small arrays) and measurements."""
+    """Set the output size from which the norm kernels stream their output; returns the old
+    value. For tests (to drive the streaming path with small arrays) and measurements."""
     global STREAM_FROM
     old, STREAM_FROM = STREAM_FROM, nbytes
     return old
