@@ -47,9 +47,45 @@ cdef extern from *:
     double SQRT1_2 "MLK_SQRT1_2"
 
 
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    /* c ? a : b on the bits: both a and b are computed for every element. Written as a plain
+     * select, GCC turns `x > 0 ? g[i] : 0` into a load of g masked by x > 0, and ReLU's
+     * backward ran 1.4x slower from memory (16M float32: 4.7-5.0 ms; 3.5 ms for leaky_relu's,
+     * which loads g for both arms). */
+    static inline float mlk_select_bits_f32(int c, float a, float b) {
+        uint32_t m = (uint32_t)-(int32_t)(c != 0), ia, ib, r;
+        float f;
+        memcpy(&ia, &a, 4); memcpy(&ib, &b, 4);
+        r = (ia & m) | (ib & ~m);
+        memcpy(&f, &r, 4);
+        return f;
+    }
+    static inline double mlk_select_bits_f64(int c, double a, double b) {
+        uint64_t m = (uint64_t)-(int64_t)(c != 0), ia, ib, r;
+        double f;
+        memcpy(&ia, &a, 8); memcpy(&ib, &b, 8);
+        r = (ia & m) | (ib & ~m);
+        memcpy(&f, &r, 8);
+        return f;
+    }
+    """
+    float mlk_select_bits_f32(bint c, float a, float b) nogil
+    double mlk_select_bits_f64(bint c, double a, double b) nogil
+
+
 # ------------------------------------------------------------------ math, by type
 # Every helper keeps the argument's type: libc's fabs returns a double, and a fused call
 # such as v_exp(-fabs(x)) on a float x would then pick the double (scalar libm) version.
+cdef inline floating v_select(bint c, floating a, floating b) noexcept nogil:
+    """c ? a : b, with both a and b loaded/computed (see mlk_select_bits_f32)."""
+    if floating is float:
+        return mlk_select_bits_f32(c, a, b)
+    else:
+        return mlk_select_bits_f64(c, a, b)
+
 cdef inline floating v_abs(floating x) noexcept nogil:
     if floating is float:
         return fabsf(x)
@@ -182,7 +218,7 @@ cdef inline void backward_run(Op op, const floating* g, const floating* x, float
     cdef floating v, u, d, xc, e
     if op == RELU:                     # f' = 1 if x > 0 else 0 (0 at the kink); NaN x -> NaN
         for i in range(n):
-            gx[i] = g[i] if x[i] > 0 else (x[i] if x[i] != x[i] else 0)
+            gx[i] = v_select(x[i] > 0, g[i], x[i] if x[i] != x[i] else 0)
     elif op == LEAKY_RELU:
         for i in range(n):
             gx[i] = g[i] if x[i] > 0 else a * g[i]
