@@ -23,7 +23,7 @@ How it is built
   Σg·x̂ per channel, one pass for dx (2.5 copies). With one value per channel (x of shape
   (N, C)) the sums are taken four samples at a time (_reduce.h's add4_*). A large y or dx is
   written with streaming stores (_stream.h): an ordinary store would first read each output
-  line from memory, a traffic the copy we are measured against pays but we need not.
+  line from memory, one more traffic of the output's size.
 * Wherever x − mean is formed in float32, the mean is a pair hi + lo of floats: rounding the
   mean alone loses the digits of data like 1e4 + N(0, 1e-2).
 * float32 statistics and reductions are accumulated in double; a row's sums are the

@@ -34,5 +34,6 @@ cdef inline void stream_out(floating* dst, const floating* tile, Py_ssize_t n) n
 cdef inline Py_ssize_t tile_len(const floating* dst, Py_ssize_t left) noexcept nogil:
     """Elements from dst up to its next TILE_BYTES boundary, at least 1 (a misaligned dst
     only straddles it), at most left."""
-    cdef Py_ssize_t to_boundary = (TILE_BYTES - 1 - <size_t>dst % TILE_BYTES) // sizeof(floating) + 1
+    cdef Py_ssize_t to_boundary = ((TILE_BYTES - 1 - <size_t>dst % TILE_BYTES) // sizeof(floating)
+                                   + 1)
     return to_boundary if to_boundary < left else left
