@@ -42,36 +42,35 @@
 #define MLK_STREAM_ALIGN 16
 #endif
 
-/* dst[0:n] = src[0:n]; dst's aligned body with non-temporal stores */
-static inline void mlk_stream_f32(float* dst, const float* src, ptrdiff_t n) {
-    ptrdiff_t i = 0;
-#if MLK_HAVE_STREAM
-    for (; i < n && ((uintptr_t)(dst + i) % MLK_STREAM_ALIGN) != 0; i++) dst[i] = src[i];
-#if defined(__AVX512F__)
-    for (; i + 16 <= n; i += 16) _mm512_stream_ps(dst + i, _mm512_loadu_ps(src + i));
+/* One non-temporal store of a vector loaded from s to the aligned d; PS is ps or pd. */
+#if !MLK_HAVE_STREAM
+#define MLK_STREAM_VECTOR(PS, d, s)
+#elif defined(__AVX512F__)
+#define MLK_STREAM_VECTOR(PS, d, s) _mm512_stream_##PS((d), _mm512_loadu_##PS(s))
 #elif defined(__AVX__)
-    for (; i + 8 <= n; i += 8) _mm256_stream_ps(dst + i, _mm256_loadu_ps(src + i));
+#define MLK_STREAM_VECTOR(PS, d, s) _mm256_stream_##PS((d), _mm256_loadu_##PS(s))
 #else
-    for (; i + 4 <= n; i += 4) _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
+#define MLK_STREAM_VECTOR(PS, d, s) _mm_stream_##PS((d), _mm_loadu_##PS(s))
 #endif
-#endif
-    for (; i < n; i++) dst[i] = src[i];
+
+/* dst[0:n] = src[0:n]: dst's unaligned head and tail with ordinary stores, its aligned body
+ * with non-temporal ones (all ordinary without SSE2) */
+#define MLK_STREAM_COPY(T, SUFFIX, PS)                                                      \
+static inline void mlk_stream_##SUFFIX(T* dst, const T* src, ptrdiff_t n) {                 \
+    const ptrdiff_t lanes = MLK_STREAM_ALIGN / (ptrdiff_t)sizeof(T);                        \
+    ptrdiff_t i = 0;                                                                        \
+    if (MLK_HAVE_STREAM) {                                                                  \
+        for (; i < n && ((uintptr_t)(dst + i) % MLK_STREAM_ALIGN) != 0; i++) dst[i] = src[i];\
+        for (; i + lanes <= n; i += lanes) MLK_STREAM_VECTOR(PS, dst + i, src + i);          \
+    }                                                                                       \
+    for (; i < n; i++) dst[i] = src[i];                                                     \
 }
 
-static inline void mlk_stream_f64(double* dst, const double* src, ptrdiff_t n) {
-    ptrdiff_t i = 0;
-#if MLK_HAVE_STREAM
-    for (; i < n && ((uintptr_t)(dst + i) % MLK_STREAM_ALIGN) != 0; i++) dst[i] = src[i];
-#if defined(__AVX512F__)
-    for (; i + 8 <= n; i += 8) _mm512_stream_pd(dst + i, _mm512_loadu_pd(src + i));
-#elif defined(__AVX__)
-    for (; i + 4 <= n; i += 4) _mm256_stream_pd(dst + i, _mm256_loadu_pd(src + i));
-#else
-    for (; i + 2 <= n; i += 2) _mm_stream_pd(dst + i, _mm_loadu_pd(src + i));
-#endif
-#endif
-    for (; i < n; i++) dst[i] = src[i];
-}
+MLK_STREAM_COPY(float, f32, ps)
+MLK_STREAM_COPY(double, f64, pd)
+
+#undef MLK_STREAM_COPY
+#undef MLK_STREAM_VECTOR
 
 static inline void mlk_stream_fence(void) {
 #if MLK_HAVE_STREAM

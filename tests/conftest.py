@@ -3,6 +3,9 @@
 ``isa``: a test that uses it (directly, or through ``pytestmark =
 pytest.mark.usefixtures("isa")``) runs once per ISA variant this machine can run
 (baseline, avx2, avx512), with the kernels switched to that variant.
+``stream_everything``: the kernels that stream large outputs (_stream.h, from 16 MiB) stream
+every output, so that small test arrays take that path; per ISA variant.
+``off_line``: an empty array whose data starts one element past a 64-byte cache line.
 """
 import numpy as np
 import pytest
@@ -42,3 +45,23 @@ def pytest_report_header(config):
     info = mlkernels.info()
     return (f"mlkernels {info['version']}: ISA variants {info['isas_available']}, "
             f"OpenMP {info['openmp']}, {info['num_threads']} threads, BLAS {info['blas']}")
+
+
+@pytest.fixture
+def stream_everything(isa):
+    modules = [_dispatch.K._norm, _dispatch.K._activations]
+    old = [m.set_stream_from(0) for m in modules]
+    yield
+    for m, nbytes in zip(modules, old):
+        m.set_stream_from(nbytes)
+
+
+@pytest.fixture
+def off_line():
+    def make(shape, dtype, fill=np.nan):
+        dtype = np.dtype(dtype)
+        size = int(np.prod(shape))
+        buf = np.full(size + 64 // dtype.itemsize + 1, fill, dtype)
+        skip = (-buf.ctypes.data % 64) // dtype.itemsize + 1
+        return buf[skip:skip + size].reshape(shape)
+    return make

@@ -114,27 +114,16 @@ def test_sign_of_zero():
         assert np.signbit(y[1]) == np.signbit(f(np.array([-0.0], np.float64))[0]), f.__name__
 
 
-@pytest.fixture
-def stream_everything():
-    """Activations stream large outputs (_stream.h, from 16 MiB); let them stream every one."""
-    from mlkernels._dispatch import K
-    old = K._activations.set_stream_from(0)
-    yield
-    K._activations.set_stream_from(old)
-
-
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("name", ROWS)
-def test_streamed_outputs(name, dtype, stream_everything):
+def test_streamed_outputs(name, dtype, stream_everything, off_line):
     """Through the streaming path (for the ops that take it): sizes around the 512-byte tile
     and the two-thread chunks, out pre-filled with NaN and one element off a line, in place."""
     spec = SPECS[name]
     for n in (1, 67, 40000, 300001):
         arrays, kwargs = _args(spec, dtype, (n,), seed=n)
         want = _ref(spec, arrays, kwargs)
-        buf = np.full(n + 64 // np.dtype(dtype).itemsize + 1, np.nan, dtype)
-        skip = (-buf.ctypes.data % 64) // np.dtype(dtype).itemsize + 1
-        out = buf[skip:skip + n]                  # one element past a 64-byte line
+        out = off_line((n,), dtype)              # NaN-filled, one element past a line
         assert _call(spec, arrays, kwargs, out) is out
         assert_close(out, want, dtype, err_msg=f"n={n}")
         inputs = [a.copy() for a in arrays]

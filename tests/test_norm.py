@@ -138,26 +138,10 @@ def test_batch_norm_kernel_paths(shape, dtype):
         assert_close(a, e, dtype, rtol=1e-4, atol=1e-4 if dtype == np.float32 else 1e-10)
 
 
-@pytest.fixture
-def stream_everything():
-    """BatchNorm streams outputs above 16 MiB (_stream.h); let it stream every output."""
-    from mlkernels._dispatch import K
-    old = K._norm.set_stream_from(0)
-    yield
-    K._norm.set_stream_from(old)
-
-
-def _misaligned_like(a):
-    """An array equal in shape and dtype to a whose data is one element off a 64-byte line."""
-    buf = np.empty(a.size + 64 // a.itemsize + 1, a.dtype)
-    skip = (-buf.ctypes.data % 64) // a.itemsize + 1
-    return buf[skip:skip + a.size].reshape(a.shape)
-
-
 @pytest.mark.parametrize("shape", PATH_SHAPES + [(5, 3, 67), (9, 37)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("aligned", [True, False])
-def test_batch_norm_streamed_outputs(shape, dtype, aligned, stream_everything):
+def test_batch_norm_streamed_outputs(shape, dtype, aligned, stream_everything, off_line):
     """The streamed y and dx equal the references, for outputs aligned or not to a line, rows
     of a length that is not a multiple of a tile or a vector, both modes."""
     rng = np.random.default_rng(shape[0] + 7 * shape[-1])
@@ -168,14 +152,14 @@ def test_batch_norm_streamed_outputs(shape, dtype, aligned, stream_everything):
     b = rng.standard_normal(C).astype(dtype)
     rm, rv = np.zeros(C, dtype), np.ones(C, dtype)
     for training in (True, False):
-        y = np.empty_like(x) if aligned else _misaligned_like(x)
+        y = np.empty_like(x) if aligned else off_line(x.shape, dtype)
         got = mk.batch_norm(x, rm.copy(), rv.copy(), w, b, training,
                             out=(y, np.empty(C, dtype), np.empty(C, dtype)))
         want = ref.batch_norm(x, rm.copy(), rv.copy(), w, b, training)
         assert got[0] is y
         for a, e in zip(got, want):
             assert_close(a, e, dtype, rtol=1e-5, atol=1e-5)
-        gx = np.empty_like(x) if aligned else _misaligned_like(x)
+        gx = np.empty_like(x) if aligned else off_line(x.shape, dtype)
         got = mk.batch_norm_backward(g, x, got[1], got[2], w, training,
                                      out=(gx, np.empty(C, dtype), None))
         want = ref.batch_norm_backward(g, x, want[1], want[2], w, training)
@@ -187,7 +171,7 @@ def test_batch_norm_streamed_outputs(shape, dtype, aligned, stream_everything):
 @pytest.mark.parametrize("shape", [(37, 64), (5, 3, 67), (4100, 20), (3, 4, 5000)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("aligned", [True, False])
-def test_row_norms_streamed_outputs(shape, dtype, aligned, stream_everything):
+def test_row_norms_streamed_outputs(shape, dtype, aligned, stream_everything, off_line):
     """LayerNorm, RMSNorm and GroupNorm through their row buffers and streaming stores (rows up
     to 64 KiB; the (3, 4, 5000) float64 GroupNorm rows are longer and go straight to out),
     with y and dx aligned to a line or not."""
@@ -197,7 +181,7 @@ def test_row_norms_streamed_outputs(shape, dtype, aligned, stream_everything):
     last = shape[-1]
     w = rng.standard_normal(last).astype(dtype)
     b = rng.standard_normal(last).astype(dtype)
-    new = (lambda: np.empty_like(x)) if aligned else (lambda: _misaligned_like(x))
+    new = (lambda: np.empty_like(x)) if aligned else (lambda: off_line(x.shape, dtype))
     tol = dict(rtol=1e-4, atol=1e-4 if dtype == np.float32 else 1e-10)
 
     y = new()
