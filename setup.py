@@ -14,6 +14,8 @@ Flags: -O3 -fno-math-errno -fno-trapping-math (what vectorizing sqrt/floor/cvt n
 nothing more: no fast-math flag of any kind (it breaks NaN/Inf semantics) and no tuning for
 the build machine's own CPU (binaries must be portable; the ISA variants cover the rest).
 
+MLKERNELS_ISAS=avx512 (a comma-separated subset of the variants) builds only those: a faster
+build while developing; the tests then run on the variants built.
 MLKERNELS_SANITIZE=address,undefined builds the kernels with those sanitizers (see
 .ci/sanitize, which runs the test suite against such a build). MLKERNELS_NO_OPENMP=1 builds
 serial kernels.
@@ -40,6 +42,8 @@ ISA_FLAGS_GCC = {
 }
 ISA_FLAGS_MSVC = {"baseline": [], "avx2": ["/arch:AVX2"], "avx512": ["/arch:AVX512"]}
 VARIANTS = list(ISA_FLAGS_GCC) if IS_X86_64 else ["baseline"]
+if os.environ.get("MLKERNELS_ISAS"):  # a development build of fewer variants
+    VARIANTS = [v for v in VARIANTS if v in os.environ["MLKERNELS_ISAS"].split(",")] or VARIANTS[:1]
 
 COMMON_GCC = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd",
               "-Wno-unused-function", "-Wno-unreachable-code"]
