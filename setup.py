@@ -32,7 +32,12 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).parent
-KERNEL_MODULES = sorted(p.stem for p in (HERE / "mlkernels").glob("_*.pyx") if p.stem != "_cpu")
+# Built once, with the baseline flags: the CPU probe, the thread runtime (whose state must be
+# one per process, shared by every variant) and the argument checks. Every other _*.pyx is a
+# kernel module, built once per ISA variant.
+ONCE_MODULES = ["_cpu", "_runtime", "_validate"]
+KERNEL_MODULES = sorted(p.stem for p in (HERE / "mlkernels").glob("_*.pyx")
+                        if p.stem not in ONCE_MODULES)
 
 IS_X86_64 = platform.machine().lower() in ("x86_64", "amd64")
 ISA_FLAGS_GCC = {
@@ -86,7 +91,7 @@ class build_ext_isa(build_ext):
         if sanitize and not msvc:
             common = common + sanitize + ["-fno-omit-frame-pointer", "-g"]
         for ext in self.extensions:
-            # the CPU probe (_cpu, isa None) gets no ISA flags: it must load on every CPU
+            # the modules built once (isa None) get no ISA flags: they must load on every CPU
             ext.extra_compile_args = common + isa_flags.get(ext.isa, []) + (omp if have_omp else [])
             ext.extra_link_args = (omp if have_omp and not msvc else []) + (sanitize if not msvc else [])
         super().build_extensions()
@@ -102,7 +107,7 @@ def extensions():
     include = [numpy.get_include(), str(HERE / "mlkernels")]
     # 1. Cython -> C, once per module (the C does not depend on the ISA).
     generated = cythonize(
-        [Extension(f"mlkernels.{m}", [f"mlkernels/{m}.pyx"]) for m in ["_cpu"] + KERNEL_MODULES],
+        [Extension(f"mlkernels.{m}", [f"mlkernels/{m}.pyx"]) for m in ONCE_MODULES + KERNEL_MODULES],
         compiler_directives=CYTHON_DIRECTIVES, include_path=["mlkernels"], nthreads=2)
     c_file = {e.name.rsplit(".", 1)[1]: e.sources[0] for e in generated}
     headers = sorted(str(p.relative_to(HERE)) for p in (HERE / "mlkernels").glob("*.[hp]xd")) + \
@@ -113,9 +118,11 @@ def extensions():
     #    different variants never collide (and parallel builds stay safe).
     stub_dir = HERE / "build" / "isa_stubs"
     exts = []
-    cpu = Extension("mlkernels._cpu", [c_file["_cpu"]], include_dirs=include, define_macros=DEFINES)
-    cpu.isa = None  # built once, with the baseline flags: it is what detects the CPU
-    exts.append(cpu)
+    for module in ONCE_MODULES:
+        once = Extension(f"mlkernels.{module}", [c_file[module]], include_dirs=include,
+                         define_macros=DEFINES, depends=depends[module])
+        once.isa = None  # no ISA flags: it must load on every CPU
+        exts.append(once)
     for isa in VARIANTS:
         for module in KERNEL_MODULES:
             stub = stub_dir / isa / f"{module}.c"

@@ -29,7 +29,7 @@ cimport numpy as cnp
 from mlkernels._arrays cimport plain, same_shape, share_bytes
 import numpy as np
 
-from mlkernels._threads import get_num_threads
+from mlkernels._runtime cimport kernel_threads
 
 cnp.import_array()
 
@@ -136,7 +136,7 @@ cdef void backward_chunk(Op op, const floating* g, const floating* x, floating* 
 cdef int threads_for(Op op, Py_ssize_t n):
     if n < (SERIAL_BELOW_CHEAP if is_cheap(op) else SERIAL_BELOW):
         return 1
-    return get_num_threads()
+    return kernel_threads()
 
 
 cdef inline bint overlaps(cnp.ndarray a, cnp.ndarray b):
