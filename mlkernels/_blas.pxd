@@ -1,22 +1,36 @@
-"""One BLAS helper for every kernel module: row-major gemm over the fused type ``floating``.
+"""One BLAS helper for every kernel module: row-major gemm over the fused type ``floating``,
+run in blocks on our own OpenMP team.
 
 Inline, so that any kernel module (in any ISA variant) can cimport it; the BLAS itself is
 ``scipy.linalg.cython_blas`` (the OpenBLAS NumPy and SciPy ship), reached through function
-pointers that SciPy exports. Never call it from inside an OpenMP parallel region: OpenBLAS
-has its own thread pool, and nesting the two pools oversubscribes the cores.
+pointers that SciPy exports.
+
+Threads: OpenBLAS is kept single-threaded (``blas_single_thread``) and a product is cut into
+as many blocks of C as we have threads, each block one ordinary gemm call on one thread of our
+team (``gemm_parallel``). Why not OpenBLAS's own threads: its threaded gemm makes its threads
+wait for each other's packed panels, spinning, many times per call; when another process (or
+pool) holds a core, each of those waits lasts a scheduler time slice, and a product that takes
+0.3 ms can take 16 ms (measured, docs/threads.md). Independent blocks only meet at the end.
+And one team serves kernels and products alike: no second pool spinning between them.
 """
 from cython cimport floating
+from cython.parallel cimport prange
 from libc.string cimport memset
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
+from mlkernels._runtime cimport blas_single_thread
+
 cdef enum:
-    INT_MAX = 2147483647   # BLAS takes 32-bit ints: larger dims are split
+    INT_MAX = 2147483647     # BLAS takes 32-bit ints: larger dims are split
+    BLOCK_ALIGN = 16         # column blocks start at multiples of 16 elements (64-byte lines)
+    PARALLEL_FLOPS = 1 << 22  # below ~4 MFLOP (tens of µs on one core) one thread does it all
 
 
 cdef inline void gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                       const floating* a, Py_ssize_t lda, const floating* b, Py_ssize_t ldb,
                       floating beta, floating* c, Py_ssize_t ldc) noexcept nogil:
-    """C := op(A)·op(B) + beta·C for row-major matrices; C is m×n, the sum runs over k.
+    """C := op(A)·op(B) + beta·C for row-major matrices; C is m×n, the sum runs over k; on
+    the calling thread (call ``blas_single_thread()`` once before, outside any parallel region).
 
     BLAS is column-major, and a row-major matrix read column-major is its transpose. So the
     row-major C we want is the column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: call BLAS with the operands
@@ -57,3 +71,56 @@ cdef inline void gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py
             beta_k = 1
             k0 += ki
         row += mi
+
+
+cdef inline int gemm_threads(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, int n_threads) noexcept nogil:
+    """How many blocks (and threads) a product of this size is worth."""
+    if n_threads <= 1 or 2.0 * m * n * k < PARALLEL_FLOPS:
+        return 1
+    return n_threads
+
+
+cdef inline void block_range(Py_ssize_t size, int block, int n_blocks, bint align,
+                             Py_ssize_t* start, Py_ssize_t* stop) noexcept nogil:
+    """[start, stop) of block ``block`` of ``n_blocks`` near-equal blocks of 0..size (starts at
+    multiples of BLOCK_ALIGN when ``align``: column blocks then start on a cache line)."""
+    cdef Py_ssize_t lo = size * block // n_blocks, hi = size * (block + 1) // n_blocks
+    if align and size >= BLOCK_ALIGN * n_blocks:
+        lo = lo // BLOCK_ALIGN * BLOCK_ALIGN
+        hi = size if block == n_blocks - 1 else hi // BLOCK_ALIGN * BLOCK_ALIGN
+    start[0] = lo
+    stop[0] = hi
+
+
+cdef inline void gemm_block(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                            const floating* a, Py_ssize_t lda, const floating* b, Py_ssize_t ldb,
+                            floating beta, floating* c, Py_ssize_t ldc, bint split_rows,
+                            int block, int n_blocks) noexcept nogil:
+    """Block ``block`` of C := op(A)·op(B) + beta·C: a band of C's rows (with the same rows
+    of op(A)) or of its columns (with the same columns of op(B))."""
+    cdef Py_ssize_t lo, hi
+    if split_rows:
+        block_range(m, block, n_blocks, False, &lo, &hi)
+        gemm(trans_a, trans_b, hi - lo, n, k, a + (lo * lda if not trans_a else lo), lda,
+             b, ldb, beta, c + lo * ldc, ldc)
+    else:
+        block_range(n, block, n_blocks, True, &lo, &hi)
+        gemm(trans_a, trans_b, m, hi - lo, k, a, lda, b + (lo if not trans_b else lo * ldb),
+             ldb, beta, c + lo, ldc)
+
+
+cdef inline void gemm_parallel(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n,
+                               Py_ssize_t k, const floating* a, Py_ssize_t lda,
+                               const floating* b, Py_ssize_t ldb, floating beta, floating* c,
+                               Py_ssize_t ldc, int n_threads) noexcept nogil:
+    """C := op(A)·op(B) + beta·C on up to ``n_threads`` threads of our team, one block of C
+    each. Cut along C's longer side: cutting rows makes every thread pack all of op(B) (k×n),
+    cutting columns all of op(A) (m×k), so the shorter side's operand is the one repacked."""
+    cdef int blk, nt = gemm_threads(m, n, k, n_threads)
+    cdef bint split_rows = m >= n
+    blas_single_thread()
+    if nt == 1:
+        gemm(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc)
+        return
+    for blk in prange(nt, num_threads=nt, schedule="static", chunksize=1):
+        gemm_block(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc, split_rows, blk, nt)
