@@ -1,0 +1,229 @@
+# cython: language_level=3
+"""The one place that checks arguments: dtypes, shapes, contiguity, ``out=`` and numbers.
+
+Every public function validates all of its arguments here *before* any kernel runs, so a
+bad call raises a clear ``TypeError``/``ValueError`` and writes nothing: no output, no
+parameter, no optimizer state is touched. Messages follow one style::
+
+    <function>(): <argument> <what is wrong>; expected <what is accepted>
+
+Kernels run with bounds checks off, so every shape a kernel relies on is checked here.
+
+Compiled (Cython), though it reads as Python: a small call's price is mostly its checks, and
+here each costs tens of nanoseconds instead of a microsecond (the overlap test of ``out``
+against the inputs, for instance, is arithmetic on the arrays' extents in C rather than a
+call of ``np.may_share_memory`` per pair). Built once, with the baseline flags.
+"""
+import numbers
+
+import numpy as np
+cimport numpy as cnp
+
+cnp.import_array()
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_SUPPORTED = "float32 or float64"
+
+
+def _describe(a: object) -> str:
+    return type(a).__name__ if not isinstance(a, np.ndarray) else f"array of dtype {a.dtype}"
+
+
+def float_dtype(str where, *, optional=(), **arrays):
+    """The one floating dtype shared by the given arrays.
+
+    An argument named in ``optional`` may be None (it is then skipped); any other None is a
+    TypeError like any other non-array.
+
+    Raises TypeError for a non-array, a dtype other than float32/float64 (integer, complex,
+    float16, object, ...), or float32 mixed with float64 in one call. Byte-swapped float
+    arrays are accepted (they are converted by ``c_array``).
+    """
+    cdef object dtype = None, dt
+    cdef str first = None, name
+    cdef cnp.dtype d
+    for name, a in arrays.items():
+        if a is None and name in optional:
+            continue
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"{where}: {name} must be a numpy.ndarray, got {_describe(a)}; "
+                            f"expected an array of {_SUPPORTED}")
+        d = (<cnp.ndarray>a).descr
+        if d.type_num == cnp.NPY_FLOAT32 or d.type_num == cnp.NPY_FLOAT64:
+            dt = FLOAT_DTYPES[0] if d.type_num == cnp.NPY_FLOAT32 else FLOAT_DTYPES[1]
+        else:
+            dt = a.dtype
+            if dt.kind != "f" or dt.itemsize not in (4, 8):
+                raise TypeError(f"{where}: {name} has dtype {dt}; expected {_SUPPORTED}")
+            dt = dt.newbyteorder("=")      # a byte-swapped float32/float64
+        if dtype is None:
+            dtype, first = dt, name
+        elif dt is not dtype and dt != dtype:
+            raise TypeError(
+                f"{where}: {name} has dtype {dt} but {first} has dtype {dtype}; expected one "
+                f"dtype for all arrays (mlkernels never mixes float32 and float64: cast one "
+                f"with .astype())")
+    if dtype is None:
+        raise TypeError(f"{where}: no array argument given; expected arrays of {_SUPPORTED}")
+    return dtype
+
+
+cdef inline bint _plain(cnp.ndarray a, object dtype):
+    """C-contiguous, aligned, native, exactly of ``dtype``: usable by a kernel as it is."""
+    return (cnp.PyArray_CHKFLAGS(a, cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED)
+            and (<object>cnp.PyArray_DESCR(a) is dtype or a.dtype == dtype))
+
+
+def c_array(a, dtype):
+    """``a`` itself when it is C-contiguous, aligned and native-endian; else one copy that is."""
+    if isinstance(a, np.ndarray) and _plain(<cnp.ndarray>a, dtype):
+        return a
+    # one copy, C-ordered, aligned and native (np.ascontiguousarray would make 0-d arrays 1-d)
+    return np.array(a, dtype=dtype, order="C", copy=True)
+
+
+cdef bint _same_shape(cnp.ndarray a, tuple shape):
+    cdef int d, nd = cnp.PyArray_NDIM(a)
+    if nd != len(shape):
+        return False
+    for d in range(nd):
+        if cnp.PyArray_DIM(a, d) != shape[d]:
+            return False
+    return True
+
+
+cdef void _extent(cnp.ndarray a, char** low, char** high):
+    """The bytes [low, high) that an array's elements may occupy (any strides)."""
+    cdef char* lo = <char*>cnp.PyArray_DATA(a)
+    cdef char* hi = lo
+    cdef int d
+    cdef cnp.npy_intp step
+    for d in range(cnp.PyArray_NDIM(a)):
+        step = cnp.PyArray_STRIDE(a, d) * (cnp.PyArray_DIM(a, d) - 1)
+        if step < 0:
+            lo += step
+        else:
+            hi += step
+    low[0] = lo
+    high[0] = hi + cnp.PyArray_ITEMSIZE(a)
+
+
+cdef bint _may_overlap(cnp.ndarray a, cnp.ndarray b):
+    """np.may_share_memory(a, b): do the extents of two non-empty arrays intersect?"""
+    cdef char *alo, *ahi, *blo, *bhi
+    if cnp.PyArray_SIZE(a) == 0 or cnp.PyArray_SIZE(b) == 0:
+        return False
+    _extent(a, &alo, &ahi)
+    _extent(b, &blo, &bhi)
+    return alo < bhi and blo < ahi
+
+
+def may_overlap(a, b) -> bool:
+    """Whether two arrays may share memory (np.may_share_memory's bounds test)."""
+    return _may_overlap(<cnp.ndarray?>a, <cnp.ndarray?>b)
+
+
+def output(str where, out, shape, dtype, inputs=(), str name="out", inplace_ok=()):
+    """The array a kernel writes: ``out`` checked, or a fresh C-contiguous array.
+
+    ``out`` must be a writeable, C-contiguous, aligned array of exactly ``shape`` and
+    ``dtype`` that shares no memory with any of ``inputs``. Exception: it may *be* one of
+    ``inplace_ok`` (same data pointer, shape and strides) for kernels that can run in place.
+    """
+    if out is None:
+        return np.empty(shape, dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{where}: {name} must be a numpy.ndarray or None, got {_describe(out)}")
+    cdef cnp.ndarray o = <cnp.ndarray>out
+    if not (<object>cnp.PyArray_DESCR(o) is dtype or o.dtype == dtype):
+        raise ValueError(f"{where}: {name} has dtype {o.dtype}; expected {dtype} "
+                         f"(the dtype of the result)")
+    shape = tuple(shape)
+    if not _same_shape(o, shape):
+        raise ValueError(f"{where}: {name} has shape {out.shape}; expected {shape}")
+    if not cnp.PyArray_ISWRITEABLE(o):
+        raise ValueError(f"{where}: {name} is read-only; expected a writeable array")
+    if not cnp.PyArray_CHKFLAGS(o, cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED):
+        raise ValueError(f"{where}: {name} is not C-contiguous; expected a C-contiguous array "
+                         f"(e.g. from np.empty)")
+    for a in inplace_ok:
+        if isinstance(a, np.ndarray) and _same_memory(o, <cnp.ndarray>a):
+            return out
+    for a in inputs:
+        if a is not None and (_may_overlap(o, <cnp.ndarray>a) if isinstance(a, np.ndarray)
+                              else cnp.PyArray_SIZE(o) and np.may_share_memory(o, a)):
+            raise ValueError(f"{where}: {name} overlaps an input array; expected separate "
+                             f"memory" + (" (or exactly the input, for in place)" if inplace_ok else ""))
+    return out
+
+
+cdef bint _same_memory(cnp.ndarray a, cnp.ndarray b):
+    cdef int d
+    if (cnp.PyArray_DATA(a) != cnp.PyArray_DATA(b) or cnp.PyArray_NDIM(a) != cnp.PyArray_NDIM(b)
+            or not (a.dtype == b.dtype)):
+        return False
+    for d in range(cnp.PyArray_NDIM(a)):
+        if cnp.PyArray_DIM(a, d) != cnp.PyArray_DIM(b, d) or \
+                cnp.PyArray_STRIDE(a, d) != cnp.PyArray_STRIDE(b, d):
+            return False
+    return True
+
+
+def same_memory(a, b) -> bool:
+    """True when ``a`` and ``b`` are views of exactly the same elements, in the same layout."""
+    return _same_memory(<cnp.ndarray?>a, <cnp.ndarray?>b)
+
+
+def shape_is(str where, str name, a, shape, str expected_text=""):
+    """ValueError unless ``a`` (when given) has exactly ``shape``."""
+    if a is None:
+        return
+    shape = tuple(shape)
+    if isinstance(a, np.ndarray) and _same_shape(<cnp.ndarray>a, shape):
+        return
+    if a.shape != shape:
+        hint = f" ({expected_text})" if expected_text else ""
+        raise ValueError(f"{where}: {name} has shape {a.shape}; expected {shape}{hint}")
+
+
+def ndim_at_least(str where, str name, a, int ndim, str meaning=""):
+    if a.ndim < ndim:
+        hint = f" {meaning}" if meaning else ""
+        raise ValueError(f"{where}: {name} has shape {a.shape} ({a.ndim}-d); expected at least "
+                         f"{ndim}-d{hint}")
+
+
+def number(str where, str name, value, *, low=None, high=None, bint low_open=False,
+           bint high_open=False, bint finite=True):
+    """A real hyperparameter checked against [low, high] (or open ends): returns it as float."""
+    cdef double v
+    if type(value) is float:
+        v = value
+    elif isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{where}: {name} must be a real number, got {type(value).__name__}")
+    else:
+        v = float(value)
+    if v != v or (finite and (v == float("inf") or v == float("-inf"))):
+        raise ValueError(f"{where}: {name} is {v}; expected a finite number")
+    bad = ((low is not None and (v < low or (low_open and v == low)))
+           or (high is not None and (v > high or (high_open and v == high))))
+    if bad:
+        lo = "-inf" if low is None else repr(low)
+        hi = "inf" if high is None else repr(high)
+        interval = ("(" if low_open or low is None else "[") + f"{lo}, {hi}" + \
+                   (")" if high_open or high is None else "]")
+        raise ValueError(f"{where}: {name} is {value!r}; expected a value in {interval}")
+    return v
+
+
+def choice(str where, str name, value, options):
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"{where}: {name} is {value!r}; expected one of {tuple(options)}")
+    return value
+
+
+def blas_dim(str where, str name, n):
+    """Dimensions passed to BLAS as 32-bit ints: refuse (never wrap) one of 2**31 or more."""
+    if n >= 2**31:
+        raise ValueError(f"{where}: {name} = {n} is too large for 32-bit BLAS; expected < 2**31")
+    return n
