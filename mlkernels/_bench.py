@@ -12,12 +12,18 @@ import json
 import sys
 import time
 from statistics import median
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
 from . import _info
 from .specs import BenchCase, by_family, families
+
+
+class _Row(NamedTuple):
+    """What a benchmark row names: its family and kernel (or model)."""
+    family: str
+    name: str
 
 
 def _calibrate(fn: Callable[[], object], min_seconds: float) -> int:
@@ -53,8 +59,6 @@ def run_case(case: BenchCase, samples: int, min_seconds: float) -> Dict[str, flo
     for _ in range(samples):
         for name, fn in fns.items():
             n = numbers[name]
-            if case.settle:
-                time.sleep(case.settle)     # let the other libraries' thread pools go idle
             t0 = time.perf_counter()
             for _ in range(n):
                 fn()
@@ -66,22 +70,59 @@ def _numpy_name(impls: Sequence[str]) -> Optional[str]:
     return next((n for n in impls if n.startswith("numpy")), None)
 
 
+def _train_cases(quick: bool) -> List[Tuple[str, BenchCase]]:
+    """Whole MLP training steps (mlkernels/_train.py): mlkernels, the NumPy references and
+    PyTorch, each from the same weights, timed side by side."""
+    from . import _train
+    cases = []
+    models = _train.MODELS[:3] if quick else _train.MODELS
+    for label, dims, n in models:
+        macs = n * sum(a * b for a, b in zip(dims[:-1], dims[1:]))
+        # forward, then backward's two products per layer but the first layer's grad_x
+        flops = 2.0 * (3 * macs - n * dims[0] * dims[1])
+        reference = not quick or dims[1] <= 256
+        impls = _train.steps(dims, n, np.float32, reference=reference)
+        cases.append((f"MLP {label}", BenchCase(f"float32 batch {n}", impls, flops=flops)))
+    return cases
+
+
+def _call_cases(quick: bool) -> List[Tuple[str, BenchCase]]:
+    """The cost of one call of every public function on a small input (mlkernels/_calls.py)."""
+    from . import _calls
+    return [(name, BenchCase(f"({_calls.ROWS}, {_calls.COLS}) float32, per call", impls))
+            for name, impls in _calls.cases()]
+
+
+#: benchmark families that are not rows of the kernel spec table
+EXTRA_FAMILIES = {"train": _train_cases, "calls": _call_cases}
+
+
+def all_families() -> List[str]:
+    return families() + sorted(EXTRA_FAMILIES)
+
+
 def run(selected: Optional[Sequence[str]] = None, quick: bool = True,
         json_path: Optional[str] = None, samples: Optional[int] = None,
         out=sys.stdout, progress=sys.stderr) -> List[dict]:
-    fams = list(selected) if selected else families()
-    unknown = sorted(set(fams) - set(families()))
+    fams = list(selected) if selected else all_families()
+    unknown = sorted(set(fams) - set(all_families()))
     if unknown:
-        raise SystemExit(f"mlkernels bench: unknown family {unknown}; expected some of {families()}")
+        raise SystemExit(f"mlkernels bench: unknown family {unknown}; expected some of "
+                         f"{all_families()}")
     samples = samples or (5 if quick else 15)
     min_seconds = 0.01 if quick else 0.05
-    jobs = [(s, c) for f in fams for s in by_family(f) if s.bench for c in s.bench(quick)]
+    jobs = []
+    for f in fams:
+        if f in EXTRA_FAMILIES:
+            jobs += [(_Row(f, name), c) for name, c in EXTRA_FAMILIES[f](quick)]
+        else:
+            jobs += [(s, c) for s in by_family(f) if s.bench for c in s.bench(quick)]
     info = _info.info()
     print(f"mlkernels {info['version']} bench ({'quick' if quick else 'full'}): ISA {info['isa']}, "
           f"{info['num_threads']} threads, BLAS {info['blas']['name']} {info['blas']['version']}; "
           f"medians of {samples} samples", file=out)
     header = (f"{'kernel':<22} {'case':<30} {'implementation':<30} {'median':>10} {'GB/s':>7} "
-              f"{'GFLOP/s':>8} {'vs numpy':>9} {'vs copy':>8}")
+              f"{'GFLOP/s':>8} {'vs numpy':>9} {'vs torch':>9} {'vs copy':>8}")
     print(header, file=out)
     print("-" * len(header), file=out)
     rows = []
@@ -98,6 +139,7 @@ def run(selected: Optional[Sequence[str]] = None, quick: bool = True,
                 "GB/s": case.nbytes / sec / 1e9 if case.nbytes else None,
                 "GFLOP/s": case.flops / sec / 1e9 if case.flops else None,
                 "speedup_vs_numpy": t[ref] / sec if ref else None,
+                "speedup_vs_torch": t["torch"] / sec if "torch" in t else None,
                 "time_vs_copy": sec / (case.copy_factor * copy_t) if copy_t else None,
                 "copy_seconds": copy_t, "copy_factor": case.copy_factor,
             }
@@ -105,6 +147,7 @@ def run(selected: Optional[Sequence[str]] = None, quick: bool = True,
             print(f"{spec.name:<22.22} {case.label:<30.30} {impl:<30.30} {_fmt_time(sec):>10} "
                   f"{_fmt(row['GB/s'], 1):>7} {_fmt(row['GFLOP/s'], 1):>8} "
                   f"{_fmt(row['speedup_vs_numpy'], 2, 'x'):>9} "
+                  f"{_fmt(row['speedup_vs_torch'], 2, 'x'):>9} "
                   f"{_fmt(row['time_vs_copy'], 2, 'x'):>8}", file=out, flush=True)
     if json_path:
         with open(json_path, "w") as f:

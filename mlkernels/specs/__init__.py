@@ -30,11 +30,9 @@ class BenchCase:
     (``copy_factor`` copies of it: e.g. 1.5 for a backward that reads two arrays and writes one).
     ``roofline`` replaces that copy by another reference operation (e.g. an in-place scale for
     the optimizers), still measured in the same run and weighted by ``copy_factor``.
-    ``settle`` is a pause, in seconds, before each sample: after a BLAS call the library's
-    idle threads keep spinning for a while, and on a 2-core machine they slow whichever
-    implementation is timed next (measured on the 4096×1024 → 1024 linear: without pauses
-    NumPy's ``x@W.T+b`` took 70-72 ms right after our call, 36.6 ms with them; our fused
-    linear+GELU 41-44 ms, 38.3 ms with them).
+    Samples are taken back to back, round-robin over the implementations, with no pause
+    between them: that is how users run kernels (a pause would let every library's idle
+    threads go to sleep and hide how thread pools disturb each other).
     """
     label: str
     impls: Mapping[str, Callable[[], object]]
@@ -43,7 +41,6 @@ class BenchCase:
     copy_nbytes: int = 0
     copy_factor: float = 1.0
     roofline: Optional[Callable[[], object]] = None
-    settle: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -55,11 +55,6 @@ SHAPES = [(1, 1, 1), (3, 5, 7), (13, 17, 11), (0, 4, 3), (4, 0, 3), (4, 3, 0), (
           (2, 0, 4, 3), (64, 97, 33), (128, 256, 64)]
 
 
-# Seconds to pause before each timed sample of the linear cases: three libraries' BLAS and
-# OpenMP thread pools take turns here, and idle threads still spinning from the previous
-# implementation's call slow the next one (see BenchCase.settle).
-BLAS_SETTLE = 0.2
-
 
 def _bench_forward(quick):
     cases = []
@@ -79,7 +74,7 @@ def _bench_forward(quick):
             tx, tw, tb, ty = (torch.from_numpy(a) for a in (x, w, b, y))
             impls["torch"] = lambda tx=tx, tw=tw, tb=tb: torch.nn.functional.linear(tx, tw, tb)
         cases.append(BenchCase(f"float32 {m}x{k} -> {n}", impls, flops=2.0 * m * k * n,
-                               nbytes=4.0 * (m * k + n * k + m * n), settle=BLAS_SETTLE))
+                               nbytes=4.0 * (m * k + n * k + m * n)))
     return cases
 
 
@@ -100,8 +95,7 @@ def _bench_backward(quick):
             tg, tx, tw = (torch.from_numpy(a) for a in (g, x, w))
             impls["torch"] = lambda tg=tg, tx=tx, tw=tw: (tg @ tw, tg.T @ tx, tg.sum(0))
         cases.append(BenchCase(f"float32 {m}x{k} -> {n}", impls, flops=4.0 * m * k * n,
-                               nbytes=4.0 * (2 * m * k + 2 * n * k + m * n),
-                               settle=BLAS_SETTLE))
+                               nbytes=4.0 * (2 * m * k + 2 * n * k + m * n)))
     return cases
 
 
@@ -175,7 +169,7 @@ def _bench_fused(quick):
         tx, tw, tb = (torch.from_numpy(a) for a in (x, w, b))
         impls["torch"] = lambda: torch.nn.functional.gelu(torch.nn.functional.linear(tx, tw, tb))
     return [BenchCase(f"float32 {m}x{k} -> {n} + gelu", impls, flops=2.0 * m * k * n,
-                      nbytes=4.0 * (m * k + n * k + m * n), settle=BLAS_SETTLE)]
+                      nbytes=4.0 * (m * k + n * k + m * n))]
 
 
 SPECS = [
