@@ -28,3 +28,13 @@ cdef inline bint share_bytes(cnp.ndarray a, cnp.ndarray b):
     cdef char* pb = <char*>cnp.PyArray_DATA(b)
     cdef Py_ssize_t na = cnp.PyArray_NBYTES(a), nb = cnp.PyArray_NBYTES(b)
     return na > 0 and nb > 0 and pa < pb + nb and pb < pa + na
+
+
+cdef inline void* data_or_null(object a):
+    """The data pointer of an ndarray (validated by the caller), NULL for None."""
+    return NULL if a is None else cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+cdef inline bint is_double(object a):
+    """Whether a validated float array is float64 (else float32)."""
+    return cnp.PyArray_TYPE(<cnp.ndarray>a) == cnp.NPY_FLOAT64

@@ -14,7 +14,9 @@ How it is built
 * The fused linear + activation (``linear_act_forward``) runs the product a band of rows at a
   time on each thread and applies the activation to the band right after its gemm, while the
   band is still in cache: the activation costs no extra pass over memory.
-* Shapes are validated in ``mlkernels/linear.py`` before we get here (bounds checks are off).
+* Shapes, dtypes and layouts are validated in ``mlkernels/linear.py`` before we get here: the
+  entry points take the arrays' data pointers (no typed memoryviews: acquiring one costs more
+  than a small layer's whole product).
 
 Reference: ``mlkernels/reference/linear.py``.
 """
@@ -26,6 +28,11 @@ from libc.string cimport memcpy
 from mlkernels._act cimport Op, forward_run
 from mlkernels._blas cimport (block_range, gemm, gemm_block, gemm_parallel, gemm_threads)
 from mlkernels._runtime cimport blas_single_thread
+
+cimport numpy as cnp
+from mlkernels._arrays cimport data_or_null, is_double
+
+cnp.import_array()
 
 
 cdef void fill_rows(floating* y, Py_ssize_t rows, Py_ssize_t ldy, const floating* b,
@@ -53,28 +60,41 @@ cdef void linear_block(const floating* x, const floating* w, const floating* b, 
                block, n_blocks)
 
 
-def linear_forward(const floating[:, ::1] x,       # IN  (M, K)
-                   const floating[:, ::1] weight,  # IN  (N, K)
-                   const floating[::1] bias,       # IN  (N,) or None
-                   floating[:, ::1] y,             # OUT (M, N)
-                   int n_threads):
+cdef void linear_forward_all(const floating* x, const floating* w, const floating* b,
+                             floating* y, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+                             int n_threads) noexcept nogil:
     """y = x·Wᵀ + b: each block of y pre-filled with b (or not), then gemm adds x·Wᵀ onto it."""
-    cdef Py_ssize_t M = x.shape[0], K = x.shape[1], N = weight.shape[0]
-    cdef int blk, nt
+    cdef int blk, nt = gemm_threads(M, N, K, n_threads)
+    cdef bint split_rows = M >= N
     if M == 0 or N == 0:
         return
-    cdef const floating* b = &bias[0] if bias is not None else NULL
-    cdef const floating* px = &x[0, 0] if K else NULL
-    cdef const floating* pw = &weight[0, 0] if K else NULL
-    cdef bint split_rows = M >= N
+    blas_single_thread()
+    if nt == 1:
+        linear_block(x, w, b, y, M, N, K, True, 0, 1)
+    else:
+        for blk in prange(nt, num_threads=nt, schedule="static", chunksize=1):
+            linear_block(x, w, b, y, M, N, K, split_rows, blk, nt)
+
+
+def linear_forward(x,          # IN  (M, K)
+                   weight,     # IN  (N, K)
+                   bias,       # IN  (N,) or None
+                   y,          # OUT (M, N)
+                   Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, int n_threads):
+    """y = x·Wᵀ + b. C-contiguous arrays of one float dtype, shapes as noted (checked by
+    mlkernels/linear.py)."""
+    cdef void* px = data_or_null(x)
+    cdef void* pw = data_or_null(weight)
+    cdef void* pb = data_or_null(bias)
+    cdef void* py = data_or_null(y)
+    cdef bint f64 = is_double(y)
     with nogil:
-        nt = gemm_threads(M, N, K, n_threads)
-        blas_single_thread()
-        if nt == 1:
-            linear_block(px, pw, b, &y[0, 0], M, N, K, True, 0, 1)
+        if f64:
+            linear_forward_all[double](<double*>px, <double*>pw, <double*>pb, <double*>py,
+                                       M, N, K, n_threads)
         else:
-            for blk in prange(nt, num_threads=nt, schedule="static", chunksize=1):
-                linear_block(px, pw, b, &y[0, 0], M, N, K, split_rows, blk, nt)
+            linear_forward_all[float](<float*>px, <float*>pw, <float*>pb, <float*>py,
+                                      M, N, K, n_threads)
 
 
 cdef void bias_grad_columns(const floating* g, Py_ssize_t M, Py_ssize_t N, Py_ssize_t lo,
@@ -98,38 +118,55 @@ cdef void bias_grad_columns(const floating* g, Py_ssize_t M, Py_ssize_t N, Py_ss
     free(acc)
 
 
-def linear_backward(const floating[:, ::1] grad_out,   # IN  (M, N)
-                    const floating[:, ::1] x,          # IN  (M, K)
-                    const floating[:, ::1] weight,     # IN  (N, K)
-                    floating[:, ::1] grad_x,           # OUT (M, K) or None (not wanted)
-                    floating[:, ::1] grad_weight,      # OUT (N, K)
-                    floating[::1] grad_bias,           # OUT (N,) or None
-                    int n_threads):
-    """grad_x = g·W,  grad_W = gᵀ·x,  grad_b = Σ_rows g   (g = grad_out).
+cdef void linear_backward_all(const floating* g, const floating* x, const floating* w,
+                              floating* grad_x, floating* grad_w, floating* grad_b,
+                              Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+                              int n_threads) noexcept nogil:
+    """grad_x = g·W,  grad_W = gᵀ·x,  grad_b = Σ_rows g   (g = grad_out; grad_x and grad_b
+    are skipped when NULL).
 
     Two products (one when grad_x is not wanted: the first layer of a network needs no
     gradient for its input), each cut into blocks for the threads, and one pass over g for
     the bias, its columns cut among the threads.
     """
-    cdef Py_ssize_t M = x.shape[0], K = x.shape[1], N = weight.shape[0], lo, hi
-    cdef bint has_bias = grad_bias is not None, has_grad_x = grad_x is not None
-    cdef const floating* g = &grad_out[0, 0] if M and N else NULL
+    cdef Py_ssize_t lo, hi
     cdef int blk, nt
+    if M and K and grad_x != NULL:
+        gemm_parallel(False, False, M, K, N, g, N, w, K, 0, grad_x, K, n_threads)
+    if N and K:
+        gemm_parallel(True, False, N, K, M, g, N, x, K, 0, grad_w, K, n_threads)
+    if grad_b != NULL and N:
+        nt = n_threads if M * N >= 65536 and N >= 64 else 1
+        if nt == 1:
+            bias_grad_columns(g, M, N, 0, N, grad_b)
+        else:
+            for blk in prange(nt, num_threads=nt, schedule="static", chunksize=1):
+                block_range(N, blk, nt, True, &lo, &hi)
+                bias_grad_columns(g, M, N, lo, hi, grad_b)
+
+
+def linear_backward(grad_out,     # IN  (M, N)
+                    x,            # IN  (M, K)
+                    weight,       # IN  (N, K)
+                    grad_x,       # OUT (M, K) or None (not wanted)
+                    grad_weight,  # OUT (N, K)
+                    grad_bias,    # OUT (N,) or None
+                    Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, int n_threads):
+    """The gradients of y = x·Wᵀ + b (arrays checked by mlkernels/linear.py)."""
+    cdef void* pg = data_or_null(grad_out)
+    cdef void* px = data_or_null(x)
+    cdef void* pw = data_or_null(weight)
+    cdef void* pgx = data_or_null(grad_x)
+    cdef void* pgw = data_or_null(grad_weight)
+    cdef void* pgb = data_or_null(grad_bias)
+    cdef bint f64 = is_double(grad_weight)
     with nogil:
-        if M and K and has_grad_x:
-            gemm_parallel(False, False, M, K, N, g, N, &weight[0, 0] if N else NULL, K, 0,
-                          &grad_x[0, 0], K, n_threads)
-        if N and K:
-            gemm_parallel(True, False, N, K, M, g, N, &x[0, 0] if M else NULL, K, 0,
-                          &grad_weight[0, 0], K, n_threads)
-        if has_bias and N:
-            nt = n_threads if M * N >= 65536 and N >= 64 else 1
-            if nt == 1:
-                bias_grad_columns(g, M, N, 0, N, &grad_bias[0])
-            else:
-                for blk in prange(nt, num_threads=nt, schedule="static", chunksize=1):
-                    block_range(N, blk, nt, True, &lo, &hi)
-                    bias_grad_columns(g, M, N, lo, hi, &grad_bias[0])
+        if f64:
+            linear_backward_all[double](<double*>pg, <double*>px, <double*>pw, <double*>pgx,
+                                        <double*>pgw, <double*>pgb, M, N, K, n_threads)
+        else:
+            linear_backward_all[float](<float*>pg, <float*>px, <float*>pw, <float*>pgx,
+                                       <float*>pgw, <float*>pgb, M, N, K, n_threads)
 
 
 cdef void linear_act_rows(const floating* x, const floating* w, const floating* b, floating* y,
@@ -152,30 +189,44 @@ cdef void linear_act_rows(const floating* x, const floating* w, const floating* 
         r += rows
 
 
-def linear_act_forward(const floating[:, ::1] x,       # IN  (M, K)
-                       const floating[:, ::1] weight,  # IN  (N, K)
-                       const floating[::1] bias,       # IN  (N,) or None
-                       floating[:, ::1] y,             # OUT (M, N)  act(z)
-                       floating[:, ::1] z,             # OUT (M, N)  the pre-activation, or None
-                       int op, Py_ssize_t band_rows, int n_threads):
+cdef void linear_act_all(const floating* x, const floating* w, const floating* b, floating* y,
+                         floating* z, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, Op op,
+                         Py_ssize_t band_rows, int n_threads) noexcept nogil:
     """y = act(x·Wᵀ + b): each thread takes a block of rows and runs it band by band (bias,
     gemm, activation) so that the activation reads each band from cache."""
-    cdef Py_ssize_t M = x.shape[0], K = x.shape[1], N = weight.shape[0], lo, hi
-    cdef int blk, nt
+    cdef Py_ssize_t lo, hi
+    cdef int blk, nt = gemm_threads(M, N, K, n_threads)
     if M == 0 or N == 0:
         return
-    cdef const floating* b = &bias[0] if bias is not None else NULL
-    cdef const floating* px = &x[0, 0] if K else NULL
-    cdef const floating* pw = &weight[0, 0] if K else NULL
-    cdef floating* pz = &z[0, 0] if z is not None else NULL
+    if M < 2 * nt:
+        nt = 1
+    blas_single_thread()
+    if nt == 1:
+        linear_act_rows(x, w, b, y, z, 0, M, N, K, op, band_rows)
+    else:
+        for blk in prange(nt, num_threads=nt, schedule="static", chunksize=1):
+            block_range(M, blk, nt, False, &lo, &hi)
+            linear_act_rows(x, w, b, y, z, lo, hi, N, K, op, band_rows)
+
+
+def linear_act_forward(x,        # IN  (M, K)
+                       weight,   # IN  (N, K)
+                       bias,     # IN  (N,) or None
+                       y,        # OUT (M, N)  act(z)
+                       z,        # OUT (M, N)  the pre-activation, or None
+                       int op, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+                       Py_ssize_t band_rows, int n_threads):
+    """The fused linear + activation (arrays checked by mlkernels/linear.py)."""
+    cdef void* px = data_or_null(x)
+    cdef void* pw = data_or_null(weight)
+    cdef void* pb = data_or_null(bias)
+    cdef void* py = data_or_null(y)
+    cdef void* pz = data_or_null(z)
+    cdef bint f64 = is_double(y)
     with nogil:
-        nt = gemm_threads(M, N, K, n_threads)
-        if M < 2 * nt:
-            nt = 1
-        blas_single_thread()
-        if nt == 1:
-            linear_act_rows(px, pw, b, &y[0, 0], pz, 0, M, N, K, <Op>op, band_rows)
+        if f64:
+            linear_act_all[double](<double*>px, <double*>pw, <double*>pb, <double*>py,
+                                   <double*>pz, M, N, K, <Op>op, band_rows, n_threads)
         else:
-            for blk in prange(nt, num_threads=nt, schedule="static", chunksize=1):
-                block_range(M, blk, nt, False, &lo, &hi)
-                linear_act_rows(px, pw, b, &y[0, 0], pz, lo, hi, N, K, <Op>op, band_rows)
+            linear_act_all[float](<float*>px, <float*>pw, <float*>pb, <float*>py,
+                                  <float*>pz, M, N, K, <Op>op, band_rows, n_threads)

@@ -75,15 +75,16 @@ def linear(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray] = None,
     V.shape_is(where, "bias", bias, (out_features,), "out_features")
     y = V.output(where, out, x.shape[:-1] + (out_features,), dtype, inputs=(x, weight, bias))
     rows = prod(x.shape[:-1])
-    args = (V.c_array(x, dtype).reshape(rows, in_features), V.c_array(weight, dtype),
-            None if bias is None else V.c_array(bias, dtype), y.reshape(rows, out_features))
+    x_c, w_c = V.c_array(x, dtype), V.c_array(weight, dtype)
+    b_c = None if bias is None else V.c_array(bias, dtype)
     if activation is None:
-        K._linear.linear_forward(*args, get_num_threads())
+        K._linear.linear_forward(x_c, w_c, b_c, y, rows, out_features, in_features,
+                                 get_num_threads())
         return y
     z = np.empty_like(y) if return_preactivation else None
     band_rows = max(16, _BAND_BYTES // max(1, out_features * dtype.itemsize))
-    K._linear.linear_act_forward(*args, None if z is None else z.reshape(rows, out_features),
-                                 ACTIVATIONS[activation], band_rows, get_num_threads())
+    K._linear.linear_act_forward(x_c, w_c, b_c, y, z, ACTIVATIONS[activation], rows,
+                                 out_features, in_features, band_rows, get_num_threads())
     return (y, z) if return_preactivation else y
 
 
@@ -152,9 +153,7 @@ def linear_backward(grad_out: np.ndarray, x: np.ndarray, weight: np.ndarray, *,
     elif out[2] is not None:
         raise ValueError(f"{where}: out[2] (grad_bias) is given but bias=False; expected None")
     rows = prod(x.shape[:-1])
-    K._linear.linear_backward(V.c_array(grad_out, dtype).reshape(rows, out_features),
-                              V.c_array(x, dtype).reshape(rows, in_features),
-                              V.c_array(weight, dtype),
-                              None if grad_x is None else grad_x.reshape(rows, in_features),
-                              grad_weight, grad_bias, get_num_threads())
+    K._linear.linear_backward(V.c_array(grad_out, dtype), V.c_array(x, dtype),
+                              V.c_array(weight, dtype), grad_x, grad_weight, grad_bias,
+                              rows, out_features, in_features, get_num_threads())
     return grad_x, grad_weight, grad_bias
