@@ -16,6 +16,7 @@ How it is built
 """
 from cython cimport floating
 from cython.parallel cimport prange
+from libc.stdlib cimport calloc, free
 
 from mlkernels._stream cimport (STREAM_FROM_BYTES, TILE_MAX, mlk_stream_fence, stream_out,
                                tile_len)
@@ -212,41 +213,116 @@ def binary(int op, object grad_out, object x, object out, double a=0.0, double b
 # ------------------------------------------------------------------ PReLU
 # y = x if x > 0 else w[c]·x, with c the channel (axis 1; one channel when x.ndim < 2).
 # x is seen as (N, C, S): S = the product of the dimensions after the channel axis.
+# Reference: mlkernels/reference/activations.py (prelu, prelu_backward).
 
-def prelu_forward(const floating[:, :, ::1] x, const floating[::1] w, floating[:, :, ::1] y):
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], S = x.shape[2], n, c, s
+cdef void prelu_forward_all(const floating* x, const floating* w, Py_ssize_t n_w,
+                            floating* y, Py_ssize_t N, Py_ssize_t C,
+                            Py_ssize_t S) noexcept nogil:
+    """Scalar math: y[n, c, s] = x if x > 0 else slope·x, slope = w[c] (or w[0]).
+    Each inner loop is a branchless select over contiguous values: the whole array when one
+    slope serves all, a row of channels (slopes w[0:C]) when S = 1, else a run of S values."""
+    cdef Py_ssize_t n, c, s, total = N * C * S
     cdef floating slope
-    with nogil:
+    cdef const floating* xs
+    cdef floating* ys
+    if n_w == 1:
+        slope = w[0]
+        for s in range(total):  # simd
+            y[s] = x[s] if x[s] > 0 else slope * x[s]
+    elif S == 1:
+        for n in range(N):
+            xs = x + n * C
+            ys = y + n * C
+            for c in range(C):  # simd
+                ys[c] = xs[c] if xs[c] > 0 else w[c] * xs[c]
+    else:
         for n in range(N):
             for c in range(C):
-                slope = w[c] if w.shape[0] > 1 else w[0]
-                for s in range(S):
-                    y[n, c, s] = x[n, c, s] if x[n, c, s] > 0 else slope * x[n, c, s]
+                slope = w[c]
+                xs = x + (n * C + c) * S
+                ys = y + (n * C + c) * S
+                for s in range(S):  # simd
+                    ys[s] = xs[s] if xs[s] > 0 else slope * xs[s]
 
 
-def prelu_backward(const floating[:, :, ::1] g, const floating[:, :, ::1] x,
-                   const floating[::1] w, floating[:, :, ::1] gx, floating[::1] gw):
-    """grad_x = g if x > 0 else w·g;  grad_w[c] = Σ over x ≤ 0 of g·x (summed in double)."""
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], S = x.shape[2], n, c, s
+cdef void prelu_backward_all(const floating* g, const floating* x, const floating* w,
+                             Py_ssize_t n_w, floating* gx, floating* gw, Py_ssize_t N,
+                             Py_ssize_t C, Py_ssize_t S) noexcept nogil:
+    """Scalar math: gx = g if x > 0 else slope·g;  gw[c] = Σ over x ≤ 0 of g·x, summed in
+    double (over every element when one slope serves all channels). Loops as in the forward;
+    with S = 1 the channel sums are a row of double accumulators added row by row."""
+    cdef Py_ssize_t n, c, s, total = N * C * S
     cdef floating slope
     cdef double acc
-    cdef double[::1] sums = np.zeros(C, np.float64)
-    with nogil:
+    cdef double* sums
+    cdef const floating* gs
+    cdef const floating* xs
+    cdef floating* gxs
+    if n_w == 1:
+        slope = w[0]
+        acc = 0
+        for s in range(total):
+            acc += 0 if x[s] > 0 else g[s] * x[s]
+            gx[s] = g[s] if x[s] > 0 else slope * g[s]
+        gw[0] = <floating>acc
+    elif S == 1:
+        sums = <double*>calloc(C, sizeof(double))
+        if sums == NULL:
+            return      # (C doubles; the caller's arrays are far larger)
         for n in range(N):
-            for c in range(C):
-                slope = w[c] if w.shape[0] > 1 else w[0]
-                acc = 0
-                for s in range(S):
-                    gx[n, c, s] = g[n, c, s] if x[n, c, s] > 0 else slope * g[n, c, s]
-                    acc += 0 if x[n, c, s] > 0 else g[n, c, s] * x[n, c, s]
-                sums[c] += acc
-        for c in range(gw.shape[0]):
-            gw[c] = 0
+            gs = g + n * C
+            xs = x + n * C
+            gxs = gx + n * C
+            for c in range(C):  # simd
+                sums[c] += 0 if xs[c] > 0 else gs[c] * xs[c]
+                gxs[c] = gs[c] if xs[c] > 0 else w[c] * gs[c]
         for c in range(C):
-            if gw.shape[0] > 1:
-                gw[c] = <floating>sums[c]
-            else:
-                gw[0] += <floating>sums[c]
+            gw[c] = <floating>sums[c]
+        free(sums)
+    else:
+        for c in range(C):
+            slope = w[c]
+            acc = 0
+            for n in range(N):
+                gs = g + (n * C + c) * S
+                xs = x + (n * C + c) * S
+                gxs = gx + (n * C + c) * S
+                for s in range(S):
+                    acc += 0 if xs[s] > 0 else gs[s] * xs[s]
+                    gxs[s] = gs[s] if xs[s] > 0 else slope * gs[s]
+            gw[c] = <floating>acc
+
+
+def prelu_forward(x, w, y, Py_ssize_t N, Py_ssize_t C, Py_ssize_t S):
+    """y = prelu(x, w) for x seen as (N, C, S) (arrays checked by mlkernels/activations.py)."""
+    cdef void* px = cnp.PyArray_DATA(<cnp.ndarray>x)
+    cdef void* pw = cnp.PyArray_DATA(<cnp.ndarray>w)
+    cdef void* py = cnp.PyArray_DATA(<cnp.ndarray>y)
+    cdef Py_ssize_t n_w = cnp.PyArray_SIZE(<cnp.ndarray>w)
+    cdef bint f64 = cnp.PyArray_TYPE(<cnp.ndarray>y) == cnp.NPY_FLOAT64
+    with nogil:
+        if f64:
+            prelu_forward_all[double](<double*>px, <double*>pw, n_w, <double*>py, N, C, S)
+        else:
+            prelu_forward_all[float](<float*>px, <float*>pw, n_w, <float*>py, N, C, S)
+
+
+def prelu_backward(g, x, w, gx, gw, Py_ssize_t N, Py_ssize_t C, Py_ssize_t S):
+    """(grad_x, grad_weight) of prelu (arrays checked by mlkernels/activations.py)."""
+    cdef void* pg = cnp.PyArray_DATA(<cnp.ndarray>g)
+    cdef void* px = cnp.PyArray_DATA(<cnp.ndarray>x)
+    cdef void* pw = cnp.PyArray_DATA(<cnp.ndarray>w)
+    cdef void* pgx = cnp.PyArray_DATA(<cnp.ndarray>gx)
+    cdef void* pgw = cnp.PyArray_DATA(<cnp.ndarray>gw)
+    cdef Py_ssize_t n_w = cnp.PyArray_SIZE(<cnp.ndarray>w)
+    cdef bint f64 = cnp.PyArray_TYPE(<cnp.ndarray>gx) == cnp.NPY_FLOAT64
+    with nogil:
+        if f64:
+            prelu_backward_all[double](<double*>pg, <double*>px, <double*>pw, n_w,
+                                       <double*>pgx, <double*>pgw, N, C, S)
+        else:
+            prelu_backward_all[float](<float*>pg, <float*>px, <float*>pw, n_w, <float*>pgx,
+                                      <float*>pgw, N, C, S)
 
 
 # ------------------------------------------------------------------ test hook

@@ -7,6 +7,7 @@ Kernels: ``mlkernels/_activations.pyx`` on the vectorized math of ``_vecmath.h``
 """
 from __future__ import annotations
 
+from math import prod
 from typing import Optional, Tuple
 
 import numpy as np
@@ -187,7 +188,7 @@ def _prelu_layout(where: str, x: np.ndarray, weight: np.ndarray) -> Tuple[int, i
                          f"{channels} channels (axis 1 of shape {x.shape}); expected 1 or "
                          f"{channels}")
     if x.ndim >= 2:
-        return x.shape[0], channels, int(np.prod(x.shape[2:], dtype=np.int64))
+        return x.shape[0], channels, prod(x.shape[2:])
     return 1, 1, x.size
 
 
@@ -197,8 +198,7 @@ def prelu(x: np.ndarray, weight: np.ndarray, *, out: Optional[np.ndarray] = None
     dtype = V.float_dtype(where, x=x, weight=weight)
     layout = _prelu_layout(where, x, weight)
     y = V.output(where, out, x.shape, dtype, inputs=(x, weight), inplace_ok=(x,))
-    K._activations.prelu_forward(V.c_array(x, dtype).reshape(layout), V.c_array(weight, dtype),
-                                 y.reshape(layout))
+    K._activations.prelu_forward(V.c_array(x, dtype), V.c_array(weight, dtype), y, *layout)
     return y
 
 
@@ -219,7 +219,6 @@ def prelu_backward(grad_out: np.ndarray, x: np.ndarray, weight: np.ndarray, *,
                   inplace_ok=(grad_out,))
     gw = V.output(where, out[1], weight.shape, dtype, (grad_out, x, weight, gx),
                   "out[1] (grad_weight)")
-    K._activations.prelu_backward(V.c_array(grad_out, dtype).reshape(layout),
-                                  V.c_array(x, dtype).reshape(layout), V.c_array(weight, dtype),
-                                  gx.reshape(layout), gw)
+    K._activations.prelu_backward(V.c_array(grad_out, dtype), V.c_array(x, dtype),
+                                  V.c_array(weight, dtype), gx, gw, *layout)
     return gx, gw
