@@ -13,15 +13,27 @@ How it is built
 * exp is the vectorized float32 exp of _vecmath.h (libm for float64); max, sums and dot
   products are the lane-parallel reductions of _reduce.pxd, in double: a row's passes all
   vectorize (a plain running sum would keep each loop containing it scalar).
+* The entry points take the arrays' data pointers (validated by mlkernels/loss.py; no typed
+  memoryviews, whose acquisition costs more than a small call's work), and class targets are
+  range-checked here, in C, before anything is written.
+
+Reference: mlkernels/reference/loss.py.
 """
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport exp, log, INFINITY, NAN
 
+from libc.stdlib cimport free, malloc
+
 from mlkernels._act cimport v_abs, v_exp, v_softplus
 from mlkernels._reduce cimport sum_of, dot_of, max_of
 
+cimport numpy as cnp
+from mlkernels._arrays cimport data_or_null, is_double
+
 import numpy as np
+
+cnp.import_array()
 
 cdef enum:
     SERIAL_BELOW = 32768
@@ -74,16 +86,31 @@ cdef void softmax_row(const floating* x, floating* y, Py_ssize_t C, bint log_) n
             y[j] = y[j] * scale
 
 
-def softmax_rows(const floating[:, ::1] x, floating[:, ::1] y, bint log_, int n_threads):
-    cdef Py_ssize_t M = x.shape[0], C = x.shape[1], i
+cdef void softmax_all(const floating* x, floating* y, Py_ssize_t M, Py_ssize_t C, bint log_,
+                      int n_threads) noexcept nogil:
+    cdef Py_ssize_t i
     cdef int nt = threads_for(M * C, n_threads)
     if M == 0 or C == 0:
         return
-    cdef const floating* px = &x[0, 0]
-    cdef floating* py = &y[0, 0]
-    with nogil:
+    if nt == 1:
+        for i in range(M):
+            softmax_row(x + i * C, y + i * C, C, log_)
+    else:
         for i in prange(M, num_threads=nt, schedule="static"):
-            softmax_row(px + i * C, py + i * C, C, log_)
+            softmax_row(x + i * C, y + i * C, C, log_)
+
+
+def softmax_rows(x, y, Py_ssize_t M, Py_ssize_t C, bint log_, int n_threads):
+    """(log_)softmax of each of the M rows of C values (C-contiguous arrays, checked by
+    mlkernels/loss.py); y may be x."""
+    cdef void* px = data_or_null(x)
+    cdef void* py = data_or_null(y)
+    cdef bint f64 = is_double(y)
+    with nogil:
+        if f64:
+            softmax_all[double](<double*>px, <double*>py, M, C, log_, n_threads)
+        else:
+            softmax_all[float](<float*>px, <float*>py, M, C, log_, n_threads)
 
 
 cdef void softmax_backward_row(const floating* g, const floating* y, floating* gx, Py_ssize_t C,
@@ -102,34 +129,93 @@ cdef void softmax_backward_row(const floating* g, const floating* y, floating* g
             gx[j] = y[j] * (g[j] - s)
 
 
-def softmax_backward_rows(const floating[:, ::1] g, const floating[:, ::1] y,
-                          floating[:, ::1] gx, bint log_, int n_threads):
-    cdef Py_ssize_t M = y.shape[0], C = y.shape[1], i
+cdef void softmax_backward_all(const floating* g, const floating* y, floating* gx,
+                               Py_ssize_t M, Py_ssize_t C, bint log_,
+                               int n_threads) noexcept nogil:
+    cdef Py_ssize_t i
     cdef int nt = threads_for(M * C, n_threads)
     if M == 0 or C == 0:
         return
-    cdef const floating* pg = &g[0, 0]
-    cdef const floating* py = &y[0, 0]
-    cdef floating* pgx = &gx[0, 0]
-    with nogil:
+    if nt == 1:
+        for i in range(M):
+            softmax_backward_row(g + i * C, y + i * C, gx + i * C, C, log_)
+    else:
         for i in prange(M, num_threads=nt, schedule="static"):
-            softmax_backward_row(pg + i * C, py + i * C, pgx + i * C, C, log_)
+            softmax_backward_row(g + i * C, y + i * C, gx + i * C, C, log_)
+
+
+def softmax_backward_rows(g, y, gx, Py_ssize_t M, Py_ssize_t C, bint log_, int n_threads):
+    """The backward of softmax_rows (gx may be g)."""
+    cdef void* pg = data_or_null(g)
+    cdef void* py = data_or_null(y)
+    cdef void* pgx = data_or_null(gx)
+    cdef bint f64 = is_double(gx)
+    with nogil:
+        if f64:
+            softmax_backward_all[double](<double*>pg, <double*>py, <double*>pgx, M, C, log_,
+                                         n_threads)
+        else:
+            softmax_backward_all[float](<float*>pg, <float*>py, <float*>pgx, M, C, log_,
+                                        n_threads)
 
 
 # ------------------------------------------------------------------ cross-entropy
 
-def cross_entropy_rows(const floating[:, ::1] logits, const long long[::1] target,
-                       double[::1] losses, long long ignore_index, double smoothing,
-                       int n_threads):
-    """losses[i] = (1 − ε)·(lse − x[t]) + ε·(lse − mean(x)), lse = log Σ e^x; 0 if ignored."""
-    cdef Py_ssize_t M = logits.shape[0], C = logits.shape[1], i
+def check_targets(target, Py_ssize_t C, long long ignore_index):
+    """The position of the first class index outside [0, C) that is not ignore_index, or -1.
+    (target: a C-contiguous int64 array.)"""
+    cdef const long long* t = <const long long*>cnp.PyArray_DATA(<cnp.ndarray>target)
+    cdef Py_ssize_t i, n = cnp.PyArray_SIZE(<cnp.ndarray>target)
+    for i in range(n):
+        if t[i] != ignore_index and (t[i] < 0 or t[i] >= C):
+            return i
+    return -1
+
+
+cdef double ce_all(const floating* x, const long long* t, double* losses, Py_ssize_t M,
+                   Py_ssize_t C, long long ignore_index, double smoothing,
+                   int n_threads) noexcept nogil:
+    """Per-row losses into `losses` (if not NULL) and their sum, added in row order."""
+    cdef Py_ssize_t i
+    cdef double total = 0, loss
     cdef int nt = threads_for(M * C, n_threads)
-    if M == 0:
-        return
-    cdef const floating* px = &logits[0, 0]
+    cdef double* per = losses
+    if losses == NULL and nt > 1:
+        per = <double*>malloc(M * sizeof(double))
+        if per == NULL:
+            nt = 1
+    if nt == 1:
+        for i in range(M):
+            loss = ce_row(x + i * C, C, t[i], ignore_index, smoothing)
+            if losses != NULL:
+                losses[i] = loss
+            total += loss
+        return total
+    for i in prange(M, num_threads=nt, schedule="static"):
+        per[i] = ce_row(x + i * C, C, t[i], ignore_index, smoothing)
+    for i in range(M):
+        total += per[i]
+    if per != losses:
+        free(per)
+    return total
+
+
+def cross_entropy_rows(logits, target, losses, Py_ssize_t M, Py_ssize_t C,
+                       long long ignore_index, double smoothing, int n_threads):
+    """Σ_i losses[i], losses[i] = (1 − ε)·(lse − x[t]) + ε·(lse − mean(x)), lse = log Σ e^x
+    (0 where ignored), each row's loss also written into `losses` (float64, or None).
+    Targets are checked by check_targets first."""
+    cdef void* px = data_or_null(logits)
+    cdef const long long* pt = <const long long*>data_or_null(target)
+    cdef double* pl = <double*>data_or_null(losses)
+    cdef bint f64 = is_double(logits)
+    cdef double total
     with nogil:
-        for i in prange(M, num_threads=nt, schedule="static"):
-            losses[i] = ce_row(px + i * C, C, target[i], ignore_index, smoothing)
+        if f64:
+            total = ce_all[double](<double*>px, pt, pl, M, C, ignore_index, smoothing, n_threads)
+        else:
+            total = ce_all[float](<float*>px, pt, pl, M, C, ignore_index, smoothing, n_threads)
+    return total
 
 
 cdef double ce_row(const floating* x, Py_ssize_t C, long long t, long long ignore_index,
@@ -146,20 +232,50 @@ cdef double ce_row(const floating* x, Py_ssize_t C, long long t, long long ignor
     return (1 - smoothing) * nll + smoothing * (lse - sum_of(x, C) / C)
 
 
-def cross_entropy_backward_rows(const floating[:, ::1] logits, const long long[::1] target,
-                                const double[::1] scale, floating[:, ::1] grad,
-                                long long ignore_index, double smoothing, int n_threads):
-    """grad[i] = (softmax(x_i) − (1 − ε)·onehot(t_i) − ε/C)·scale[i]; 0 rows where ignored."""
-    cdef Py_ssize_t M = logits.shape[0], C = logits.shape[1], i
+cdef void ce_backward_all(const floating* x, const long long* t, const double* scales,
+                          double scale, floating* grad, Py_ssize_t M, Py_ssize_t C,
+                          long long ignore_index, double smoothing,
+                          int n_threads) noexcept nogil:
+    cdef Py_ssize_t i
     cdef int nt = threads_for(M * C, n_threads)
     if M == 0 or C == 0:
         return
-    cdef const floating* px = &logits[0, 0]
-    cdef floating* pg = &grad[0, 0]
-    with nogil:
+    if nt == 1:
+        for i in range(M):
+            ce_backward_row(x + i * C, grad + i * C, C, t[i], ignore_index, smoothing,
+                            scales[i] if scales != NULL else scale)
+    else:
         for i in prange(M, num_threads=nt, schedule="static"):
-            ce_backward_row(px + i * C, pg + i * C, C, target[i], ignore_index, smoothing,
-                            scale[i])
+            ce_backward_row(x + i * C, grad + i * C, C, t[i], ignore_index, smoothing,
+                            scales[i] if scales != NULL else scale)
+
+
+def cross_entropy_backward_rows(logits, target, scales, double scale, grad, Py_ssize_t M,
+                                Py_ssize_t C, long long ignore_index, double smoothing,
+                                int n_threads):
+    """grad[i] = (softmax(x_i) − (1 − ε)·onehot(t_i) − ε/C)·s_i; 0 rows where ignored.
+    s_i = scales[i] (float64 per row, for reduction "none"), or `scale` when scales is None."""
+    cdef void* px = data_or_null(logits)
+    cdef const long long* pt = <const long long*>data_or_null(target)
+    cdef const double* ps = <const double*>data_or_null(scales)
+    cdef void* pg = data_or_null(grad)
+    cdef bint f64 = is_double(grad)
+    with nogil:
+        if f64:
+            ce_backward_all[double](<double*>px, pt, ps, scale, <double*>pg, M, C, ignore_index,
+                                    smoothing, n_threads)
+        else:
+            ce_backward_all[float](<float*>px, pt, ps, scale, <float*>pg, M, C, ignore_index,
+                                   smoothing, n_threads)
+
+
+def count_not_ignored(target, long long ignore_index):
+    """How many targets are not ignore_index."""
+    cdef const long long* t = <const long long*>cnp.PyArray_DATA(<cnp.ndarray>target)
+    cdef Py_ssize_t i, n = cnp.PyArray_SIZE(<cnp.ndarray>target), count = 0
+    for i in range(n):
+        count += t[i] != ignore_index
+    return count
 
 
 cdef void ce_backward_row(const floating* x, floating* g, Py_ssize_t C, long long t,
@@ -182,37 +298,70 @@ cdef void ce_backward_row(const floating* x, floating* g, Py_ssize_t C, long lon
 
 # ------------------------------------------------------------------ MSE and BCE with logits
 
-def mse_sum(const floating[::1] x, const floating[::1] t, floating[::1] per_element):
-    """Σ (x − t)² in double; per_element (if given) receives (x − t)²."""
-    cdef Py_ssize_t n = x.shape[0], i
+cdef double mse_all(const floating* x, const floating* t, floating* per_element,
+                    Py_ssize_t n) noexcept nogil:
+    """Σ (x − t)²: squares block by block into per_element (or a stack buffer), then summed
+    lane-parallel in double (sum_of), so both loops vectorize."""
+    cdef floating buf[EXP_BLOCK]
+    cdef floating* sq
+    cdef Py_ssize_t i, start = 0, size
     cdef double total = 0
     cdef floating d
-    with nogil:
-        if per_element is not None:
-            for i in range(n):
-                d = x[i] - t[i]
-                per_element[i] = d * d
-                total += d * d
-        else:
-            for i in range(n):
-                d = x[i] - t[i]
-                total += d * d
+    while start < n:
+        size = min(<Py_ssize_t>EXP_BLOCK, n - start)
+        sq = per_element + start if per_element != NULL else buf
+        for i in range(size):  # simd
+            d = x[start + i] - t[start + i]
+            sq[i] = d * d
+        total += sum_of(sq, size)
+        start += size
     return total
 
 
-def mse_backward(const floating[::1] x, const floating[::1] t, const floating[::1] g,
-                 double scale, floating[::1] out):
-    """out = 2(x − t)·g·scale (g: per element, or one value broadcast when g has size 1)."""
-    cdef Py_ssize_t n = x.shape[0], i
-    cdef floating s = <floating>(2 * scale), g0
+def mse_sum(x, t, per_element, Py_ssize_t n):
+    """Σ (x − t)² in double; per_element (if not None) receives (x − t)²."""
+    cdef void* px = data_or_null(x)
+    cdef void* pt = data_or_null(t)
+    cdef void* pp = data_or_null(per_element)
+    cdef bint f64 = is_double(x)
+    cdef double total
     with nogil:
-        if g.shape[0] == 1 and n != 1:
-            g0 = g[0] * s
-            for i in range(n):
-                out[i] = (x[i] - t[i]) * g0
+        if f64:
+            total = mse_all[double](<double*>px, <double*>pt, <double*>pp, n)
         else:
-            for i in range(n):
-                out[i] = (x[i] - t[i]) * g[i] * s
+            total = mse_all[float](<float*>px, <float*>pt, <float*>pp, n)
+    return total
+
+
+cdef void mse_backward_all(const floating* x, const floating* t, const floating* g,
+                           Py_ssize_t g_size, double scale, floating* out,
+                           Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating s = <floating>(2 * scale), g0
+    if g_size == 1 and n != 1:
+        g0 = g[0] * s
+        for i in range(n):  # simd
+            out[i] = (x[i] - t[i]) * g0
+    else:
+        for i in range(n):  # simd
+            out[i] = (x[i] - t[i]) * g[i] * s
+
+
+def mse_backward(x, t, g, double scale, out, Py_ssize_t n):
+    """out = 2(x − t)·g·scale (g: per element, or one value broadcast when g has size 1)."""
+    cdef void* px = data_or_null(x)
+    cdef void* pt = data_or_null(t)
+    cdef void* pgr = data_or_null(g)
+    cdef Py_ssize_t g_size = cnp.PyArray_SIZE(<cnp.ndarray>g)
+    cdef void* po = data_or_null(out)
+    cdef bint f64 = is_double(out)
+    with nogil:
+        if f64:
+            mse_backward_all[double](<double*>px, <double*>pt, <double*>pgr, g_size, scale,
+                                     <double*>po, n)
+        else:
+            mse_backward_all[float](<float*>px, <float*>pt, <float*>pgr, g_size, scale,
+                                    <float*>po, n)
 
 
 cdef inline floating softplus_neg(floating x) noexcept nogil:
@@ -220,28 +369,69 @@ cdef inline floating softplus_neg(floating x) noexcept nogil:
     return v_softplus(-x)
 
 
-def bce_logits_sum(const floating[::1] x, const floating[::1] t, floating[::1] per_element):
-    """loss = (1 − t)·x + log(1 + e^−x) per element (stable for any |x|); returns the sum."""
-    cdef Py_ssize_t n = x.shape[0], i
+cdef double bce_all(const floating* x, const floating* t, floating* per_element,
+                    Py_ssize_t n) noexcept nogil:
+    """Σ (1 − t)·x + log(1 + e^−x): the terms computed block by block into per_element (or a
+    stack buffer) by a loop that vectorizes, then summed (sum_of: lane-parallel, in double)."""
+    cdef floating buf[EXP_BLOCK]
+    cdef floating* v
+    cdef Py_ssize_t i, start = 0, size
     cdef double total = 0
-    cdef floating v
-    with nogil:
-        for i in range(n):
-            v = (1 - t[i]) * x[i] + softplus_neg(x[i])
-            if per_element is not None:
-                per_element[i] = v
-            total += v
+    while start < n:
+        size = min(<Py_ssize_t>EXP_BLOCK, n - start)
+        v = per_element + start if per_element != NULL else buf
+        for i in range(size):  # simd
+            v[i] = (1 - t[start + i]) * x[start + i] + softplus_neg(x[start + i])
+        total += sum_of(v, size)
+        start += size
     return total
 
 
-def bce_logits_backward(const floating[::1] x, const floating[::1] t, const floating[::1] g,
-                        double scale, floating[::1] out):
-    """out = (σ(x) − t)·g·scale, σ(x) = 1/(1 + e^−x) computed from e^−|x|."""
-    cdef Py_ssize_t n = x.shape[0], i
-    cdef floating z, sig, s = <floating>scale, gi
+def bce_logits_sum(x, t, per_element, Py_ssize_t n):
+    """loss = (1 − t)·x + log(1 + e^−x) per element (stable for any |x|); returns the sum."""
+    cdef void* px = data_or_null(x)
+    cdef void* pt = data_or_null(t)
+    cdef void* pp = data_or_null(per_element)
+    cdef bint f64 = is_double(x)
+    cdef double total
     with nogil:
-        for i in range(n):
+        if f64:
+            total = bce_all[double](<double*>px, <double*>pt, <double*>pp, n)
+        else:
+            total = bce_all[float](<float*>px, <float*>pt, <float*>pp, n)
+    return total
+
+
+cdef void bce_backward_all(const floating* x, const floating* t, const floating* g,
+                           Py_ssize_t g_size, double scale, floating* out,
+                           Py_ssize_t n) noexcept nogil:
+    """out = (σ(x) − t)·g·scale, σ(x) = 1/(1 + e^−x) computed from e^−|x|."""
+    cdef Py_ssize_t i
+    cdef floating z, sig, s = <floating>scale, g0
+    if g_size == 1:
+        g0 = g[0] * s
+        for i in range(n):  # simd
             z = v_exp(-v_abs(x[i]))
-            sig = 1 / (1 + z) if x[i] >= 0 else z / (1 + z)
-            gi = g[0] if g.shape[0] == 1 else g[i]
-            out[i] = (sig - t[i]) * gi * s
+            sig = (1 if x[i] >= 0 else z) / (1 + z)
+            out[i] = (sig - t[i]) * g0
+    else:
+        for i in range(n):  # simd
+            z = v_exp(-v_abs(x[i]))
+            sig = (1 if x[i] >= 0 else z) / (1 + z)
+            out[i] = (sig - t[i]) * g[i] * s
+
+
+def bce_logits_backward(x, t, g, double scale, out, Py_ssize_t n):
+    cdef void* px = data_or_null(x)
+    cdef void* pt = data_or_null(t)
+    cdef void* pgr = data_or_null(g)
+    cdef Py_ssize_t g_size = cnp.PyArray_SIZE(<cnp.ndarray>g)
+    cdef void* po = data_or_null(out)
+    cdef bint f64 = is_double(out)
+    with nogil:
+        if f64:
+            bce_backward_all[double](<double*>px, <double*>pt, <double*>pgr, g_size, scale,
+                                     <double*>po, n)
+        else:
+            bce_backward_all[float](<float*>px, <float*>pt, <float*>pgr, g_size, scale,
+                                    <float*>po, n)

@@ -22,6 +22,8 @@ __all__ = ["softmax", "softmax_backward", "log_softmax", "log_softmax_backward",
            "binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits_backward"]
 
 REDUCTIONS = ("mean", "sum", "none")
+_INT64, _FLOAT64 = np.dtype(np.int64), np.dtype(np.float64)
+_EMPTY = {np.dtype(t): np.empty(0, t) for t in (np.float32, np.float64)}   # for messages
 
 
 def _axis(where: str, x: np.ndarray, axis) -> int:
@@ -34,9 +36,11 @@ def _axis(where: str, x: np.ndarray, axis) -> int:
 
 
 def _rows(x: np.ndarray, axis: int, dtype) -> np.ndarray:
-    """x with ``axis`` moved last, as C-contiguous rows (a copy only when needed)."""
-    return V.c_array(np.moveaxis(x, axis, -1), dtype).reshape(-1, x.shape[axis]) \
-        if x.shape[axis] else np.zeros((0, 0), dtype)
+    """x with ``axis`` moved last, as C-contiguous memory (a copy only when needed): the rows
+    the kernels take."""
+    if axis == x.ndim - 1:
+        return V.c_array(x, dtype)
+    return V.c_array(np.moveaxis(x, axis, -1), dtype)
 
 
 def _softmax(where, x, axis, out, log_):
@@ -45,14 +49,14 @@ def _softmax(where, x, axis, out, log_):
     y = V.output(where, out, x.shape, dtype, inputs=(x,), inplace_ok=(x,))
     if x.size == 0:
         return y
+    C = x.shape[axis]
     rows = _rows(x, axis, dtype)
     if axis == x.ndim - 1:
-        target = y.reshape(rows.shape)
-        K._loss.softmax_rows(rows, target, log_, get_num_threads())
+        K._loss.softmax_rows(rows, y, x.size // C, C, log_, get_num_threads())
     else:
         tmp = np.empty_like(rows)
-        K._loss.softmax_rows(rows, tmp, log_, get_num_threads())
-        y[...] = np.moveaxis(tmp.reshape(np.moveaxis(x, axis, -1).shape), -1, axis)
+        K._loss.softmax_rows(rows, tmp, x.size // C, C, log_, get_num_threads())
+        y[...] = np.moveaxis(tmp, -1, axis)
     return y
 
 
@@ -74,10 +78,16 @@ def _softmax_backward(where, grad_out, y, axis, out, log_):
     gx = V.output(where, out, y.shape, dtype, inputs=(grad_out, y), inplace_ok=(grad_out,))
     if y.size == 0:
         return gx
+    C = y.shape[axis]
     g_rows, y_rows = _rows(grad_out, axis, dtype), _rows(y, axis, dtype)
-    res = np.empty_like(y_rows)
-    K._loss.softmax_backward_rows(g_rows, y_rows, res, log_, get_num_threads())
-    gx[...] = np.moveaxis(res.reshape(np.moveaxis(y, axis, -1).shape), -1, axis)
+    if axis == y.ndim - 1:      # (gx may be grad_out itself: each row is read, then written)
+        K._loss.softmax_backward_rows(g_rows, y_rows, gx, y.size // C, C, log_,
+                                      get_num_threads())
+    else:
+        res = np.empty_like(y_rows)
+        K._loss.softmax_backward_rows(g_rows, y_rows, res, y.size // C, C, log_,
+                                      get_num_threads())
+        gx[...] = np.moveaxis(res, -1, axis)
     return gx
 
 
@@ -121,14 +131,14 @@ def _ce_layout(where, logits, target, reduction, label_smoothing, ignore_index):
                          f"of logits)")
     # an aligned int64 copy unless target already is one (the kernel reads int64 words: a
     # misaligned target, e.g. a view into a byte buffer, must not reach it)
-    t = V.c_array(np.asarray(target), np.dtype(np.int64)).reshape(-1)
-    bad = (t != ignore_index) & ((t < 0) | (t >= C))
-    if bad.any():
-        raise ValueError(f"{where}: target holds {t[bad][0]}, outside [0, {C}) (the classes "
-                         f"of logits) and not ignore_index={ignore_index}")
+    t = V.c_array(target, _INT64)
+    bad = K._loss.check_targets(t, C, ignore_index)
+    if bad >= 0:
+        raise ValueError(f"{where}: target holds {t.reshape(-1)[bad]}, outside [0, {C}) (the "
+                         f"classes of logits) and not ignore_index={ignore_index}")
     axis = 0 if logits.ndim == 1 else 1
-    rows = _rows(logits, axis, dtype) if C else np.zeros((t.size, 0), dtype)
-    return dtype, eps, int(ignore_index), t, rows, expected
+    rows = _rows(logits, axis, dtype)
+    return dtype, eps, int(ignore_index), t, rows, expected, C
 
 
 def cross_entropy(logits: np.ndarray, target: np.ndarray, reduction: str = "mean",
@@ -142,18 +152,17 @@ def cross_entropy(logits: np.ndarray, target: np.ndarray, reduction: str = "mean
     to ``ignore_index`` contribute 0 and are not counted by "mean" (all ignored: NaN).
     """
     where = "cross_entropy()"
-    dtype, eps, ignore, t, rows, shape = _ce_layout(where, logits, target, reduction,
-                                                    label_smoothing, ignore_index)
-    losses = np.empty(t.size)
-    K._loss.cross_entropy_rows(rows, t, losses, ignore, eps, get_num_threads())
+    dtype, eps, ignore, t, rows, shape, C = _ce_layout(where, logits, target, reduction,
+                                                       label_smoothing, ignore_index)
+    losses = np.empty(t.size) if reduction == "none" else None
+    total = K._loss.cross_entropy_rows(rows, t, losses, t.size, C, ignore, eps,
+                                       get_num_threads())
     if reduction == "none":
         return losses.astype(dtype).reshape(shape)
-    total = losses.sum()
     if reduction == "sum":
         return dtype.type(total)
-    count = int(np.count_nonzero(t != ignore))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return dtype.type(total / count if count else np.nan)
+    count = K._loss.count_not_ignored(t, ignore)
+    return dtype.type(total / count if count else np.nan)
 
 
 def _grad_out(where, grad_out, dtype, shape, reduction):
@@ -161,7 +170,7 @@ def _grad_out(where, grad_out, dtype, shape, reduction):
     if reduction != "none" and isinstance(grad_out, numbers.Real) and \
             not isinstance(grad_out, bool):
         return np.full((), grad_out, dtype)
-    V.float_dtype(where, grad_out=grad_out, **{"the loss's input": np.empty(0, dtype)})
+    V.float_dtype(where, grad_out=grad_out, **{"the loss's input": _EMPTY[dtype]})
     want = () if reduction != "none" else shape
     V.shape_is(where, "grad_out", grad_out, want,
                "a scalar for a reduced loss" if reduction != "none" else "the loss's shape")
@@ -175,23 +184,26 @@ def cross_entropy_backward(grad_out, logits: np.ndarray, target: np.ndarray,
     """dL/dlogits = (softmax(logits) − (1 − ε)·onehot(target) − ε/C)·grad_out (/count for
     "mean"), 0 for ignored targets; one pass over the logits."""
     where = "cross_entropy_backward()"
-    dtype, eps, ignore, t, rows, shape = _ce_layout(where, logits, target, reduction,
-                                                    label_smoothing, ignore_index)
+    dtype, eps, ignore, t, rows, shape, C = _ce_layout(where, logits, target, reduction,
+                                                       label_smoothing, ignore_index)
     g = _grad_out(where, grad_out, dtype, shape, reduction)
     grad = V.output(where, out, logits.shape, dtype, inputs=(logits,))
+    scales, scale = None, 0.0
     if reduction == "none":
-        scale = g.astype(np.float64).reshape(-1)
+        scales = V.c_array(g, _FLOAT64)
     else:
-        count = int(np.count_nonzero(t != ignore)) if reduction == "mean" else 1
-        value = float(g) / count if count else np.nan
-        scale = np.full(t.size, value)
+        count = K._loss.count_not_ignored(t, ignore) if reduction == "mean" else 1
+        scale = float(g) / count if count else np.nan
     if logits.size == 0:
         return grad
+    if logits.ndim <= 2:        # the classes are the last axis: rows straight into grad
+        K._loss.cross_entropy_backward_rows(rows, t, scales, scale, grad, t.size, C, ignore,
+                                            eps, get_num_threads())
+        return grad
     res = np.empty_like(rows)
-    K._loss.cross_entropy_backward_rows(rows, t, np.ascontiguousarray(scale), res, ignore, eps,
+    K._loss.cross_entropy_backward_rows(rows, t, scales, scale, res, t.size, C, ignore, eps,
                                         get_num_threads())
-    axis = 0 if logits.ndim == 1 else 1
-    grad[...] = np.moveaxis(res.reshape(np.moveaxis(logits, axis, -1).shape), -1, axis)
+    grad[...] = np.moveaxis(res, -1, 1)
     return grad
 
 
@@ -201,7 +213,7 @@ def _pair(where, input, target, reduction):
     dtype = V.float_dtype(where, input=input, target=target)
     V.choice(where, "reduction", reduction, REDUCTIONS)
     V.shape_is(where, "target", target, input.shape, "the shape of input")
-    return dtype, V.c_array(input, dtype).reshape(-1), V.c_array(target, dtype).reshape(-1)
+    return dtype, V.c_array(input, dtype), V.c_array(target, dtype)
 
 
 def _reduce(total, per, dtype, reduction, shape, n):
@@ -209,8 +221,7 @@ def _reduce(total, per, dtype, reduction, shape, n):
         return per.reshape(shape)
     if reduction == "sum":
         return dtype.type(total)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return dtype.type(total / n if n else np.nan)
+    return dtype.type(total / n if n else np.nan)
 
 
 def mse_loss(input: np.ndarray, target: np.ndarray, reduction: str = "mean"
@@ -218,7 +229,7 @@ def mse_loss(input: np.ndarray, target: np.ndarray, reduction: str = "mean"
     """(input − target)², reduced; the sum is accumulated in double."""
     dtype, x, t = _pair("mse_loss()", input, target, reduction)
     per = np.empty_like(x) if reduction == "none" else None
-    total = K._loss.mse_sum(x, t, per)
+    total = K._loss.mse_sum(x, t, per, x.size)
     return _reduce(total, per, dtype, reduction, input.shape, x.size)
 
 
@@ -227,7 +238,7 @@ def _pair_backward(where, kernel, grad_out, input, target, reduction, out):
     g = _grad_out(where, grad_out, dtype, input.shape, reduction)
     res = V.output(where, out, input.shape, dtype, inputs=(input, target))
     scale = 1.0 / x.size if reduction == "mean" and x.size else 1.0
-    kernel(x, t, g.reshape(-1) if g.ndim else g.reshape(1), scale, res.reshape(-1))
+    kernel(x, t, g, scale, res, x.size)
     return res
 
 
@@ -245,7 +256,7 @@ def binary_cross_entropy_with_logits(input: np.ndarray, target: np.ndarray,
     log(1 + e^−x) = max(−x, 0) + log1p(e^−|x|): stable for any |x|."""
     dtype, x, t = _pair("binary_cross_entropy_with_logits()", input, target, reduction)
     per = np.empty_like(x) if reduction == "none" else None
-    total = K._loss.bce_logits_sum(x, t, per)
+    total = K._loss.bce_logits_sum(x, t, per, x.size)
     return _reduce(total, per, dtype, reduction, input.shape, x.size)
 
 
