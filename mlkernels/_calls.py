@@ -185,7 +185,9 @@ def cases() -> List[Tuple[str, Dict[str, Callable[[], object]]]]:
         None)
     add("sgd_step", lambda: optim.sgd_step(p_list, g_list, m_list, step=2, lr=1e-3,
                                            momentum=0.9),
-        lambda: torch._foreach_add_(tp, tg, alpha=-1e-3))
+        lambda: torch._fused_sgd_(tp, tg, tmo, weight_decay=0.0, momentum=0.9, lr=1e-3,
+                                  dampening=0.0, nesterov=False, maximize=False,
+                                  is_first_step=False))
     opt = optim.AdamW(p_list, lr=1e-3)
     topt = torch.optim.AdamW(tp, lr=1e-3, fused=True) if torch is not None else None
     if torch is not None:

@@ -79,7 +79,6 @@ def _columns(where: str, params: Arrays, grads: Arrays,
                          f"gradient per parameter")
     if not params:
         return [[], []], np.dtype(np.float64)
-    dtype = V.float_dtype(where, **{f"params[{i}]": p for i, p in enumerate(params)})
     state_lists = []
     for name, arrays, required in states:
         arrays = _as_list(where, name, arrays)
@@ -93,7 +92,9 @@ def _columns(where: str, params: Arrays, grads: Arrays,
                              f"one per parameter")
         state_lists.append(arrays)
     if K._optim.all_usable_as_is(params, grads, state_lists):
-        return [params, grads] + state_lists, dtype     # (the checks below, done in C)
+        # (every check below, done in C: one float dtype, shapes, layouts, no overlaps)
+        return [params, grads] + state_lists, params[0].dtype
+    dtype = V.float_dtype(where, **{f"params[{i}]": p for i, p in enumerate(params)})
     out_grads = []
     for i, (p, g) in enumerate(zip(params, grads)):
         _in_place(where, f"params[{i}]", p, dtype, p.shape)
