@@ -124,7 +124,7 @@ def torch_step(model: nn.Sequential, x: np.ndarray, y: np.ndarray
         loss = torch.nn.functional.cross_entropy(net(tx), ty)
         loss.backward()
         opt.step()
-        return float(loss)
+        return loss.item()
     return step
 
 
