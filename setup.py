@@ -93,7 +93,12 @@ class build_ext_isa(build_ext):
         for ext in self.extensions:
             # the modules built once (isa None) get no ISA flags: they must load on every CPU
             ext.extra_compile_args = common + isa_flags.get(ext.isa, []) + (omp if have_omp else [])
-            ext.extra_link_args = (omp if have_omp and not msvc else []) + (sanitize if not msvc else [])
+            # release builds carry no debug information (-g0; -s strips the symbol table too):
+            # the package installs at a fraction of its size (the sanitized build keeps -g)
+            strip = [] if msvc or sanitize else ["-g0"]
+            ext.extra_compile_args += strip
+            ext.extra_link_args = ((omp if have_omp and not msvc else []) + (sanitize if not msvc else [])
+                                   + ([] if msvc or sanitize or sys.platform == "darwin" else ["-s"]))
         super().build_extensions()
 
     def copy_extensions_to_source(self):

@@ -10,9 +10,33 @@ differences (``mlkernels.testing.gradcheck``).
 >>> mk.linear(x, w).shape
 (4, 2)
 """
-from ._version import __version__
-from ._threads import get_num_threads, set_num_threads, threads
-from ._dispatch import active_isa, available_isas
+import importlib.machinery as _machinery
+import os as _os
+
+
+def _source_tree_without_kernels() -> None:
+    """Python found this package's *source* (a checkout of the repository: the current folder
+    or a folder early on sys.path), where no compiled kernels were built. Say so plainly,
+    instead of a chain of ImportErrors."""
+    here = _os.path.dirname(_os.path.abspath(__file__))
+    built = any(name.startswith("_runtime.") and name.endswith(tuple(_machinery.EXTENSION_SUFFIXES))
+                for name in _os.listdir(here))
+    if built:
+        return
+    raise ImportError(
+        f"mlkernels: Python is importing the source tree at {here}, which has no compiled "
+        f"kernels, instead of the installed package. This happens when you run Python from the "
+        f"repository's root folder (it comes first on sys.path). Either run from another "
+        f"folder, use the `mlkernels` command (`mlkernels bench`, `mlkernels info`) and plain "
+        f"`pytest`, which import the installed package, or, to work on this tree, build it in "
+        f"place with `pip install -e .`.") from None
+
+
+_source_tree_without_kernels()
+
+from ._version import __version__  # noqa: E402
+from ._threads import get_num_threads, set_num_threads, threads  # noqa: E402
+from ._dispatch import active_isa, available_isas  # noqa: E402
 from .linear import linear, linear_backward
 from .activations import *  # noqa: F401,F403
 from .norm import *  # noqa: F401,F403

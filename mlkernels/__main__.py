@@ -1,53 +1,92 @@
-"""Command line: ``python -m mlkernels {bench,check,info,demo}``.
+"""Command line: ``mlkernels {bench,check,info,demo}`` (or ``python -m mlkernels ...``).
 
-    python -m mlkernels bench                 quick side-by-side benchmark of every family
-    python -m mlkernels bench --family linear --full --json results.json
-    python -m mlkernels check                 every kernel vs its reference, every ISA variant
-    python -m mlkernels info                  version, ISA variant, threads, BLAS
-    python -m mlkernels demo [--plot F.png]   a guided tour of training, each step measured
+    mlkernels bench                         quick side-by-side benchmark of every family
+    mlkernels bench --family train --full --json results.json
+    mlkernels check                         every kernel vs its reference, every ISA variant
+    mlkernels info                          version, ISA variant, threads, BLAS
+    mlkernels demo [--plot F.png]           a guided tour of training, each step measured
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Optional, Sequence
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mlkernels",
-                                     description="mlkernels: fast training kernels for NumPy")
-    sub = parser.add_subparsers(dest="command")
-    bench = sub.add_parser("bench", help="side-by-side benchmark (mlkernels, NumPy, PyTorch)")
-    bench.add_argument("--family", action="append", help="only this family (repeatable)")
+def _writable(path: str, what: str) -> str:
+    """Refuse an output path whose folder does not exist or cannot be written, before any
+    work is done (not after a long run)."""
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    if not os.path.isdir(folder):
+        raise SystemExit(f"mlkernels: {what} {path!r}: the folder {folder!r} does not exist")
+    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise SystemExit(f"mlkernels: {what} {path!r}: cannot write there")
+    return path
+
+
+def _parser() -> argparse.ArgumentParser:
+    from ._version import __version__
+    from .specs import families
+    from ._bench import EXTRA_FAMILIES
+    fams = families() + sorted(EXTRA_FAMILIES)
+    parser = argparse.ArgumentParser(
+        prog="mlkernels", description="mlkernels: fast training kernels for NumPy "
+        "(also run as `python -m mlkernels`)")
+    parser.add_argument("--version", action="version", version=f"mlkernels {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="{bench,check,info,demo}")
+    bench = sub.add_parser(
+        "bench", help="side-by-side benchmark (mlkernels, NumPy, PyTorch)",
+        description="Time every kernel family side by side with NumPy (and PyTorch when it is "
+        "installed), samples interleaved, no pauses. Families: " + ", ".join(fams) +
+        " (train: whole MLP training steps; calls: the cost of one small call).")
+    bench.add_argument("--family", action="append", choices=fams, metavar="FAMILY",
+                       help=f"only this family (repeatable): {', '.join(fams)}")
     speed = bench.add_mutually_exclusive_group()
     speed.add_argument("--quick", dest="quick", action="store_true", default=True,
-                       help="small sizes and few samples, under a minute (default)")
+                       help="small sizes and few samples, about a minute (default)")
     speed.add_argument("--full", dest="quick", action="store_false",
                        help="the sizes of the README's figures, more samples")
     bench.add_argument("--samples", type=int, default=None, help="samples per implementation")
-    bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    bench.add_argument("--json", metavar="FILE", help="also write the results as JSON "
+                       "(schema: docs/benchmarks.md)")
     check = sub.add_parser("check", help="every kernel vs its NumPy reference and gradients")
-    check.add_argument("--family", action="append", help="only this family (repeatable)")
+    check.add_argument("--family", action="append", choices=families(), metavar="FAMILY",
+                       help=f"only this family (repeatable): {', '.join(families())}")
     sub.add_parser("info", help="version, ISA variant, threads, BLAS")
     demo = sub.add_parser("demo", help="the fundamentals of training, run and measured")
     demo.add_argument("--plot", metavar="FILE.png", help="save the loss curves (matplotlib)")
-    args = parser.parse_args(argv)
+    return parser
 
-    if args.command == "bench":
-        from . import _bench
-        _bench.run(args.family, quick=args.quick, json_path=args.json, samples=args.samples)
-        return 0
-    if args.command == "check":
-        from . import _check
-        return _check.run(args.family)
-    if args.command == "demo":
-        from . import _demo
-        _demo.run(out=sys.stdout, plot=args.plot)
-        return 0
-    if args.command == "info":
-        from . import info
-        print(json.dumps(info(), indent=2))
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "bench":
+            from . import _bench
+            if args.samples is not None and args.samples < 1:
+                parser.error("--samples must be at least 1")
+            json_path = _writable(args.json, "--json") if args.json else None
+            _bench.run(args.family, quick=args.quick, json_path=json_path,
+                       samples=args.samples)
+            return 0
+        if args.command == "check":
+            from . import _check
+            return _check.run(args.family)
+        if args.command == "demo":
+            from . import _demo
+            plot = _writable(args.plot, "--plot") if args.plot else None
+            _demo.run(out=sys.stdout, plot=plot)
+            return 0
+        if args.command == "info":
+            from . import info
+            print(json.dumps(info(), indent=2))
+            return 0
+    except BrokenPipeError:          # `mlkernels info | head`: the reader left; so do we
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         return 0
     parser.print_help()
     return 0 if args.command is None and argv is not None else 2

@@ -8,6 +8,7 @@ copy (the memory roofline: 1.0 means "as fast as copying the data once").
 """
 from __future__ import annotations
 
+import datetime
 import json
 import sys
 import time
@@ -18,6 +19,10 @@ import numpy as np
 
 from . import _info
 from .specs import BenchCase, by_family, families
+
+
+#: version of the JSON layout (docs/benchmarks.md)
+SCHEMA_VERSION = 1
 
 
 class _Row(NamedTuple):
@@ -48,8 +53,9 @@ def _copy_fn(nbytes: int) -> Optional[Callable[[], object]]:
     return lambda: np.copyto(dst, src)
 
 
-def run_case(case: BenchCase, samples: int, min_seconds: float) -> Dict[str, float]:
-    """Median seconds per call of every implementation (and of the copy, as "copy")."""
+def run_case(case: BenchCase, samples: int, min_seconds: float) -> Dict[str, List[float]]:
+    """Seconds per call of every implementation (and of the copy, as "copy"), one value per
+    sample; samples taken round-robin over the implementations, back to back."""
     fns = dict(case.impls)
     copy = case.roofline or _copy_fn(case.copy_nbytes)
     if copy is not None:
@@ -63,7 +69,12 @@ def run_case(case: BenchCase, samples: int, min_seconds: float) -> Dict[str, flo
             for _ in range(n):
                 fn()
             times[name].append((time.perf_counter() - t0) / n)
-    return {name: median(ts) for name, ts in times.items()}
+    return times
+
+
+def _quartiles(ts: List[float]) -> Tuple[float, float]:
+    q = np.percentile(ts, [25, 75])
+    return float(q[0]), float(q[1])
 
 
 def _numpy_name(impls: Sequence[str]) -> Optional[str]:
@@ -82,14 +93,16 @@ def _train_cases(quick: bool) -> List[Tuple[str, BenchCase]]:
         flops = 2.0 * (3 * macs - n * dims[0] * dims[1])
         reference = not quick or dims[1] <= 256
         impls = _train.steps(dims, n, np.float32, reference=reference)
-        cases.append((f"MLP {label}", BenchCase(f"float32 batch {n}", impls, flops=flops)))
+        cases.append((f"MLP {label}", BenchCase(f"float32 batch {n}", impls, shape=(n, dims[0]),
+                                                 flops=flops)))
     return cases
 
 
 def _call_cases(quick: bool) -> List[Tuple[str, BenchCase]]:
     """The cost of one call of every public function on a small input (mlkernels/_calls.py)."""
     from . import _calls
-    return [(name, BenchCase(f"({_calls.ROWS}, {_calls.COLS}) float32, per call", impls))
+    return [(name, BenchCase(f"({_calls.ROWS}, {_calls.COLS}) float32, per call", impls,
+                             shape=(_calls.ROWS, _calls.COLS)))
             for name, impls in _calls.cases()]
 
 
@@ -118,41 +131,66 @@ def run(selected: Optional[Sequence[str]] = None, quick: bool = True,
         else:
             jobs += [(s, c) for s in by_family(f) if s.bench for c in s.bench(quick)]
     info = _info.info()
-    print(f"mlkernels {info['version']} bench ({'quick' if quick else 'full'}): ISA {info['isa']}, "
-          f"{info['num_threads']} threads, BLAS {info['blas']['name']} {info['blas']['version']}; "
-          f"medians of {samples} samples", file=out)
-    header = (f"{'kernel':<22} {'case':<30} {'implementation':<30} {'median':>10} {'GB/s':>7} "
-              f"{'GFLOP/s':>8} {'vs numpy':>9} {'vs torch':>9} {'vs copy':>8}")
+    started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    print(f"mlkernels {info['version']} bench ({'quick' if quick else 'full'}), {started}: "
+          f"{info['cpu']}, ISA {info['isa']}, {info['num_threads']} threads, BLAS "
+          f"{info['blas']['name']} {info['blas']['version']}; medians of {samples} samples",
+          file=out)
+    kw = max([len("kernel")] + [len(spec.name) for spec, _ in jobs])
+    cw = max([len("case")] + [len(case.label) for _, case in jobs])
+    iw = max([len("implementation")] + [len(i) for _, case in jobs for i in case.impls])
+    header = (f"{'kernel':<{kw}} {'case':<{cw}} {'implementation':<{iw}} {'median':>10} "
+              f"{'GB/s':>7} {'GFLOP/s':>8} {'vs numpy':>9} {'vs torch':>9} {'vs copy':>8}")
     print(header, file=out)
     print("-" * len(header), file=out)
     rows = []
     for i, (spec, case) in enumerate(jobs, 1):
         if progress is not None:
             print(f"[{i}/{len(jobs)}] {spec.name} {case.label} ...", file=progress, flush=True)
-        t = run_case(case, samples, min_seconds)
+        samples_of = run_case(case, samples, min_seconds)
+        t = {name: median(ts) for name, ts in samples_of.items()}
         copy_t = t.pop("copy", None)
         ref = _numpy_name(list(case.impls))
+        peer = next((n for n in case.impls if n.startswith("torch")), None)
         for impl, sec in t.items():
+            q1, q3 = _quartiles(samples_of[impl])
             row = {
-                "family": spec.family, "kernel": spec.name, "case": case.label, "impl": impl,
-                "seconds": sec,
+                "family": spec.family, "kernel": spec.name, "case": case.label,
+                "dtype": case.dtype, "shape": list(case.shape) if case.shape else None,
+                "size": int(np.prod(case.shape)) if case.shape else None,
+                "impl": impl, "seconds": sec, "samples": samples_of[impl],
+                "q1": q1, "q3": q3, "calls_per_sample": None,
                 "GB/s": case.nbytes / sec / 1e9 if case.nbytes else None,
                 "GFLOP/s": case.flops / sec / 1e9 if case.flops else None,
                 "speedup_vs_numpy": t[ref] / sec if ref else None,
-                "speedup_vs_torch": t["torch"] / sec if "torch" in t else None,
+                "speedup_vs_torch": t[peer] / sec if peer else None,
                 "time_vs_copy": sec / (case.copy_factor * copy_t) if copy_t else None,
                 "copy_seconds": copy_t, "copy_factor": case.copy_factor,
+                "nbytes": case.nbytes or None, "flops": case.flops or None,
             }
+            del row["calls_per_sample"]
             rows.append(row)
-            print(f"{spec.name:<22.22} {case.label:<30.30} {impl:<30.30} {_fmt_time(sec):>10} "
+            print(f"{spec.name:<{kw}} {case.label:<{cw}} {impl:<{iw}} {_fmt_time(sec):>10} "
                   f"{_fmt(row['GB/s'], 1):>7} {_fmt(row['GFLOP/s'], 1):>8} "
                   f"{_fmt(row['speedup_vs_numpy'], 2, 'x'):>9} "
                   f"{_fmt(row['speedup_vs_torch'], 2, 'x'):>9} "
                   f"{_fmt(row['time_vs_copy'], 2, 'x'):>8}", file=out, flush=True)
     if json_path:
+        torch = None
+        try:
+            import torch
+        except ImportError:
+            pass
         with open(json_path, "w") as f:
-            json.dump({"info": info, "quick": quick, "samples": samples, "rows": rows}, f,
-                      indent=1)
+            json.dump({"schema": SCHEMA_VERSION, "started": started,
+                       "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                           timespec="seconds"),
+                       "command": "mlkernels bench " + " ".join(
+                           (["--full"] if not quick else []) +
+                           [f"--family {f}" for f in (selected or [])]),
+                       "quick": quick, "samples": samples, "min_seconds": min_seconds,
+                       "info": info, "torch": None if torch is None else torch.__version__,
+                       "rows": rows}, f, indent=1)
     return rows
 
 

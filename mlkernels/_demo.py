@@ -298,18 +298,19 @@ def _plot(results: Dict[str, object], path: str) -> None:
     except ImportError as e:
         raise SystemExit("--plot needs matplotlib: pip install 'mlkernels[demo]'") from e
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+    fig.suptitle("python -m mlkernels demo: training loss, step by step")
     lr = results["linear_regression"]["lr=0.1"]["history"]
     axes[0, 0].semilogy([h["loss"] for h in lr])
-    axes[0, 0].set_title("1. linear regression (lr = 0.1)")
+    axes[0, 0].set_title("linear regression, gradient descent (lr = 0.1)")
     for h, v in results["sine"].items():
         axes[0, 1].semilogy(v["curve"], label=f"{h} hidden units")
-    axes[0, 1].set_title("3. fitting sin(x)")
+    axes[0, 1].set_title("fitting sin(x): more hidden units, lower loss")
     for name, v in results["optimizers"].items():
         axes[1, 0].semilogy(v["curve"], label=name)
-    axes[1, 0].set_title("4. optimizers")
+    axes[1, 0].set_title("one network, four optimizers")
     for name in ("LayerNorm", "BatchNorm"):
         axes[1, 1].plot(results["digits"][name]["curve"], label=name, alpha=0.8)
-    axes[1, 1].set_title("5. digits MLP (cross-entropy)")
+    axes[1, 1].set_title("digits MLP (cross-entropy)")
     for ax in axes.flat:
         ax.set_xlabel("step")
         ax.set_ylabel("loss")

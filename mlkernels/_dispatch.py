@@ -19,13 +19,12 @@ from contextlib import contextmanager
 from typing import Iterator
 
 _NOT_BUILT = ("mlkernels: the compiled kernels are missing next to {where}. Install the package "
-              "with `pip install .`, or build in place with `python setup.py build_ext --inplace`"
-              " (and run from a folder where this source tree does not shadow the installed "
-              "package).")
+              "with `pip install .` (or `pip install -e .` to work on the source tree), and run "
+              "from a folder where the source tree does not shadow the installed package.")
 try:
     from . import _cpu
-except ImportError as e:
-    raise ImportError(_NOT_BUILT.format(where=os.path.dirname(__file__))) from e
+except ImportError:
+    raise ImportError(_NOT_BUILT.format(where=os.path.dirname(__file__))) from None
 
 ISAS = ("baseline", "avx2", "avx512")  # from the lowest to the best
 

@@ -1,6 +1,7 @@
 """``mlkernels.info()``: what this installation runs on."""
 from __future__ import annotations
 
+import os
 import platform
 from typing import Any, Dict
 
@@ -13,23 +14,37 @@ from ._version import __version__
 
 def _blas() -> Dict[str, Any]:
     """The BLAS that scipy.linalg.cython_blas (and so ``linear``) calls."""
+    import scipy.linalg  # noqa: F401  (loads SciPy's BLAS, so that threadpoolctl lists it)
     try:  # threadpoolctl, when present, sees the loaded library and its thread count
         from threadpoolctl import threadpool_info
-        import scipy.linalg  # noqa: F401  (loads scipy's BLAS so that it is listed)
+    except ImportError:
+        threadpool_info = None
+    if threadpool_info is not None:
         for lib in threadpool_info():
             path = lib.get("filepath", "").replace("\\", "/")
             # scipy's own BLAS (scipy.libs/...); numpy bundles another one (numpy.libs/...)
             if lib.get("user_api") == "blas" and "scipy" in path and "numpy.libs" not in path:
                 return {"name": lib.get("internal_api"), "version": lib.get("version"),
                         "threads": lib.get("num_threads"), "source": "threadpoolctl"}
-    except ImportError:
-        pass
     try:
         blas = scipy.__config__.CONFIG["Build Dependencies"]["blas"]
         return {"name": blas.get("name"), "version": blas.get("version"),
-                "threads": None, "source": "scipy build config"}
-    except Exception:  # pragma: no cover - very old scipy
+                "threads": _threads._runtime.blas_state()["blas_threads"],
+                "source": "scipy build config"}
+    except (AttributeError, KeyError, TypeError):  # a SciPy without its build config
         return {"name": "unknown", "version": None, "threads": None, "source": None}
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux), else what platform knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def info() -> Dict[str, Any]:
@@ -41,9 +56,15 @@ def info() -> Dict[str, Any]:
         "cpu_supports": _cpu.supported_isas(),
         "num_threads": _threads.get_num_threads(),
         "openmp": _cpu.have_openmp(),
+        "openmp_library": _threads._runtime.openmp_library() or None,
+        "openmp_wait_policy": _threads.wait_policy,
+        "blas_on_our_threads": _threads.blas_shared,
         "blas": _blas(),
         "numpy": np.__version__,
         "scipy": scipy.__version__,
         "python": platform.python_version(),
         "machine": platform.machine(),
+        "cpu": _cpu_model(),
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
     }

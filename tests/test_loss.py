@@ -39,7 +39,7 @@ def test_scalar_dtype_and_reductions():
 
 
 def test_matches_torch_when_installed():
-    torch = pytest.importorskip("torch", reason="torch is only a comparison peer")
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed (it is only a comparison peer)")
     rng = np.random.default_rng(1)
     x = rng.standard_normal((6, 5, 3))
     t = rng.integers(0, 5, (6, 3))

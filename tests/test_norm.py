@@ -56,7 +56,7 @@ def test_running_stats_momentum_unbiased_and_cumulative():
 
 
 def test_matches_torch_when_installed():
-    torch = pytest.importorskip("torch", reason="torch is only a comparison peer")
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed (it is only a comparison peer)")
     rng = np.random.default_rng(2)
     x = rng.standard_normal((6, 4, 5))
     w, b = rng.standard_normal(4), rng.standard_normal(4)

@@ -97,7 +97,7 @@ def test_25_steps_match_reference_in_every_combination(name, dtype):
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_matches_torch_optim(name, dtype):
-    torch = pytest.importorskip("torch", reason="torch is only a comparison peer")
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed (it is only a comparison peer)")
     for opts in CASES[name][::3]:
         params, grads = _problem(dtype, seed=1)
         tparams = [torch.tensor(p.copy(), requires_grad=True) for p in params]

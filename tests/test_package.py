@@ -100,7 +100,48 @@ def test_cli_info_check_bench(tmp_path):
     assert {row["impl"] for row in rows} >= {"mlkernels", "numpy x@W.T+b"}
     assert all(row["seconds"] > 0 for row in rows)
     r = run_cli("bench", "--family", "nope")
-    assert r.returncode != 0 and "unknown family" in r.stderr
+    assert r.returncode != 0 and "invalid choice: 'nope'" in r.stderr
+
+
+def test_cli_help_version_and_early_errors(tmp_path):
+    r = run_cli("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"mlkernels {mk.__version__}"
+    r = run_cli("--help")
+    assert r.returncode == 0 and r.stdout.startswith("usage: mlkernels")
+    r = run_cli("bench", "--help")
+    assert r.returncode == 0 and all(f in r.stdout for f in ("activations", "train", "calls"))
+    # a --json or --plot that cannot be written fails at once, not after the run
+    for args in (("bench", "--family", "train", "--json", str(tmp_path / "no" / "r.json")),
+                 ("demo", "--plot", str(tmp_path / "no" / "p.png"))):
+        r = run_cli(*args, timeout=30)
+        assert r.returncode != 0 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_info_into_a_closed_pipe_is_quiet():
+    r = subprocess.run(f"{sys.executable} -m mlkernels info | head -n 1", shell=True,
+                       capture_output=True, text=True, timeout=120, cwd=NEUTRAL)
+    assert r.returncode == 0 and r.stdout.strip() == "{" and "Traceback" not in r.stderr
+
+
+def test_info_names_the_blas_without_threadpoolctl():
+    r = run_python("import sys; sys.modules['threadpoolctl'] = None\n"
+                   "import json, mlkernels; print(json.dumps(mlkernels.info()['blas']))")
+    assert r.returncode == 0, r.stderr
+    blas = json.loads(r.stdout)
+    assert blas["name"] not in (None, "unknown") and blas["source"] == "scipy build config"
+
+
+def test_the_source_tree_without_kernels_says_what_to_do(tmp_path):
+    import shutil
+    import pathlib
+    tree = tmp_path / "mlkernels"
+    shutil.copytree(pathlib.Path(mk.__file__).parent, tree,
+                    ignore=shutil.ignore_patterns("*.so", "*.pyd", "_isa_*", "__pycache__"))
+    r = subprocess.run([sys.executable, "-c", "import mlkernels"], capture_output=True,
+                       text=True, timeout=60, cwd=tmp_path)
+    assert r.returncode != 0
+    assert "source tree" in r.stderr and "pip install -e ." in r.stderr
+    assert "During handling" not in r.stderr        # one clear error, no chained traceback
 
 
 def test_assert_close_catches_differences():

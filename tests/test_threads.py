@@ -5,6 +5,7 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import tracemalloc
 
@@ -24,8 +25,10 @@ def _python(code: str, **env) -> str:
     environ = {k: v for k, v in os.environ.items()
                if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     environ.update(env)
+    # (from a neutral folder: in the repository root the source tree would shadow the package)
     return subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True,
-                          text=True, check=True, timeout=120).stdout.strip()
+                          text=True, check=True, timeout=120,
+                          cwd=tempfile.gettempdir()).stdout.strip()
 
 
 # ------------------------------------------------------------------ the thread count
@@ -92,7 +95,7 @@ def test_the_default_is_the_cores_this_process_may_use():
 
 
 def test_threadpoolctl_sees_and_limits_our_kernels():
-    threadpoolctl = pytest.importorskip("threadpoolctl")
+    threadpoolctl = pytest.importorskip("threadpoolctl", reason="threadpoolctl is not installed")
     if not runtime.openmp_library():
         pytest.skip("built without OpenMP")
     ours = os.path.realpath(runtime.openmp_library())
@@ -128,7 +131,7 @@ def test_linear_runs_openblas_single_threaded_on_our_team():
 
 
 def test_someone_elses_threaded_openblas_call_runs_on_our_team():
-    threadpoolctl = pytest.importorskip("threadpoolctl")
+    threadpoolctl = pytest.importorskip("threadpoolctl", reason="threadpoolctl is not installed")
     from scipy.linalg import blas
     state = runtime.blas_state()
     if not state["shared"] or (os.cpu_count() or 1) < 2:
@@ -215,7 +218,7 @@ def test_a_training_step_matches_the_reference_backend():
 
 
 def test_a_training_step_matches_pytorch_in_float64():
-    pytest.importorskip("torch")
+    pytest.importorskip("torch", reason="PyTorch is not installed (it is only a comparison peer)")
     dims, n = (20, 32, 32, 7), 16
     x, y = _train.batch(dims, n, np.float64)
     ours = _train.mlkernels_step(_train.mlp(dims, np.float64), x, y)

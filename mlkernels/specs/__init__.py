@@ -30,12 +30,16 @@ class BenchCase:
     (``copy_factor`` copies of it: e.g. 1.5 for a backward that reads two arrays and writes one).
     ``roofline`` replaces that copy by another reference operation (e.g. an in-place scale for
     the optimizers), still measured in the same run and weighted by ``copy_factor``.
+    ``dtype`` and ``shape`` describe the main input (for the JSON results; ``label`` says the
+    same for people).
     Samples are taken back to back, round-robin over the implementations, with no pause
     between them: that is how users run kernels (a pause would let every library's idle
     threads go to sleep and hide how thread pools disturb each other).
     """
     label: str
     impls: Mapping[str, Callable[[], object]]
+    dtype: str = "float32"
+    shape: Tuple[int, ...] = ()
     nbytes: float = 0.0
     flops: float = 0.0
     copy_nbytes: int = 0

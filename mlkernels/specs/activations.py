@@ -124,11 +124,11 @@ def _bench_forward(row, name, params):
                 tf = getattr(torch.nn.functional, _TORCH[row])
                 tp = {k: v for k, v in params.items() if k != "approximate"}
                 impls["torch"] = lambda: tf(tx, **tp)
-        cases = [BenchCase(f"float32 {n // 2**20}M", impls, nbytes=8.0 * n,
+        cases = [BenchCase(f"float32 {n // 2**20}M", impls, shape=(n,), nbytes=8.0 * n,
                            copy_nbytes=4 * n, copy_factor=1.0)]
         if row in ("gelu", "relu"):
             x8, y8 = x[:8].copy(), np.empty(8, np.float32)
-            cases.append(BenchCase("float32 8 elements (per-call cost)", {
+            cases.append(BenchCase("float32 8 elements (per-call cost)", shape=(8,), impls={
                 "mlkernels": lambda: f(x8, **params, out=y8),
                 "numpy ufunc np.negative(out=)": lambda: np.negative(x8, out=y8)}))
         return cases
@@ -151,7 +151,7 @@ def _bench_backward(row, name, params):
             tg, tx = torch.from_numpy(g), torch.from_numpy(x)
             approx = params["approximate"]
             impls["torch"] = lambda: torch.ops.aten.gelu_backward(tg, tx, approximate=approx)
-        return [BenchCase(f"float32 {n // 2**20}M", impls, nbytes=12.0 * n,
+        return [BenchCase(f"float32 {n // 2**20}M", impls, shape=(n,), nbytes=12.0 * n,
                           copy_nbytes=4 * n, copy_factor=1.5)]
     return bench
 

@@ -73,7 +73,7 @@ def _bench_forward(quick):
         if torch is not None:
             tx, tw, tb, ty = (torch.from_numpy(a) for a in (x, w, b, y))
             impls["torch"] = lambda tx=tx, tw=tw, tb=tb: torch.nn.functional.linear(tx, tw, tb)
-        cases.append(BenchCase(f"float32 {m}x{k} -> {n}", impls, flops=2.0 * m * k * n,
+        cases.append(BenchCase(f"float32 {m}x{k} -> {n}", impls, shape=(m, k, n), flops=2.0 * m * k * n,
                                nbytes=4.0 * (m * k + n * k + m * n)))
     return cases
 
@@ -94,7 +94,7 @@ def _bench_backward(quick):
         if torch is not None:
             tg, tx, tw = (torch.from_numpy(a) for a in (g, x, w))
             impls["torch"] = lambda tg=tg, tx=tx, tw=tw: (tg @ tw, tg.T @ tx, tg.sum(0))
-        cases.append(BenchCase(f"float32 {m}x{k} -> {n}", impls, flops=4.0 * m * k * n,
+        cases.append(BenchCase(f"float32 {m}x{k} -> {n}", impls, shape=(m, k, n), flops=4.0 * m * k * n,
                                nbytes=4.0 * (2 * m * k + 2 * n * k + m * n)))
     return cases
 
@@ -168,7 +168,7 @@ def _bench_fused(quick):
     if torch is not None:
         tx, tw, tb = (torch.from_numpy(a) for a in (x, w, b))
         impls["torch"] = lambda: torch.nn.functional.gelu(torch.nn.functional.linear(tx, tw, tb))
-    return [BenchCase(f"float32 {m}x{k} -> {n} + gelu", impls, flops=2.0 * m * k * n,
+    return [BenchCase(f"float32 {m}x{k} -> {n} + gelu", impls, shape=(m, k, n), flops=2.0 * m * k * n,
                       nbytes=4.0 * (m * k + n * k + m * n))]
 
 

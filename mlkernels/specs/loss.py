@@ -114,9 +114,10 @@ def _bench(quick):
             ce["torch"] = lambda tx=tx, tt=tt: torch.nn.functional.cross_entropy(tx, tt)
         label = f"float32 {m}x{c}"
         cases.setdefault("softmax", []).append(
-            BenchCase(label, sm, nbytes=8.0 * m * c, copy_nbytes=4 * m * c))
+            BenchCase(label, sm, shape=(m, c), nbytes=8.0 * m * c, copy_nbytes=4 * m * c))
         cases.setdefault("cross_entropy", []).append(
-            BenchCase(label, ce, nbytes=4.0 * m * c, copy_nbytes=4 * m * c, copy_factor=0.5))
+            BenchCase(label, ce, shape=(m, c), nbytes=4.0 * m * c, copy_nbytes=4 * m * c,
+                      copy_factor=0.5))
     return cases
 
 

@@ -225,7 +225,8 @@ def _bench_ln(quick):
     if torch is not None:
         tx, tw, tb = (torch.from_numpy(a) for a in (x, w, b))
         impls["torch"] = lambda: torch.nn.functional.layer_norm(tx, (n,), tw, tb)
-    fwd = BenchCase(f"float32 {m}x{n}", impls, nbytes=8.0 * m * n, copy_nbytes=4 * m * n)
+    fwd = BenchCase(f"float32 {m}x{n}", impls, shape=(m, n), nbytes=8.0 * m * n,
+                    copy_nbytes=4 * m * n)
     g = rng.standard_normal((m, n), dtype=np.float32)
     _, mean, rstd = fast.layer_norm(x, n, w, b)
     bouts = (np.empty_like(x), np.empty(n, np.float32), np.empty(n, np.float32))
@@ -243,7 +244,8 @@ def _bench_ln(quick):
         tg, tm, tr = torch.from_numpy(g), torch.from_numpy(mean), torch.from_numpy(rstd)
         bimpls["torch"] = lambda: torch.ops.aten.native_layer_norm_backward(
             tg, tx, (n,), tm[:, None], tr[:, None], tw, tb, [True, True, True])
-    bwd = BenchCase(f"float32 {m}x{n}", bimpls, nbytes=12.0 * m * n, copy_nbytes=4 * m * n,
+    bwd = BenchCase(f"float32 {m}x{n}", bimpls, shape=(m, n), nbytes=12.0 * m * n,
+                    copy_nbytes=4 * m * n,
                     copy_factor=1.5)
     return fwd, bwd
 
@@ -275,7 +277,7 @@ def _bench_bn(quick):
             impls["torch"] = lambda tx=tx, trm=trm, trv=trv, tw=tw, tb=tb: \
                 torch.nn.functional.batch_norm(tx, trm, trv, tw, tb, True)
         label = "float32 " + "x".join(map(str, shape))
-        fwd = BenchCase(label, impls, nbytes=8.0 * x.size, copy_nbytes=4 * x.size,
+        fwd = BenchCase(label, impls, shape=x.shape, nbytes=8.0 * x.size, copy_nbytes=4 * x.size,
                         copy_factor=1.5)
         g = rng.standard_normal(shape, dtype=np.float32)
         _, sm, sr = fast.batch_norm(x, None, None, w, b, True)
@@ -295,7 +297,7 @@ def _bench_bn(quick):
             bimpls["torch"] = lambda tg=tg, tx=tx, tw=tw, tsm=tsm, tsr=tsr: \
                 torch.ops.aten.native_batch_norm_backward(tg, tx, tw, None, None, tsm, tsr,
                                                           True, 1e-5, [True, True, True])
-        bwd = BenchCase(label, bimpls, nbytes=12.0 * x.size, copy_nbytes=4 * x.size,
+        bwd = BenchCase(label, bimpls, shape=x.shape, nbytes=12.0 * x.size, copy_nbytes=4 * x.size,
                         copy_factor=2.5)
         out.append((fwd, bwd))
     return out

@@ -137,7 +137,7 @@ def _bench(quick):
             topt.step()
             impls["torch (fused)" if klass else "torch (foreach)"] = lambda o=topt: o.step()
         cases_label = f"float32 {n // 2**20}M params"
-        cases.append((name, BenchCase(cases_label, impls, nbytes=per_param * n,
+        cases.append((name, BenchCase(cases_label, impls, shape=(n,), nbytes=per_param * n,
                                       roofline=roofline, copy_factor=per_param / 8)))
     # per-array overhead: 1,000 arrays of 1,000 vs one array of 1,000,000
     many = [rng.standard_normal(1000, dtype=np.float32) for _ in range(1000)]
@@ -147,7 +147,7 @@ def _bench(quick):
     one_g = [np.ones(10**6, np.float32)]
     one_st = [[np.zeros(10**6, np.float32)] for _ in range(2)]
     cases.append(("adamw_step", BenchCase(
-        "float32 1000 arrays x 1000 vs 1 x 1M",
+        "float32 1000 arrays x 1000 vs 1 x 1M", shape=(10**6,), impls=
         {"mlkernels 1000 arrays": lambda: fast.adamw_step(many, many_g, *many_st, step=5),
          "mlkernels 1 array": lambda: fast.adamw_step(one, one_g, *one_st, step=5)},
         nbytes=28 * 10**6)))
