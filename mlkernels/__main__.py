@@ -1,9 +1,10 @@
-"""Command line: ``mlkernels {bench,check,info,demo}`` (or ``python -m mlkernels ...``).
+"""Command line: ``mlkernels {bench,check,info,report,demo}`` (or ``python -m mlkernels``).
 
     mlkernels bench                         quick side-by-side benchmark of every family
     mlkernels bench --family train --full --json results.json
     mlkernels check                         every kernel vs its reference, every ISA variant
     mlkernels info                          version, ISA variant, threads, BLAS
+    mlkernels report results.json --plot figs   tables and plots of bench --json results
     mlkernels demo [--plot F.png]           a guided tour of training, each step measured
 """
 from __future__ import annotations
@@ -35,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="mlkernels", description="mlkernels: fast training kernels for NumPy "
         "(also run as `python -m mlkernels`)")
     parser.add_argument("--version", action="version", version=f"mlkernels {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{bench,check,info,demo}")
+    sub = parser.add_subparsers(dest="command", metavar="{bench,check,info,report,demo}")
     bench = sub.add_parser(
         "bench", help="side-by-side benchmark (mlkernels, NumPy, PyTorch)",
         description="Time every kernel family side by side with NumPy (and PyTorch when it is "
@@ -55,6 +56,14 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--family", action="append", choices=families(), metavar="FAMILY",
                        help=f"only this family (repeatable): {', '.join(families())}")
     sub.add_parser("info", help="version, ISA variant, threads, BLAS")
+    report = sub.add_parser(
+        "report", help="benchmark results (bench --json files) as tables and plots",
+        description="Render `mlkernels bench --json` files as markdown tables (printed), PNG "
+        "plots (--plot), or the generated blocks of markdown files (--update).")
+    report.add_argument("files", nargs="+", metavar="FILE.json")
+    report.add_argument("--plot", metavar="DIR", help="save roofline.png and speedup.png there")
+    report.add_argument("--update", action="append", default=[], metavar="FILE.md",
+                        help="rewrite the <!-- report: ... --> blocks of this file (repeatable)")
     demo = sub.add_parser("demo", help="the fundamentals of training, run and measured")
     demo.add_argument("--plot", metavar="FILE.png", help="save the loss curves (matplotlib)")
     return parser
@@ -80,6 +89,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             plot = _writable(args.plot, "--plot") if args.plot else None
             _demo.run(out=sys.stdout, plot=plot)
             return 0
+        if args.command == "report":
+            from . import _report
+            for path in args.files:
+                if not os.path.isfile(path):
+                    raise SystemExit(f"mlkernels report: {path}: no such file")
+            return _report.main(args.files, args.plot, args.update)
         if args.command == "info":
             from . import info
             print(json.dumps(info(), indent=2))
