@@ -1,10 +1,11 @@
-"""Command line: ``python -m mlkernels {bench,check,info,demo}``.
+"""Command line: ``python -m mlkernels {bench,check,info,demo,vecreport}``.
 
     python -m mlkernels bench                 quick side-by-side benchmark of every family
     python -m mlkernels bench --family linear --full --json results.json
     python -m mlkernels check                 every kernel vs its reference, every ISA variant
     python -m mlkernels info                  version, ISA variant, threads, BLAS
     python -m mlkernels demo [--plot F.png]   a guided tour of training, each step measured
+    python -m mlkernels vecreport [--check]   which marked loops GCC vectorized (needs GCC, Cython)
 """
 from __future__ import annotations
 
@@ -32,6 +33,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     sub.add_parser("info", help="version, ISA variant, threads, BLAS")
     demo = sub.add_parser("demo", help="the fundamentals of training, run and measured")
     demo.add_argument("--plot", metavar="FILE.png", help="save the loss curves (matplotlib)")
+    from . import _vecreport
+    vec = sub.add_parser("vecreport", help="did GCC vectorize every marked hot loop "
+                         "(docs/vectorization.md)")
+    _vecreport.add_arguments(vec)
     args = parser.parse_args(argv)
 
     if args.command == "bench":
@@ -45,6 +50,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from . import _demo
         _demo.run(out=sys.stdout, plot=args.plot)
         return 0
+    if args.command == "vecreport":
+        return _vecreport.run(args)
     if args.command == "info":
         from . import info
         print(json.dumps(info(), indent=2))
