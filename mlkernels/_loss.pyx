@@ -18,7 +18,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport exp, log, INFINITY, NAN
 
-from mlkernels._act cimport v_abs, v_exp, v_softplus
+from mlkernels._act cimport v_exp, v_sigmoid, v_softplus
 from mlkernels._reduce cimport sum_of, dot_of, max_of
 
 import numpy as np
@@ -33,6 +33,7 @@ cdef inline int threads_for(Py_ssize_t total, int n_threads) noexcept nogil:
 
 cdef enum:
     EXP_BLOCK = 256            # exponentials buffered on the stack when only their sum is needed
+    SUM_BLOCK = 256            # per-element losses buffered on the stack before their sum
 
 
 cdef double row_exp_sum(const floating* x, floating* e, Py_ssize_t C, floating m) noexcept nogil:
@@ -43,12 +44,12 @@ cdef double row_exp_sum(const floating* x, floating* e, Py_ssize_t C, floating m
     cdef Py_ssize_t j, start = 0, size
     cdef double total = 0
     if e != NULL:
-        for j in range(C):
+        for j in range(C):                       # simd float32 (float64: libm exp)
             e[j] = v_exp(x[j] - m)
         return sum_of(e, C)
     while start < C:
         size = min(<Py_ssize_t>EXP_BLOCK, C - start)
-        for j in range(size):
+        for j in range(size):                    # simd float32 (float64: libm exp)
             buf[j] = v_exp(x[start + j] - m)
         total += sum_of(buf, size)
         start += size
@@ -65,12 +66,12 @@ cdef void softmax_row(const floating* x, floating* y, Py_ssize_t C, bint log_) n
     if log_:
         total = row_exp_sum(x, NULL, C, m)
         shift = <floating>log(total)
-        for j in range(C):                       # (x − max) is exact; one rounding after it
+        for j in range(C):                       # simd: (x − max) is exact; one rounding after it
             y[j] = (x[j] - m) - shift
     else:
         total = row_exp_sum(x, y, C, m)
         scale = <floating>(1.0 / total)
-        for j in range(C):
+        for j in range(C):                       # simd
             y[j] = y[j] * scale
 
 
@@ -94,11 +95,11 @@ cdef void softmax_backward_row(const floating* g, const floating* y, floating* g
     cdef floating s
     if log_:
         s = <floating>sum_of(g, C)
-        for j in range(C):
+        for j in range(C):                       # simd float32 (float64: libm exp)
             gx[j] = g[j] - v_exp(y[j]) * s
     else:
         s = <floating>dot_of(g, y, C)
-        for j in range(C):
+        for j in range(C):                       # simd
             gx[j] = y[j] * (g[j] - s)
 
 
@@ -175,7 +176,7 @@ cdef void ce_backward_row(const floating* x, floating* g, Py_ssize_t C, long lon
     total = row_exp_sum(x, g, C, m)              # g = e^(x − max) for now
     inv = <floating>(scale / total)
     off = <floating>(scale * smoothing / C)
-    for j in range(C):
+    for j in range(C):                           # simd
         g[j] = g[j] * inv - off
     g[t] = g[t] - <floating>(scale * (1 - smoothing))
 
@@ -183,20 +184,27 @@ cdef void ce_backward_row(const floating* x, floating* g, Py_ssize_t C, long lon
 # ------------------------------------------------------------------ MSE and BCE with logits
 
 def mse_sum(const floating[::1] x, const floating[::1] t, floating[::1] per_element):
-    """Σ (x − t)² in double; per_element (if given) receives (x − t)²."""
-    cdef Py_ssize_t n = x.shape[0], i
+    """Σ (x − t)² in double; per_element (if given) receives (x − t)².
+    Block by block: one loop writes the squares (into per_element, or a stack buffer), another
+    sums them (sum_of): a running `total += d·d` in the first loop would be a serial chain of
+    double additions and keep it scalar."""
+    cdef Py_ssize_t n = x.shape[0], i, start = 0, size
     cdef double total = 0
     cdef floating d
+    cdef floating buf[SUM_BLOCK]
+    cdef const floating* px = &x[0] if n else NULL
+    cdef const floating* pt = &t[0] if n else NULL
+    cdef floating* out = &per_element[0] if per_element is not None and n else NULL
+    cdef floating* dst
     with nogil:
-        if per_element is not None:
-            for i in range(n):
-                d = x[i] - t[i]
-                per_element[i] = d * d
-                total += d * d
-        else:
-            for i in range(n):
-                d = x[i] - t[i]
-                total += d * d
+        while start < n:
+            size = min(<Py_ssize_t>SUM_BLOCK, n - start)
+            dst = out + start if out != NULL else buf
+            for i in range(size):                # simd
+                d = px[start + i] - pt[start + i]
+                dst[i] = d * d
+            total += sum_of(dst, size)
+            start += size
     return total
 
 
@@ -208,10 +216,10 @@ def mse_backward(const floating[::1] x, const floating[::1] t, const floating[::
     with nogil:
         if g.shape[0] == 1 and n != 1:
             g0 = g[0] * s
-            for i in range(n):
+            for i in range(n):                   # simd
                 out[i] = (x[i] - t[i]) * g0
         else:
-            for i in range(n):
+            for i in range(n):                   # simd
                 out[i] = (x[i] - t[i]) * g[i] * s
 
 
@@ -221,27 +229,38 @@ cdef inline floating softplus_neg(floating x) noexcept nogil:
 
 
 def bce_logits_sum(const floating[::1] x, const floating[::1] t, floating[::1] per_element):
-    """loss = (1 − t)·x + log(1 + e^−x) per element (stable for any |x|); returns the sum."""
-    cdef Py_ssize_t n = x.shape[0], i
+    """loss = (1 − t)·x + log(1 + e^−x) per element (stable for any |x|); returns the sum.
+    Block by block, the losses written by one loop and summed by another, as in mse_sum."""
+    cdef Py_ssize_t n = x.shape[0], i, start = 0, size
     cdef double total = 0
-    cdef floating v
+    cdef floating buf[SUM_BLOCK]
+    cdef const floating* px = &x[0] if n else NULL
+    cdef const floating* pt = &t[0] if n else NULL
+    cdef floating* out = &per_element[0] if per_element is not None and n else NULL
+    cdef floating* dst
     with nogil:
-        for i in range(n):
-            v = (1 - t[i]) * x[i] + softplus_neg(x[i])
-            if per_element is not None:
-                per_element[i] = v
-            total += v
+        while start < n:
+            size = min(<Py_ssize_t>SUM_BLOCK, n - start)
+            dst = out + start if out != NULL else buf
+            for i in range(size):                # simd float32 (float64: libm exp, log1p)
+                dst[i] = (1 - pt[start + i]) * px[start + i] + softplus_neg(px[start + i])
+            total += sum_of(dst, size)
+            start += size
     return total
 
 
 def bce_logits_backward(const floating[::1] x, const floating[::1] t, const floating[::1] g,
                         double scale, floating[::1] out):
-    """out = (σ(x) − t)·g·scale, σ(x) = 1/(1 + e^−x) computed from e^−|x|."""
+    """out = (σ(x) − t)·g·scale, σ(x) computed from e^−|x| (v_sigmoid), g per element or one
+    value broadcast. The broadcast gets its own loop: with `g[0] if g.shape[0] == 1 else g[i]`
+    in the loop GCC made a masked load of g[i] and left the loop scalar."""
     cdef Py_ssize_t n = x.shape[0], i
-    cdef floating z, sig, s = <floating>scale, gi
+    cdef floating s = <floating>scale, g0
     with nogil:
-        for i in range(n):
-            z = v_exp(-v_abs(x[i]))
-            sig = 1 / (1 + z) if x[i] >= 0 else z / (1 + z)
-            gi = g[0] if g.shape[0] == 1 else g[i]
-            out[i] = (sig - t[i]) * gi * s
+        if g.shape[0] == 1 and n != 1:
+            g0 = g[0] * s
+            for i in range(n):                   # simd float32 (float64: libm exp)
+                out[i] = (v_sigmoid(x[i]) - t[i]) * g0
+        else:
+            for i in range(n):                   # simd float32 (float64: libm exp)
+                out[i] = (v_sigmoid(x[i]) - t[i]) * g[i] * s
