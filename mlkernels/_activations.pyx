@@ -24,6 +24,7 @@ from mlkernels._act cimport (Op, RELU, LEAKY_RELU, ELU, SELU, GELU, GELU_TANH, S
                              SIGMOID, TANH, SOFTPLUS, forward_run, backward_run)
 from mlkernels._act cimport mlk_expf, mlk_expm1f, mlk_log1pf, mlk_tanhf, mlk_sigmoidf
 from mlkernels._act cimport mlk_ndtrf, mlk_exp_half_sqf, mlk_softplusf
+from mlkernels._reduce cimport sum_of
 
 cimport numpy as cnp
 from mlkernels._arrays cimport plain, same_shape, share_bytes
@@ -220,26 +221,46 @@ def prelu_forward(const floating[:, :, ::1] x, const floating[::1] w, floating[:
         for n in range(N):
             for c in range(C):
                 slope = w[c] if w.shape[0] > 1 else w[0]
-                for s in range(S):
+                for s in range(S):                                  # simd
                     y[n, c, s] = x[n, c, s] if x[n, c, s] > 0 else slope * x[n, c, s]
+
+
+cdef enum:
+    PRELU_BLOCK = 256          # terms of grad_w buffered on the stack before their sum
+
+
+cdef double prelu_backward_run(const floating* g, const floating* x, floating slope,
+                               floating* gx, Py_ssize_t S) noexcept nogil:
+    """gx = g if x > 0 else slope·g over one run of S values; returns Σ over x ≤ 0 of g·x, in
+    double. Block by block: one loop forms the terms of the sum, another adds them (sum_of;
+    a running sum in the first loop would be a serial chain and keep it scalar), then gx is
+    written -- after the terms, as gx may be g itself."""
+    cdef floating term[PRELU_BLOCK]
+    cdef Py_ssize_t start = 0, size, i
+    cdef double total = 0
+    while start < S:
+        size = min(<Py_ssize_t>PRELU_BLOCK, S - start)
+        for i in range(size):                                        # simd
+            term[i] = 0 if x[start + i] > 0 else g[start + i] * x[start + i]
+        total += sum_of(term, size)
+        for i in range(size):                                        # simd
+            gx[start + i] = g[start + i] if x[start + i] > 0 else slope * g[start + i]
+        start += size
+    return total
 
 
 def prelu_backward(const floating[:, :, ::1] g, const floating[:, :, ::1] x,
                    const floating[::1] w, floating[:, :, ::1] gx, floating[::1] gw):
-    """grad_x = g if x > 0 else w·g;  grad_w[c] = Σ over x ≤ 0 of g·x (summed in double)."""
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], S = x.shape[2], n, c, s
+    """grad_x = g if x > 0 else w·g;  grad_w[c] = Σ over x ≤ 0 of g·x (summed in double).
+    gx may be g itself (in place)."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], S = x.shape[2], n, c
     cdef floating slope
-    cdef double acc
     cdef double[::1] sums = np.zeros(C, np.float64)
     with nogil:
         for n in range(N):
             for c in range(C):
                 slope = w[c] if w.shape[0] > 1 else w[0]
-                acc = 0
-                for s in range(S):
-                    gx[n, c, s] = g[n, c, s] if x[n, c, s] > 0 else slope * g[n, c, s]
-                    acc += 0 if x[n, c, s] > 0 else g[n, c, s] * x[n, c, s]
-                sums[c] += acc
+                sums[c] += prelu_backward_run(&g[n, c, 0], &x[n, c, 0], slope, &gx[n, c, 0], S)
         for c in range(gw.shape[0]):
             gw[c] = 0
         for c in range(C):
