@@ -68,7 +68,7 @@ def linear_backward(const floating[:, ::1] grad_out,   # IN  (M, N)
             if floating is float:
                 for i in range(M):
                     row = g + i * N
-                    for j in range(N):
+                    for j in range(N):  # simd
                         acc[j] += row[j]
                 for j in range(N):
                     grad_bias[j] = <float>acc[j]
@@ -77,7 +77,7 @@ def linear_backward(const floating[:, ::1] grad_out,   # IN  (M, N)
                     grad_bias[j] = 0
                 for i in range(M):
                     row = g + i * N
-                    for j in range(N):
+                    for j in range(N):  # simd
                         grad_bias[j] += row[j]
 
 
