@@ -762,7 +762,7 @@ def analyse(package_dir: Path = PACKAGE_DIR, modules: Optional[Sequence[Path]] =
         loops=as_results((k, results[v]) for k, v in where.items() if v in results),
         unmarked=as_results((k, v) for k, v in results.items() if k not in taken),
         header=[f"GCC {gcc_version(cc)}, Cython {_cython_version()}, Python "
-                f"{platform.python_version()}, {platform.machine()}; "
+                f"{platform.python_version()}, {_cpu_name()}; "
                 f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}",
                 f"flags: {' '.join(base_cflags() + list(flags.COMMON_GCC) + omp)} + ISA flags "
                 f"({'; '.join(f'{i}: ' + ' '.join(flags.ISA_FLAGS_GCC[i]) for i in isas)})",
@@ -776,6 +776,17 @@ def _origin(origins: Dict[str, List[Optional[Origin]]], file: str, line: int
             ) -> Optional[Origin]:
     table = origins.get(file)
     return table[line - 1] if table is not None and 0 < line <= len(table) else None
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    return platform.machine()
 
 
 def _cython_version() -> str:
@@ -908,7 +919,7 @@ def format_report(report: Report, show_unmarked: bool = False) -> str:
         out.append(f"  {'total':60s} {total.packed['zmm']:10d} {total.packed['ymm']:5d} "
                    f"{total.packed['xmm']:5d} {total.scalar:7d} {total.masked_loads:13d}")
         out.append("Masked loads from memory in: " + (", ".join(masked) if masked else "none"))
-    return "\n".join(out)
+    return "\n".join(line.rstrip() for line in out)
 
 
 # ------------------------------------------------------------------------------ command line
