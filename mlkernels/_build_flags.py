@@ -25,10 +25,12 @@ CYTHON_DIRECTIVES = {
     "initializedcheck": False, "nonecheck": False, "embedsignature": True,
 }
 
-# Not a kernel module: the CPU probe, built once with the baseline flags.
-NOT_KERNELS = ("_cpu",)
+# Not kernel modules: built once, with the baseline flags (the CPU probe; the thread runtime
+# and the argument checks where they are compiled). Every other _*.pyx is a kernel module,
+# built once per ISA variant.
+ONCE_MODULES = ("_cpu", "_runtime", "_validate")
 
 
 def kernel_modules(package_dir):
     """The kernel modules (``_<family>``, one per .pyx) of the package in package_dir."""
-    return sorted(p.stem for p in Path(package_dir).glob("_*.pyx") if p.stem not in NOT_KERNELS)
+    return sorted(p.stem for p in Path(package_dir).glob("_*.pyx") if p.stem not in ONCE_MODULES)

@@ -47,6 +47,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_ISAS = ("avx2", "avx512")
+OBJDUMP_ISA = "avx512"                          # the variant whose instructions are counted
 VECTOR_BYTES = {"avx2": 32, "avx512": 64}          # the widest vectors each variant prefers
 TYPE_BYTES = {"float32": 4, "float64": 8}
 # Cython's fused type `floating` is (float, double): specialization __pyx_fuse_0 is float.
@@ -712,10 +713,13 @@ def analyse(package_dir: Path = PACKAGE_DIR, modules: Optional[Sequence[Path]] =
 
         def compile_one(pyx: Path, isa: str) -> List[LoopCopy]:
             dump = work / f"{pyx.stem}.{isa}.vect"
+            # assembly thrown away, but an object file for avx512: the instruction counts fall
+            # back on it where the built .so is missing or stripped
+            out = ["-c", "-o", str(work / f"{pyx.stem}.{isa}.o")] if isa == OBJDUMP_ISA \
+                else ["-S", "-o", os.devnull]
             cmd = (cc + base_cflags() + incs + defines + list(flags.COMMON_GCC)
                    + list(flags.ISA_FLAGS_GCC[isa]) + omp
-                   + [f"-fdump-tree-vect-all={dump}", "-S", "-o", os.devnull,
-                      str(src_dir / f"{pyx.stem}.c")])
+                   + [f"-fdump-tree-vect-all={dump}"] + out + [str(src_dir / f"{pyx.stem}.c")])
             done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode != 0:
                 raise ReportError(f"compiling {pyx.stem} for {isa} failed:\n"
@@ -740,6 +744,7 @@ def analyse(package_dir: Path = PACKAGE_DIR, modules: Optional[Sequence[Path]] =
                         continue
                     results.setdefault((o.path, o.line), {}).setdefault(o.ftype, {}) \
                         .setdefault(isa, []).append(copy)
+        objdump_result = _objdump(package_dir, modules, work) if objdump else (None, "")
     finally:
         if work_ctx is not None:
             work_ctx.cleanup()
@@ -767,8 +772,7 @@ def analyse(package_dir: Path = PACKAGE_DIR, modules: Optional[Sequence[Path]] =
                 f"flags: {' '.join(base_cflags() + list(flags.COMMON_GCC) + omp)} + ISA flags "
                 f"({'; '.join(f'{i}: ' + ' '.join(flags.ISA_FLAGS_GCC[i]) for i in isas)})",
                 "C: " + ", ".join(c_note)])
-    if objdump:
-        _add_objdump(report, package_dir, modules)
+    report.objdump, report.objdump_note = objdump_result
     return report
 
 
@@ -797,27 +801,37 @@ def _cython_version() -> str:
         return "?"
 
 
-def _add_objdump(report: Report, package_dir: Path, modules: Sequence[Path]) -> None:
-    so_dir = package_dir / "_isa_avx512"
+def _objdump(package_dir: Path, modules: Sequence[Path], work: Path
+             ) -> Tuple[Optional[Dict[str, Dict[str, Counts]]], str]:
+    """Instruction counts per kernel function: of the built avx512 shared object of each
+    module (package_dir/_isa_avx512), or, where there is none or it is stripped of its
+    function symbols (release builds are), of the object file the report compiled from the
+    same C with the same flags. Returns the counts and a note saying which was read."""
     if not shutil.which("objdump"):
-        report.objdump_note = "objdump is not on PATH: no instruction counts"
-        return
-    found = {}
+        return None, "objdump is not on PATH: no instruction counts"
+    so_dir = package_dir / "_isa_avx512"
+    keep = re.compile(r"__pyx_(?:p?f|pw)_\d+\w*|^mlk_")
+    counts: Dict[str, Dict[str, Counts]] = {}
+    read_so, read_obj, stale = [], [], []
     for pyx in modules:
-        sos = sorted(so_dir.glob(f"{pyx.stem}.*so")) + sorted(so_dir.glob(f"{pyx.stem}.pyd"))
-        if sos:
-            found[pyx.stem] = sos[0]
-    if not found:
-        report.objdump_note = (f"no built avx512 variant in {report.rel(so_dir)}: no instruction "
-                               "counts (build in place first: python setup.py build_ext --inplace)")
-        return
-    stale = [m for m, so in found.items()
-             if so.stat().st_mtime < (package_dir / f"{m}.pyx").stat().st_mtime]
-    keep = re.compile(r"__pyx_(?:p?f)_\d+\w*|^mlk_")
-    report.objdump = {m: objdump_counts(so, keep) for m, so in found.items()}
-    report.objdump_note = (f"objdump -d of {report.rel(so_dir)}/*.so"
-                           + (f"; older than their .pyx (rebuild): {', '.join(stale)}"
-                              if stale else ""))
+        sos = sorted(so_dir.glob(f"{pyx.stem}.*so"))
+        found = objdump_counts(sos[0], keep) if sos else {}
+        if found:
+            read_so.append(pyx.stem)
+            if sos[0].stat().st_mtime < pyx.stat().st_mtime:
+                stale.append(pyx.stem)
+        elif (work / f"{pyx.stem}.{OBJDUMP_ISA}.o").exists():
+            found = objdump_counts(work / f"{pyx.stem}.{OBJDUMP_ISA}.o", keep)
+            read_obj.append(pyx.stem + (" (its .so is stripped)" if sos else ""))
+        counts[pyx.stem] = found
+    note = []
+    if read_so:
+        note.append(f"objdump -d of the built {so_dir.name}/*.so of {', '.join(read_so)}"
+                    + (f" (older than their .pyx, rebuild: {', '.join(stale)})" if stale else ""))
+    if read_obj:
+        note.append(f"of the report's own {OBJDUMP_ISA} object files (the same C and flags; no "
+                    f"built .so with symbols) for {', '.join(read_obj)}")
+    return counts, "; ".join(note) or "no instruction counts"
 
 
 def _cell(r: LoopResult, ftype: Optional[str], isa: str, required: bool) -> str:

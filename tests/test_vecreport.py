@@ -28,7 +28,7 @@ def report():
         _vecreport.compiler()
     except _vecreport.ReportError as e:
         pytest.skip(str(e))
-    return _vecreport.analyse(modules=[FIXTURE], isas=ISAS, objdump=False)
+    return _vecreport.analyse(modules=[FIXTURE], isas=ISAS)
 
 
 def line_of(path, needle):
@@ -123,11 +123,19 @@ def test_misplaced_marker_is_an_error(report):
 def test_check_fails_and_names_the_loop(report, capsys, monkeypatch):
     monkeypatch.setattr(_vecreport, "analyse", lambda *a, **k: report)
     args = _vecreport.argparse.Namespace(
-        package_dir=None, isa=list(ISAS), jobs=2, no_objdump=True, keep=None, check=True,
+        package_dir=None, isa=list(ISAS), jobs=2, no_objdump=False, keep=None, check=True,
         unmarked=False)
     assert _vecreport.run(args) == 1
     err = capsys.readouterr().err
     assert "not vectorized" in err and "vecguard_fixture.pyx:" in err and "expf" in err
+
+
+def test_instruction_counts_without_a_built_module(report):
+    # the fixture has no built .so: the counts come from the report's own avx512 object
+    assert "own avx512 object files" in report.objdump_note
+    counts = report.objdump["vecguard_fixture"]
+    run = next(c for sym, c in counts.items() if _vecreport.demangle(sym).endswith(".run"))
+    assert run.packed["zmm"] > 0 and run.scalar > 0       # the vector loops and the libm loop
 
 
 def test_objdump_classification():
