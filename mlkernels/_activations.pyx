@@ -21,7 +21,7 @@ from mlkernels._stream cimport (STREAM_FROM_BYTES, TILE_MAX, mlk_stream_fence, s
                                tile_len)
 
 from mlkernels._act cimport (Op, RELU, LEAKY_RELU, ELU, SELU, GELU, GELU_TANH, SILU, SWISH,
-                             SIGMOID, TANH, SOFTPLUS, forward_run, backward_run)
+                             SIGMOID, TANH, SOFTPLUS, forward_run, backward_run, v_select)
 from mlkernels._act cimport mlk_expf, mlk_expm1f, mlk_log1pf, mlk_tanhf, mlk_sigmoidf
 from mlkernels._act cimport mlk_ndtrf, mlk_exp_half_sqf, mlk_softplusf
 from mlkernels._reduce cimport sum_of
@@ -234,14 +234,15 @@ cdef double prelu_backward_run(const floating* g, const floating* x, floating sl
     """gx = g if x > 0 else slope·g over one run of S values; returns Σ over x ≤ 0 of g·x, in
     double. Block by block: one loop forms the terms of the sum, another adds them (sum_of;
     a running sum in the first loop would be a serial chain and keep it scalar), then gx is
-    written -- after the terms, as gx may be g itself."""
+    written -- after the terms, as gx may be g itself. The terms select on the bits
+    (v_select): written `0 if x > 0 else g·x`, GCC loaded g masked by x ≤ 0 (see _act.pxd)."""
     cdef floating term[PRELU_BLOCK]
     cdef Py_ssize_t start = 0, size, i
     cdef double total = 0
     while start < S:
         size = min(<Py_ssize_t>PRELU_BLOCK, S - start)
         for i in range(size):                                        # simd
-            term[i] = 0 if x[start + i] > 0 else g[start + i] * x[start + i]
+            term[i] = v_select(x[start + i] > 0, <floating>0, g[start + i] * x[start + i])
         total += sum_of(term, size)
         for i in range(size):                                        # simd
             gx[start + i] = g[start + i] if x[start + i] > 0 else slope * g[start + i]
