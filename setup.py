@@ -20,6 +20,7 @@ MLKERNELS_SANITIZE=address,undefined builds the kernels with those sanitizers (s
 .ci/sanitize, which runs the test suite against such a build). MLKERNELS_NO_OPENMP=1 builds
 serial kernels.
 """
+import importlib.util
 import os
 import platform
 import sys
@@ -32,32 +33,25 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).parent
-# Built once, with the baseline flags: the CPU probe, the thread runtime (whose state must be
-# one per process, shared by every variant) and the argument checks. Every other _*.pyx is a
-# kernel module, built once per ISA variant.
-ONCE_MODULES = ["_cpu", "_runtime", "_validate"]
-KERNEL_MODULES = sorted(p.stem for p in (HERE / "mlkernels").glob("_*.pyx")
-                        if p.stem not in ONCE_MODULES)
+# The flag tables live in mlkernels/_build_flags.py, which the vectorization report
+# (mlkernels/_vecreport.py) reads too; loaded by path, as the package is not built yet.
+_spec = importlib.util.spec_from_file_location("_build_flags",
+                                               HERE / "mlkernels" / "_build_flags.py")
+flags = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(flags)
+# Built once, with the baseline flags (the CPU probe, the thread runtime whose state must be one
+# per process, the argument checks); every other _*.pyx is a kernel module, once per variant.
+ONCE_MODULES = list(flags.ONCE_MODULES)
+KERNEL_MODULES = flags.kernel_modules(HERE / "mlkernels")
 
 IS_X86_64 = platform.machine().lower() in ("x86_64", "amd64")
-ISA_FLAGS_GCC = {
-    "baseline": [],
-    "avx2": ["-march=x86-64-v3"],
-    "avx512": ["-march=x86-64-v4", "-mprefer-vector-width=512"],
-}
-ISA_FLAGS_MSVC = {"baseline": [], "avx2": ["/arch:AVX2"], "avx512": ["/arch:AVX512"]}
+ISA_FLAGS_GCC, ISA_FLAGS_MSVC = flags.ISA_FLAGS_GCC, flags.ISA_FLAGS_MSVC
 VARIANTS = list(ISA_FLAGS_GCC) if IS_X86_64 else ["baseline"]
 if os.environ.get("MLKERNELS_ISAS"):  # a development build of fewer variants
     VARIANTS = [v for v in VARIANTS if v in os.environ["MLKERNELS_ISAS"].split(",")] or VARIANTS[:1]
 
-COMMON_GCC = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd",
-              "-Wno-unused-function", "-Wno-unreachable-code"]
-COMMON_MSVC = ["/O2"]
-DEFINES = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
-CYTHON_DIRECTIVES = {
-    "language_level": 3, "boundscheck": False, "wraparound": False, "cdivision": True,
-    "initializedcheck": False, "nonecheck": False, "embedsignature": True,
-}
+COMMON_GCC, COMMON_MSVC = flags.COMMON_GCC, flags.COMMON_MSVC
+DEFINES, CYTHON_DIRECTIVES = flags.DEFINES, flags.CYTHON_DIRECTIVES
 
 
 class build_ext_isa(build_ext):
@@ -79,7 +73,7 @@ class build_ext_isa(build_ext):
     def build_extensions(self):
         msvc = self.compiler.compiler_type == "msvc"
         common, isa_flags = (COMMON_MSVC, ISA_FLAGS_MSVC) if msvc else (COMMON_GCC, ISA_FLAGS_GCC)
-        omp = ["/openmp"] if msvc else ["-fopenmp"]
+        omp = flags.OPENMP_MSVC if msvc else flags.OPENMP_GCC
         have_omp = os.environ.get("MLKERNELS_NO_OPENMP") != "1" and self._compiles(omp)
         if not have_omp:
             print("mlkernels: no OpenMP in this compiler; building serial kernels", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""Command line: ``mlkernels {bench,check,info,report,demo}`` (or ``python -m mlkernels``).
+"""Command line: ``mlkernels {bench,check,info,report,demo,vecreport}`` (or
+``python -m mlkernels``).
 
     mlkernels bench                         quick side-by-side benchmark of every family
     mlkernels bench --family train --full --json results.json
@@ -6,6 +7,7 @@
     mlkernels info                          version, ISA variant, threads, BLAS
     mlkernels report results.json --plot figs   tables and plots of bench --json results
     mlkernels demo [--plot F.png]           a guided tour of training, each step measured
+    mlkernels vecreport [--check]           which marked loops GCC vectorized (GCC, Cython)
 """
 from __future__ import annotations
 
@@ -36,7 +38,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="mlkernels", description="mlkernels: fast training kernels for NumPy "
         "(also run as `python -m mlkernels`)")
     parser.add_argument("--version", action="version", version=f"mlkernels {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{bench,check,info,report,demo}")
+    sub = parser.add_subparsers(dest="command",
+                                metavar="{bench,check,info,report,demo,vecreport}")
     bench = sub.add_parser(
         "bench", help="side-by-side benchmark (mlkernels, NumPy, PyTorch)",
         description="Time every kernel family side by side with NumPy (and PyTorch when it is "
@@ -66,6 +69,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="rewrite the <!-- report: ... --> blocks of this file (repeatable)")
     demo = sub.add_parser("demo", help="the fundamentals of training, run and measured")
     demo.add_argument("--plot", metavar="FILE.png", help="save the loss curves (matplotlib)")
+    from . import _vecreport
+    vec = sub.add_parser("vecreport", help="did GCC vectorize every marked hot loop "
+                         "(docs/vectorization.md)")
+    _vecreport.add_arguments(vec)
     return parser
 
 
@@ -95,6 +102,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 if not os.path.isfile(path):
                     raise SystemExit(f"mlkernels report: {path}: no such file")
             return _report.main(args.files, args.plot, args.update)
+        if args.command == "vecreport":
+            from . import _vecreport
+            return _vecreport.run(args)
         if args.command == "info":
             from . import info
             print(json.dumps(info(), indent=2))

@@ -22,9 +22,10 @@ from mlkernels._stream cimport (STREAM_FROM_BYTES, TILE_MAX, mlk_stream_fence, s
                                tile_len)
 
 from mlkernels._act cimport (Op, RELU, LEAKY_RELU, ELU, SELU, GELU, GELU_TANH, SILU, SWISH,
-                             SIGMOID, TANH, SOFTPLUS, forward_run, backward_run)
+                             SIGMOID, TANH, SOFTPLUS, forward_run, backward_run, v_select)
 from mlkernels._act cimport mlk_expf, mlk_expm1f, mlk_log1pf, mlk_tanhf, mlk_sigmoidf
 from mlkernels._act cimport mlk_ndtrf, mlk_exp_half_sqf, mlk_softplusf
+from mlkernels._reduce cimport sum_of
 
 cimport numpy as cnp
 from mlkernels._arrays cimport plain, same_shape, share_bytes
@@ -219,8 +220,9 @@ cdef void prelu_forward_all(const floating* x, const floating* w, Py_ssize_t n_w
                             floating* y, Py_ssize_t N, Py_ssize_t C,
                             Py_ssize_t S) noexcept nogil:
     """Scalar math: y[n, c, s] = x if x > 0 else slope·x, slope = w[c] (or w[0]).
-    Each inner loop is a branchless select over contiguous values: the whole array when one
-    slope serves all, a row of channels (slopes w[0:C]) when S = 1, else a run of S values."""
+    Each inner loop is a select on the bits (v_select: both arms loaded in full, no masked
+    load) over contiguous values: the whole array when one slope serves all, a row of channels
+    (slopes w[0:C]) when S = 1, else a run of S values."""
     cdef Py_ssize_t n, c, s, total = N * C * S
     cdef floating slope
     cdef const floating* xs
@@ -228,13 +230,13 @@ cdef void prelu_forward_all(const floating* x, const floating* w, Py_ssize_t n_w
     if n_w == 1:
         slope = w[0]
         for s in range(total):  # simd
-            y[s] = x[s] if x[s] > 0 else slope * x[s]
+            y[s] = v_select(x[s] > 0, x[s], slope * x[s])
     elif S == 1:
         for n in range(N):
             xs = x + n * C
             ys = y + n * C
             for c in range(C):  # simd
-                ys[c] = xs[c] if xs[c] > 0 else w[c] * xs[c]
+                ys[c] = v_select(xs[c] > 0, xs[c], w[c] * xs[c])
     else:
         for n in range(N):
             for c in range(C):
@@ -242,29 +244,48 @@ cdef void prelu_forward_all(const floating* x, const floating* w, Py_ssize_t n_w
                 xs = x + (n * C + c) * S
                 ys = y + (n * C + c) * S
                 for s in range(S):  # simd
-                    ys[s] = xs[s] if xs[s] > 0 else slope * xs[s]
+                    ys[s] = v_select(xs[s] > 0, xs[s], slope * xs[s])
+
+
+cdef enum:
+    PRELU_BLOCK = 256          # terms of grad_w buffered on the stack before their sum
+
+
+cdef double prelu_backward_run(const floating* g, const floating* x, floating slope,
+                               floating* gx, Py_ssize_t n) noexcept nogil:
+    """gx = g if x > 0 else slope·g over a run of n values; returns Σ over x ≤ 0 of g·x, in
+    double. Block by block: one loop forms the terms of the sum, another adds them (sum_of;
+    a running sum in the first loop would be a serial chain and keep it scalar), then gx is
+    written -- after the terms, as gx may be g itself. The terms select on the bits
+    (v_select): written `0 if x > 0 else g·x`, GCC loaded g masked by x ≤ 0 (see _act.pxd)."""
+    cdef floating term[PRELU_BLOCK]
+    cdef Py_ssize_t start = 0, size, i
+    cdef double total = 0
+    while start < n:
+        size = min(<Py_ssize_t>PRELU_BLOCK, n - start)
+        for i in range(size):  # simd
+            term[i] = v_select(x[start + i] > 0, <floating>0, g[start + i] * x[start + i])
+        total += sum_of(term, size)
+        for i in range(size):  # simd
+            gx[start + i] = v_select(x[start + i] > 0, g[start + i], slope * g[start + i])
+        start += size
+    return total
 
 
 cdef void prelu_backward_all(const floating* g, const floating* x, const floating* w,
                              Py_ssize_t n_w, floating* gx, floating* gw, Py_ssize_t N,
                              Py_ssize_t C, Py_ssize_t S) noexcept nogil:
     """Scalar math: gx = g if x > 0 else slope·g;  gw[c] = Σ over x ≤ 0 of g·x, summed in
-    double (over every element when one slope serves all channels). Loops as in the forward;
+    double (over every element when one slope serves all channels). Runs as in the forward;
     with S = 1 the channel sums are a row of double accumulators added row by row."""
-    cdef Py_ssize_t n, c, s, total = N * C * S
-    cdef floating slope
-    cdef double acc
+    cdef Py_ssize_t n, c
+    cdef double total
     cdef double* sums
     cdef const floating* gs
     cdef const floating* xs
     cdef floating* gxs
     if n_w == 1:
-        slope = w[0]
-        acc = 0
-        for s in range(total):
-            acc += 0 if x[s] > 0 else g[s] * x[s]
-            gx[s] = g[s] if x[s] > 0 else slope * g[s]
-        gw[0] = <floating>acc
+        gw[0] = <floating>prelu_backward_run(g, x, w[0], gx, N * C * S)
     elif S == 1:
         sums = <double*>calloc(C, sizeof(double))
         if sums == NULL:
@@ -274,23 +295,18 @@ cdef void prelu_backward_all(const floating* g, const floating* x, const floatin
             xs = x + n * C
             gxs = gx + n * C
             for c in range(C):  # simd
-                sums[c] += 0 if xs[c] > 0 else gs[c] * xs[c]
-                gxs[c] = gs[c] if xs[c] > 0 else w[c] * gs[c]
+                sums[c] += v_select(xs[c] > 0, <floating>0, gs[c] * xs[c])
+                gxs[c] = v_select(xs[c] > 0, gs[c], w[c] * gs[c])
         for c in range(C):
             gw[c] = <floating>sums[c]
         free(sums)
     else:
         for c in range(C):
-            slope = w[c]
-            acc = 0
+            total = 0
             for n in range(N):
-                gs = g + (n * C + c) * S
-                xs = x + (n * C + c) * S
-                gxs = gx + (n * C + c) * S
-                for s in range(S):
-                    acc += 0 if xs[s] > 0 else gs[s] * xs[s]
-                    gxs[s] = gs[s] if xs[s] > 0 else slope * gs[s]
-            gw[c] = <floating>acc
+                total += prelu_backward_run(g + (n * C + c) * S, x + (n * C + c) * S, w[c],
+                                            gx + (n * C + c) * S, S)
+            gw[c] = <floating>total
 
 
 def prelu_forward(x, w, y, Py_ssize_t N, Py_ssize_t C, Py_ssize_t S):

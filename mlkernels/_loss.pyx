@@ -25,7 +25,7 @@ from libc.math cimport exp, log, INFINITY, NAN
 
 from libc.stdlib cimport free, malloc
 
-from mlkernels._act cimport v_abs, v_exp, v_softplus
+from mlkernels._act cimport v_exp, v_sigmoid, v_softplus
 from mlkernels._reduce cimport sum_of, dot_of, max_of
 
 cimport numpy as cnp
@@ -55,12 +55,12 @@ cdef double row_exp_sum(const floating* x, floating* e, Py_ssize_t C, floating m
     cdef Py_ssize_t j, start = 0, size
     cdef double total = 0
     if e != NULL:
-        for j in range(C):
+        for j in range(C):                       # simd float32 (float64: libm exp)
             e[j] = v_exp(x[j] - m)
         return sum_of(e, C)
     while start < C:
         size = min(<Py_ssize_t>EXP_BLOCK, C - start)
-        for j in range(size):
+        for j in range(size):                    # simd float32 (float64: libm exp)
             buf[j] = v_exp(x[start + j] - m)
         total += sum_of(buf, size)
         start += size
@@ -77,12 +77,12 @@ cdef void softmax_row(const floating* x, floating* y, Py_ssize_t C, bint log_) n
     if log_:
         total = row_exp_sum(x, NULL, C, m)
         shift = <floating>log(total)
-        for j in range(C):                       # (x − max) is exact; one rounding after it
+        for j in range(C):                       # simd: (x − max) is exact; one rounding after it
             y[j] = (x[j] - m) - shift
     else:
         total = row_exp_sum(x, y, C, m)
         scale = <floating>(1.0 / total)
-        for j in range(C):
+        for j in range(C):                       # simd
             y[j] = y[j] * scale
 
 
@@ -121,11 +121,11 @@ cdef void softmax_backward_row(const floating* g, const floating* y, floating* g
     cdef floating s
     if log_:
         s = <floating>sum_of(g, C)
-        for j in range(C):
+        for j in range(C):                       # simd float32 (float64: libm exp)
             gx[j] = g[j] - v_exp(y[j]) * s
     else:
         s = <floating>dot_of(g, y, C)
-        for j in range(C):
+        for j in range(C):                       # simd
             gx[j] = y[j] * (g[j] - s)
 
 
@@ -291,7 +291,7 @@ cdef void ce_backward_row(const floating* x, floating* g, Py_ssize_t C, long lon
     total = row_exp_sum(x, g, C, m)              # g = e^(x − max) for now
     inv = <floating>(scale / total)
     off = <floating>(scale * smoothing / C)
-    for j in range(C):
+    for j in range(C):                           # simd
         g[j] = g[j] * inv - off
     g[t] = g[t] - <floating>(scale * (1 - smoothing))
 
@@ -380,7 +380,7 @@ cdef double bce_all(const floating* x, const floating* t, floating* per_element,
     while start < n:
         size = min(<Py_ssize_t>EXP_BLOCK, n - start)
         v = per_element + start if per_element != NULL else buf
-        for i in range(size):  # simd
+        for i in range(size):  # simd float32 (float64: libm exp, log1p)
             v[i] = (1 - t[start + i]) * x[start + i] + softplus_neg(x[start + i])
         total += sum_of(v, size)
         start += size
@@ -405,20 +405,18 @@ def bce_logits_sum(x, t, per_element, Py_ssize_t n):
 cdef void bce_backward_all(const floating* x, const floating* t, const floating* g,
                            Py_ssize_t g_size, double scale, floating* out,
                            Py_ssize_t n) noexcept nogil:
-    """out = (σ(x) − t)·g·scale, σ(x) = 1/(1 + e^−x) computed from e^−|x|."""
+    """out = (σ(x) − t)·g·scale, σ(x) computed from e^−|x| (v_sigmoid), g per element or one
+    value broadcast. The broadcast gets its own loop: with `g[0] if g_size == 1 else g[i]` in
+    the loop GCC made a masked load of g[i] and left the loop scalar."""
     cdef Py_ssize_t i
-    cdef floating z, sig, s = <floating>scale, g0
+    cdef floating s = <floating>scale, g0
     if g_size == 1:
         g0 = g[0] * s
-        for i in range(n):  # simd
-            z = v_exp(-v_abs(x[i]))
-            sig = (1 if x[i] >= 0 else z) / (1 + z)
-            out[i] = (sig - t[i]) * g0
+        for i in range(n):  # simd float32 (float64: libm exp)
+            out[i] = (v_sigmoid(x[i]) - t[i]) * g0
     else:
-        for i in range(n):  # simd
-            z = v_exp(-v_abs(x[i]))
-            sig = (1 if x[i] >= 0 else z) / (1 + z)
-            out[i] = (sig - t[i]) * g[i] * s
+        for i in range(n):  # simd float32 (float64: libm exp)
+            out[i] = (v_sigmoid(x[i]) - t[i]) * g[i] * s
 
 
 def bce_logits_backward(x, t, g, double scale, out, Py_ssize_t n):

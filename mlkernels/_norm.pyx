@@ -110,7 +110,7 @@ cdef enum:
 cdef inline void flush_block(floating* block, double* acc, Py_ssize_t n) noexcept nogil:
     """acc += block, then block = 0: a block's sums join the thread's double sums."""
     cdef Py_ssize_t i
-    for i in range(n):
+    for i in range(n):  # simd
         acc[i] += block[i]
         block[i] = 0
 
@@ -138,22 +138,22 @@ cdef void row_forward(const floating* x, floating* y, const floating* w, const f
     fr = <floating>rstd
     if S == 1:                                  # LayerNorm/RMSNorm: a weight per element
         if w != NULL and b != NULL:
-            for i in range(n):
+            for i in range(n):  # simd
                 y[i] = ((x[i] - fm) - fm_lo) * fr * w[i] + b[i]
         elif w != NULL:
-            for i in range(n):
+            for i in range(n):  # simd
                 y[i] = ((x[i] - fm) - fm_lo) * fr * w[i]
         elif b != NULL:
-            for i in range(n):
+            for i in range(n):  # simd
                 y[i] = ((x[i] - fm) - fm_lo) * fr + b[i]
         else:
-            for i in range(n):
+            for i in range(n):  # simd
                 y[i] = ((x[i] - fm) - fm_lo) * fr
     else:                                       # GroupNorm: a weight per channel of S values
         for j in range(Cg):
             wj = w[j] if w != NULL else 1
             bj = b[j] if b != NULL else 0
-            for s in range(S):
+            for s in range(S):  # simd
                 y[j * S + s] = ((x[j * S + s] - fm) - fm_lo) * fr * wj + bj
 
 
@@ -227,17 +227,17 @@ cdef void row_backward(const floating* g, const floating* x, const floating* w,
     cdef floating f_mean_lo = <floating>(mean - f_mean)
     if S == 1:                                  # pass 2, on the cache-hot row
         if gw_block != NULL:                    # dγ, dβ first: gx may be g itself
-            for i in range(n):
+            for i in range(n):  # simd
                 xhf = ((x[i] - f_mean) - f_mean_lo) * f_rstd
                 gw_block[i] += g[i] * xhf
                 gb_block[i] += g[i]
-        for i in range(n):
+        for i in range(n):  # simd
             xhf = ((x[i] - f_mean) - f_mean_lo) * f_rstd
             gx[i] = f_rstd * (g[i] * (w[i] if w != NULL else <floating>1) - f_c1 - xhf * f_c2)
         return
     for j in range(Cg):                         # pass 2, GroupNorm: dx only
         wj = w[j] if w != NULL else 1
-        for i in range(j * S, j * S + S):
+        for i in range(j * S, j * S + S):  # simd
             xhf = ((x[i] - f_mean) - f_mean_lo) * f_rstd
             gx[i] = f_rstd * (g[i] * wj - f_c1 - xhf * f_c2)
 
@@ -404,7 +404,7 @@ cdef void samples_sums(const floating* x, Py_ssize_t rows, Py_ssize_t C, Py_ssiz
             add4_sums_dev(x + n * C, C, first, block, block + C)
             n += 4
         while n < rows:
-            for c in range(C):
+            for c in range(C):  # simd
                 d = x[n * C + c] - first[c]
                 block[c] += d
                 block[C + c] += d * d
@@ -476,7 +476,7 @@ cdef void samples_grad_sums(const floating* g, const floating* x, Py_ssize_t row
             n += 4
         while n < rows:
             i = n * C
-            for c in range(C):
+            for c in range(C):  # simd
                 block[c] += g[i + c]
                 block[C + c] += g[i + c] * ((x[i + c] - mean_hi[c]) - mean_lo[c])
             n += 1
@@ -576,20 +576,20 @@ cdef void affine_span(const floating* g, const floating* x, const floating* coef
             if S == 1:                  # coefficients per element: to the end of the row
                 run = min(m - k, C - ch)
                 if gs != NULL:
-                    for i in range(run):
+                    for i in range(run):  # simd
                         o[i] = a[ch + i] * gs[i] + b[ch + i] * (xs[i] - m_hi[ch + i]) + c[ch + i]
                 else:
-                    for i in range(run):
+                    for i in range(run):  # simd
                         o[i] = b[ch + i] * (xs[i] - m_hi[ch + i]) + c[ch + i]
                 ch += run
             else:                       # one channel: to the end of its run of S values
                 run = min(m - k, S - s)
                 mh, fa, fb, fc = m_hi[ch], a[ch], b[ch], c[ch]
                 if gs != NULL:
-                    for i in range(run):
+                    for i in range(run):  # simd
                         o[i] = fa * gs[i] + fb * (xs[i] - mh) + fc
                 else:
-                    for i in range(run):
+                    for i in range(run):  # simd
                         o[i] = fb * (xs[i] - mh) + fc
                 s += run
                 if s == S:

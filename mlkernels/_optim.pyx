@@ -66,7 +66,7 @@ cdef void sgd_run(floating* p, const floating* g, floating* buf, Py_ssize_t n,
     cdef bint has_momentum = h.has_momentum, first_step = h.first_step, nesterov = h.nesterov
     cdef floating d
     cdef Py_ssize_t i
-    for i in range(n):
+    for i in range(n):  # simd
         d = sign * g[i]
         if wd != 0:
             d = d + wd * p[i]
@@ -96,7 +96,7 @@ cdef void adam_run(floating* p, const floating* g, floating* m, floating* v, flo
     cdef bint amsgrad = h.amsgrad
     cdef floating gi, mi, vi, denom, pi
     cdef Py_ssize_t i
-    for i in range(n):
+    for i in range(n):  # simd
         gi = sign * g[i]
         if l2 != 0:
             gi = gi + l2 * p[i]
@@ -123,7 +123,7 @@ cdef void rmsprop_run(floating* p, const floating* g, floating* sq, floating* bu
     cdef bint centered = h.centered, has_momentum = h.has_momentum
     cdef floating gi, si, ai
     cdef Py_ssize_t i
-    for i in range(n):
+    for i in range(n):  # simd
         gi = sign * g[i]
         if wd != 0:
             gi = gi + wd * p[i]
@@ -150,7 +150,7 @@ cdef void adagrad_run(floating* p, const floating* g, floating* ssum, Py_ssize_t
     cdef floating clr = <floating>h.step_size, eps = <floating>h.eps
     cdef floating gi, si
     cdef Py_ssize_t i
-    for i in range(n):
+    for i in range(n):  # simd
         gi = sign * g[i]
         if wd != 0:
             gi = gi + wd * p[i]

@@ -1,14 +1,14 @@
 """Row reductions that vectorize: sums and dot products (in double) and maxima.
 
-The sums are the C loops of _reduce.h (an OpenMP ``simd reduction`` lets the compiler keep one
-partial sum per vector lane without -ffast-math; the header says why and what it measured);
+The sums and the maximum are the C loops of _reduce.h (an OpenMP ``simd reduction`` lets the
+compiler keep one partial result per vector lane without -ffast-math; the header says why and
+what it measured);
 here each gets its fused-type face, so a kernel calls ``sum_of(x, n)`` for float or double x.
 Two-result loops: ``sums_dev`` (Σ d, Σ d², d = x − c: BatchNorm's shifted sums) and
 ``sums_grad_dev`` (Σ g·w, Σ g·w·(x − c), w optional: every norm backward).
 Column sums of four rows (``add4_*``): BatchNorm's per-channel sums with one value per sample.
 """
 from cython cimport floating
-from libc.math cimport INFINITY
 
 cdef extern from "_reduce.h" nogil:
     double mlk_sum_f32(const float* x, Py_ssize_t n)
@@ -24,6 +24,8 @@ cdef extern from "_reduce.h" nogil:
                                Py_ssize_t n, double c, double* sum_gw, double* sum_gw_d)
     double mlk_dot_f32(const float* a, const float* b, Py_ssize_t n)
     double mlk_dot_f64(const double* a, const double* b, Py_ssize_t n)
+    float mlk_max_f32(const float* x, Py_ssize_t n)
+    double mlk_max_f64(const double* x, Py_ssize_t n)
     void mlk_add4_sums_dev_f32(const float* x, Py_ssize_t n, const float* k, float* sum_d,
                                float* sum_d2)
     void mlk_add4_sums_dev_f64(const double* x, Py_ssize_t n, const double* k, double* sum_d,
@@ -100,28 +102,10 @@ cdef inline void add4_sums_grad_dev(const floating* g, const floating* x, Py_ssi
         mlk_add4_sums_grad_dev_f64(g, x, n, m_hi, m_lo, sum_g, sum_gd)
 
 
-cdef enum:
-    LANES = 16
-
-
-# The maximum needs no pragma: a compare-and-select over LANES partial maxima of the row's own
-# type vectorizes as it is written.
 cdef inline floating max_of(const floating* x, Py_ssize_t n) noexcept nogil:
     """max x[j] over the values that are not NaN (−inf for an empty or all-NaN row). Callers
     rely on NaN reaching the result another way (softmax: e^(NaN − m) makes the sum NaN)."""
-    cdef floating part[LANES]
-    cdef floating m
-    cdef Py_ssize_t j = 0, blocks = n - n % LANES
-    cdef int k
-    for k in range(LANES):
-        part[k] = -INFINITY
-    while j < blocks:
-        for k in range(LANES):
-            part[k] = x[j + k] if x[j + k] > part[k] else part[k]
-        j += LANES
-    for k in range(n - blocks):
-        part[k] = x[blocks + k] if x[blocks + k] > part[k] else part[k]
-    m = part[0]
-    for k in range(1, LANES):
-        m = part[k] if part[k] > m else m
-    return m
+    if floating is float:
+        return mlk_max_f32(x, n)
+    else:
+        return mlk_max_f64(x, n)

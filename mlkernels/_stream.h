@@ -54,7 +54,8 @@
 #endif
 
 /* dst[0:n] = src[0:n]: dst's unaligned head and tail with ordinary stores, its aligned body
- * with non-temporal ones (all ordinary without SSE2) */
+ * with non-temporal ones (all ordinary without SSE2). No simd marker: the body loop is vector
+ * code already (intrinsics), the head and tail loops copy less than one vector. */
 #define MLK_STREAM_COPY(T, SUFFIX, PS)                                                      \
 static inline void mlk_stream_##SUFFIX(T* dst, const T* src, ptrdiff_t n) {                 \
     const ptrdiff_t lanes = MLK_STREAM_ALIGN / (ptrdiff_t)sizeof(T);                        \

@@ -82,6 +82,26 @@ def test_prelu_weight_shapes():
         mk.prelu(x, np.ones(3, np.float64))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_prelu_backward_in_place(dtype):
+    # out=(grad_out, None) is allowed: grad_weight must come from grad_out before it is
+    # overwritten (it came out scaled by the slope). Rows longer than one block of the kernel
+    # (256 values), and NaN, ±0 and ±inf among x.
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 2, 700)).astype(dtype)
+    x[0, 0, :4] = [np.nan, -0.0, np.inf, -np.inf]
+    w = np.array([0.25, 3.0], dtype)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    expect_gx, expect_gw = mk.prelu_backward(g, x, w)
+    gx, gw = mk.prelu_backward(g, x, w, out=(g, None))
+    assert gx is g
+    np.testing.assert_array_equal(gx, expect_gx)
+    np.testing.assert_array_equal(gw, expect_gw)
+    x[0, 0, :4] = 1
+    for a, e in zip(mk.prelu_backward(g, x, w), ref.prelu_backward(g, x, w)):
+        assert_close(a, e, dtype, rtol=1e-5)
+
+
 def test_worked_values():
     x = np.array([-10.0, -1.0, 0.0, 1.0, 3.0])
     # GELU(-10) = -10·Φ(-10) ≈ -7.6198530e-23: relative accuracy in the tail, both dtypes
