@@ -18,7 +18,6 @@ import numpy as np
 
 from . import _validate as V
 from ._dispatch import K
-from ._threads import get_num_threads
 
 __all__ = ["layer_norm", "layer_norm_backward", "rms_norm", "rms_norm_backward",
            "group_norm", "group_norm_backward", "batch_norm", "batch_norm_backward"]
@@ -27,48 +26,27 @@ Shape = Union[int, Sequence[int]]
 
 
 # ------------------------------------------------------------------ helpers
-
-def _outs(where: str, out, names: Sequence[str]) -> list:
-    """``out`` as one entry per result: an array means the first result."""
-    if out is None:
-        return [None] * len(names)
-    if isinstance(out, np.ndarray):
-        return [out] + [None] * (len(names) - 1)
-    if isinstance(out, (tuple, list)) and len(out) == len(names):
-        return list(out)
-    raise TypeError(f"{where}: out must be an array or a tuple ({', '.join(names)}) of arrays "
-                    f"or None, got {type(out).__name__}")
-
-
-def _outputs(where, out, specs, inputs):
-    """Check every output before any is written: specs = [(name, shape, dtype, wanted)]."""
-    entries = _outs(where, out, [s[0] for s in specs])
-    result, taken = [], list(inputs)
-    for entry, (name, shape, dtype, wanted) in zip(entries, specs):
-        if not wanted:
-            if entry is not None:
-                raise ValueError(f"{where}: out for {name} is given, but there is no {name}; "
-                                 f"expected None")
-            result.append(None)
-            continue
-        arr = V.output(where, entry, shape, dtype, taken, name=f"out ({name})")
-        taken.append(arr)
-        result.append(arr)
-    return result
-
+# Each function checks every argument (mlkernels/_validate.pyx) and every out= array before the
+# kernel runs, then hands the arrays to the entry of the same name in _norm.pyx, which reads
+# their data pointers: no reshaped views, no temporaries, the statistics written and read in
+# the arrays' own type.
 
 def _normalized(where: str, x: np.ndarray, normalized_shape: Shape) -> Tuple[tuple, int, int]:
-    shape = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) \
-        else tuple(normalized_shape)
-    if not shape or any(not isinstance(d, (int, np.integer)) or d < 0 for d in shape):
-        raise ValueError(f"{where}: normalized_shape is {normalized_shape!r}; expected a "
-                         f"non-empty tuple of sizes")
-    if x.ndim < len(shape) or x.shape[x.ndim - len(shape):] != shape:
-        raise ValueError(f"{where}: normalized_shape {shape} does not match the trailing "
-                         f"dimensions of x, of shape {x.shape}; expected x.shape[-{len(shape)}:]"
-                         f" == {shape}")
-    lead = x.shape[:x.ndim - len(shape)]
-    return shape, prod(lead), prod(shape)
+    """(normalized_shape as a tuple, rows, cols): x seen as (rows, cols)."""
+    if type(normalized_shape) is int and x.ndim and x.shape[-1] == normalized_shape:
+        shape = (normalized_shape,)                      # the common case, checked in full
+    else:
+        shape = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) \
+            else tuple(normalized_shape)
+        if not shape or any(not isinstance(d, (int, np.integer)) or d < 0 for d in shape):
+            raise ValueError(f"{where}: normalized_shape is {normalized_shape!r}; expected a "
+                             f"non-empty tuple of sizes")
+        if x.ndim < len(shape) or x.shape[x.ndim - len(shape):] != shape:
+            raise ValueError(f"{where}: normalized_shape {shape} does not match the trailing "
+                             f"dimensions of x, of shape {x.shape}; expected "
+                             f"x.shape[-{len(shape)}:] == {shape}")
+    cols = prod(shape)
+    return shape, (x.size // cols if cols else prod(x.shape[:x.ndim - len(shape)])), cols
 
 
 def _eps(where, eps):
@@ -96,47 +74,23 @@ def layer_norm(x: np.ndarray, normalized_shape: Shape, weight: Optional[np.ndarr
     V.shape_is(where, "bias", bias, shape, "normalized_shape")
     eps = _eps(where, eps)
     lead = x.shape[:x.ndim - len(shape)]
-    y, mean, rstd = _outputs(where, out, [("y", x.shape, dtype, True),
-                                          ("mean", lead, dtype, True),
-                                          ("rstd", lead, dtype, True)], (x, weight, bias))
-    m64, r64 = np.empty(rows), np.empty(rows)
-    K._norm.rows_forward(V.c_array(x, dtype).reshape(rows, cols),
-                         None if weight is None else _c(weight, dtype).reshape(cols),
-                         None if bias is None else _c(bias, dtype).reshape(cols),
-                         y.reshape(rows, cols), m64, r64, 1, cols, 1, eps, True,
-                         get_num_threads())
-    mean.reshape(rows)[...] = m64
-    rstd.reshape(rows)[...] = r64
+    y, mean, rstd = V.outputs(where, out, ("y", "mean", "rstd"), (x.shape, lead, lead), dtype,
+                              (x, weight, bias))
+    K._norm.layer_norm(V.c_array(x, dtype), _c(weight, dtype), _c(bias, dtype), y, mean, rstd,
+                       rows, cols, eps)
     return y, mean, rstd
 
 
-def _row_backward(where, grad_out, x, stats, weight, has_bias, rows, cols, G, Cg, S, center,
-                  out, wshape, names, stat_shape):
-    dtype = V.float_dtype(where, grad_out=grad_out, x=x, weight=weight,
-                          **{n: s for n, s in stats.items()}, optional=("weight",))
+def _row_backward_checks(where, grad_out, x, stats, weight, stat_shape, wshape):
+    """The dtype shared by every array of a row norm's backward, after checking the shapes of
+    grad_out, the statistics (as the forward returned them) and weight."""
+    dtype = V.float_dtype(where, grad_out=grad_out, x=x, weight=weight, **stats,
+                          optional=("weight",))
     V.shape_is(where, "grad_out", grad_out, x.shape, "the shape of x")
     V.shape_is(where, "weight", weight, wshape)
     for name, s in stats.items():
         V.shape_is(where, name, s, stat_shape, "as the forward returned it")
-    has_w = weight is not None
-    specs = [("grad_x", x.shape, dtype, True), ("grad_weight", wshape, dtype, has_w)]
-    if names == 3:
-        specs.append(("grad_bias", wshape, dtype, has_bias))
-    outs = _outputs(where, out, specs, (grad_out, x, weight, *stats.values()))
-    mean = np.zeros(rows) if "mean" not in stats else \
-        V.c_array(np.asarray(stats["mean"]), np.dtype(np.float64)).reshape(rows)
-    # (c_array: aligned copies unless they already are aligned float64 -- a misaligned view
-    #  must not reach the kernel, which reads them as doubles)
-    rstd = V.c_array(np.asarray(stats["rstd"]), np.dtype(np.float64)).reshape(rows)
-    C = G * Cg
-    K._norm.rows_backward(V.c_array(grad_out, dtype).reshape(rows, cols),
-                          V.c_array(x, dtype).reshape(rows, cols), mean, rstd,
-                          None if weight is None else _c(weight, dtype).reshape(C),
-                          outs[0].reshape(rows, cols),
-                          None if outs[1] is None else outs[1].reshape(C),
-                          None if names < 3 or outs[2] is None else outs[2].reshape(C),
-                          G, Cg, S, center, get_num_threads())
-    return tuple(outs)
+    return dtype
 
 
 def layer_norm_backward(grad_out: np.ndarray, x: np.ndarray, normalized_shape: Shape,
@@ -155,10 +109,18 @@ def layer_norm_backward(grad_out: np.ndarray, x: np.ndarray, normalized_shape: S
     if not isinstance(x, np.ndarray):
         V.float_dtype(where, x=x)
     shape, rows, cols = _normalized(where, x, normalized_shape)
+    lead = x.shape[:x.ndim - len(shape)]
+    dtype = _row_backward_checks(where, grad_out, x, {"mean": mean, "rstd": rstd}, weight,
+                                 lead, shape)
     has_bias = weight is not None if has_bias is None else bool(has_bias)
-    return _row_backward(where, grad_out, x, {"mean": mean, "rstd": rstd}, weight, has_bias,
-                         rows, cols, 1, cols, 1, True, out, shape, 3,
-                         x.shape[:x.ndim - len(shape)])
+    gx, gw, gb = V.outputs(where, out, ("grad_x", "grad_weight", "grad_bias"),
+                           (x.shape, shape if weight is not None else None,
+                            shape if has_bias else None),
+                           dtype, (grad_out, x, weight, mean, rstd))
+    K._norm.layer_norm_backward(V.c_array(grad_out, dtype), V.c_array(x, dtype),
+                                V.c_array(mean, dtype), V.c_array(rstd, dtype),
+                                _c(weight, dtype), gx, gw, gb, rows, cols)
+    return gx, gw, gb
 
 
 # ------------------------------------------------------------------ RMSNorm
@@ -173,14 +135,8 @@ def rms_norm(x: np.ndarray, normalized_shape: Shape, weight: Optional[np.ndarray
     V.shape_is(where, "weight", weight, shape, "normalized_shape")
     eps = float(np.finfo(dtype).eps) if eps is None else _eps(where, eps)
     lead = x.shape[:x.ndim - len(shape)]
-    y, rstd = _outputs(where, out, [("y", x.shape, dtype, True), ("rstd", lead, dtype, True)],
-                       (x, weight))
-    m64, r64 = np.empty(rows), np.empty(rows)
-    K._norm.rows_forward(V.c_array(x, dtype).reshape(rows, cols),
-                         None if weight is None else _c(weight, dtype).reshape(cols), None,
-                         y.reshape(rows, cols), m64, r64, 1, cols, 1, eps, False,
-                         get_num_threads())
-    rstd.reshape(rows)[...] = r64
+    y, rstd = V.outputs(where, out, ("y", "rstd"), (x.shape, lead), dtype, (x, weight))
+    K._norm.rms_norm(V.c_array(x, dtype), _c(weight, dtype), y, rstd, rows, cols, eps)
     return y, rstd
 
 
@@ -195,8 +151,14 @@ def rms_norm_backward(grad_out: np.ndarray, x: np.ndarray, normalized_shape: Sha
     if not isinstance(x, np.ndarray):
         V.float_dtype(where, x=x)
     shape, rows, cols = _normalized(where, x, normalized_shape)
-    return _row_backward(where, grad_out, x, {"rstd": rstd}, weight, False, rows, cols, 1,
-                         cols, 1, False, out, shape, 2, x.shape[:x.ndim - len(shape)])
+    lead = x.shape[:x.ndim - len(shape)]
+    dtype = _row_backward_checks(where, grad_out, x, {"rstd": rstd}, weight, lead, shape)
+    gx, gw = V.outputs(where, out, ("grad_x", "grad_weight"),
+                       (x.shape, shape if weight is not None else None), dtype,
+                       (grad_out, x, weight, rstd))
+    K._norm.rms_norm_backward(V.c_array(grad_out, dtype), V.c_array(x, dtype),
+                              V.c_array(rstd, dtype), _c(weight, dtype), gx, gw, rows, cols)
+    return gx, gw
 
 
 # ------------------------------------------------------------------ GroupNorm
@@ -225,16 +187,10 @@ def group_norm(x: np.ndarray, num_groups: int, weight: Optional[np.ndarray] = No
     V.shape_is(where, "weight", weight, (C,), "one per channel")
     V.shape_is(where, "bias", bias, (C,), "one per channel")
     eps = _eps(where, eps)
-    y, mean, rstd = _outputs(where, out, [("y", x.shape, dtype, True),
-                                          ("mean", (N, G), dtype, True),
-                                          ("rstd", (N, G), dtype, True)], (x, weight, bias))
-    rows, cols = N * G, (C // G) * S
-    m64, r64 = np.empty(rows), np.empty(rows)
-    K._norm.rows_forward(V.c_array(x, dtype).reshape(rows, cols), _c(weight, dtype),
-                         _c(bias, dtype), y.reshape(rows, cols), m64, r64, G, C // G, S, eps,
-                         True, get_num_threads())
-    mean.reshape(rows)[...] = m64
-    rstd.reshape(rows)[...] = r64
+    y, mean, rstd = V.outputs(where, out, ("y", "mean", "rstd"), (x.shape, (N, G), (N, G)),
+                              dtype, (x, weight, bias))
+    K._norm.group_norm(V.c_array(x, dtype), _c(weight, dtype), _c(bias, dtype), y, mean, rstd,
+                       N, C, G, S, eps)
     return y, mean, rstd
 
 
@@ -247,9 +203,17 @@ def group_norm_backward(grad_out: np.ndarray, x: np.ndarray, num_groups: int,
     where = "group_norm_backward()"
     V.float_dtype(where, x=x)
     N, C, G, S = _groups(where, x, num_groups)
+    dtype = _row_backward_checks(where, grad_out, x, {"mean": mean, "rstd": rstd}, weight,
+                                 (N, G), (C,))
     has_bias = weight is not None if has_bias is None else bool(has_bias)
-    return _row_backward(where, grad_out, x, {"mean": mean, "rstd": rstd}, weight, has_bias,
-                         N * G, (C // G) * S, G, C // G, S, True, out, (C,), 3, (N, G))
+    gx, gw, gb = V.outputs(where, out, ("grad_x", "grad_weight", "grad_bias"),
+                           (x.shape, (C,) if weight is not None else None,
+                            (C,) if has_bias else None),
+                           dtype, (grad_out, x, weight, mean, rstd))
+    K._norm.group_norm_backward(V.c_array(grad_out, dtype), V.c_array(x, dtype),
+                                V.c_array(mean, dtype), V.c_array(rstd, dtype),
+                                _c(weight, dtype), gx, gw, gb, N, C, G, S)
+    return gx, gw, gb
 
 
 # ------------------------------------------------------------------ BatchNorm
@@ -311,33 +275,15 @@ def batch_norm(x: np.ndarray, running_mean: Optional[np.ndarray],
             factor = 1.0 / int(num_batches_tracked)
         else:
             factor = V.number(where, "momentum", momentum, low=0.0, high=1.0)
-    y, save_mean, save_rstd = _outputs(where, out, [("y", x.shape, dtype, True),
-                                                    ("save_mean", (C,), dtype, True),
-                                                    ("save_rstd", (C,), dtype, True)],
-                                       (x, running_mean, running_var, weight, bias))
-    x3 = V.c_array(x, dtype).reshape(N, C, S)
-    if training:
-        mean, var = np.empty(C), np.empty(C)
-        if N * C * S:
-            K._norm.batch_stats(x3, mean, var, get_num_threads())
-    else:
-        mean = running_mean.astype(np.float64)
-        var = running_var.astype(np.float64)
-    rstd = 1.0 / np.sqrt(var + eps)
-    scale = rstd * (1.0 if weight is None else weight.astype(np.float64))
-    shift = np.zeros(C) if bias is None else bias.astype(np.float64)
-    if N * C * S:
-        K._norm.batch_affine(x3, None, np.ascontiguousarray(mean), None,
-                             np.ascontiguousarray(scale), shift, y.reshape(N, C, S),
-                             get_num_threads())
-    if training and running_mean is not None:
-        n = N * S
-        running_mean *= 1 - factor
-        running_mean += (factor * mean).astype(dtype)
-        running_var *= 1 - factor
-        running_var += (factor * var * n / (n - 1)).astype(dtype)
-    save_mean[...] = mean
-    save_rstd[...] = rstd
+    y, save_mean, save_rstd = V.outputs(where, out, ("y", "save_mean", "save_rstd"),
+                                        (x.shape, (C,), (C,)), dtype,
+                                        (x, running_mean, running_var, weight, bias))
+    if training:        # updated in place: the arrays themselves (checked above)
+        rm, rv = running_mean, running_var
+    else:               # read only
+        rm, rv = _c(running_mean, dtype), _c(running_var, dtype)
+    K._norm.batch_norm(V.c_array(x, dtype), rm, rv, _c(weight, dtype), _c(bias, dtype), y,
+                       save_mean, save_rstd, N, C, S, training, factor, eps)
     return y, save_mean, save_rstd
 
 
@@ -359,30 +305,11 @@ def batch_norm_backward(grad_out: np.ndarray, x: np.ndarray, save_mean: np.ndarr
     for name, a in (("save_mean", save_mean), ("save_rstd", save_rstd), ("weight", weight)):
         V.shape_is(where, name, a, (C,), "one per channel")
     has_bias = weight is not None if has_bias is None else bool(has_bias)
-    gx, gw, gb = _outputs(where, out, [("grad_x", x.shape, dtype, True),
-                                       ("grad_weight", (C,), dtype, weight is not None),
-                                       ("grad_bias", (C,), dtype, has_bias)],
-                          (grad_out, x, save_mean, save_rstd, weight))
-    g3 = V.c_array(grad_out, dtype).reshape(N, C, S)
-    x3 = V.c_array(x, dtype).reshape(N, C, S)
-    mean = save_mean.astype(np.float64)
-    rstd = save_rstd.astype(np.float64)
-    sum_g, sum_gxc = np.zeros(C), np.zeros(C)
-    if N * C * S:
-        K._norm.batch_grad_sums(g3, x3, mean, sum_g, sum_gxc, get_num_threads())
-    gamma = np.ones(C) if weight is None else weight.astype(np.float64)
-    a = gamma * rstd
-    if training:
-        n = N * S
-        b = -gamma * rstd ** 3 * sum_gxc / n
-        c = -gamma * rstd * sum_g / n
-    else:
-        b = np.zeros(C)
-        c = np.zeros(C)
-    if N * C * S:
-        K._norm.batch_affine(x3, g3, mean, a, b, c, gx.reshape(N, C, S), get_num_threads())
-    if gw is not None:
-        gw[...] = rstd * sum_gxc
-    if gb is not None:
-        gb[...] = sum_g
+    gx, gw, gb = V.outputs(where, out, ("grad_x", "grad_weight", "grad_bias"),
+                           (x.shape, (C,) if weight is not None else None,
+                            (C,) if has_bias else None),
+                           dtype, (grad_out, x, save_mean, save_rstd, weight))
+    K._norm.batch_norm_backward(V.c_array(grad_out, dtype), V.c_array(x, dtype),
+                                V.c_array(save_mean, dtype), V.c_array(save_rstd, dtype),
+                                _c(weight, dtype), gx, gw, gb, N, C, S, bool(training))
     return gx, gw, gb
