@@ -161,19 +161,19 @@ cdef bint _usable_output(object out, tuple shape, object dtype, tuple inputs, li
     """What ``output`` accepts, tested in C: an ndarray of ``dtype`` and ``shape``, writeable,
     C-contiguous and aligned, sharing no memory with the ndarrays of ``inputs`` and ``taken``
     (None entries skipped). False for anything else, including non-array inputs."""
-    if not isinstance(out, np.ndarray):
+    if not cnp.PyArray_Check(out):
         return False
     cdef cnp.ndarray o = <cnp.ndarray>out
     if not ((<object>cnp.PyArray_DESCR(o) is dtype or o.dtype == dtype) and _same_shape(o, shape)
             and cnp.PyArray_ISWRITEABLE(o)
             and cnp.PyArray_CHKFLAGS(o, cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED)):
         return False
-    for group in (inputs, taken):
-        for a in group:
-            if a is None:
-                continue
-            if not isinstance(a, np.ndarray) or _may_overlap(o, <cnp.ndarray>a):
-                return False
+    for a in inputs:
+        if a is not None and (not cnp.PyArray_Check(a) or _may_overlap(o, <cnp.ndarray>a)):
+            return False
+    for a in taken:
+        if a is not None and _may_overlap(o, <cnp.ndarray>a):
+            return False
     return True
 
 
@@ -188,18 +188,14 @@ def outputs(str where, out, tuple names, tuple shapes, dtype, tuple inputs=()):
     a None entry becomes a fresh array. Returns a list, None for the results that do not exist.
     """
     cdef Py_ssize_t k, n = len(names)
-    cdef list entries, result = []
-    if out is None:
-        entries = [None] * n
-    elif isinstance(out, np.ndarray):
-        entries = [out] + [None] * (n - 1)
-    elif isinstance(out, (tuple, list)) and len(out) == n:
-        entries = list(out)
-    else:
+    cdef list result = []
+    cdef bint listed = isinstance(out, (tuple, list))
+    if listed and len(out) != n or not (listed or out is None or cnp.PyArray_Check(out)):
         raise TypeError(f"{where}: out must be an array or a tuple ({', '.join(names)}) of "
                         f"arrays or None, got {type(out).__name__}")
     for k in range(n):
-        entry, shape = entries[k], shapes[k]
+        shape = shapes[k]
+        entry = out[k] if listed else out if k == 0 else None
         if shape is None:
             if entry is not None:
                 raise ValueError(f"{where}: out for {names[k]} is given, but there is no "

@@ -33,23 +33,28 @@ Shape = Union[int, Sequence[int]]
 
 def _normalized(where: str, x: np.ndarray, normalized_shape: Shape) -> Tuple[tuple, int, int]:
     """(normalized_shape as a tuple, rows, cols): x seen as (rows, cols)."""
-    if type(normalized_shape) is int and x.ndim and x.shape[-1] == normalized_shape:
-        shape = (normalized_shape,)                      # the common case, checked in full
-    else:
-        shape = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) \
-            else tuple(normalized_shape)
-        if not shape or any(not isinstance(d, (int, np.integer)) or d < 0 for d in shape):
-            raise ValueError(f"{where}: normalized_shape is {normalized_shape!r}; expected a "
-                             f"non-empty tuple of sizes")
-        if x.ndim < len(shape) or x.shape[x.ndim - len(shape):] != shape:
-            raise ValueError(f"{where}: normalized_shape {shape} does not match the trailing "
-                             f"dimensions of x, of shape {x.shape}; expected "
-                             f"x.shape[-{len(shape)}:] == {shape}")
+    if type(normalized_shape) is int and normalized_shape > 0 and x.ndim \
+            and x.shape[-1] == normalized_shape:          # the common case, checked in full
+        return (normalized_shape,), x.size // normalized_shape, normalized_shape
+    shape = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) \
+        else tuple(normalized_shape)
+    if not shape or any(not isinstance(d, (int, np.integer)) or d < 0 for d in shape):
+        raise ValueError(f"{where}: normalized_shape is {normalized_shape!r}; expected a "
+                         f"non-empty tuple of sizes")
+    if x.ndim < len(shape) or x.shape[x.ndim - len(shape):] != shape:
+        raise ValueError(f"{where}: normalized_shape {shape} does not match the trailing "
+                         f"dimensions of x, of shape {x.shape}; expected "
+                         f"x.shape[-{len(shape)}:] == {shape}")
     cols = prod(shape)
     return shape, (x.size // cols if cols else prod(x.shape[:x.ndim - len(shape)])), cols
 
 
+_INF = float("inf")
+
+
 def _eps(where, eps):
+    if type(eps) is float and 0.0 <= eps < _INF:        # the common case (NaN fails it)
+        return eps
     return V.number(where, "eps", eps, low=0.0)
 
 
