@@ -119,15 +119,40 @@ cdef inline Py_ssize_t part_start(const Parts* p, Py_ssize_t k) noexcept nogil:
     return min(p.rows, (p.units * k // p.count) * p.unit)
 
 
-cdef void sum_parts(const double* part_sums, Py_ssize_t count, Py_ssize_t width,
-                    double* total) noexcept nogil:
-    """total[j] = Σ_k part_sums[k·width + j], the parts added in order k = 0, 1, ..."""
+cdef struct Sums:
+    # Sums across rows, in double: part k's `width` sums at parts + k·width (Parts), and
+    # `total`, the parts added in order (add_parts); `blocks`: each thread's block sums, in
+    # the array's type. parts is NULL when the call wants no sums.
+    double* parts
+    double* total
+    void* blocks
+    Py_ssize_t count, width
+
+
+cdef Sums sums_for(bint wanted, Py_ssize_t count, Py_ssize_t width, Py_ssize_t block_bytes,
+                   int n_threads) except *:
+    cdef Sums s
+    s.parts, s.total, s.blocks, s.count, s.width = NULL, NULL, NULL, count, width
+    if wanted:
+        s.parts = <double*>scratch((count + 1) * width * sizeof(double))
+        s.total = s.parts + count * width
+        s.blocks = scratch(n_threads * block_bytes)
+    return s
+
+
+cdef void free_sums(Sums* s):
+    free(s.parts)
+    free(s.blocks)
+
+
+cdef void add_parts(Sums* s) noexcept nogil:
+    """total[j] = Σ_k parts[k·width + j], the parts added in order k = 0, 1, ..."""
     cdef Py_ssize_t k, j
-    for j in range(width):
-        total[j] = 0
-    for k in range(count):
-        for j in range(width):  # simd
-            total[j] += part_sums[k * width + j]
+    for j in range(s.width):
+        s.total[j] = 0
+    for k in range(s.count):
+        for j in range(s.width):  # simd
+            s.total[j] += s.parts[k * s.width + j]
 
 
 cdef void store(void* out, bint as_double, const double* values, Py_ssize_t n) noexcept nogil:
@@ -274,65 +299,42 @@ cdef void layer_norm_rows(const floating* x, const floating* weight, const float
 
 def layer_norm_backward(cnp.ndarray grad_out, cnp.ndarray x, cnp.ndarray mean,
                         cnp.ndarray rstd, weight, cnp.ndarray grad_x, grad_weight, grad_bias,
-                        Py_ssize_t rows, Py_ssize_t cols):
+                        Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t groups=1):
     """grad_x, grad_weight, grad_bias of mlkernels.norm.layer_norm_backward: grad_out, x and
     grad_x (rows, cols); mean and rstd (rows,) as the forward returned them; weight,
-    grad_weight and grad_bias (cols,) or None; validated C-contiguous arrays of one type."""
-    row_backward_entry(grad_out, x, mean, rstd, weight, grad_x, grad_weight, grad_bias,
-                       rows, cols, 1, True)
-
-
-cdef row_backward_entry(cnp.ndarray grad_out, cnp.ndarray x, mean, cnp.ndarray rstd, weight,
-                        cnp.ndarray grad_x, grad_weight, grad_bias, Py_ssize_t rows,
-                        Py_ssize_t n, Py_ssize_t groups, bint center):
-    """LayerNorm's backward (center) or RMSNorm's; and GroupNorm's of (N, C) data, whose rows
-    cycle through `groups` weight segments of n."""
-    cdef Py_ssize_t C = groups * n, itemsize = cnp.PyArray_ITEMSIZE(x)
-    cdef bint sums = grad_weight is not None or grad_bias is not None
-    cdef Parts parts = parts_of(rows, n, ROWS_PER_BLOCK)
-    cdef int nt = threads_for(rows * n, parts.count)
-    cdef RowBuffers buffers = row_buffers(rows, n, itemsize, nt)
-    # per part: double sums [dγ C | dβ C]; per thread: the block sums, in the array's type
-    cdef double* part_sums = NULL
-    cdef void* blocks = NULL
+    grad_weight and grad_bias (groups·cols,) or None; validated C-contiguous arrays of one
+    type. groups > 1: GroupNorm of (N, C) data (see layer_norm_rows)."""
+    cdef Py_ssize_t C = groups * cols, itemsize = cnp.PyArray_ITEMSIZE(x)
+    cdef Parts parts = parts_of(rows, cols, ROWS_PER_BLOCK)
+    cdef int nt = threads_for(rows * cols, parts.count)
+    cdef RowBuffers buffers = row_buffers(rows, cols, itemsize, nt)
+    # per part [dγ C | dβ C]; per thread, the block sums of both
+    cdef Sums sums = sums_for(grad_weight is not None or grad_bias is not None, parts.count,
+                              2 * C, 2 * C * itemsize, nt)
     cdef Pointer pg = data(grad_out), px = data(x), pm = data(mean), pr = data(rstd)
     cdef Pointer pw = data(weight), pgx = data(grad_x)
     cdef Pointer pgw = data(grad_weight), pgb = data(grad_bias)
     cdef bint f64 = is_double(x)
     try:
-        if sums:
-            part_sums = <double*>scratch((parts.count + 1) * 2 * C * sizeof(double))
-            blocks = scratch(nt * 2 * C * itemsize)
         with nogil:
-            if f64 and center:
+            if f64:
                 layer_norm_backward_rows(<const double*>pg, <const double*>px,
                                          <const double*>pm, <const double*>pr,
-                                         <const double*>pw, <double*>pgx, part_sums,
-                                         <double*>blocks, &parts, 0, parts.count, n, groups,
-                                         &buffers, nt, 0)
-            elif center:
+                                         <const double*>pw, <double*>pgx, sums.parts,
+                                         <double*>sums.blocks, &parts, 0, parts.count, cols,
+                                         groups, &buffers, nt, 0)
+            else:
                 layer_norm_backward_rows(<const float*>pg, <const float*>px,
                                          <const float*>pm, <const float*>pr,
-                                         <const float*>pw, <float*>pgx, part_sums,
-                                         <float*>blocks, &parts, 0, parts.count, n, groups,
-                                         &buffers, nt, 0)
-            elif f64:
-                rms_norm_backward_rows(<const double*>pg, <const double*>px,
-                                       <const double*>pr, <const double*>pw, <double*>pgx,
-                                       part_sums, <double*>blocks, &parts, 0, parts.count, n,
-                                       &buffers, nt, 0)
-            else:
-                rms_norm_backward_rows(<const float*>pg, <const float*>px, <const float*>pr,
-                                       <const float*>pw, <float*>pgx, part_sums,
-                                       <float*>blocks, &parts, 0, parts.count, n, &buffers,
-                                       nt, 0)
-            if sums:        # the parts' sums, added in order, into dγ and dβ
-                sum_parts(part_sums, parts.count, 2 * C, part_sums + parts.count * 2 * C)
-                store(pgw, f64, part_sums + parts.count * 2 * C, C)
-                store(pgb, f64, part_sums + parts.count * 2 * C + C, C)
+                                         <const float*>pw, <float*>pgx, sums.parts,
+                                         <float*>sums.blocks, &parts, 0, parts.count, cols,
+                                         groups, &buffers, nt, 0)
+            if sums.parts != NULL:
+                add_parts(&sums)
+                store(pgw, f64, sums.total, C)
+                store(pgb, f64, sums.total + C, C)
     finally:
-        free(part_sums)
-        free(blocks)
+        free_sums(&sums)
         free(buffers.memory)
 
 
@@ -344,7 +346,7 @@ cdef void layer_norm_backward_rows(const floating* g, const floating* x,
                                    Py_ssize_t groups, const RowBuffers* buffers,
                                    int n_threads, int thread) noexcept nogil:
     """LayerNorm backward of the rows of parts [first, end): grad_x, and each part's sums of
-    dγ and dβ into part_sums (NULL when neither is wanted).
+    dγ and dβ into part_sums [dγ C | dβ C] (NULL when neither is wanted).
 
     Scalar math, per row (x̂ = (x − mean)·rstd, ĝ = g·weight; weight NULL: ĝ = g):
         mean_gw      = Σ ĝ[i] / n
@@ -489,8 +491,32 @@ def rms_norm_backward(cnp.ndarray grad_out, cnp.ndarray x, cnp.ndarray rstd, wei
     """grad_x, grad_weight of mlkernels.norm.rms_norm_backward: grad_out, x and grad_x
     (rows, cols); rstd (rows,) as the forward returned it; weight and grad_weight (cols,) or
     None; validated C-contiguous arrays of one type."""
-    row_backward_entry(grad_out, x, None, rstd, weight, grad_x, grad_weight, None, rows,
-                       cols, 1, False)
+    cdef Py_ssize_t itemsize = cnp.PyArray_ITEMSIZE(x)
+    cdef Parts parts = parts_of(rows, cols, ROWS_PER_BLOCK)
+    cdef int nt = threads_for(rows * cols, parts.count)
+    cdef RowBuffers buffers = row_buffers(rows, cols, itemsize, nt)
+    cdef Sums sums = sums_for(grad_weight is not None, parts.count, cols, cols * itemsize, nt)
+    cdef Pointer pg = data(grad_out), px = data(x), pr = data(rstd), pw = data(weight)
+    cdef Pointer pgx = data(grad_x), pgw = data(grad_weight)
+    cdef bint f64 = is_double(x)
+    try:
+        with nogil:
+            if f64:
+                rms_norm_backward_rows(<const double*>pg, <const double*>px,
+                                       <const double*>pr, <const double*>pw, <double*>pgx,
+                                       sums.parts, <double*>sums.blocks, &parts, 0,
+                                       parts.count, cols, &buffers, nt, 0)
+            else:
+                rms_norm_backward_rows(<const float*>pg, <const float*>px, <const float*>pr,
+                                       <const float*>pw, <float*>pgx, sums.parts,
+                                       <float*>sums.blocks, &parts, 0, parts.count, cols,
+                                       &buffers, nt, 0)
+            if sums.parts != NULL:
+                add_parts(&sums)
+                store(pgw, f64, sums.total, cols)
+    finally:
+        free_sums(&sums)
+        free(buffers.memory)
 
 
 cdef void rms_norm_backward_rows(const floating* g, const floating* x, const floating* rstd,
@@ -499,7 +525,7 @@ cdef void rms_norm_backward_rows(const floating* g, const floating* x, const flo
                                  Py_ssize_t end, Py_ssize_t n, const RowBuffers* buffers,
                                  int n_threads, int thread) noexcept nogil:
     """RMSNorm backward of the rows of parts [first, end): grad_x, and each part's dγ sums
-    into part_sums (NULL when not wanted).
+    (n of them) into part_sums (NULL when not wanted).
 
     Scalar math, per row (x̂ = x·rstd, ĝ = g·weight; weight NULL: ĝ = g):
         mean_gw_xhat = Σ ĝ[i]·x̂[i] / n
@@ -518,7 +544,7 @@ cdef void rms_norm_backward_rows(const floating* g, const floating* x, const flo
     cdef const floating* xr
     cdef floating* out
     cdef floating* buffer = <floating*>row_buffer(buffers, thread)
-    cdef floating* block_gw = blocks + thread * 2 * n if part_sums != NULL else NULL
+    cdef floating* block_gw = blocks + thread * n if part_sums != NULL else NULL
     if n_threads > 1:           # each thread: a contiguous share of the parts, on one thread
         for t in prange(n_threads, num_threads=n_threads, schedule="static"):
             rms_norm_backward_rows(g, x, rstd, weight, grad_x, part_sums, blocks, parts,
@@ -553,7 +579,7 @@ cdef void rms_norm_backward_rows(const floating* g, const floating* x, const flo
                     stream_out(grad_x + r * n, buffer, n)
                 r += 1
             if block_gw != NULL:
-                flush_block(block_gw, part_sums + k * 2 * n, n)
+                flush_block(block_gw, part_sums + k * n, n)
     if buffer != NULL:
         mlk_stream_fence()
 
@@ -654,40 +680,37 @@ def group_norm_backward(cnp.ndarray grad_out, cnp.ndarray x, cnp.ndarray mean,
     grad_x (N, C, S); mean and rstd (N, G) as the forward returned them; weight, grad_weight
     and grad_bias (C,) or None; validated C-contiguous arrays of one type."""
     cdef Py_ssize_t rows = N * G, Cg = C // G if G else 0
-    cdef bint sums = grad_weight is not None or grad_bias is not None
+    if S == 1:          # one value per channel: LayerNorm's loops, rows cycling through groups
+        return layer_norm_backward(grad_out, x, mean, rstd, weight, grad_x, grad_weight,
+                                   grad_bias, rows, Cg, G)
     cdef Parts parts = parts_of(rows, Cg * S, 1)
     cdef int nt = threads_for(rows * Cg * S, parts.count)
-    cdef RowBuffers buffers
-    cdef double* part_sums = NULL       # per part: [dγ C | dβ C]
+    cdef RowBuffers buffers = row_buffers(rows, Cg * S, cnp.PyArray_ITEMSIZE(x), nt)
+    # per part [dγ C | dβ C] (no block sums: a channel's S values are summed in one go)
+    cdef Sums sums = sums_for(grad_weight is not None or grad_bias is not None, parts.count,
+                              2 * C, 0, nt)
     cdef Pointer pg = data(grad_out), px = data(x), pm = data(mean), pr = data(rstd)
     cdef Pointer pw = data(weight), pgx = data(grad_x)
     cdef Pointer pgw = data(grad_weight), pgb = data(grad_bias)
     cdef bint f64 = is_double(x)
-    if S == 1:          # one value per channel: LayerNorm's loops, rows cycling through groups
-        row_backward_entry(grad_out, x, mean, rstd, weight, grad_x, grad_weight, grad_bias,
-                           rows, Cg, G, True)
-        return
-    buffers = row_buffers(rows, Cg * S, cnp.PyArray_ITEMSIZE(x), nt)
     try:
-        if sums:
-            part_sums = <double*>scratch((parts.count + 1) * 2 * C * sizeof(double))
         with nogil:
             if f64:
                 group_norm_backward_rows(<const double*>pg, <const double*>px,
                                          <const double*>pm, <const double*>pr,
-                                         <const double*>pw, <double*>pgx, part_sums, &parts,
+                                         <const double*>pw, <double*>pgx, sums.parts, &parts,
                                          0, parts.count, G, Cg, S, &buffers, nt, 0)
             else:
                 group_norm_backward_rows(<const float*>pg, <const float*>px,
                                          <const float*>pm, <const float*>pr,
-                                         <const float*>pw, <float*>pgx, part_sums, &parts,
+                                         <const float*>pw, <float*>pgx, sums.parts, &parts,
                                          0, parts.count, G, Cg, S, &buffers, nt, 0)
-            if sums:        # the parts' sums, added in order, into dγ and dβ
-                sum_parts(part_sums, parts.count, 2 * C, part_sums + parts.count * 2 * C)
-                store(pgw, f64, part_sums + parts.count * 2 * C, C)
-                store(pgb, f64, part_sums + parts.count * 2 * C + C, C)
+            if sums.parts != NULL:
+                add_parts(&sums)
+                store(pgw, f64, sums.total, C)
+                store(pgb, f64, sums.total + C, C)
     finally:
-        free(part_sums)
+        free_sums(&sums)
         free(buffers.memory)
 
 
@@ -787,35 +810,33 @@ def batch_norm(cnp.ndarray x, running_mean, running_var, weight, bias, cnp.ndarr
     cdef int nt_sums = threads_for(total, C if by_channel else parts.count)
     cdef int nt = threads_for(total, total // TILE_MAX + 1)
     cdef bint f64 = is_double(x), stream = total * itemsize >= STREAM_FROM
-    # [sums: Σd C | Σd² C][part sums: parts × 2C] doubles; per thread [block sums 2C];
-    # coefficients [mean_hi | a | b | c'] per channel, in the array's type
-    cdef double* sums = NULL
-    cdef void* blocks = NULL
+    # per part [Σd C | Σd² C] (by channel: one part); per thread, S = 1: the block sums
+    cdef Sums sums = sums_for(True, 1 if by_channel else parts.count, 2 * C,
+                              2 * C * itemsize if training and S == 1 else 0, nt_sums)
+    # per channel, in the array's type: [mean_hi | a | b | c] of batch_norm_affine
     cdef void* coef = NULL
     cdef Pointer px = data(x), py = data(y), pw = data(weight), pb = data(bias)
     cdef Pointer prm = data(running_mean), prv = data(running_var)
     cdef Pointer psm = data(save_mean), psr = data(save_rstd)
     try:
-        sums = <double*>scratch((parts.count + 1) * 2 * C * sizeof(double))
-        blocks = scratch(nt_sums * 2 * C * itemsize if training and S == 1 else 0)
         coef = scratch(4 * C * itemsize)
         with nogil:
             if training and total and f64:              # pass 1: the statistics' sums
-                batch_norm_stats(<const double*>px, N, C, S, by_channel, sums + 2 * C,
-                                 <double*>blocks, &parts, 0, C if by_channel else parts.count,
-                                 nt_sums, 0)
+                batch_norm_stats(<const double*>px, N, C, S, by_channel, sums.parts,
+                                 <double*>sums.blocks, &parts, 0,
+                                 C if by_channel else parts.count, nt_sums, 0)
             elif training and total:
-                batch_norm_stats(<const float*>px, N, C, S, by_channel, sums + 2 * C,
-                                 <float*>blocks, &parts, 0, C if by_channel else parts.count,
-                                 nt_sums, 0)
-            sum_parts(sums + 2 * C, 1 if by_channel else parts.count, 2 * C, sums)
+                batch_norm_stats(<const float*>px, N, C, S, by_channel, sums.parts,
+                                 <float*>sums.blocks, &parts, 0,
+                                 C if by_channel else parts.count, nt_sums, 0)
+            add_parts(&sums)
             if f64:                                     # per channel: what pass 2 needs
-                batch_norm_forward_channels(<const double*>px, N, C, S, sums, training,
+                batch_norm_forward_channels(<const double*>px, N, C, S, sums.total, training,
                                             <double*>prm, <double*>prv, <const double*>pw,
                                             <const double*>pb, factor, eps, <double*>psm,
                                             <double*>psr, <double*>coef)
             else:
-                batch_norm_forward_channels(<const float*>px, N, C, S, sums, training,
+                batch_norm_forward_channels(<const float*>px, N, C, S, sums.total, training,
                                             <float*>prm, <float*>prv, <const float*>pw,
                                             <const float*>pb, factor, eps, <float*>psm,
                                             <float*>psr, <float*>coef)
@@ -826,8 +847,7 @@ def batch_norm(cnp.ndarray x, running_mean, running_var, weight, bias, cnp.ndarr
                 batch_norm_affine(<const float*>NULL, <const float*>px, <float*>coef,
                                   <float*>py, C, S, 0, total, stream, nt)
     finally:
-        free(sums)
-        free(blocks)
+        free_sums(&sums)
         free(coef)
 
 
@@ -964,35 +984,33 @@ def batch_norm_backward(cnp.ndarray grad_out, cnp.ndarray x, cnp.ndarray save_me
     cdef int nt_sums = threads_for(total, parts.count)
     cdef int nt = threads_for(total, total // TILE_MAX + 1)
     cdef bint f64 = is_double(x), stream = total * itemsize >= STREAM_FROM
-    # [sums: Σg C | Σg·(x − mean) C][part sums: parts × 2C] doubles; per thread [block sums
-    # 2C]; coefficients [mean | a | b | c] per channel, in the array's type
-    cdef double* sums = NULL
-    cdef void* blocks = NULL
+    # per part [Σg C | Σg·(x − mean) C]; per thread, S = 1: the block sums
+    cdef Sums sums = sums_for(True, parts.count, 2 * C,
+                              2 * C * itemsize if need_sums and S == 1 else 0, nt_sums)
+    # per channel, in the array's type: [mean | a | b | c] of batch_norm_affine
     cdef void* coef = NULL
     cdef Pointer pg = data(grad_out), px = data(x), pm = data(save_mean), pgx = data(grad_x)
     cdef Pointer pr = data(save_rstd), pw = data(weight)
     cdef Pointer pgw = data(grad_weight), pgb = data(grad_bias)
     try:
-        sums = <double*>scratch((parts.count + 1) * 2 * C * sizeof(double))
-        blocks = scratch(nt_sums * 2 * C * itemsize if need_sums and S == 1 else 0)
         coef = scratch(4 * C * itemsize)
         with nogil:
             if need_sums and total and f64:             # pass 1: Σg, Σg·(x − mean)
                 batch_norm_grad_sums(<const double*>pg, <const double*>px, <const double*>pm,
-                                     C, S, sums + 2 * C, <double*>blocks, &parts, 0,
+                                     C, S, sums.parts, <double*>sums.blocks, &parts, 0,
                                      parts.count, nt_sums, 0)
             elif need_sums and total:
                 batch_norm_grad_sums(<const float*>pg, <const float*>px, <const float*>pm,
-                                     C, S, sums + 2 * C, <float*>blocks, &parts, 0,
+                                     C, S, sums.parts, <float*>sums.blocks, &parts, 0,
                                      parts.count, nt_sums, 0)
-            sum_parts(sums + 2 * C, parts.count, 2 * C, sums)
+            add_parts(&sums)
             if f64:                                     # per channel: what pass 2 needs
                 batch_norm_backward_channels(<const double*>pm, <const double*>pr,
-                                             <const double*>pw, C, N * S, sums, training,
+                                             <const double*>pw, C, N * S, sums.total, training,
                                              <double*>pgw, <double*>pgb, <double*>coef)
             else:
                 batch_norm_backward_channels(<const float*>pm, <const float*>pr,
-                                             <const float*>pw, C, N * S, sums, training,
+                                             <const float*>pw, C, N * S, sums.total, training,
                                              <float*>pgw, <float*>pgb, <float*>coef)
             if total and f64:                           # pass 2: grad_x
                 batch_norm_affine(<const double*>pg, <const double*>px, <double*>coef,
@@ -1001,8 +1019,7 @@ def batch_norm_backward(cnp.ndarray grad_out, cnp.ndarray x, cnp.ndarray save_me
                 batch_norm_affine(<const float*>pg, <const float*>px, <float*>coef,
                                   <float*>pgx, C, S, 0, total, stream, nt)
     finally:
-        free(sums)
-        free(blocks)
+        free_sums(&sums)
         free(coef)
 
 
