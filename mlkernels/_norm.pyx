@@ -38,7 +38,7 @@ Shapes are validated in ``mlkernels/norm.py`` (bounds checks are off).
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport sqrt, NAN
-from libc.stdlib cimport calloc, free, malloc
+from libc.stdlib cimport calloc, free
 
 cimport numpy as cnp
 
@@ -136,7 +136,11 @@ cdef Sums sums_for(bint wanted, Py_ssize_t count, Py_ssize_t width, Py_ssize_t b
     if wanted:
         s.parts = <double*>scratch((count + 1) * width * sizeof(double))
         s.total = s.parts + count * width
-        s.blocks = scratch(n_threads * block_bytes)
+        try:
+            s.blocks = scratch(n_threads * block_bytes)
+        except MemoryError:
+            free(s.parts)
+            raise
     return s
 
 
@@ -307,7 +311,7 @@ def layer_norm_backward(cnp.ndarray grad_out, cnp.ndarray x, cnp.ndarray mean,
     cdef Py_ssize_t C = groups * cols, itemsize = cnp.PyArray_ITEMSIZE(x)
     cdef Parts parts = parts_of(rows, cols, ROWS_PER_BLOCK)
     cdef int nt = threads_for(rows * cols, parts.count)
-    cdef RowBuffers buffers = row_buffers(rows, cols, itemsize, nt)
+    cdef RowBuffers buffers
     # per part [dγ C | dβ C]; per thread, the block sums of both
     cdef Sums sums = sums_for(grad_weight is not None or grad_bias is not None, parts.count,
                               2 * C, 2 * C * itemsize, nt)
@@ -315,7 +319,9 @@ def layer_norm_backward(cnp.ndarray grad_out, cnp.ndarray x, cnp.ndarray mean,
     cdef Pointer pw = data(weight), pgx = data(grad_x)
     cdef Pointer pgw = data(grad_weight), pgb = data(grad_bias)
     cdef bint f64 = is_double(x)
+    buffers.memory = NULL
     try:
+        buffers = row_buffers(rows, cols, itemsize, nt)
         with nogil:
             if f64:
                 layer_norm_backward_rows(<const double*>pg, <const double*>px,
@@ -494,12 +500,14 @@ def rms_norm_backward(cnp.ndarray grad_out, cnp.ndarray x, cnp.ndarray rstd, wei
     cdef Py_ssize_t itemsize = cnp.PyArray_ITEMSIZE(x)
     cdef Parts parts = parts_of(rows, cols, ROWS_PER_BLOCK)
     cdef int nt = threads_for(rows * cols, parts.count)
-    cdef RowBuffers buffers = row_buffers(rows, cols, itemsize, nt)
+    cdef RowBuffers buffers
     cdef Sums sums = sums_for(grad_weight is not None, parts.count, cols, cols * itemsize, nt)
     cdef Pointer pg = data(grad_out), px = data(x), pr = data(rstd), pw = data(weight)
     cdef Pointer pgx = data(grad_x), pgw = data(grad_weight)
     cdef bint f64 = is_double(x)
+    buffers.memory = NULL
     try:
+        buffers = row_buffers(rows, cols, itemsize, nt)
         with nogil:
             if f64:
                 rms_norm_backward_rows(<const double*>pg, <const double*>px,
@@ -685,7 +693,7 @@ def group_norm_backward(cnp.ndarray grad_out, cnp.ndarray x, cnp.ndarray mean,
                                    grad_bias, rows, Cg, G)
     cdef Parts parts = parts_of(rows, Cg * S, 1)
     cdef int nt = threads_for(rows * Cg * S, parts.count)
-    cdef RowBuffers buffers = row_buffers(rows, Cg * S, cnp.PyArray_ITEMSIZE(x), nt)
+    cdef RowBuffers buffers
     # per part [dγ C | dβ C] (no block sums: a channel's S values are summed in one go)
     cdef Sums sums = sums_for(grad_weight is not None or grad_bias is not None, parts.count,
                               2 * C, 0, nt)
@@ -693,7 +701,9 @@ def group_norm_backward(cnp.ndarray grad_out, cnp.ndarray x, cnp.ndarray mean,
     cdef Pointer pw = data(weight), pgx = data(grad_x)
     cdef Pointer pgw = data(grad_weight), pgb = data(grad_bias)
     cdef bint f64 = is_double(x)
+    buffers.memory = NULL
     try:
+        buffers = row_buffers(rows, Cg * S, cnp.PyArray_ITEMSIZE(x), nt)
         with nogil:
             if f64:
                 group_norm_backward_rows(<const double*>pg, <const double*>px,
@@ -1112,9 +1122,9 @@ cdef void batch_norm_backward_channels(const floating* mean, const floating* rst
 
 
 cdef void batch_norm_affine(const floating* g, const floating* x, const floating* coef,
-                            floating* out, Py_ssize_t C, Py_ssize_t S, Py_ssize_t p,
+                            floating* out, Py_ssize_t C, Py_ssize_t S, Py_ssize_t first,
                             Py_ssize_t end, bint stream, int n_threads) noexcept nogil:
-    """BatchNorm's pass 2 (both directions), elements [p, end) of the flat (N, C, S) arrays:
+    """BatchNorm's pass 2 (both directions), elements [first, end) of the flat (N, C, S) arrays:
     out = a·g + b·(x − mean_hi) + c per channel, coef = [mean_hi | a | b | c] (C each);
     g NULL for the forward (y = scale·(x − mean_hi) + shift').
 
@@ -1134,7 +1144,7 @@ cdef void batch_norm_affine(const floating* g, const floating* x, const floating
     cdef const floating* a = coef + C
     cdef const floating* b = coef + 2 * C
     cdef const floating* c = coef + 3 * C
-    cdef Py_ssize_t t, ch = (p // S) % C, s = p % S, m, k, run, i
+    cdef Py_ssize_t t, p = first, ch = (first // S) % C, s = first % S, m, k, run, i
     cdef floating mh, fa, fb, fc
     cdef floating raw[TILE_MAX + 16]
     cdef floating* buffer = <floating*>((<size_t>&raw[0] + 63) & ~(<size_t>63))  # line-aligned
@@ -1144,8 +1154,8 @@ cdef void batch_norm_affine(const floating* g, const floating* x, const floating
     cdef const floating* gs
     if n_threads > 1:       # each thread: a share of the elements, cut on tile boundaries
         for t in prange(n_threads, num_threads=n_threads, schedule="static"):
-            batch_norm_affine(g, x, coef, out, C, S, split_at(out, p, end, t, n_threads),
-                              split_at(out, p, end, t + 1, n_threads), stream, 1)
+            batch_norm_affine(g, x, coef, out, C, S, split_at(out, first, end, t, n_threads),
+                              split_at(out, first, end, t + 1, n_threads), stream, 1)
         return
     while p < end:
         m = tile_len(out + p, end - p) if stream else end - p
