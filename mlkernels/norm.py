@@ -67,10 +67,48 @@ def _c(a, dtype):
 def layer_norm(x: np.ndarray, normalized_shape: Shape, weight: Optional[np.ndarray] = None,
                bias: Optional[np.ndarray] = None, eps: float = 1e-5, *, out=None
                ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """y = (x − E[x]) / √(Var[x] + eps) · weight + bias over the trailing
-    ``normalized_shape`` dims (biased variance, eps inside the square root).
+    """Layer normalization over the trailing ``normalized_shape`` dimensions.
 
-    Returns (y, mean, rstd), mean and rstd of shape ``x.shape[:-len(normalized_shape)]``.
+    y = (x − E[x]) / √(Var[x] + eps) · weight + bias, the variance biased and eps inside the
+    square root, as ``torch.nn.functional.layer_norm``.
+
+    Parameters
+    ----------
+    x : ndarray, float32 or float64
+        Trailing dimensions ``normalized_shape``; any strides (a copy is made if needed).
+    normalized_shape : int or tuple of int
+    weight, bias : ndarray of shape ``normalized_shape``, optional
+        Elementwise affine parameters γ and β (None: 1 and 0).
+    eps : float, default 1e-5
+    out : ndarray, or tuple (y, mean, rstd) of ndarrays or None, optional
+        Where to write the results (one array: y); C-contiguous, of the results' shapes and
+        dtype.
+
+    Returns
+    -------
+    y : ndarray, the shape of x
+    mean, rstd : ndarray of shape ``x.shape[:-len(normalized_shape)]``
+        Each row's mean and 1/√(var + eps), in x's dtype: what ``layer_norm_backward`` takes.
+
+    Raises
+    ------
+    TypeError
+        An array argument that is not an ndarray of float32 or float64, arrays of both
+        dtypes in one call, or an ``out`` that is neither an array nor a tuple of the results.
+    ValueError
+        Shapes that do not match, a bad hyperparameter, or an ``out`` array that is
+        read-only, not C-contiguous, of the wrong shape or dtype, or overlapping an input or
+        another output. Nothing is written when it raises.
+
+    Examples
+    --------
+    >>> import numpy as np, mlkernels as mk
+    >>> y, mean, rstd = mk.layer_norm(np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 3.0]]), 3)
+    >>> y.round(4)
+    array([[-1.2247,  0.    ,  1.2247],
+           [-0.7071, -0.7071,  1.4142]])
+    >>> mean
+    array([2., 1.])
     """
     where = "layer_norm()"
     dtype = V.float_dtype(where, x=x, weight=weight, bias=bias, optional=("weight", "bias"))
@@ -102,13 +140,48 @@ def layer_norm_backward(grad_out: np.ndarray, x: np.ndarray, normalized_shape: S
                         mean: np.ndarray, rstd: np.ndarray, weight: Optional[np.ndarray] = None,
                         *, has_bias: Optional[bool] = None, out=None
                         ) -> Tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
-    """(grad_x, grad_weight, grad_bias) of ``layer_norm``, with x̂ = (x − mean)·rstd::
+    """Gradients of ``layer_norm``, with x̂ = (x − mean)·rstd and ĝ = grad_out·weight::
 
-        grad_x = rstd · (ĝ − mean(ĝ) − x̂ · mean(ĝ·x̂)),  ĝ = grad_out·weight
-        grad_weight = Σ grad_out·x̂,  grad_bias = Σ grad_out   (over the leading dims)
+        grad_x = rstd · (ĝ − mean(ĝ) − x̂ · mean(ĝ·x̂))      (means over each row)
+        grad_weight = Σ grad_out·x̂,  grad_bias = Σ grad_out   (sums over the leading dims)
 
-    grad_weight is None without weight; grad_bias is None unless ``has_bias`` (default:
-    whether there is a weight).
+    Parameters
+    ----------
+    grad_out, x : ndarray, the shape of the forward's x
+    normalized_shape : int or tuple of int
+    mean, rstd : ndarray
+        As ``layer_norm`` returned them (any layout).
+    weight : ndarray of shape ``normalized_shape``, optional
+    has_bias : bool, optional
+        Whether to compute grad_bias (default: whether there is a weight).
+    out : ndarray, or tuple (grad_x, grad_weight, grad_bias) of ndarrays or None, optional
+        Written, never accumulated into.
+
+    Returns
+    -------
+    grad_x : ndarray, the shape of x
+    grad_weight, grad_bias : ndarray of shape ``normalized_shape``, or None
+        None without a weight (grad_weight) or without ``has_bias`` (grad_bias).
+
+    Raises
+    ------
+    TypeError
+        An array argument that is not an ndarray of float32 or float64, arrays of both
+        dtypes in one call, or an ``out`` that is neither an array nor a tuple of the results.
+    ValueError
+        Shapes that do not match, a bad hyperparameter, or an ``out`` array that is
+        read-only, not C-contiguous, of the wrong shape or dtype, or overlapping an input or
+        another output. Nothing is written when it raises.
+
+    Examples
+    --------
+    >>> import numpy as np, mlkernels as mk
+    >>> x = np.array([[1.0, 2.0, 3.0]])
+    >>> y, mean, rstd = mk.layer_norm(x, 3, np.ones(3), np.zeros(3))
+    >>> gx, gw, gb = mk.layer_norm_backward(np.array([[1.0, 0.0, 0.0]]), x, 3, mean, rstd,
+    ...                                     np.ones(3))
+    >>> gx.round(4), gw.round(4), gb
+    (array([[ 0.2041, -0.4082,  0.2041]]), array([-1.2247,  0.    ,  0.    ]), array([1., 0., 0.]))
     """
     where = "layer_norm_backward()"
     if not isinstance(x, np.ndarray):
@@ -132,8 +205,42 @@ def layer_norm_backward(grad_out: np.ndarray, x: np.ndarray, normalized_shape: S
 
 def rms_norm(x: np.ndarray, normalized_shape: Shape, weight: Optional[np.ndarray] = None,
              eps: Optional[float] = None, *, out=None) -> Tuple[np.ndarray, np.ndarray]:
-    """y = x / √(mean(x²) + eps) · weight over the trailing ``normalized_shape`` dims;
-    ``eps=None`` is the dtype's machine epsilon (as torch). Returns (y, rstd)."""
+    """RMS normalization over the trailing ``normalized_shape`` dimensions.
+
+    y = x / √(mean(x²) + eps) · weight, as ``torch.nn.functional.rms_norm``.
+
+    Parameters
+    ----------
+    x : ndarray, float32 or float64
+    normalized_shape : int or tuple of int
+    weight : ndarray of shape ``normalized_shape``, optional
+    eps : float, optional
+        None (default): the machine epsilon of x's dtype, as torch.
+    out : ndarray, or tuple (y, rstd) of ndarrays or None, optional
+
+    Returns
+    -------
+    y : ndarray, the shape of x
+    rstd : ndarray of shape ``x.shape[:-len(normalized_shape)]``
+        1/√(mean(x²) + eps) per row, in x's dtype: what ``rms_norm_backward`` takes.
+
+    Raises
+    ------
+    TypeError
+        An array argument that is not an ndarray of float32 or float64, arrays of both
+        dtypes in one call, or an ``out`` that is neither an array nor a tuple of the results.
+    ValueError
+        Shapes that do not match, a bad hyperparameter, or an ``out`` array that is
+        read-only, not C-contiguous, of the wrong shape or dtype, or overlapping an input or
+        another output. Nothing is written when it raises.
+
+    Examples
+    --------
+    >>> import numpy as np, mlkernels as mk
+    >>> y, rstd = mk.rms_norm(np.array([[1.0, 2.0, 3.0]]), 3)
+    >>> y.round(4), rstd.round(4)
+    (array([[0.4629, 0.9258, 1.3887]]), array([0.4629]))
+    """
     where = "rms_norm()"
     dtype = V.float_dtype(where, x=x, weight=weight, optional=("weight",))
     shape, rows, cols = _normalized(where, x, normalized_shape)
@@ -148,9 +255,42 @@ def rms_norm(x: np.ndarray, normalized_shape: Shape, weight: Optional[np.ndarray
 def rms_norm_backward(grad_out: np.ndarray, x: np.ndarray, normalized_shape: Shape,
                       rstd: np.ndarray, weight: Optional[np.ndarray] = None, *, out=None
                       ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-    """(grad_x, grad_weight) of ``rms_norm``, with x̂ = x·rstd, ĝ = grad_out·weight::
+    """Gradients of ``rms_norm``, with x̂ = x·rstd and ĝ = grad_out·weight::
 
         grad_x = rstd · (ĝ − x̂ · mean(ĝ·x̂)),   grad_weight = Σ grad_out·x̂
+
+    Parameters
+    ----------
+    grad_out, x : ndarray, the shape of the forward's x
+    normalized_shape : int or tuple of int
+    rstd : ndarray
+        As ``rms_norm`` returned it (any layout).
+    weight : ndarray of shape ``normalized_shape``, optional
+    out : ndarray, or tuple (grad_x, grad_weight) of ndarrays or None, optional
+
+    Returns
+    -------
+    grad_x : ndarray, the shape of x
+    grad_weight : ndarray of shape ``normalized_shape``, or None without a weight
+
+    Raises
+    ------
+    TypeError
+        An array argument that is not an ndarray of float32 or float64, arrays of both
+        dtypes in one call, or an ``out`` that is neither an array nor a tuple of the results.
+    ValueError
+        Shapes that do not match, a bad hyperparameter, or an ``out`` array that is
+        read-only, not C-contiguous, of the wrong shape or dtype, or overlapping an input or
+        another output. Nothing is written when it raises.
+
+    Examples
+    --------
+    >>> import numpy as np, mlkernels as mk
+    >>> x = np.array([[1.0, 2.0, 3.0]])
+    >>> y, rstd = mk.rms_norm(x, 3, np.ones(3))
+    >>> gx, gw = mk.rms_norm_backward(np.array([[1.0, 0.0, 0.0]]), x, 3, rstd, np.ones(3))
+    >>> gx.round(4), gw.round(4)
+    (array([[ 0.4298, -0.0661, -0.0992]]), array([0.4629, 0.    , 0.    ]))
     """
     where = "rms_norm_backward()"
     if not isinstance(x, np.ndarray):
@@ -184,8 +324,44 @@ def _groups(where: str, x: np.ndarray, num_groups) -> Tuple[int, int, int, int]:
 def group_norm(x: np.ndarray, num_groups: int, weight: Optional[np.ndarray] = None,
                bias: Optional[np.ndarray] = None, eps: float = 1e-5, *, out=None
                ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Normalize each group of C/num_groups channels of each sample (with all their spatial
-    values), then y = x̂·weight[c] + bias[c]. Returns (y, mean, rstd), (N, num_groups)."""
+    """Group normalization, as ``torch.nn.functional.group_norm``.
+
+    Each sample's channels are split into ``num_groups`` groups of C/num_groups channels;
+    each group (with all its spatial values) is normalized like a LayerNorm row, then
+    y = x̂·weight[c] + bias[c] per channel c.
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, C, *spatial), float32 or float64
+    num_groups : int
+        A divisor of C.
+    weight, bias : ndarray of shape (C,), optional
+    eps : float, default 1e-5
+    out : ndarray, or tuple (y, mean, rstd) of ndarrays or None, optional
+
+    Returns
+    -------
+    y : ndarray, the shape of x
+    mean, rstd : ndarray of shape (N, num_groups), in x's dtype
+
+    Raises
+    ------
+    TypeError
+        An array argument that is not an ndarray of float32 or float64, arrays of both
+        dtypes in one call, or an ``out`` that is neither an array nor a tuple of the results.
+    ValueError
+        Shapes that do not match, a bad hyperparameter, or an ``out`` array that is
+        read-only, not C-contiguous, of the wrong shape or dtype, or overlapping an input or
+        another output. Nothing is written when it raises.
+
+    Examples
+    --------
+    >>> import numpy as np, mlkernels as mk
+    >>> y, mean, rstd = mk.group_norm(np.arange(8.0).reshape(1, 4, 2), 2)
+    >>> mean, y[0, :2].round(4)
+    (array([[1.5, 5.5]]), array([[-1.3416, -0.4472],
+           [ 0.4472,  1.3416]]))
+    """
     where = "group_norm()"
     dtype = V.float_dtype(where, x=x, weight=weight, bias=bias, optional=("weight", "bias"))
     N, C, G, S = _groups(where, x, num_groups)
@@ -203,8 +379,44 @@ def group_norm_backward(grad_out: np.ndarray, x: np.ndarray, num_groups: int,
                         mean: np.ndarray, rstd: np.ndarray, weight: Optional[np.ndarray] = None,
                         *, has_bias: Optional[bool] = None, out=None
                         ) -> Tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
-    """(grad_x, grad_weight, grad_bias) of ``group_norm`` (same formulas as LayerNorm's, per
-    group; grad_weight and grad_bias summed per channel)."""
+    """Gradients of ``group_norm``: LayerNorm's formulas over each group, with grad_weight
+    and grad_bias summed per channel (over the samples and spatial positions).
+
+    Parameters
+    ----------
+    grad_out, x : ndarray of shape (N, C, *spatial)
+    num_groups : int
+    mean, rstd : ndarray of shape (N, num_groups)
+        As ``group_norm`` returned them (any layout).
+    weight : ndarray of shape (C,), optional
+    has_bias : bool, optional
+        Whether to compute grad_bias (default: whether there is a weight).
+    out : ndarray, or tuple (grad_x, grad_weight, grad_bias) of ndarrays or None, optional
+
+    Returns
+    -------
+    grad_x : ndarray, the shape of x
+    grad_weight, grad_bias : ndarray of shape (C,), or None
+
+    Raises
+    ------
+    TypeError
+        An array argument that is not an ndarray of float32 or float64, arrays of both
+        dtypes in one call, or an ``out`` that is neither an array nor a tuple of the results.
+    ValueError
+        Shapes that do not match, a bad hyperparameter, or an ``out`` array that is
+        read-only, not C-contiguous, of the wrong shape or dtype, or overlapping an input or
+        another output. Nothing is written when it raises.
+
+    Examples
+    --------
+    >>> import numpy as np, mlkernels as mk
+    >>> x = np.arange(8.0).reshape(1, 4, 2)
+    >>> y, mean, rstd = mk.group_norm(x, 2, np.ones(4), np.zeros(4))
+    >>> gx, gw, gb = mk.group_norm_backward(np.ones_like(x), x, 2, mean, rstd, np.ones(4))
+    >>> gb, bool(np.abs(gx).max() < 1e-12)
+    (array([2., 2., 2., 2.]), True)
+    """
     where = "group_norm_backward()"
     V.float_dtype(where, x=x)
     N, C, G, S = _groups(where, x, num_groups)
@@ -235,15 +447,55 @@ def batch_norm(x: np.ndarray, running_mean: Optional[np.ndarray],
                momentum: Optional[float] = 0.1, eps: float = 1e-5, *, out=None,
                num_batches_tracked: Optional[int] = None
                ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Batch normalization over (N, C) or (N, C, *spatial), per channel C.
+    """Batch normalization over (N, C) or (N, C, *spatial), per channel C, as
+    ``torch.nn.functional.batch_norm``.
 
     Training: normalize with the batch mean and biased variance; update ``running_mean`` and
     ``running_var`` in place: r ← (1 − momentum)·r + momentum·batch (the variance unbiased,
     × n/(n−1)). ``momentum=None`` is the cumulative average: pass ``num_batches_tracked``
     (the count including this batch) and the factor is 1/num_batches_tracked, as torch's
     module does. Eval: normalize with the running statistics (which stay frozen).
-    ``running_mean=None``: no running statistics (training must then be True, as torch).
-    Returns (y, save_mean, save_rstd): the statistics used, for ``batch_norm_backward``.
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, C) or (N, C, *spatial), float32 or float64
+    running_mean, running_var : ndarray of shape (C,), or None
+        None: no running statistics (training must then be True, as torch). Updated in place
+        in training, so then writeable C-contiguous arrays of x's dtype.
+    weight, bias : ndarray of shape (C,), optional
+    training : bool, default False
+    momentum : float in [0, 1] or None, default 0.1
+    eps : float, default 1e-5
+    out : ndarray, or tuple (y, save_mean, save_rstd) of ndarrays or None, optional
+    num_batches_tracked : int, optional
+        With ``momentum=None``: the number of training batches including this one.
+
+    Returns
+    -------
+    y : ndarray, the shape of x
+    save_mean, save_rstd : ndarray of shape (C,), in x's dtype
+        The statistics used (the batch's, or the running ones in eval) and
+        1/√(var + eps): what ``batch_norm_backward`` takes.
+
+    Raises
+    ------
+    TypeError
+        An array argument that is not an ndarray of float32 or float64, arrays of both
+        dtypes in one call, or an ``out`` that is neither an array nor a tuple of the results.
+    ValueError
+        Shapes that do not match, a bad hyperparameter, or an ``out`` array that is
+        read-only, not C-contiguous, of the wrong shape or dtype, or overlapping an input or
+        another output. Nothing is written when it raises.
+
+    Examples
+    --------
+    >>> import numpy as np, mlkernels as mk
+    >>> x = np.array([[1.0, 10.0], [3.0, 30.0]])
+    >>> running_mean, running_var = np.zeros(2), np.ones(2)
+    >>> y, save_mean, save_rstd = mk.batch_norm(x, running_mean, running_var, training=True)
+    >>> y.round(4), save_mean, running_mean, running_var
+    (array([[-1., -1.],
+           [ 1.,  1.]]), array([ 2., 20.]), array([0.2, 2. ]), array([ 1.1, 20.9]))
     """
     where = "batch_norm()"
     dtype = V.float_dtype(where, x=x, running_mean=running_mean, running_var=running_var,
@@ -296,11 +548,48 @@ def batch_norm_backward(grad_out: np.ndarray, x: np.ndarray, save_mean: np.ndarr
                         save_rstd: np.ndarray, weight: Optional[np.ndarray] = None,
                         training: bool = True, *, has_bias: Optional[bool] = None, out=None
                         ) -> Tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
-    """(grad_x, grad_weight, grad_bias) of ``batch_norm``, x̂ = (x − save_mean)·save_rstd::
+    """Gradients of ``batch_norm``, with x̂ = (x − save_mean)·save_rstd and g = grad_out::
 
         training: grad_x = γ·rstd·(g − mean(g) − x̂·mean(g·x̂))   (means per channel)
         eval:     grad_x = γ·rstd·g                             (statistics are constants)
         grad_weight = Σ g·x̂,  grad_bias = Σ g                   (per channel)
+
+    Parameters
+    ----------
+    grad_out, x : ndarray of shape (N, C) or (N, C, *spatial)
+    save_mean, save_rstd : ndarray of shape (C,)
+        As ``batch_norm`` returned them (any layout).
+    weight : ndarray of shape (C,), optional
+    training : bool, default True
+        Whether the forward used the batch's statistics.
+    has_bias : bool, optional
+        Whether to compute grad_bias (default: whether there is a weight).
+    out : ndarray, or tuple (grad_x, grad_weight, grad_bias) of ndarrays or None, optional
+
+    Returns
+    -------
+    grad_x : ndarray, the shape of x
+    grad_weight, grad_bias : ndarray of shape (C,), or None
+
+    Raises
+    ------
+    TypeError
+        An array argument that is not an ndarray of float32 or float64, arrays of both
+        dtypes in one call, or an ``out`` that is neither an array nor a tuple of the results.
+    ValueError
+        Shapes that do not match, a bad hyperparameter, or an ``out`` array that is
+        read-only, not C-contiguous, of the wrong shape or dtype, or overlapping an input or
+        another output. Nothing is written when it raises.
+
+    Examples
+    --------
+    >>> import numpy as np, mlkernels as mk
+    >>> x = np.array([[1.0, 10.0], [3.0, 30.0]])
+    >>> y, save_mean, save_rstd = mk.batch_norm(x, None, None, training=True)
+    >>> gx, gw, gb = mk.batch_norm_backward(np.ones_like(x), x, save_mean, save_rstd,
+    ...                                     np.ones(2))
+    >>> gw, gb
+    (array([0., 0.]), array([2., 2.]))
     """
     where = "batch_norm_backward()"
     dtype = V.float_dtype(where, grad_out=grad_out, x=x, save_mean=save_mean,

@@ -546,3 +546,17 @@ def test_forward_and_backward_with_out_allocate_no_arrays():
         mk.batch_norm_backward(g, x, m, r, w, out=(gx, gw, gb))
     for call in (ln, bn):
         assert _allocations_of(call) < 1000, call.__name__
+
+
+def test_docstring_examples_run():
+    """The Examples of every public function of mlkernels.norm (run with doctest here: pytest's
+    own doctest collector is not configured for the package)."""
+    import doctest
+    import mlkernels.norm as norm
+    finder = doctest.DocTestFinder(exclude_empty=True)
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    for name in norm.__all__:
+        for example in finder.find(getattr(norm, name), name, globs={}):
+            runner.run(example)
+    result = runner.summarize(verbose=False)
+    assert result.attempted >= 8 * 3 and result.failed == 0
