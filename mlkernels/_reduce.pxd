@@ -1,18 +1,19 @@
-"""Reductions that vectorize: sums and dot products of a row (in double), column sums of
-four rows, and the maximum.
+"""Reductions that vectorize: sums and dot products of a row (in double), the row maximum,
+and column sums of four rows.
 
-The sums are the C loops of _reduce.h (an OpenMP ``simd reduction`` lets the compiler keep one
-partial sum per vector lane without -ffast-math; the header says why); here each gets its
+They are the C loops of _reduce.h (an OpenMP ``simd reduction`` lets the compiler keep one
+partial result per vector lane without -ffast-math; the header says why); here each gets its
 fused-type face, so a kernel calls ``sum_of(x, n)`` for float or double x.
 """
 from cython cimport floating
-from libc.math cimport INFINITY
 
 cdef extern from "_reduce.h" nogil:
     double mlk_sum_f32(const float* x, Py_ssize_t n)
     double mlk_sum_f64(const double* x, Py_ssize_t n)
     double mlk_dot_f32(const float* a, const float* b, Py_ssize_t n)
     double mlk_dot_f64(const double* a, const double* b, Py_ssize_t n)
+    float mlk_max_f32(const float* x, Py_ssize_t n)
+    double mlk_max_f64(const double* x, Py_ssize_t n)
     double mlk_sum_sq_centered_f32(const float* x, Py_ssize_t n, double c)
     double mlk_sum_sq_centered_f64(const double* x, Py_ssize_t n, double c)
     void mlk_centered_sums_f32(const float* x, Py_ssize_t n, double c, double* sum,
@@ -97,28 +98,10 @@ cdef inline void add4_grad_sums(const floating* g, const floating* x, Py_ssize_t
         mlk_add4_grad_sums_f64(g, x, n, m, sum_g, sum_g_centered)
 
 
-cdef enum:
-    LANES = 16
-
-
-# The maximum needs no pragma: a compare-and-select over LANES partial maxima of the row's own
-# type vectorizes as it is written.
 cdef inline floating max_of(const floating* x, Py_ssize_t n) noexcept nogil:
     """max x[j] over the values that are not NaN (−inf for an empty or all-NaN row). Callers
     rely on NaN reaching the result another way (softmax: e^(NaN − m) makes the sum NaN)."""
-    cdef floating part[LANES]
-    cdef floating m
-    cdef Py_ssize_t j = 0, blocks = n - n % LANES
-    cdef int k
-    for k in range(LANES):
-        part[k] = -INFINITY
-    while j < blocks:
-        for k in range(LANES):
-            part[k] = x[j + k] if x[j + k] > part[k] else part[k]
-        j += LANES
-    for k in range(n - blocks):
-        part[k] = x[blocks + k] if x[blocks + k] > part[k] else part[k]
-    m = part[0]
-    for k in range(1, LANES):
-        m = part[k] if part[k] > m else m
-    return m
+    if floating is float:
+        return mlk_max_f32(x, n)
+    else:
+        return mlk_max_f64(x, n)
