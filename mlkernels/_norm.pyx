@@ -1,87 +1,68 @@
-"""Normalization kernels: LayerNorm, RMSNorm, GroupNorm (row kernels) and BatchNorm.
+"""Normalization kernels: LayerNorm, RMSNorm, GroupNorm and BatchNorm, forward and backward.
 
-How it is built
----------------
-* Row norms. LayerNorm, RMSNorm and GroupNorm all normalize *rows*: a row is ``Cg``
-  channels of ``S`` contiguous elements, with one affine weight per channel (LayerNorm: a row
-  of x with G = 1, S = 1, a weight per element; GroupNorm: the (n, group) blocks of x, a weight
-  per channel). A row is read from memory once: its statistics are computed (two passes, in
-  double, over the row while it sits in cache: no E[x²] − E[x]² cancellation), then the
-  normalizing pass reads it again from cache and writes y. Rows are split across threads.
-* Row backward: per row, the two reductions Σ ĝ and Σ ĝ·x̂ (ĝ = g·γ) in one pass, then
-  dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)). dγ = Σ g·x̂ and dβ = Σ g are summed by each thread
-  into its own buffer (no atomics, no false sharing) and reduced in a short second pass;
-  LayerNorm's per-element sums go through a 16-row block sum in the array's type first (see
-  ROWS_PER_BLOCK), GroupNorm's per-channel sums are pass 1's own reductions.
-* A large output (STREAM_FROM) of rows up to 64 KiB is computed row by row into a per-thread
-  buffer and streamed out (_stream.h): LayerNorm 16384×1024 float32, 2 threads, the same
-  process: forward 3.02-3.15 against 3.20-3.22 ms, backward 4.71-5.13 against 5.17-5.39 ms.
-* BatchNorm. Statistics per channel over (N, *spatial): one pass of shifted sums
-  Σ(x − K), Σ(x − K)² in double (K = the channel's first value, which keeps the sums small for
-  data far from 0), then one pass applying y = (x − mean)·scale + β with rstd and γ folded
-  into one scale per channel: 3 array traffics (1.5 copies). Backward: one pass for Σg and
-  Σg·x̂ per channel, one pass for dx (2.5 copies). With one value per channel (x of shape
-  (N, C)) the sums are taken four samples at a time (_reduce.h's add4_*). A large y or dx is
-  written with streaming stores (_stream.h): an ordinary store would first read each output
-  line from memory, one more traffic of the output's size.
-* Wherever x − mean is formed in float32, the mean is a pair hi + lo of floats: rounding the
-  mean alone loses the digits of data like 1e4 + N(0, 1e-2).
-* float32 statistics and reductions are accumulated in double; a row's sums are the
-  lane-parallel reductions of _reduce.pxd, so that they vectorize.
-Shapes are validated in mlkernels/norm.py (bounds checks are off).
+Reading guide
+-------------
+Each public function of ``mlkernels/norm.py`` checks its arguments and calls the entry point
+of the same name here (``layer_norm``, ``layer_norm_backward``, ...). An entry takes the
+validated ndarrays, reads their data pointers (no memoryviews: acquiring one costs more than
+a small call's whole work), picks the float or double kernel and the thread count, and calls
+the kernel: ``<norm>_rows`` for the row norms, ``batch_norm_*`` for BatchNorm, each just
+below its entry and opening with its math, the scalar loop it computes, why it is fast and
+its reference in ``mlkernels/reference/norm.py``. Forward and backward sit side by side.
+
+How they are built (what every kernel here shares)
+--------------------------------------------------
+* Statistics and sums are taken in double, through the lane-parallel reductions of
+  ``_reduce.h`` (a running ``total += x[j]`` would keep the loop scalar).
+* The row norms read a row from memory once: the second pass of the two-pass variance and the
+  normalizing pass (or the backward's second pass) read it again from cache.
+* Where the forward forms x − mean in float32 with the mean computed in double, the mean is a
+  pair hi + lo of floats: rounding the mean alone loses the digits of data like
+  1e4 + N(0, 1e-2). (A backward reads the mean the forward stored, in the array's type: it
+  is exact as it is.)
+* Sums across rows (dγ, dβ; BatchNorm's per-channel sums) are cut into *parts*, contiguous
+  runs of rows fixed by the shape alone (``Parts``). A part's sums are its own, in double, and
+  the parts are added in order at the end: the result does not depend on the thread count.
+  With one value per channel the sums go through block sums of ROWS_PER_BLOCK rows in the
+  array's type first (a row added straight into double sums is a widening and a
+  read-modify-write of twice the bytes).
+* Threads: a kernel given n_threads > 1 hands each thread a contiguous share of its rows (or
+  parts, or channels) by calling itself with one thread inside a ``prange``; with one thread
+  it runs its loops directly. Calls below SERIAL_BELOW elements run on one thread without
+  opening a parallel region (opening one costs microseconds).
+* Large outputs are written with streaming stores (``_stream.h``): the row norms compute a row
+  into a per-thread buffer and stream it out, BatchNorm's second pass streams 512-byte tiles.
+Measured figures, and what was tried and dropped: ``docs/kernels/norm.md``.
+Shapes are validated in ``mlkernels/norm.py`` (bounds checks are off).
 """
 from cython cimport floating
-from cython.parallel cimport parallel, prange, threadid
+from cython.parallel cimport prange
 from libc.math cimport sqrt, NAN
-from libc.stdlib cimport calloc, free, malloc
+from libc.stdlib cimport calloc, free
 
-from mlkernels._reduce cimport (add4_sums_dev, add4_sums_grad_dev, sum_of, sum_sq_dev, sums_dev,
-                               sums_grad_dev)
+cimport numpy as cnp
+
+from mlkernels._reduce cimport (add4_centered_sums, add4_grad_sums, centered_sums, grad_sums,
+                               sum_of, sum_sq_centered)
+from mlkernels._runtime cimport kernel_threads
 from mlkernels._stream cimport (STREAM_FROM_BYTES, TILE_BYTES, TILE_MAX, mlk_stream_fence,
                                stream_out, tile_len)
 
-import numpy as np
+cnp.import_array()
 
+
+# ================================================================================ plumbing
 
 cdef enum:
-    SERIAL_BELOW = 65536      # elements: below this, one thread (a parallel region costs µs)
+    SERIAL_BELOW = 65536       # elements: below this, one thread and no parallel region
+    ROWS_PER_BLOCK = 16        # rows summed in the array's type before joining double sums
+    MAX_PARTS = 16             # at most this many parts (so threads) per cross-row sum
+    PART_MIN = 32768           # elements: a part has at least this many (but one part at least)
+    ROW_BUFFER_MAX = 64 * 1024     # bytes: a longer row is written straight to its output
 
 
 # Outputs of at least this many bytes are written with streaming stores (_stream.pxd: why).
 cdef Py_ssize_t STREAM_FROM = STREAM_FROM_BYTES
-
-
-cdef enum:
-    ROW_BUFFER_MAX = 64 * 1024    # bytes: a longer row is written straight to its output
-
-
-cdef struct RowBuffers:
-    bint stream                   # rows are computed into per-thread buffers, then streamed
-    void* memory                  # what to free (NULL when not streaming)
-    char* first                   # thread t's buffer: first + t * stride, line-aligned
-    Py_ssize_t stride
-
-
-cdef RowBuffers row_buffers(Py_ssize_t rows, Py_ssize_t row_len, Py_ssize_t itemsize,
-                            int n_threads) except *:
-    """Row kernels stream a large output (STREAM_FROM) row by row: each thread computes a
-    row into its own cache-resident buffer, then streams it out (_stream.h)."""
-    cdef RowBuffers buffers
-    buffers.stream = (row_len > 0 and rows * row_len * itemsize >= STREAM_FROM
-                      and row_len * itemsize <= ROW_BUFFER_MAX)
-    buffers.memory = NULL
-    buffers.first = NULL
-    buffers.stride = (row_len * itemsize + 63) // 64 * 64
-    if buffers.stream:
-        buffers.memory = malloc(n_threads * buffers.stride + 64)
-        if buffers.memory == NULL:
-            raise MemoryError()
-        buffers.first = <char*>((<size_t>buffers.memory + 63) & ~(<size_t>63))
-    return buffers
-
-
-cdef inline void* row_buffer(RowBuffers* buffers, int thread) noexcept nogil:
-    return buffers.first + thread * buffers.stride
 
 
 def set_stream_from(Py_ssize_t nbytes):
@@ -92,472 +73,1078 @@ def set_stream_from(Py_ssize_t nbytes):
     return old
 
 
-cdef inline int threads_for(Py_ssize_t total, int n_threads) noexcept nogil:
-    return 1 if total < SERIAL_BELOW else n_threads
+cdef int threads_for(Py_ssize_t total, Py_ssize_t work_items):
+    """Threads for a kernel over `total` elements split into `work_items`: one below
+    SERIAL_BELOW, else the runtime's count (mlkernels/_threads.py), at most work_items."""
+    if total < SERIAL_BELOW or work_items <= 1:
+        return 1
+    return <int>min(<Py_ssize_t>kernel_threads(), work_items)
 
 
-cdef enum:
-    # Sums taken element by element across rows (LayerNorm's dγ, dβ; BatchNorm's per-channel
-    # sums when a channel has one value per sample) are summed over this many rows in the
-    # array's type, then added into double. Adding every row straight into double sums (a
-    # widening, two vectors per 16 floats, and a read-modify-write of twice the bytes) cost
-    # LayerNorm's backward dearly (16384×1024 float32, 2 threads, norm bench: 7.0-7.7 ms
-    # that way, 4.8-5.5 ms with blocks). A 16-row block sum adds at most 16 roundings before
-    # it joins the double total.
-    ROWS_PER_BLOCK = 16
+ctypedef void* Pointer
 
 
-cdef inline void flush_block(floating* block, double* acc, Py_ssize_t n) noexcept nogil:
-    """acc += block, then block = 0: a block's sums join the thread's double sums."""
-    cdef Py_ssize_t i
-    for i in range(n):  # simd
-        acc[i] += block[i]
-        block[i] = 0
+cdef inline Pointer data(object a):
+    """The data pointer of a validated ndarray, NULL for None."""
+    return NULL if a is None else cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
-# ============================================================================ row norms
-
-cdef void row_forward(const floating* x, floating* y, const floating* w, const floating* b,
-                      Py_ssize_t Cg, Py_ssize_t S, double eps, bint center,
-                      double* mean_out, double* rstd_out) noexcept nogil:
-    """One row: mean and rstd = 1/√(var + eps) (RMSNorm: mean 0, var = E[x²]), then
-    y = (x − mean)·rstd·γ[c] + β[c]; γ, β may be NULL."""
-    cdef Py_ssize_t n = Cg * S, i, j, s
-    cdef double sq, mean = 0, rstd
-    cdef floating fm, fm_lo, fr, wj, bj
-    if center:
-        mean = sum_of(x, n) / n if n else 0
-    sq = sum_sq_dev(x, n, mean)                 # second pass, on the cache-hot row
-    rstd = 1 / sqrt(sq / n + eps) if n else NAN        # an empty row: mean 0, rstd NaN (torch)
-    mean_out[0] = mean
-    rstd_out[0] = rstd
-    # the mean as a pair hi + lo of the array's type: (x − hi) − lo keeps the digits that
-    # rounding the mean alone would lose (1e4 + N(0, 1e-2) in float32)
-    fm = <floating>mean
-    fm_lo = <floating>(mean - fm)
-    fr = <floating>rstd
-    if S == 1:                                  # LayerNorm/RMSNorm: a weight per element
-        if w != NULL and b != NULL:
-            for i in range(n):  # simd
-                y[i] = ((x[i] - fm) - fm_lo) * fr * w[i] + b[i]
-        elif w != NULL:
-            for i in range(n):  # simd
-                y[i] = ((x[i] - fm) - fm_lo) * fr * w[i]
-        elif b != NULL:
-            for i in range(n):  # simd
-                y[i] = ((x[i] - fm) - fm_lo) * fr + b[i]
-        else:
-            for i in range(n):  # simd
-                y[i] = ((x[i] - fm) - fm_lo) * fr
-    else:                                       # GroupNorm: a weight per channel of S values
-        for j in range(Cg):
-            wj = w[j] if w != NULL else 1
-            bj = b[j] if b != NULL else 0
-            for s in range(S):  # simd
-                y[j * S + s] = ((x[j * S + s] - fm) - fm_lo) * fr * wj + bj
+cdef inline bint is_double(object a):
+    return cnp.PyArray_TYPE(<cnp.ndarray>a) == cnp.NPY_DOUBLE
 
 
-def rows_forward(const floating[:, ::1] x,     # IN  (R, Cg*S): R rows
-                 const floating[::1] weight,   # IN  (G*Cg,) or None
-                 const floating[::1] bias,     # IN  (G*Cg,) or None
-                 floating[:, ::1] y,           # OUT (R, Cg*S)
-                 double[::1] mean,             # OUT (R,) statistics, in double
-                 double[::1] rstd,             # OUT (R,)
-                 Py_ssize_t G, Py_ssize_t Cg, Py_ssize_t S, double eps, bint center,
-                 int n_threads):
-    """Row r belongs to group r % G: its affine parameters start at channel (r % G)·Cg."""
-    cdef Py_ssize_t R = x.shape[0], r
-    cdef const floating* w = &weight[0] if weight is not None and weight.shape[0] else NULL
-    cdef const floating* b = &bias[0] if bias is not None and bias.shape[0] else NULL
-    cdef int nt = threads_for(R * Cg * S, n_threads)
-    if R == 0:
-        return
-    cdef Py_ssize_t row_len = Cg * S
-    cdef const floating* px = &x[0, 0] if row_len else NULL
-    cdef floating* py = &y[0, 0] if row_len else NULL
-    cdef RowBuffers rows = row_buffers(R, row_len, sizeof(floating), nt)
-    cdef floating* out
-    try:
-        with nogil, parallel(num_threads=nt):
-            for r in prange(R, schedule="static"):
-                out = <floating*>row_buffer(&rows, threadid()) if rows.stream else py + r * row_len
-                row_forward(px + r * row_len if px != NULL else NULL,
-                            out if py != NULL else NULL,
-                            w + (r % G) * Cg if w != NULL else NULL,
-                            b + (r % G) * Cg if b != NULL else NULL,
-                            Cg, S, eps, center, &mean[r], &rstd[r])
-                if rows.stream:
-                    stream_out(py + r * row_len, out, row_len)
-            if rows.stream:
-                mlk_stream_fence()
-    finally:
-        free(rows.memory)
-
-
-cdef void row_backward(const floating* g, const floating* x, const floating* w,
-                       Py_ssize_t Cg, Py_ssize_t S, double mean, double rstd, bint center,
-                       floating* gx, floating* gw_block, floating* gb_block,
-                       double* gw_acc, double* gb_acc) noexcept nogil:
-    """One row: ĝ = g·γ, x̂ = (x − mean)·rstd;
-    dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂))   (RMSNorm: no mean(ĝ) term);
-    dγ += g·x̂ and dβ += g: with one value per channel (S = 1: LayerNorm, RMSNorm, GroupNorm
-    without spatial dims) element by element into this thread's block sums (gw_block,
-    gb_block: NULL when neither is wanted); with S > 1 as per-channel sums, straight into the
-    thread's double sums (gw_acc, gb_acc)."""
-    cdef Py_ssize_t n = Cg * S, i, j
-    cdef double sum_g = 0, sum_gx = 0, a, b, c1, c2
-    cdef floating wj, xhf
-    if S == 1:                                  # pass 1: the row's two reductions
-        sums_grad_dev(g, w, x, n, mean, &sum_g, &sum_gx)
-        sum_gx *= rstd
-    else:                                       # per channel: Σ g and Σ g·(x − mean), × γ[c]
-        for j in range(Cg):
-            sums_grad_dev(g + j * S, <const floating*>NULL, x + j * S, S, mean, &a, &b)
-            wj = w[j] if w != NULL else 1
-            sum_g += wj * a
-            sum_gx += wj * b * rstd
-            if gw_acc != NULL:                  # dγ[c] = Σ g·x̂, dβ[c] = Σ g: the same sums
-                gw_acc[j] += b * rstd
-            if gb_acc != NULL:
-                gb_acc[j] += a
-    c1 = sum_g / n if center else 0
-    c2 = sum_gx / n
-    cdef floating f_c1 = <floating>c1, f_c2 = <floating>c2
-    cdef floating f_mean = <floating>mean, f_rstd = <floating>rstd
-    cdef floating f_mean_lo = <floating>(mean - f_mean)
-    if S == 1:                                  # pass 2, on the cache-hot row
-        if gw_block != NULL:                    # dγ, dβ first: gx may be g itself
-            for i in range(n):  # simd
-                xhf = ((x[i] - f_mean) - f_mean_lo) * f_rstd
-                gw_block[i] += g[i] * xhf
-                gb_block[i] += g[i]
-        for i in range(n):  # simd
-            xhf = ((x[i] - f_mean) - f_mean_lo) * f_rstd
-            gx[i] = f_rstd * (g[i] * (w[i] if w != NULL else <floating>1) - f_c1 - xhf * f_c2)
-        return
-    for j in range(Cg):                         # pass 2, GroupNorm: dx only
-        wj = w[j] if w != NULL else 1
-        for i in range(j * S, j * S + S):  # simd
-            xhf = ((x[i] - f_mean) - f_mean_lo) * f_rstd
-            gx[i] = f_rstd * (g[i] * wj - f_c1 - xhf * f_c2)
-
-
-def rows_backward(const floating[:, ::1] grad_out, const floating[:, ::1] x,
-                  const double[::1] mean, const double[::1] rstd,
-                  const floating[::1] weight,     # IN  (G*Cg,) or None
-                  floating[:, ::1] grad_x,        # OUT (R, Cg*S)
-                  floating[::1] grad_weight,      # OUT (G*Cg,) or None
-                  floating[::1] grad_bias,        # OUT (G*Cg,) or None
-                  Py_ssize_t G, Py_ssize_t Cg, Py_ssize_t S, bint center, int n_threads):
-    cdef Py_ssize_t R = x.shape[0], r, c, t, blk, C = G * Cg, row_len = Cg * S
-    cdef Py_ssize_t n_blocks = (R + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK
-    cdef const floating* w = &weight[0] if weight is not None and weight.shape[0] else NULL
-    cdef bint want_w = grad_weight is not None, want_b = grad_bias is not None
-    cdef bint sums_by_element = S == 1 and (want_w or want_b)
-    cdef int nt = threads_for(R * row_len, n_threads)
-    # per thread: double sums [dγ C | dβ C], and for one value per channel (S = 1) the block
-    # sums [dγ C | dβ C] in the array's type, flushed into them; reduced over the threads below
-    cdef double* acc = <double*>calloc(nt * 2 * C + 1, sizeof(double))
-    cdef floating* block_acc = NULL
-    if sums_by_element:
-        block_acc = <floating*>calloc(nt * 2 * C, sizeof(floating))
-    if acc == NULL or (sums_by_element and block_acc == NULL):
-        free(acc)
-        free(block_acc)
+cdef void* scratch(size_t nbytes) except NULL:
+    """Zeroed memory for a kernel's sums (free it); MemoryError if there is none."""
+    cdef void* p = calloc(nbytes + 64, 1)
+    if p == NULL:
         raise MemoryError()
-    cdef const floating* pg = &grad_out[0, 0] if R and row_len else NULL
-    cdef const floating* px = &x[0, 0] if R and row_len else NULL
-    cdef floating* pgx = &grad_x[0, 0] if R and row_len else NULL
-    cdef double* mine
-    cdef floating* mine_block
-    cdef RowBuffers rows = row_buffers(R, row_len, sizeof(floating), nt)
-    cdef floating* out
-    try:
-        with nogil:
-            with parallel(num_threads=nt):
-                for blk in prange(n_blocks, schedule="static"):
-                    mine = acc + threadid() * 2 * C
-                    mine_block = block_acc + threadid() * 2 * C if sums_by_element else NULL
-                    for r in range(blk * ROWS_PER_BLOCK, min(R, (blk + 1) * ROWS_PER_BLOCK)):
-                        out = (<floating*>row_buffer(&rows, threadid()) if rows.stream
-                               else pgx + r * row_len)
-                        row_backward(pg + r * row_len, px + r * row_len,
-                                     w + (r % G) * Cg if w != NULL else NULL, Cg, S, mean[r],
-                                     rstd[r], center, out,
-                                     mine_block + (r % G) * Cg if sums_by_element else NULL,
-                                     mine_block + C + (r % G) * Cg if sums_by_element else NULL,
-                                     mine + (r % G) * Cg if want_w else NULL,
-                                     mine + C + (r % G) * Cg if want_b else NULL)
-                        if rows.stream:
-                            stream_out(pgx + r * row_len, out, row_len)
-                    if sums_by_element:
-                        flush_block(mine_block, mine, 2 * C)
-                if rows.stream:
-                    mlk_stream_fence()
-            for c in range(C):                  # reduce the threads' partial sums
-                if want_w:
-                    grad_weight[c] = 0
-                if want_b:
-                    grad_bias[c] = 0
-            for t in range(nt):
-                for c in range(C):
-                    if want_w:
-                        grad_weight[c] += <floating>acc[t * 2 * C + c]
-                    if want_b:
-                        grad_bias[c] += <floating>acc[t * 2 * C + C + c]
-    finally:
-        free(acc)
-        free(block_acc)
-        free(rows.memory)
-
-
-# ============================================================================ BatchNorm
-# x is seen as (N, C, S): N samples, C channels, S = the product of the spatial dims.
-
-cdef void channel_sums(const floating* x, Py_ssize_t N, Py_ssize_t C, Py_ssize_t S,
-                       Py_ssize_t c, double* total, double* sq, double shift) noexcept nogil:
-    """Σ(x − K) and Σ(x − K)² over channel c (K = shift), in double."""
-    cdef Py_ssize_t n
-    cdef double t = 0, q = 0, d1, d2
-    for n in range(N):
-        sums_dev(x + (n * C + c) * S, S, shift, &d1, &d2)
-        t += d1
-        q += d2
-    total[0] = t
-    sq[0] = q
-
-
-def batch_stats(const floating[:, :, ::1] x, double[::1] mean, double[::1] var,
-                int n_threads):
-    """Per channel: mean and the biased variance, from one pass of shifted sums."""
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], S = x.shape[2], c, n, j, blk
-    cdef Py_ssize_t n_blocks = (N + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK
-    cdef double count = N * S, t, q
-    cdef int nt = threads_for(N * C * S, n_threads)
-    cdef const floating* px = &x[0, 0, 0]
-    cdef double* tot
-    cdef double* shift
-    cdef floating* block = NULL
-    cdef floating* mine_block
-    if (S > 1 and N < 2 * nt) or (S == 1 and C < 16):
-        # too few samples to share out, or rows too short to walk: a channel per work item
-        with nogil:
-            for c in prange(C, num_threads=nt, schedule="static"):
-                channel_sums(px, N, C, S, c, &mean[c], &var[c], px[c * S])
-                # mean[c], var[c] hold Σ(x−K), Σ(x−K)² here; finish: E[x] and E[(x − E[x])²]
-                mean[c] = mean[c] / count
-                var[c] = var[c] / count - mean[c] * mean[c]
-                mean[c] = mean[c] + px[c * S]
-    else:
-        # sample by sample, through contiguous memory, into per-thread sums. (A channel's N
-        # runs lie C·S values apart: walked channel by channel, as above, the (32, 64, 56, 56)
-        # float32 statistics took 1.69 ms on one thread, 0.75 ms sample by sample.)
-        tot = <double*>calloc(2 * nt * C + C, sizeof(double))
-        if S == 1:
-            block = <floating*>calloc(2 * nt * C, sizeof(floating))
-        if tot == NULL or (S == 1 and block == NULL):
-            free(tot)
-            free(block)
-            raise MemoryError()
-        shift = tot + 2 * nt * C
-        try:
-            with nogil:
-                for c in range(C):
-                    shift[c] = px[c * S]
-                for blk in prange(n_blocks, num_threads=nt, schedule="static"):
-                    mine_block = block + threadid() * 2 * C if S == 1 else NULL
-                    n = blk * ROWS_PER_BLOCK
-                    samples_sums(px + n * C * S, min(N - n, ROWS_PER_BLOCK), C, S, px, shift,
-                                 tot + threadid() * 2 * C, mine_block)
-                    if S == 1:
-                        flush_block(mine_block, tot + threadid() * 2 * C, 2 * C)
-                for c in range(C):
-                    t = 0
-                    q = 0
-                    for j in range(nt):
-                        t = t + tot[j * 2 * C + c]
-                        q = q + tot[j * 2 * C + C + c]
-                    mean[c] = t / count
-                    var[c] = q / count - mean[c] * mean[c]
-                    mean[c] = mean[c] + shift[c]
-        finally:
-            free(tot)
-            free(block)
-    for c in range(C):
-        if var[c] < 0:                          # rounding of the shifted sums: clamp at 0
-            var[c] = 0
-
-
-cdef void samples_sums(const floating* x, Py_ssize_t rows, Py_ssize_t C, Py_ssize_t S,
-                       const floating* first, const double* shift, double* acc,
-                       floating* block) noexcept nogil:
-    """Σ (x[n, c, s] − K[c]) and Σ (x[n, c, s] − K[c])² over `rows` consecutive samples,
-    K = the first sample's values. One value per channel (S = 1): into the block sums (K is
-    first[c] itself, exact in the array's type), four samples at a time (add4_sums_dev: their
-    terms meet in registers, the block is loaded and stored once per four). Else into the
-    double sums acc, run by run."""
-    cdef Py_ssize_t n = 0, c
-    cdef floating d
-    cdef double t, q
-    if S == 1:
-        while n + 4 <= rows:
-            add4_sums_dev(x + n * C, C, first, block, block + C)
-            n += 4
-        while n < rows:
-            for c in range(C):  # simd
-                d = x[n * C + c] - first[c]
-                block[c] += d
-                block[C + c] += d * d
-            n += 1
-    else:
-        for n in range(rows):
-            for c in range(C):
-                sums_dev(x + (n * C + c) * S, S, shift[c], &t, &q)
-                acc[c] += t
-                acc[C + c] += q
-
-
-def batch_grad_sums(const floating[:, :, ::1] g, const floating[:, :, ::1] x,
-                    const double[::1] mean, double[::1] sum_g, double[::1] sum_gx,
-                    int n_threads):
-    """Per channel: Σ g and Σ g·(x − mean), in double, one pass over g and x."""
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], S = x.shape[2], c, n, j, blk
-    cdef Py_ssize_t n_blocks = (N + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK
-    cdef int nt = threads_for(N * C * S, n_threads)
-    cdef double* acc = <double*>calloc(2 * nt * C + 1, sizeof(double))
-    # S = 1: block sums [Σg C | Σg·(x − mean) C] per thread, then the mean as hi + lo pairs
-    cdef floating* block = <floating*>calloc(2 * nt * C + 2 * C + 1, sizeof(floating))
-    if acc == NULL or block == NULL:
-        free(acc)
-        free(block)
-        raise MemoryError()
-    cdef floating* mean_hi = block + 2 * nt * C
-    cdef floating* mean_lo = mean_hi + C
-    cdef floating* mine_block
-    cdef const floating* pg = &g[0, 0, 0]
-    cdef const floating* px = &x[0, 0, 0]
-    cdef const double* pm = &mean[0]
-    for c in range(C):
-        mean_hi[c] = <floating>mean[c]
-        mean_lo[c] = <floating>(mean[c] - <double>mean_hi[c])
-    try:
-        with nogil:
-            for blk in prange(n_blocks, num_threads=nt, schedule="static"):
-                mine_block = block + threadid() * 2 * C
-                n = blk * ROWS_PER_BLOCK
-                samples_grad_sums(pg + n * C * S, px + n * C * S, min(N - n, ROWS_PER_BLOCK),
-                                  pm, mean_hi, mean_lo, C, S, acc + threadid() * 2 * C,
-                                  mine_block)
-                if S == 1:
-                    flush_block(mine_block, acc + threadid() * 2 * C, 2 * C)
-            for c in range(C):
-                sum_g[c] = 0
-                sum_gx[c] = 0
-                for j in range(nt):
-                    sum_g[c] += acc[j * 2 * C + c]
-                    sum_gx[c] += acc[j * 2 * C + C + c]
-    finally:
-        free(acc)
-        free(block)
-
-
-cdef void samples_grad_sums(const floating* g, const floating* x, Py_ssize_t rows,
-                            const double* mean, const floating* mean_hi,
-                            const floating* mean_lo, Py_ssize_t C, Py_ssize_t S, double* acc,
-                            floating* block) noexcept nogil:
-    """Σ g and Σ g·(x − mean) per channel over `rows` consecutive samples: with one value per
-    channel (S = 1) into the block sums, four samples at a time as in samples_sums; else into
-    the double sums acc, run by run."""
-    cdef Py_ssize_t n = 0, c, i
-    cdef double tg, tgx
-    if S == 1:
-        while n + 4 <= rows:
-            add4_sums_grad_dev(g + n * C, x + n * C, C, mean_hi, mean_lo, block, block + C)
-            n += 4
-        while n < rows:
-            i = n * C
-            for c in range(C):  # simd
-                block[c] += g[i + c]
-                block[C + c] += g[i + c] * ((x[i + c] - mean_hi[c]) - mean_lo[c])
-            n += 1
-    else:
-        for n in range(rows):
-            for c in range(C):
-                sums_grad_dev(g + (n * C + c) * S, <const floating*>NULL, x + (n * C + c) * S,
-                              S, mean[c], &tg, &tgx)
-                acc[c] += tg
-                acc[C + c] += tgx
-
-
-def batch_affine(const floating[:, :, ::1] x, const floating[:, :, ::1] g,
-                 const double[::1] mean, const double[::1] a, const double[::1] b,
-                 const double[::1] c, floating[:, :, ::1] out, int n_threads):
-    """out = a[ch]·g + b[ch]·(x − mean[ch]) + c[ch], per channel ch; g (and a) may be None.
-
-    The second pass of both BatchNorm directions. Forward: y = (x − mean)·scale + β, rstd and
-    γ folded into one scale (g None). Backward: dx = γ·rstd·(g − mean(g) − x̂·mean(g·x̂)) with
-    its per-channel constants folded (eval: b = c = 0, a = γ·rstd).
-    The mean is split into a pair m_hi + m_lo of the array's type (see row_forward), and
-    b·(x − mean) + c computed as b·(x − m_hi) + (c − b·m_lo): x − m_hi is exact or nearly for
-    data near its mean, and c − b·m_lo is formed in double. Folding all of the mean into c would
-    cancel catastrophically for data far from 0; folding m_lo saves a load per element.
-    The arrays are walked as one contiguous run of N·C·S values, split between the threads at
-    tile boundaries (no cache line written by two threads); the channel, so the coefficients,
-    changes every S values. An out of STREAM_FROM bytes or more is written with streaming
-    stores (_stream.h), tile by tile. Measured against the sample-by-sample loops this
-    replaced (16384×1024 float32, 2 threads, the same process): forward 2.2-2.5 against
-    2.3-2.9 ms, backward 3.35-4.0 against 3.7-4.8 ms, most of it the load saved by folding
-    m_lo."""
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], S = x.shape[2], total = N * C * S
-    cdef Py_ssize_t ch, part
-    cdef int nt = threads_for(total, n_threads)
-    cdef bint stream = total * <Py_ssize_t>sizeof(floating) >= STREAM_FROM
-    cdef const floating* pg = &g[0, 0, 0] if g is not None else NULL
-    cdef const floating* px = &x[0, 0, 0]
-    cdef floating* pout = &out[0, 0, 0]
-    cdef floating m_hi
-    # per channel, in the array's type: [m_hi | a | b | c − b·m_lo]
-    cdef floating* coef = <floating*>calloc(4 * C + 1, sizeof(floating))
-    if coef == NULL:
-        raise MemoryError()
-    for ch in range(C):
-        m_hi = <floating>mean[ch]
-        coef[ch] = m_hi
-        coef[C + ch] = <floating>a[ch] if a is not None else 0
-        coef[2 * C + ch] = <floating>b[ch]
-        coef[3 * C + ch] = <floating>(c[ch] - b[ch] * (mean[ch] - <double>m_hi))
-    try:
-        with nogil, parallel(num_threads=nt):
-            for part in prange(nt, schedule="static"):
-                affine_span(pg, px, coef, pout, C, S, split_at(pout, total, part, nt),
-                            split_at(pout, total, part + 1, nt), stream)
-            if stream:
-                mlk_stream_fence()
-    finally:
-        free(coef)
-
-
-cdef inline Py_ssize_t split_at(const floating* dst, Py_ssize_t total, Py_ssize_t part,
-                                Py_ssize_t parts) noexcept nogil:
-    """Where part `part` of `parts` near-equal ranges of dst[0:total] starts, moved up to a
-    TILE_BYTES boundary of dst: no two threads write into one cache line."""
-    cdef Py_ssize_t p = total * part // parts
-    if 0 < p < total and <size_t>(dst + p) % TILE_BYTES != 0:
-        p += tile_len(dst + p, total - p)
     return p
 
 
-cdef void affine_span(const floating* g, const floating* x, const floating* coef,
-                      floating* out, Py_ssize_t C, Py_ssize_t S, Py_ssize_t p, Py_ssize_t end,
-                      bint stream) noexcept nogil:
-    """out[p:end] of batch_affine, for the flat (N, C, S) arrays. Tile by tile: a tile is
-    computed into `dst` -- out itself, or (stream) an L1 buffer then streamed to out -- one
-    channel run at a time (S = 1: coefficient vectors, until the row of C wraps)."""
-    cdef const floating* m_hi = coef
+cdef struct Parts:
+    # Rows [0, rows) cut into `count` contiguous parts of whole units of `unit` rows; part k
+    # is rows [start(k), start(k + 1)). Fixed by the shape, never by the thread count.
+    Py_ssize_t rows, unit, units, count
+
+
+cdef Parts parts_of(Py_ssize_t rows, Py_ssize_t row_len, Py_ssize_t unit):
+    cdef Parts p
+    p.rows, p.unit = rows, unit
+    p.units = (rows + unit - 1) // unit
+    p.count = max(1, min(p.units, min(<Py_ssize_t>MAX_PARTS, rows * row_len // PART_MIN)))
+    return p
+
+
+cdef inline Py_ssize_t part_start(const Parts* p, Py_ssize_t k) noexcept nogil:
+    return min(p.rows, (p.units * k // p.count) * p.unit)
+
+
+cdef struct Sums:
+    # Sums across rows, in double: part k's `width` sums at parts + k·width (Parts), and
+    # `total`, the parts added in order (add_parts); `blocks`: each thread's block sums, in
+    # the array's type. parts is NULL when the call wants no sums.
+    double* parts
+    double* total
+    void* blocks
+    Py_ssize_t count, width
+
+
+cdef Sums sums_for(bint wanted, Py_ssize_t count, Py_ssize_t width, Py_ssize_t block_bytes,
+                   int n_threads) except *:
+    cdef Sums s
+    s.parts, s.total, s.blocks, s.count, s.width = NULL, NULL, NULL, count, width
+    if wanted:
+        s.parts = <double*>scratch((count + 1) * width * sizeof(double))
+        s.total = s.parts + count * width
+        try:
+            s.blocks = scratch(n_threads * block_bytes)
+        except MemoryError:
+            free(s.parts)
+            raise
+    return s
+
+
+cdef void free_sums(Sums* s):
+    free(s.parts)
+    free(s.blocks)
+
+
+cdef void add_parts(Sums* s) noexcept nogil:
+    """total[j] = Σ_k parts[k·width + j], the parts added in order k = 0, 1, ..."""
+    cdef Py_ssize_t k, j
+    for j in range(s.width):
+        s.total[j] = 0
+    for k in range(s.count):
+        for j in range(s.width):  # simd
+            s.total[j] += s.parts[k * s.width + j]
+
+
+cdef void store(void* out, bint as_double, const double* values, Py_ssize_t n) noexcept nogil:
+    """out[0:n] = values, rounded to out's type (nothing when out is NULL)."""
+    cdef Py_ssize_t j
+    if out == NULL:
+        return
+    for j in range(n):
+        if as_double:
+            (<double*>out)[j] = values[j]
+        else:
+            (<float*>out)[j] = <float>values[j]
+
+
+cdef inline void flush_block(floating* block, double* sums, Py_ssize_t n) noexcept nogil:
+    """sums += block, then block = 0: a block's sums join the part's double sums."""
+    cdef Py_ssize_t i
+    for i in range(n):  # simd
+        sums[i] += block[i]
+        block[i] = 0
+
+
+cdef struct RowBuffers:
+    # With `stream`, thread t computes each row into its own line-aligned buffer
+    # first + t·stride (which stays in cache), then streams it to the output (_stream.h).
+    bint stream
+    void* memory                  # what to free (NULL when not streaming)
+    char* first
+    Py_ssize_t stride             # bytes
+
+
+cdef RowBuffers row_buffers(Py_ssize_t rows, Py_ssize_t row_len, Py_ssize_t itemsize,
+                            int n_threads) except *:
+    cdef RowBuffers b
+    b.stream = (row_len > 0 and rows * row_len * itemsize >= STREAM_FROM
+                and row_len * itemsize <= ROW_BUFFER_MAX)
+    b.memory = NULL
+    b.first = NULL
+    b.stride = (row_len * itemsize + 63) // 64 * 64
+    if b.stream:
+        b.memory = scratch(n_threads * b.stride)
+        b.first = <char*>((<size_t>b.memory + 63) & ~(<size_t>63))
+    return b
+
+
+cdef inline void* row_buffer(const RowBuffers* b, Py_ssize_t thread) noexcept nogil:
+    """Thread `thread`'s row buffer, NULL when rows are written straight to the output."""
+    return b.first + thread * b.stride if b.stream else NULL
+
+
+# ================================================================================ LayerNorm
+
+def layer_norm(cnp.ndarray x, weight, bias, cnp.ndarray y, cnp.ndarray mean,
+               cnp.ndarray rstd, Py_ssize_t rows, Py_ssize_t cols, double eps):
+    """y, mean, rstd of mlkernels.norm.layer_norm: x and y (rows, cols), weight and bias
+    (cols,) or None, mean and rstd (rows,), all validated C-contiguous arrays of one type."""
+    cdef int nt = threads_for(rows * cols, rows)
+    cdef RowBuffers buffers = row_buffers(rows, cols, cnp.PyArray_ITEMSIZE(x), nt)
+    cdef Pointer px = data(x), pw = data(weight), pb = data(bias)
+    cdef Pointer py = data(y), pm = data(mean), pr = data(rstd)
+    cdef bint f64 = is_double(x)
+    try:
+        with nogil:
+            if f64:
+                layer_norm_rows(<const double*>px, <const double*>pw, <const double*>pb,
+                                <double*>py, <double*>pm, <double*>pr, 0, rows, cols, 1, eps,
+                                &buffers, nt, 0)
+            else:
+                layer_norm_rows(<const float*>px, <const float*>pw, <const float*>pb,
+                                <float*>py, <float*>pm, <float*>pr, 0, rows, cols, 1, eps,
+                                &buffers, nt, 0)
+    finally:
+        free(buffers.memory)
+
+
+cdef void layer_norm_rows(const floating* x, const floating* weight, const floating* bias,
+                          floating* y, floating* mean, floating* rstd,
+                          Py_ssize_t first, Py_ssize_t end, Py_ssize_t n, Py_ssize_t groups,
+                          double eps, const RowBuffers* buffers, int n_threads,
+                          int thread) noexcept nogil:
+    """LayerNorm forward of rows [first, end) of x, n values a row.
+
+    Scalar math, per row (weight and bias may be NULL: 1 and 0):
+        mean    = Σ x[i] / n
+        var     = Σ (x[i] − mean)² / n            biased, in double
+        rstd    = 1 / √(var + eps)                 (an empty row: mean 0, rstd NaN, as torch)
+        y[i]    = (x[i] − mean) · rstd · weight[i] + bias[i]
+
+    GroupNorm of (N, C) data (one value per channel) runs here too: its rows cycle through
+    `groups` weight and bias segments of n values (row r uses segment r % groups); LayerNorm
+    has one. Why it is fast: the row is read from memory once -- the variance's second pass
+    and the normalizing pass read it from cache, so the statistics are two-pass (no
+    E[x²] − E[x]² cancellation) for one pass's memory traffic; the sums are the lane-parallel
+    double reductions sum_of and sum_sq_centered; x − mean is (x − mean_hi) − mean_lo with the
+    mean as a pair of floats; one loop per case of weight and bias, none testing per element.
+    A large output is computed row by row into this thread's buffer and streamed out.
+    Reference: mlkernels/reference/norm.py, layer_norm (and group_norm).
+    """
+    cdef Py_ssize_t t, r, i
+    cdef double mu, var, rs
+    cdef floating mean_hi, mean_lo, r_f
+    cdef const floating* xr
+    cdef const floating* w
+    cdef const floating* b
+    cdef floating* out
+    cdef floating* buffer = <floating*>row_buffer(buffers, thread)
+    if n_threads > 1:           # each thread: a contiguous share of the rows, on one thread
+        for t in prange(n_threads, num_threads=n_threads, schedule="static"):
+            layer_norm_rows(x, weight, bias, y, mean, rstd,
+                            first + (end - first) * t // n_threads,
+                            first + (end - first) * (t + 1) // n_threads,
+                            n, groups, eps, buffers, 1, t)
+        return
+    for r in range(first, end):
+        xr = x + r * n
+        out = buffer if buffer != NULL else y + r * n
+        w = weight + (r % groups) * n if weight != NULL else NULL
+        b = bias + (r % groups) * n if bias != NULL else NULL
+        mu = sum_of(xr, n) / n if n else 0
+        var = sum_sq_centered(xr, n, mu) / n if n else NAN     # second pass, cache-hot
+        rs = 1 / sqrt(var + eps)
+        mean[r] = <floating>mu
+        rstd[r] = <floating>rs
+        mean_hi = <floating>mu
+        mean_lo = <floating>(mu - mean_hi)
+        r_f = <floating>rs
+        if w != NULL and b != NULL:
+            for i in range(n):  # simd
+                out[i] = ((xr[i] - mean_hi) - mean_lo) * r_f * w[i] + b[i]
+        elif w != NULL:
+            for i in range(n):  # simd
+                out[i] = ((xr[i] - mean_hi) - mean_lo) * r_f * w[i]
+        elif b != NULL:
+            for i in range(n):  # simd
+                out[i] = ((xr[i] - mean_hi) - mean_lo) * r_f + b[i]
+        else:
+            for i in range(n):  # simd
+                out[i] = ((xr[i] - mean_hi) - mean_lo) * r_f
+        if buffer != NULL:
+            stream_out(y + r * n, buffer, n)
+    if buffer != NULL:
+        mlk_stream_fence()
+
+
+def layer_norm_backward(cnp.ndarray grad_out, cnp.ndarray x, cnp.ndarray mean,
+                        cnp.ndarray rstd, weight, cnp.ndarray grad_x, grad_weight, grad_bias,
+                        Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t groups=1):
+    """grad_x, grad_weight, grad_bias of mlkernels.norm.layer_norm_backward: grad_out, x and
+    grad_x (rows, cols); mean and rstd (rows,) as the forward returned them; weight,
+    grad_weight and grad_bias (groups·cols,) or None; validated C-contiguous arrays of one
+    type. groups > 1: GroupNorm of (N, C) data (see layer_norm_rows)."""
+    cdef Py_ssize_t C = groups * cols, itemsize = cnp.PyArray_ITEMSIZE(x)
+    cdef Parts parts = parts_of(rows, cols, ROWS_PER_BLOCK)
+    cdef int nt = threads_for(rows * cols, parts.count)
+    cdef RowBuffers buffers
+    # per part [dγ C | dβ C]; per thread, the block sums of both
+    cdef Sums sums = sums_for(grad_weight is not None or grad_bias is not None, parts.count,
+                              2 * C, 2 * C * itemsize, nt)
+    cdef Pointer pg = data(grad_out), px = data(x), pm = data(mean), pr = data(rstd)
+    cdef Pointer pw = data(weight), pgx = data(grad_x)
+    cdef Pointer pgw = data(grad_weight), pgb = data(grad_bias)
+    cdef bint f64 = is_double(x)
+    buffers.memory = NULL
+    try:
+        buffers = row_buffers(rows, cols, itemsize, nt)
+        with nogil:
+            if f64:
+                layer_norm_backward_rows(<const double*>pg, <const double*>px,
+                                         <const double*>pm, <const double*>pr,
+                                         <const double*>pw, <double*>pgx, sums.parts,
+                                         <double*>sums.blocks, &parts, 0, parts.count, cols,
+                                         groups, &buffers, nt, 0)
+            else:
+                layer_norm_backward_rows(<const float*>pg, <const float*>px,
+                                         <const float*>pm, <const float*>pr,
+                                         <const float*>pw, <float*>pgx, sums.parts,
+                                         <float*>sums.blocks, &parts, 0, parts.count, cols,
+                                         groups, &buffers, nt, 0)
+            if sums.parts != NULL:
+                add_parts(&sums)
+                store(pgw, f64, sums.total, C)
+                store(pgb, f64, sums.total + C, C)
+    finally:
+        free_sums(&sums)
+        free(buffers.memory)
+
+
+cdef void layer_norm_backward_rows(const floating* g, const floating* x,
+                                   const floating* mean, const floating* rstd,
+                                   const floating* weight, floating* grad_x,
+                                   double* part_sums, floating* blocks, const Parts* parts,
+                                   Py_ssize_t first, Py_ssize_t end, Py_ssize_t n,
+                                   Py_ssize_t groups, const RowBuffers* buffers,
+                                   int n_threads, int thread) noexcept nogil:
+    """LayerNorm backward of the rows of parts [first, end): grad_x, and each part's sums of
+    dγ and dβ into part_sums [dγ C | dβ C] (NULL when neither is wanted).
+
+    Scalar math, per row (x̂ = (x − mean)·rstd, ĝ = g·weight; weight NULL: ĝ = g):
+        mean_gw      = Σ ĝ[i] / n
+        mean_gw_xhat = Σ ĝ[i]·x̂[i] / n
+        grad_x[i]    = rstd · (ĝ[i] − mean_gw − x̂[i]·mean_gw_xhat)
+                               term 1  term 2   term 3
+        dγ[i] += g[i]·x̂[i],  dβ[i] += g[i]                  (summed over the rows)
+
+    (GroupNorm of (N, C) data too: rows cycle through `groups` weight segments, as in
+    layer_norm_rows.) Why it is fast: pass 1 takes both means in one lane-parallel double
+    reduction (grad_sums: Σ ĝ and Σ ĝ·(x − mean)); pass 2 reads the row from cache. dγ and dβ
+    go into block sums of ROWS_PER_BLOCK rows in the array's type (this thread's), which join
+    the part's double sums once a block; their loop is separate from grad_x's (fused, GCC's
+    alias checks kept it scalar). A large grad_x is streamed out row by row.
+    Reference: mlkernels/reference/norm.py, layer_norm_backward.
+    """
+    cdef Py_ssize_t C = groups * n, t, k, r, i, block_end, part_end
+    cdef double sum_gw, sum_gw_centered, rs
+    cdef floating mean_f, r_f, mean_gw, mean_gw_xhat, xhat
+    cdef const floating* gr
+    cdef const floating* xr
+    cdef const floating* w
+    cdef floating* out
+    cdef floating* buffer = <floating*>row_buffer(buffers, thread)
+    cdef floating* block = blocks + thread * 2 * C if part_sums != NULL else NULL
+    cdef floating* block_gw
+    cdef floating* block_gb
+    if n_threads > 1:           # each thread: a contiguous share of the parts, on one thread
+        for t in prange(n_threads, num_threads=n_threads, schedule="static"):
+            layer_norm_backward_rows(g, x, mean, rstd, weight, grad_x, part_sums, blocks,
+                                     parts, first + (end - first) * t // n_threads,
+                                     first + (end - first) * (t + 1) // n_threads, n, groups,
+                                     buffers, 1, t)
+        return
+    for k in range(first, end):
+        r = part_start(parts, k)
+        part_end = part_start(parts, k + 1)
+        while r < part_end:
+            block_end = min(r + ROWS_PER_BLOCK, part_end)
+            while r < block_end:
+                gr = g + r * n
+                xr = x + r * n
+                w = weight + (r % groups) * n if weight != NULL else NULL
+                out = buffer if buffer != NULL else grad_x + r * n
+                rs = rstd[r]
+                grad_sums(gr, w, xr, n, mean[r], &sum_gw, &sum_gw_centered)     # pass 1
+                mean_gw = <floating>(sum_gw / n)
+                mean_gw_xhat = <floating>(sum_gw_centered * rs / n)
+                mean_f = mean[r]
+                r_f = rstd[r]
+                if block != NULL:           # pass 2: dγ, dβ ...
+                    block_gw = block + (r % groups) * n
+                    block_gb = block + C + (r % groups) * n
+                    for i in range(n):  # simd
+                        xhat = (xr[i] - mean_f) * r_f
+                        block_gw[i] += gr[i] * xhat
+                        block_gb[i] += gr[i]
+                if w != NULL:               # ... and grad_x
+                    for i in range(n):  # simd
+                        xhat = (xr[i] - mean_f) * r_f
+                        out[i] = r_f * (gr[i] * w[i] - mean_gw - xhat * mean_gw_xhat)
+                else:
+                    for i in range(n):  # simd
+                        xhat = (xr[i] - mean_f) * r_f
+                        out[i] = r_f * (gr[i] - mean_gw - xhat * mean_gw_xhat)
+                if buffer != NULL:
+                    stream_out(grad_x + r * n, buffer, n)
+                r += 1
+            if block != NULL:
+                flush_block(block, part_sums + k * 2 * C, 2 * C)
+    if buffer != NULL:
+        mlk_stream_fence()
+
+
+# ================================================================================ RMSNorm
+
+def rms_norm(cnp.ndarray x, weight, cnp.ndarray y, cnp.ndarray rstd, Py_ssize_t rows,
+             Py_ssize_t cols, double eps):
+    """y, rstd of mlkernels.norm.rms_norm: x and y (rows, cols), weight (cols,) or None,
+    rstd (rows,), all validated C-contiguous arrays of one type."""
+    cdef int nt = threads_for(rows * cols, rows)
+    cdef RowBuffers buffers = row_buffers(rows, cols, cnp.PyArray_ITEMSIZE(x), nt)
+    cdef Pointer px = data(x), pw = data(weight), py = data(y), pr = data(rstd)
+    cdef bint f64 = is_double(x)
+    try:
+        with nogil:
+            if f64:
+                rms_norm_rows(<const double*>px, <const double*>pw, <double*>py,
+                              <double*>pr, 0, rows, cols, eps, &buffers, nt, 0)
+            else:
+                rms_norm_rows(<const float*>px, <const float*>pw, <float*>py, <float*>pr, 0,
+                              rows, cols, eps, &buffers, nt, 0)
+    finally:
+        free(buffers.memory)
+
+
+cdef void rms_norm_rows(const floating* x, const floating* weight, floating* y,
+                        floating* rstd, Py_ssize_t first, Py_ssize_t end, Py_ssize_t n,
+                        double eps, const RowBuffers* buffers, int n_threads,
+                        int thread) noexcept nogil:
+    """RMSNorm forward of rows [first, end) of x, n values a row.
+
+    Scalar math, per row (weight NULL: 1):
+        rstd = 1 / √(Σ x[i]² / n + eps)           in double (an empty row: NaN)
+        y[i] = x[i] · rstd · weight[i]
+
+    Why it is fast: one lane-parallel double reduction (sum_sq_centered about 0), then the
+    scaling pass on the cache-hot row; a large output is streamed out row by row.
+    Reference: mlkernels/reference/norm.py, rms_norm.
+    """
+    cdef Py_ssize_t t, r, i
+    cdef double rs
+    cdef floating r_f
+    cdef const floating* xr
+    cdef floating* out
+    cdef floating* buffer = <floating*>row_buffer(buffers, thread)
+    if n_threads > 1:           # each thread: a contiguous share of the rows, on one thread
+        for t in prange(n_threads, num_threads=n_threads, schedule="static"):
+            rms_norm_rows(x, weight, y, rstd, first + (end - first) * t // n_threads,
+                          first + (end - first) * (t + 1) // n_threads, n, eps, buffers, 1, t)
+        return
+    for r in range(first, end):
+        xr = x + r * n
+        out = buffer if buffer != NULL else y + r * n
+        rs = 1 / sqrt(sum_sq_centered(xr, n, 0) / n + eps) if n else NAN
+        rstd[r] = <floating>rs
+        r_f = <floating>rs
+        if weight != NULL:
+            for i in range(n):  # simd
+                out[i] = xr[i] * r_f * weight[i]
+        else:
+            for i in range(n):  # simd
+                out[i] = xr[i] * r_f
+        if buffer != NULL:
+            stream_out(y + r * n, buffer, n)
+    if buffer != NULL:
+        mlk_stream_fence()
+
+
+def rms_norm_backward(cnp.ndarray grad_out, cnp.ndarray x, cnp.ndarray rstd, weight,
+                      cnp.ndarray grad_x, grad_weight, Py_ssize_t rows, Py_ssize_t cols):
+    """grad_x, grad_weight of mlkernels.norm.rms_norm_backward: grad_out, x and grad_x
+    (rows, cols); rstd (rows,) as the forward returned it; weight and grad_weight (cols,) or
+    None; validated C-contiguous arrays of one type."""
+    cdef Py_ssize_t itemsize = cnp.PyArray_ITEMSIZE(x)
+    cdef Parts parts = parts_of(rows, cols, ROWS_PER_BLOCK)
+    cdef int nt = threads_for(rows * cols, parts.count)
+    cdef RowBuffers buffers
+    cdef Sums sums = sums_for(grad_weight is not None, parts.count, cols, cols * itemsize, nt)
+    cdef Pointer pg = data(grad_out), px = data(x), pr = data(rstd), pw = data(weight)
+    cdef Pointer pgx = data(grad_x), pgw = data(grad_weight)
+    cdef bint f64 = is_double(x)
+    buffers.memory = NULL
+    try:
+        buffers = row_buffers(rows, cols, itemsize, nt)
+        with nogil:
+            if f64:
+                rms_norm_backward_rows(<const double*>pg, <const double*>px,
+                                       <const double*>pr, <const double*>pw, <double*>pgx,
+                                       sums.parts, <double*>sums.blocks, &parts, 0,
+                                       parts.count, cols, &buffers, nt, 0)
+            else:
+                rms_norm_backward_rows(<const float*>pg, <const float*>px, <const float*>pr,
+                                       <const float*>pw, <float*>pgx, sums.parts,
+                                       <float*>sums.blocks, &parts, 0, parts.count, cols,
+                                       &buffers, nt, 0)
+            if sums.parts != NULL:
+                add_parts(&sums)
+                store(pgw, f64, sums.total, cols)
+    finally:
+        free_sums(&sums)
+        free(buffers.memory)
+
+
+cdef void rms_norm_backward_rows(const floating* g, const floating* x, const floating* rstd,
+                                 const floating* weight, floating* grad_x, double* part_sums,
+                                 floating* blocks, const Parts* parts, Py_ssize_t first,
+                                 Py_ssize_t end, Py_ssize_t n, const RowBuffers* buffers,
+                                 int n_threads, int thread) noexcept nogil:
+    """RMSNorm backward of the rows of parts [first, end): grad_x, and each part's dγ sums
+    (n of them) into part_sums (NULL when not wanted).
+
+    Scalar math, per row (x̂ = x·rstd, ĝ = g·weight; weight NULL: ĝ = g):
+        mean_gw_xhat = Σ ĝ[i]·x̂[i] / n
+        grad_x[i]    = rstd · (ĝ[i] − x̂[i]·mean_gw_xhat)
+                               term 1  term 2
+        dγ[i] += g[i]·x̂[i]                                    (summed over the rows)
+
+    Why it is fast: as layer_norm_backward_rows (one double reduction, the second pass from
+    cache, dγ through block sums, streamed grad_x), without the mean's terms.
+    Reference: mlkernels/reference/norm.py, rms_norm_backward.
+    """
+    cdef Py_ssize_t t, k, r, i, block_end, part_end
+    cdef double sum_gw, sum_gw_x
+    cdef floating r_f, mean_gw_xhat, xhat
+    cdef const floating* gr
+    cdef const floating* xr
+    cdef floating* out
+    cdef floating* buffer = <floating*>row_buffer(buffers, thread)
+    cdef floating* block_gw = blocks + thread * n if part_sums != NULL else NULL
+    if n_threads > 1:           # each thread: a contiguous share of the parts, on one thread
+        for t in prange(n_threads, num_threads=n_threads, schedule="static"):
+            rms_norm_backward_rows(g, x, rstd, weight, grad_x, part_sums, blocks, parts,
+                                   first + (end - first) * t // n_threads,
+                                   first + (end - first) * (t + 1) // n_threads, n, buffers,
+                                   1, t)
+        return
+    for k in range(first, end):
+        r = part_start(parts, k)
+        part_end = part_start(parts, k + 1)
+        while r < part_end:
+            block_end = min(r + ROWS_PER_BLOCK, part_end)
+            while r < block_end:
+                gr = g + r * n
+                xr = x + r * n
+                out = buffer if buffer != NULL else grad_x + r * n
+                grad_sums(gr, weight, xr, n, 0, &sum_gw, &sum_gw_x)             # pass 1
+                r_f = rstd[r]
+                mean_gw_xhat = <floating>(sum_gw_x * rstd[r] / n)
+                if block_gw != NULL:        # pass 2: dγ ...
+                    for i in range(n):  # simd
+                        block_gw[i] += gr[i] * (xr[i] * r_f)
+                if weight != NULL:          # ... and grad_x
+                    for i in range(n):  # simd
+                        xhat = xr[i] * r_f
+                        out[i] = r_f * (gr[i] * weight[i] - xhat * mean_gw_xhat)
+                else:
+                    for i in range(n):  # simd
+                        xhat = xr[i] * r_f
+                        out[i] = r_f * (gr[i] - xhat * mean_gw_xhat)
+                if buffer != NULL:
+                    stream_out(grad_x + r * n, buffer, n)
+                r += 1
+            if block_gw != NULL:
+                flush_block(block_gw, part_sums + k * n, n)
+    if buffer != NULL:
+        mlk_stream_fence()
+
+
+# ================================================================================ GroupNorm
+# x is seen as (N, C, S): S = the product of the spatial dims. Row r = (sample r // G,
+# group r % G) holds the group's Cg = C / G channels of S values each.
+
+def group_norm(cnp.ndarray x, weight, bias, cnp.ndarray y, cnp.ndarray mean,
+               cnp.ndarray rstd, Py_ssize_t N, Py_ssize_t C, Py_ssize_t G, Py_ssize_t S,
+               double eps):
+    """y, mean, rstd of mlkernels.norm.group_norm: x and y (N, C, S), weight and bias (C,) or
+    None, mean and rstd (N, G), all validated C-contiguous arrays of one type."""
+    cdef Py_ssize_t rows = N * G, Cg = C // G if G else 0
+    cdef int nt = threads_for(rows * Cg * S, rows)
+    cdef RowBuffers buffers = row_buffers(rows, Cg * S, cnp.PyArray_ITEMSIZE(x), nt)
+    cdef Pointer px = data(x), pw = data(weight), pb = data(bias)
+    cdef Pointer py = data(y), pm = data(mean), pr = data(rstd)
+    cdef bint f64 = is_double(x)
+    try:
+        with nogil:
+            if S == 1 and f64:              # one value per channel: LayerNorm's loops
+                layer_norm_rows(<const double*>px, <const double*>pw, <const double*>pb,
+                                <double*>py, <double*>pm, <double*>pr, 0, rows, Cg, G, eps,
+                                &buffers, nt, 0)
+            elif S == 1:
+                layer_norm_rows(<const float*>px, <const float*>pw, <const float*>pb,
+                                <float*>py, <float*>pm, <float*>pr, 0, rows, Cg, G, eps,
+                                &buffers, nt, 0)
+            elif f64:
+                group_norm_rows(<const double*>px, <const double*>pw, <const double*>pb,
+                                <double*>py, <double*>pm, <double*>pr, 0, rows, G, Cg, S, eps,
+                                &buffers, nt, 0)
+            else:
+                group_norm_rows(<const float*>px, <const float*>pw, <const float*>pb,
+                                <float*>py, <float*>pm, <float*>pr, 0, rows, G, Cg, S, eps,
+                                &buffers, nt, 0)
+    finally:
+        free(buffers.memory)
+
+
+cdef void group_norm_rows(const floating* x, const floating* weight, const floating* bias,
+                          floating* y, floating* mean, floating* rstd, Py_ssize_t first,
+                          Py_ssize_t end, Py_ssize_t G, Py_ssize_t Cg, Py_ssize_t S,
+                          double eps, const RowBuffers* buffers, int n_threads,
+                          int thread) noexcept nogil:
+    """GroupNorm forward of rows [first, end): a row is one sample's group of Cg channels of
+    S values, channel c = (r % G)·Cg + j.
+
+    Scalar math, per row (n = Cg·S; weight and bias may be NULL: 1 and 0):
+        mean       = Σ x / n,  var = Σ (x − mean)² / n,  rstd = 1 / √(var + eps)
+        y[j, s]    = (x[j, s] − mean) · rstd · weight[c] + bias[c]
+
+    Why it is fast: as layer_norm_rows (the row read from memory once, two-pass double
+    statistics from cache, the mean as a pair of floats, streamed output); the affine
+    parameters are scalars for each run of S values.
+    Reference: mlkernels/reference/norm.py, group_norm.
+    """
+    cdef Py_ssize_t n = Cg * S, t, r, j, s
+    cdef double mu, var, rs
+    cdef floating mean_hi, mean_lo, r_f, scale, shift
+    cdef const floating* xr
+    cdef floating* out
+    cdef floating* buffer = <floating*>row_buffer(buffers, thread)
+    if n_threads > 1:           # each thread: a contiguous share of the rows, on one thread
+        for t in prange(n_threads, num_threads=n_threads, schedule="static"):
+            group_norm_rows(x, weight, bias, y, mean, rstd,
+                            first + (end - first) * t // n_threads,
+                            first + (end - first) * (t + 1) // n_threads,
+                            G, Cg, S, eps, buffers, 1, t)
+        return
+    for r in range(first, end):
+        xr = x + r * n
+        out = buffer if buffer != NULL else y + r * n
+        mu = sum_of(xr, n) / n if n else 0
+        var = sum_sq_centered(xr, n, mu) / n if n else NAN     # second pass, cache-hot
+        rs = 1 / sqrt(var + eps)
+        mean[r] = <floating>mu
+        rstd[r] = <floating>rs
+        mean_hi = <floating>mu
+        mean_lo = <floating>(mu - mean_hi)
+        r_f = <floating>rs
+        for j in range(Cg):
+            scale = weight[(r % G) * Cg + j] if weight != NULL else 1
+            shift = bias[(r % G) * Cg + j] if bias != NULL else 0
+            for s in range(j * S, j * S + S):  # simd
+                out[s] = ((xr[s] - mean_hi) - mean_lo) * r_f * scale + shift
+        if buffer != NULL:
+            stream_out(y + r * n, buffer, n)
+    if buffer != NULL:
+        mlk_stream_fence()
+
+
+def group_norm_backward(cnp.ndarray grad_out, cnp.ndarray x, cnp.ndarray mean,
+                        cnp.ndarray rstd, weight, cnp.ndarray grad_x, grad_weight, grad_bias,
+                        Py_ssize_t N, Py_ssize_t C, Py_ssize_t G, Py_ssize_t S):
+    """grad_x, grad_weight, grad_bias of mlkernels.norm.group_norm_backward: grad_out, x and
+    grad_x (N, C, S); mean and rstd (N, G) as the forward returned them; weight, grad_weight
+    and grad_bias (C,) or None; validated C-contiguous arrays of one type."""
+    cdef Py_ssize_t rows = N * G, Cg = C // G if G else 0
+    if S == 1:          # one value per channel: LayerNorm's loops, rows cycling through groups
+        return layer_norm_backward(grad_out, x, mean, rstd, weight, grad_x, grad_weight,
+                                   grad_bias, rows, Cg, G)
+    cdef Parts parts = parts_of(rows, Cg * S, 1)
+    cdef int nt = threads_for(rows * Cg * S, parts.count)
+    cdef RowBuffers buffers
+    # per part [dγ C | dβ C] (no block sums: a channel's S values are summed in one go)
+    cdef Sums sums = sums_for(grad_weight is not None or grad_bias is not None, parts.count,
+                              2 * C, 0, nt)
+    cdef Pointer pg = data(grad_out), px = data(x), pm = data(mean), pr = data(rstd)
+    cdef Pointer pw = data(weight), pgx = data(grad_x)
+    cdef Pointer pgw = data(grad_weight), pgb = data(grad_bias)
+    cdef bint f64 = is_double(x)
+    buffers.memory = NULL
+    try:
+        buffers = row_buffers(rows, Cg * S, cnp.PyArray_ITEMSIZE(x), nt)
+        with nogil:
+            if f64:
+                group_norm_backward_rows(<const double*>pg, <const double*>px,
+                                         <const double*>pm, <const double*>pr,
+                                         <const double*>pw, <double*>pgx, sums.parts, &parts,
+                                         0, parts.count, G, Cg, S, &buffers, nt, 0)
+            else:
+                group_norm_backward_rows(<const float*>pg, <const float*>px,
+                                         <const float*>pm, <const float*>pr,
+                                         <const float*>pw, <float*>pgx, sums.parts, &parts,
+                                         0, parts.count, G, Cg, S, &buffers, nt, 0)
+            if sums.parts != NULL:
+                add_parts(&sums)
+                store(pgw, f64, sums.total, C)
+                store(pgb, f64, sums.total + C, C)
+    finally:
+        free_sums(&sums)
+        free(buffers.memory)
+
+
+cdef void group_norm_backward_rows(const floating* g, const floating* x,
+                                   const floating* mean, const floating* rstd,
+                                   const floating* weight, floating* grad_x,
+                                   double* part_sums, const Parts* parts, Py_ssize_t first,
+                                   Py_ssize_t end, Py_ssize_t G, Py_ssize_t Cg, Py_ssize_t S,
+                                   const RowBuffers* buffers, int n_threads,
+                                   int thread) noexcept nogil:
+    """GroupNorm backward (S > 1 values per channel) of the rows of parts [first, end):
+    grad_x, and each part's per-channel dγ and dβ into part_sums (NULL: not wanted).
+
+    Scalar math, per row (channels c = (r % G)·Cg + j of S values; x̂ = (x − mean)·rstd;
+    n = Cg·S; weight NULL: 1):
+        sum_g[j]          = Σ_s g[j, s]
+        sum_g_centered[j] = Σ_s g[j, s]·(x[j, s] − mean)
+        mean_gw           = Σ_j weight[c]·sum_g[j] / n
+        mean_gw_xhat      = Σ_j weight[c]·sum_g_centered[j]·rstd / n
+        grad_x[j, s]      = rstd · (g[j, s]·weight[c] − mean_gw − x̂[j, s]·mean_gw_xhat)
+                                    term 1              term 2    term 3
+        dγ[c] += sum_g_centered[j]·rstd,  dβ[c] += sum_g[j]
+
+    Why it is fast: the per-channel sums of pass 1 are at once the means' terms and dγ, dβ
+    (one lane-parallel double reduction per run of S values); pass 2 reads the row from
+    cache; a large grad_x is streamed out row by row.
+    Reference: mlkernels/reference/norm.py, group_norm_backward.
+    """
+    cdef Py_ssize_t n = Cg * S, C = G * Cg, t, k, r, j, s, c
+    cdef double sum_g, sum_g_centered, sum_gw, sum_gw_centered, w, rs
+    cdef floating mean_f, r_f, mean_gw, mean_gw_xhat, w_f, xhat
+    cdef const floating* gr
+    cdef const floating* xr
+    cdef floating* out
+    cdef double* sums
+    cdef floating* buffer = <floating*>row_buffer(buffers, thread)
+    if n_threads > 1:           # each thread: a contiguous share of the parts, on one thread
+        for t in prange(n_threads, num_threads=n_threads, schedule="static"):
+            group_norm_backward_rows(g, x, mean, rstd, weight, grad_x, part_sums, parts,
+                                     first + (end - first) * t // n_threads,
+                                     first + (end - first) * (t + 1) // n_threads,
+                                     G, Cg, S, buffers, 1, t)
+        return
+    for k in range(first, end):
+        sums = part_sums + k * 2 * C if part_sums != NULL else NULL
+        for r in range(part_start(parts, k), part_start(parts, k + 1)):
+            gr = g + r * n
+            xr = x + r * n
+            out = buffer if buffer != NULL else grad_x + r * n
+            rs = rstd[r]
+            sum_gw = 0
+            sum_gw_centered = 0
+            for j in range(Cg):                                                  # pass 1
+                c = (r % G) * Cg + j
+                grad_sums(gr + j * S, <const floating*>NULL, xr + j * S, S, mean[r],
+                          &sum_g, &sum_g_centered)
+                w = weight[c] if weight != NULL else 1
+                sum_gw += w * sum_g
+                sum_gw_centered += w * sum_g_centered
+                if sums != NULL:
+                    sums[c] += sum_g_centered * rs
+                    sums[C + c] += sum_g
+            mean_gw = <floating>(sum_gw / n)
+            mean_gw_xhat = <floating>(sum_gw_centered * rs / n)
+            mean_f = mean[r]
+            r_f = rstd[r]
+            for j in range(Cg):                                                  # pass 2
+                w_f = weight[(r % G) * Cg + j] if weight != NULL else 1
+                for s in range(j * S, j * S + S):  # simd
+                    xhat = (xr[s] - mean_f) * r_f
+                    out[s] = r_f * (gr[s] * w_f - mean_gw - xhat * mean_gw_xhat)
+            if buffer != NULL:
+                stream_out(grad_x + r * n, buffer, n)
+    if buffer != NULL:
+        mlk_stream_fence()
+
+
+# ================================================================================ BatchNorm
+# x is seen as (N, C, S): N samples, C channels, S = the product of the spatial dims. Both
+# directions make two passes over memory: per-channel sums (statistics, or the gradient's
+# sums), then one elementwise pass, batch_norm_affine, with everything per channel folded into
+# four coefficients.
+
+cdef enum:
+    FEW_SAMPLES = 4     # fewer samples (with S > 1): statistics channel by channel
+
+
+def batch_norm(cnp.ndarray x, running_mean, running_var, weight, bias, cnp.ndarray y,
+               cnp.ndarray save_mean, cnp.ndarray save_rstd, Py_ssize_t N, Py_ssize_t C,
+               Py_ssize_t S, bint training, double factor, double eps):
+    """y, save_mean, save_rstd of mlkernels.norm.batch_norm, and in training the running
+    statistics updated in place: x and y (N, C, S); the rest (C,) or None; validated
+    C-contiguous arrays of one type. `factor` is the running statistics' momentum."""
+    cdef Py_ssize_t itemsize = cnp.PyArray_ITEMSIZE(x), total = N * C * S
+    cdef bint by_channel = S > 1 and N < FEW_SAMPLES
+    cdef Parts parts = parts_of(N, C * S, ROWS_PER_BLOCK if S == 1 else 1)
+    cdef int nt_sums = threads_for(total, C if by_channel else parts.count)
+    cdef int nt = threads_for(total, total // TILE_MAX + 1)
+    cdef bint f64 = is_double(x), stream = total * itemsize >= STREAM_FROM
+    # per part [Σd C | Σd² C] (by channel: one part); per thread, S = 1: the block sums
+    cdef Sums sums = sums_for(True, 1 if by_channel else parts.count, 2 * C,
+                              2 * C * itemsize if training and S == 1 else 0, nt_sums)
+    # per channel, in the array's type: [mean_hi | a | b | c] of batch_norm_affine
+    cdef void* coef = NULL
+    cdef Pointer px = data(x), py = data(y), pw = data(weight), pb = data(bias)
+    cdef Pointer prm = data(running_mean), prv = data(running_var)
+    cdef Pointer psm = data(save_mean), psr = data(save_rstd)
+    try:
+        coef = scratch(4 * C * itemsize)
+        with nogil:
+            if training and total and f64:              # pass 1: the statistics' sums
+                batch_norm_stats(<const double*>px, N, C, S, by_channel, sums.parts,
+                                 <double*>sums.blocks, &parts, 0,
+                                 C if by_channel else parts.count, nt_sums, 0)
+            elif training and total:
+                batch_norm_stats(<const float*>px, N, C, S, by_channel, sums.parts,
+                                 <float*>sums.blocks, &parts, 0,
+                                 C if by_channel else parts.count, nt_sums, 0)
+            add_parts(&sums)
+            if f64:                                     # per channel: what pass 2 needs
+                batch_norm_forward_channels(<const double*>px, N, C, S, sums.total, training,
+                                            <double*>prm, <double*>prv, <const double*>pw,
+                                            <const double*>pb, factor, eps, <double*>psm,
+                                            <double*>psr, <double*>coef)
+            else:
+                batch_norm_forward_channels(<const float*>px, N, C, S, sums.total, training,
+                                            <float*>prm, <float*>prv, <const float*>pw,
+                                            <const float*>pb, factor, eps, <float*>psm,
+                                            <float*>psr, <float*>coef)
+            if total and f64:                           # pass 2: y
+                batch_norm_affine(<const double*>NULL, <const double*>px, <double*>coef,
+                                  <double*>py, C, S, 0, total, stream, nt)
+            elif total:
+                batch_norm_affine(<const float*>NULL, <const float*>px, <float*>coef,
+                                  <float*>py, C, S, 0, total, stream, nt)
+    finally:
+        free_sums(&sums)
+        free(coef)
+
+
+cdef void batch_norm_stats(const floating* x, Py_ssize_t N, Py_ssize_t C, Py_ssize_t S,
+                           bint by_channel, double* part_sums, floating* blocks,
+                           const Parts* parts, Py_ssize_t first, Py_ssize_t end,
+                           int n_threads, int thread) noexcept nogil:
+    """BatchNorm's statistics, as shifted sums per channel: for the channels [first, end)
+    (by_channel) or the parts [first, end) of the samples, into part_sums [Σd C | Σd² C] per
+    part (by_channel: part 0 only).
+
+    Scalar math, per channel c (K[c] = x[0, c, 0], a value of the channel):
+        Σd[c]  += x[n, c, s] − K[c]            over every sample n and position s
+        Σd²[c] += (x[n, c, s] − K[c])²
+    (batch_norm_forward_channels turns them into the mean and the biased variance.)
+
+    Why it is fast: the sums of values shifted by one of their own stay small for data far
+    from 0 (no E[x²] − E[x]² cancellation), in one pass, in double. The samples are walked in
+    memory order (a channel's runs lie C·S values apart; walked channel by channel the
+    prefetcher does poorly), except with few samples, where channels are the only work to
+    share out. With S > 1, each run of S values is one lane-parallel double reduction
+    (centered_sums); with one value per channel (S = 1) four samples at a time are added in
+    registers into block sums of the array's type (add4_centered_sums, with K exact in that
+    type), which join the part's double sums once a block.
+    Reference: mlkernels/reference/norm.py, batch_norm.
+    """
+    cdef Py_ssize_t t, k, n, c, block_end, part_end, sample
+    cdef double d1, d2, t1, t2
+    cdef double* sums
+    cdef floating* block = blocks + thread * 2 * C if S == 1 else NULL
+    cdef floating d
+    if n_threads > 1:       # each thread: a contiguous share of the channels or parts
+        for t in prange(n_threads, num_threads=n_threads, schedule="static"):
+            batch_norm_stats(x, N, C, S, by_channel, part_sums, blocks, parts,
+                             first + (end - first) * t // n_threads,
+                             first + (end - first) * (t + 1) // n_threads, 1, t)
+        return
+    if by_channel:
+        for c in range(first, end):
+            t1 = 0
+            t2 = 0
+            for n in range(N):
+                centered_sums(x + (n * C + c) * S, S, x[c * S], &d1, &d2)
+                t1 += d1
+                t2 += d2
+            part_sums[c] = t1
+            part_sums[C + c] = t2
+        return
+    for k in range(first, end):
+        sums = part_sums + k * 2 * C
+        n = part_start(parts, k)
+        part_end = part_start(parts, k + 1)
+        if S > 1:
+            for sample in range(n, part_end):
+                for c in range(C):
+                    centered_sums(x + (sample * C + c) * S, S, x[c * S], &d1, &d2)
+                    sums[c] += d1
+                    sums[C + c] += d2
+            continue
+        while n < part_end:                 # S = 1: blocks of ROWS_PER_BLOCK samples
+            block_end = min(n + ROWS_PER_BLOCK, part_end)
+            while n + 4 <= block_end:
+                add4_centered_sums(x + n * C, C, x, block, block + C)
+                n += 4
+            while n < block_end:
+                for c in range(C):  # simd
+                    d = x[n * C + c] - x[c]
+                    block[c] += d
+                    block[C + c] += d * d
+                n += 1
+            flush_block(block, sums, 2 * C)
+
+
+cdef void batch_norm_forward_channels(const floating* x, Py_ssize_t N, Py_ssize_t C,
+                                      Py_ssize_t S, const double* sums, bint training,
+                                      floating* running_mean, floating* running_var,
+                                      const floating* weight, const floating* bias,
+                                      double factor, double eps, floating* save_mean,
+                                      floating* save_rstd, floating* coef) noexcept nogil:
+    """Per channel c: the statistics, the running statistics' update, and the coefficients of
+    pass 2 (weight, bias, running_*: NULL when not given).
+
+    Scalar math (count = N·S; f = factor, the momentum):
+        training: mean = K[c] + Σd/count,  var = Σd²/count − (Σd/count)²  (≥ 0)
+                  running_mean = (1 − f)·running_mean + f·mean
+                  running_var  = (1 − f)·running_var + f·var·count/(count − 1)   (unbiased)
+        eval:     mean, var = running_mean, running_var
+        rstd = 1/√(var + eps),  scale = rstd·weight,  shift = bias
+        y = (x − mean)·scale + shift:  coefficients [mean_hi | 0 | scale | shift − scale·mean_lo]
+
+    rstd and γ folded into one scale make pass 2 one multiply-add per element; the mean is
+    a pair hi + lo of the array's type, its low half folded into the constant (in double).
+    Reference: mlkernels/reference/norm.py, batch_norm.
+    """
+    cdef Py_ssize_t c
+    cdef double count = N * S, mean, var, rstd, scale, shift
+    cdef floating mean_hi
+    for c in range(C):
+        if training:
+            mean = sums[c] / count
+            var = sums[C + c] / count - mean * mean
+            mean = mean + x[c * S]
+            if var < 0:                     # rounding of the shifted sums: clamp at 0
+                var = 0
+            if running_mean != NULL:        # as torch, in the array's type
+                running_mean[c] = running_mean[c] * <floating>(1 - factor)
+                running_mean[c] = running_mean[c] + <floating>(factor * mean)
+                running_var[c] = running_var[c] * <floating>(1 - factor)
+                running_var[c] = running_var[c] + <floating>(factor * var * count / (count - 1))
+        else:
+            mean = running_mean[c]
+            var = running_var[c]
+        rstd = 1 / sqrt(var + eps)
+        scale = rstd * weight[c] if weight != NULL else rstd
+        shift = bias[c] if bias != NULL else 0
+        save_mean[c] = <floating>mean
+        save_rstd[c] = <floating>rstd
+        mean_hi = <floating>mean
+        coef[c] = mean_hi
+        coef[C + c] = 0
+        coef[2 * C + c] = <floating>scale
+        coef[3 * C + c] = <floating>(shift - scale * (mean - <double>mean_hi))
+
+
+def batch_norm_backward(cnp.ndarray grad_out, cnp.ndarray x, cnp.ndarray save_mean,
+                        cnp.ndarray save_rstd, weight, cnp.ndarray grad_x, grad_weight,
+                        grad_bias, Py_ssize_t N, Py_ssize_t C, Py_ssize_t S, bint training):
+    """grad_x, grad_weight, grad_bias of mlkernels.norm.batch_norm_backward: grad_out, x and
+    grad_x (N, C, S); save_mean, save_rstd as the forward returned them, weight, grad_weight
+    and grad_bias (C,) or None; validated C-contiguous arrays of one type."""
+    cdef Py_ssize_t itemsize = cnp.PyArray_ITEMSIZE(x), total = N * C * S
+    cdef bint need_sums = training or grad_weight is not None or grad_bias is not None
+    cdef Parts parts = parts_of(N, C * S, ROWS_PER_BLOCK if S == 1 else 1)
+    cdef int nt_sums = threads_for(total, parts.count)
+    cdef int nt = threads_for(total, total // TILE_MAX + 1)
+    cdef bint f64 = is_double(x), stream = total * itemsize >= STREAM_FROM
+    # per part [Σg C | Σg·(x − mean) C]; per thread, S = 1: the block sums
+    cdef Sums sums = sums_for(True, parts.count, 2 * C,
+                              2 * C * itemsize if need_sums and S == 1 else 0, nt_sums)
+    # per channel, in the array's type: [mean | a | b | c] of batch_norm_affine
+    cdef void* coef = NULL
+    cdef Pointer pg = data(grad_out), px = data(x), pm = data(save_mean), pgx = data(grad_x)
+    cdef Pointer pr = data(save_rstd), pw = data(weight)
+    cdef Pointer pgw = data(grad_weight), pgb = data(grad_bias)
+    try:
+        coef = scratch(4 * C * itemsize)
+        with nogil:
+            if need_sums and total and f64:             # pass 1: Σg, Σg·(x − mean)
+                batch_norm_grad_sums(<const double*>pg, <const double*>px, <const double*>pm,
+                                     C, S, sums.parts, <double*>sums.blocks, &parts, 0,
+                                     parts.count, nt_sums, 0)
+            elif need_sums and total:
+                batch_norm_grad_sums(<const float*>pg, <const float*>px, <const float*>pm,
+                                     C, S, sums.parts, <float*>sums.blocks, &parts, 0,
+                                     parts.count, nt_sums, 0)
+            add_parts(&sums)
+            if f64:                                     # per channel: what pass 2 needs
+                batch_norm_backward_channels(<const double*>pm, <const double*>pr,
+                                             <const double*>pw, C, N * S, sums.total, training,
+                                             <double*>pgw, <double*>pgb, <double*>coef)
+            else:
+                batch_norm_backward_channels(<const float*>pm, <const float*>pr,
+                                             <const float*>pw, C, N * S, sums.total, training,
+                                             <float*>pgw, <float*>pgb, <float*>coef)
+            if total and f64:                           # pass 2: grad_x
+                batch_norm_affine(<const double*>pg, <const double*>px, <double*>coef,
+                                  <double*>pgx, C, S, 0, total, stream, nt)
+            elif total:
+                batch_norm_affine(<const float*>pg, <const float*>px, <float*>coef,
+                                  <float*>pgx, C, S, 0, total, stream, nt)
+    finally:
+        free_sums(&sums)
+        free(coef)
+
+
+cdef void batch_norm_grad_sums(const floating* g, const floating* x, const floating* mean,
+                               Py_ssize_t C, Py_ssize_t S, double* part_sums,
+                               floating* blocks, const Parts* parts, Py_ssize_t first,
+                               Py_ssize_t end, int n_threads, int thread) noexcept nogil:
+    """BatchNorm backward's pass 1: per channel Σg and Σg·(x − mean) over the samples of parts
+    [first, end), into part_sums [Σg C | Σg·(x − mean) C] per part.
+
+    Scalar math, per channel c:
+        sum_g[c]          += g[n, c, s]                    over every sample n and position s
+        sum_g_centered[c] += g[n, c, s]·(x[n, c, s] − mean[c])
+
+    Why it is fast: as batch_norm_stats -- samples in memory order; S > 1: one lane-parallel
+    double reduction per run (grad_sums); S = 1: four samples at a time in registers into
+    block sums of the array's type (add4_grad_sums), joined into the part's double sums once
+    a block. The mean is the forward's, in the array's type: x − mean is formed exactly as the
+    reference does.
+    Reference: mlkernels/reference/norm.py, batch_norm_backward.
+    """
+    cdef Py_ssize_t t, k, n, c, i, block_end, part_end, sample
+    cdef double tg, tgx
+    cdef double* sums
+    cdef floating* block = blocks + thread * 2 * C if S == 1 else NULL
+    if n_threads > 1:       # each thread: a contiguous share of the parts, on one thread
+        for t in prange(n_threads, num_threads=n_threads, schedule="static"):
+            batch_norm_grad_sums(g, x, mean, C, S, part_sums, blocks, parts,
+                                 first + (end - first) * t // n_threads,
+                                 first + (end - first) * (t + 1) // n_threads, 1, t)
+        return
+    for k in range(first, end):
+        sums = part_sums + k * 2 * C
+        n = part_start(parts, k)
+        part_end = part_start(parts, k + 1)
+        if S > 1:
+            for sample in range(n, part_end):
+                for c in range(C):
+                    i = (sample * C + c) * S
+                    grad_sums(g + i, <const floating*>NULL, x + i, S, mean[c], &tg, &tgx)
+                    sums[c] += tg
+                    sums[C + c] += tgx
+            continue
+        while n < part_end:                 # S = 1: blocks of ROWS_PER_BLOCK samples
+            block_end = min(n + ROWS_PER_BLOCK, part_end)
+            while n + 4 <= block_end:
+                add4_grad_sums(g + n * C, x + n * C, C, mean, block, block + C)
+                n += 4
+            while n < block_end:
+                i = n * C
+                for c in range(C):  # simd
+                    block[c] += g[i + c]
+                    block[C + c] += g[i + c] * (x[i + c] - mean[c])
+                n += 1
+            flush_block(block, sums, 2 * C)
+
+
+cdef void batch_norm_backward_channels(const floating* mean, const floating* rstd,
+                                       const floating* weight, Py_ssize_t C, Py_ssize_t count,
+                                       const double* sums, bint training,
+                                       floating* grad_weight, floating* grad_bias,
+                                       floating* coef) noexcept nogil:
+    """Per channel c: dγ, dβ and the coefficients of pass 2 (weight, grad_*: NULL when not
+    given), from pass 1's sums [Σg C | Σg·(x − mean) C].
+
+    Scalar math (γ = weight[c] or 1, x̂ = (x − mean)·rstd, means over the count = N·S values):
+        training: grad_x = γ·rstd·(g − mean(g) − x̂·mean(g·x̂))
+                         = a·g + b·(x − mean) + c  with  a = γ·rstd,
+                           b = −γ·rstd³·Σg·(x − mean)/count,  c = −γ·rstd·Σg/count
+        eval:     grad_x = γ·rstd·g                (the statistics are constants): b = c = 0
+        dγ = rstd·Σg·(x − mean),  dβ = Σg
+    Reference: mlkernels/reference/norm.py, batch_norm_backward.
+    """
+    cdef Py_ssize_t ch
+    cdef double gamma, rs, a, b, c
+    for ch in range(C):
+        gamma = weight[ch] if weight != NULL else 1
+        rs = rstd[ch]
+        a = gamma * rs
+        b = -gamma * rs * rs * rs * sums[C + ch] / count if training else 0
+        c = -gamma * rs * sums[ch] / count if training else 0
+        coef[ch] = mean[ch]
+        coef[C + ch] = <floating>a
+        coef[2 * C + ch] = <floating>b
+        coef[3 * C + ch] = <floating>c
+        if grad_weight != NULL:
+            grad_weight[ch] = <floating>(rs * sums[C + ch])
+        if grad_bias != NULL:
+            grad_bias[ch] = <floating>sums[ch]
+
+
+cdef void batch_norm_affine(const floating* g, const floating* x, const floating* coef,
+                            floating* out, Py_ssize_t C, Py_ssize_t S, Py_ssize_t first,
+                            Py_ssize_t end, bint stream, int n_threads) noexcept nogil:
+    """BatchNorm's pass 2 (both directions), elements [first, end) of the flat (N, C, S) arrays:
+    out = a·g + b·(x − mean_hi) + c per channel, coef = [mean_hi | a | b | c] (C each);
+    g NULL for the forward (y = scale·(x − mean_hi) + shift').
+
+    Scalar math, per element i of channel ch = (i // S) % C:
+        out[i] = a[ch]·g[i] + b[ch]·(x[i] − mean_hi[ch]) + c[ch]
+
+    Why it is fast: everything per channel is folded into the four coefficients (forward:
+    rstd·γ one scale; the mean's low half in c), so an element costs one or two multiply-adds
+    and 3 (forward: 2) memory traffics. The arrays are one contiguous run split between the
+    threads on TILE_BYTES boundaries of out (no cache line written by two threads); with
+    `stream`, each tile is computed into an L1 buffer and streamed out (_stream.h), saving the
+    read of out's lines. One loop per run of a channel (S > 1) or to the end of a row of C
+    (S = 1, coefficient vectors).
+    Reference: mlkernels/reference/norm.py, batch_norm and batch_norm_backward.
+    """
+    cdef const floating* mean_hi = coef
     cdef const floating* a = coef + C
     cdef const floating* b = coef + 2 * C
-    cdef const floating* c = coef + 3 * C      # c − b·m_lo
-    cdef Py_ssize_t ch = (p // S) % C, s = p % S, m, k, run, i
+    cdef const floating* c = coef + 3 * C
+    cdef Py_ssize_t t, p = first, ch = (first // S) % C, s = first % S, m, k, run, i
     cdef floating mh, fa, fb, fc
     cdef floating raw[TILE_MAX + 16]
     cdef floating* buffer = <floating*>((<size_t>&raw[0] + 63) & ~(<size_t>63))  # line-aligned
@@ -565,6 +1152,11 @@ cdef void affine_span(const floating* g, const floating* x, const floating* coef
     cdef floating* o
     cdef const floating* xs
     cdef const floating* gs
+    if n_threads > 1:       # each thread: a share of the elements, cut on tile boundaries
+        for t in prange(n_threads, num_threads=n_threads, schedule="static"):
+            batch_norm_affine(g, x, coef, out, C, S, split_at(out, first, end, t, n_threads),
+                              split_at(out, first, end, t + 1, n_threads), stream, 1)
+        return
     while p < end:
         m = tile_len(out + p, end - p) if stream else end - p
         dst = buffer if stream else out + p
@@ -577,14 +1169,14 @@ cdef void affine_span(const floating* g, const floating* x, const floating* coef
                 run = min(m - k, C - ch)
                 if gs != NULL:
                     for i in range(run):  # simd
-                        o[i] = a[ch + i] * gs[i] + b[ch + i] * (xs[i] - m_hi[ch + i]) + c[ch + i]
+                        o[i] = a[ch + i] * gs[i] + b[ch + i] * (xs[i] - mean_hi[ch + i]) + c[ch + i]
                 else:
                     for i in range(run):  # simd
-                        o[i] = b[ch + i] * (xs[i] - m_hi[ch + i]) + c[ch + i]
+                        o[i] = b[ch + i] * (xs[i] - mean_hi[ch + i]) + c[ch + i]
                 ch += run
             else:                       # one channel: to the end of its run of S values
                 run = min(m - k, S - s)
-                mh, fa, fb, fc = m_hi[ch], a[ch], b[ch], c[ch]
+                mh, fa, fb, fc = mean_hi[ch], a[ch], b[ch], c[ch]
                 if gs != NULL:
                     for i in range(run):  # simd
                         o[i] = fa * gs[i] + fb * (xs[i] - mh) + fc
@@ -601,3 +1193,15 @@ cdef void affine_span(const floating* g, const floating* x, const floating* coef
         if stream:
             stream_out(out + p, buffer, m)
         p += m
+    if stream:
+        mlk_stream_fence()
+
+
+cdef inline Py_ssize_t split_at(const floating* dst, Py_ssize_t first, Py_ssize_t end,
+                                Py_ssize_t part, Py_ssize_t parts) noexcept nogil:
+    """Where share `part` of `parts` near-equal shares of dst[first:end] starts, moved up to a
+    TILE_BYTES boundary of dst: no two threads write into one cache line."""
+    cdef Py_ssize_t p = first + (end - first) * part // parts
+    if first < p < end and <size_t>(dst + p) % TILE_BYTES != 0:
+        p += tile_len(dst + p, end - p)
+    return p

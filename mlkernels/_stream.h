@@ -4,18 +4,16 @@
  * (read-for-ownership), then writes it back when it is evicted: an output array costs two
  * memory traffics, not one. A non-temporal store writes whole lines straight to memory, with
  * no read. For a kernel that reads two arrays and writes one (BatchNorm's dx = a·g + b·x̂ + c)
- * that is 3 traffics instead of 4. Measured (AVX-512 EPYC, 2 threads, 16384×1024 float32,
- * a C harness): BatchNorm's backward 7.6 -> 6.8-6.9 ms, a 64 MiB copy 2.85 -> 2.2 ms.
+ * that is 3 traffics instead of 4.
  * The price: the output is not left in cache, so this only pays for outputs far larger than
  * the cache, which the next reader would have to fetch from memory anyway. Callers decide.
  *
  * How: the kernel computes a short tile (TILE_BYTES, in L1) with ordinary vectorized code,
  * then mlk_stream_* copies the tile out with aligned non-temporal stores (the unaligned
- * head and tail of dst with ordinary ones). A 512-byte tile measured as fast as storing
- * straight from the computing loop (6.68 vs 6.67 ms); 1-4 KiB tiles lost a third to a half
- * of the gain.
+ * head and tail of dst with ordinary ones). A 512-byte tile was as fast as storing straight
+ * from the computing loop; larger tiles (1-4 KiB) lost much of the gain.
  * (The row norms compute a whole row, up to 64 KiB, into a per-thread buffer instead: their
- * loops are per row, and the gain there is smaller -- see _norm.pyx.)
+ * loops are per row.) Measured figures: docs/kernels/norm.md.
  * After its last streamed tile each thread calls mlk_stream_fence(): non-temporal stores are
  * weakly ordered, the fence makes them visible before the kernel returns.
  *

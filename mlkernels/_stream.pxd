@@ -17,9 +17,8 @@ cdef enum:
     TILE_BYTES = 512                 # 128 float32 / 64 float64: stays in L1 (see _stream.h)
     TILE_MAX = TILE_BYTES // 4       # elements, for the smaller type
     # Outputs of at least this many bytes are streamed. Half our 32 MiB L3: a smaller output
-    # can stay in cache for its next reader, and streaming it lost (2048×1024 float32
-    # BatchNorm forward, in a loop: 0.59 ms streamed, 0.32 ms not); from 12-16 MiB on
-    # streaming won (4096×1024: 0.56 against 0.66 ms).
+    # can stay in cache for its next reader, and streaming it lost; from 12-16 MiB on
+    # streaming won (docs/kernels/norm.md has the figures).
     STREAM_FROM_BYTES = 16 << 20
 
 

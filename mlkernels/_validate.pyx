@@ -157,6 +157,60 @@ def output(str where, out, shape, dtype, inputs=(), str name="out", inplace_ok=(
     return out
 
 
+cdef bint _usable_output(object out, tuple shape, object dtype, tuple inputs, list taken):
+    """What ``output`` accepts, tested in C: an ndarray of ``dtype`` and ``shape``, writeable,
+    C-contiguous and aligned, sharing no memory with the ndarrays of ``inputs`` and ``taken``
+    (None entries skipped). False for anything else, including non-array inputs."""
+    if not cnp.PyArray_Check(out):
+        return False
+    cdef cnp.ndarray o = <cnp.ndarray>out
+    if not ((<object>cnp.PyArray_DESCR(o) is dtype or o.dtype == dtype) and _same_shape(o, shape)
+            and cnp.PyArray_ISWRITEABLE(o)
+            and cnp.PyArray_CHKFLAGS(o, cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED)):
+        return False
+    for a in inputs:
+        if a is not None and (not cnp.PyArray_Check(a) or _may_overlap(o, <cnp.ndarray>a)):
+            return False
+    for a in taken:
+        if a is not None and _may_overlap(o, <cnp.ndarray>a):
+            return False
+    return True
+
+
+def outputs(str where, out, tuple names, tuple shapes, dtype, tuple inputs=()):
+    """The arrays a function with several results writes, every one checked before any is
+    written: ``out`` is None, one array (the first result), or a tuple (or list) with one
+    entry, an array or None, per name in ``names``.
+
+    ``shapes[k]`` is the shape of result k, or None where this call has no such result (its
+    entry must then be None). A given array must pass ``output`` (dtype, shape, writeable,
+    C-contiguous, aligned) and share no memory with ``inputs`` nor with the outputs before it;
+    a None entry becomes a fresh array. Returns a list, None for the results that do not exist.
+    """
+    cdef Py_ssize_t k, n = len(names)
+    cdef list result = []
+    cdef bint listed = isinstance(out, (tuple, list))
+    if listed and len(out) != n or not (listed or out is None or cnp.PyArray_Check(out)):
+        raise TypeError(f"{where}: out must be an array or a tuple ({', '.join(names)}) of "
+                        f"arrays or None, got {type(out).__name__}")
+    for k in range(n):
+        shape = shapes[k]
+        entry = out[k] if listed else out if k == 0 else None
+        if shape is None:
+            if entry is not None:
+                raise ValueError(f"{where}: out for {names[k]} is given, but there is no "
+                                 f"{names[k]}; expected None")
+            result.append(None)
+        elif entry is None:
+            result.append(np.empty(shape, dtype))
+        elif _usable_output(entry, shape, dtype, inputs, result):
+            result.append(entry)
+        else:       # the checks again, in Python, for the message
+            result.append(output(where, entry, shape, dtype, inputs + tuple(result),
+                                 name=f"out ({names[k]})"))
+    return result
+
+
 cdef bint _same_memory(cnp.ndarray a, cnp.ndarray b):
     cdef int d
     if (cnp.PyArray_DATA(a) != cnp.PyArray_DATA(b) or cnp.PyArray_NDIM(a) != cnp.PyArray_NDIM(b)

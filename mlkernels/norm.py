@@ -18,7 +18,6 @@ import numpy as np
 
 from . import _validate as V
 from ._dispatch import K
-from ._threads import get_num_threads
 
 __all__ = ["layer_norm", "layer_norm_backward", "rms_norm", "rms_norm_backward",
            "group_norm", "group_norm_backward", "batch_norm", "batch_norm_backward"]
@@ -27,37 +26,16 @@ Shape = Union[int, Sequence[int]]
 
 
 # ------------------------------------------------------------------ helpers
-
-def _outs(where: str, out, names: Sequence[str]) -> list:
-    """``out`` as one entry per result: an array means the first result."""
-    if out is None:
-        return [None] * len(names)
-    if isinstance(out, np.ndarray):
-        return [out] + [None] * (len(names) - 1)
-    if isinstance(out, (tuple, list)) and len(out) == len(names):
-        return list(out)
-    raise TypeError(f"{where}: out must be an array or a tuple ({', '.join(names)}) of arrays "
-                    f"or None, got {type(out).__name__}")
-
-
-def _outputs(where, out, specs, inputs):
-    """Check every output before any is written: specs = [(name, shape, dtype, wanted)]."""
-    entries = _outs(where, out, [s[0] for s in specs])
-    result, taken = [], list(inputs)
-    for entry, (name, shape, dtype, wanted) in zip(entries, specs):
-        if not wanted:
-            if entry is not None:
-                raise ValueError(f"{where}: out for {name} is given, but there is no {name}; "
-                                 f"expected None")
-            result.append(None)
-            continue
-        arr = V.output(where, entry, shape, dtype, taken, name=f"out ({name})")
-        taken.append(arr)
-        result.append(arr)
-    return result
-
+# Each function checks every argument (mlkernels/_validate.pyx) and every out= array before the
+# kernel runs, then hands the arrays to the entry of the same name in _norm.pyx, which reads
+# their data pointers: no reshaped views, no temporaries, the statistics written and read in
+# the arrays' own type.
 
 def _normalized(where: str, x: np.ndarray, normalized_shape: Shape) -> Tuple[tuple, int, int]:
+    """(normalized_shape as a tuple, rows, cols): x seen as (rows, cols)."""
+    if type(normalized_shape) is int and normalized_shape > 0 and x.ndim \
+            and x.shape[-1] == normalized_shape:          # the common case, checked in full
+        return (normalized_shape,), x.size // normalized_shape, normalized_shape
     shape = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) \
         else tuple(normalized_shape)
     if not shape or any(not isinstance(d, (int, np.integer)) or d < 0 for d in shape):
@@ -65,13 +43,18 @@ def _normalized(where: str, x: np.ndarray, normalized_shape: Shape) -> Tuple[tup
                          f"non-empty tuple of sizes")
     if x.ndim < len(shape) or x.shape[x.ndim - len(shape):] != shape:
         raise ValueError(f"{where}: normalized_shape {shape} does not match the trailing "
-                         f"dimensions of x, of shape {x.shape}; expected x.shape[-{len(shape)}:]"
-                         f" == {shape}")
-    lead = x.shape[:x.ndim - len(shape)]
-    return shape, prod(lead), prod(shape)
+                         f"dimensions of x, of shape {x.shape}; expected "
+                         f"x.shape[-{len(shape)}:] == {shape}")
+    cols = prod(shape)
+    return shape, (x.size // cols if cols else prod(x.shape[:x.ndim - len(shape)])), cols
+
+
+_INF = float("inf")
 
 
 def _eps(where, eps):
+    if type(eps) is float and 0.0 <= eps < _INF:        # the common case (NaN fails it)
+        return eps
     return V.number(where, "eps", eps, low=0.0)
 
 
@@ -84,10 +67,48 @@ def _c(a, dtype):
 def layer_norm(x: np.ndarray, normalized_shape: Shape, weight: Optional[np.ndarray] = None,
                bias: Optional[np.ndarray] = None, eps: float = 1e-5, *, out=None
                ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """y = (x − E[x]) / √(Var[x] + eps) · weight + bias over the trailing
-    ``normalized_shape`` dims (biased variance, eps inside the square root).
+    """Layer normalization over the trailing ``normalized_shape`` dimensions.
 
-    Returns (y, mean, rstd), mean and rstd of shape ``x.shape[:-len(normalized_shape)]``.
+    y = (x − E[x]) / √(Var[x] + eps) · weight + bias, the variance biased and eps inside the
+    square root, as ``torch.nn.functional.layer_norm``.
+
+    Parameters
+    ----------
+    x : ndarray, float32 or float64
+        Trailing dimensions ``normalized_shape``; any strides (a copy is made if needed).
+    normalized_shape : int or tuple of int
+    weight, bias : ndarray of shape ``normalized_shape``, optional
+        Elementwise affine parameters γ and β (None: 1 and 0).
+    eps : float, default 1e-5
+    out : ndarray, or tuple (y, mean, rstd) of ndarrays or None, optional
+        Where to write the results (one array: y); C-contiguous, of the results' shapes and
+        dtype.
+
+    Returns
+    -------
+    y : ndarray, the shape of x
+    mean, rstd : ndarray of shape ``x.shape[:-len(normalized_shape)]``
+        Each row's mean and 1/√(var + eps), in x's dtype: what ``layer_norm_backward`` takes.
+
+    Raises
+    ------
+    TypeError
+        An array argument that is not an ndarray of float32 or float64, arrays of both
+        dtypes in one call, or an ``out`` that is neither an array nor a tuple of the results.
+    ValueError
+        Shapes that do not match, a bad hyperparameter, or an ``out`` array that is
+        read-only, not C-contiguous, of the wrong shape or dtype, or overlapping an input or
+        another output. Nothing is written when it raises.
+
+    Examples
+    --------
+    >>> import numpy as np, mlkernels as mk
+    >>> y, mean, rstd = mk.layer_norm(np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 3.0]]), 3)
+    >>> y.round(4)
+    array([[-1.2247,  0.    ,  1.2247],
+           [-0.7071, -0.7071,  1.4142]])
+    >>> mean
+    array([2., 1.])
     """
     where = "layer_norm()"
     dtype = V.float_dtype(where, x=x, weight=weight, bias=bias, optional=("weight", "bias"))
@@ -96,107 +117,193 @@ def layer_norm(x: np.ndarray, normalized_shape: Shape, weight: Optional[np.ndarr
     V.shape_is(where, "bias", bias, shape, "normalized_shape")
     eps = _eps(where, eps)
     lead = x.shape[:x.ndim - len(shape)]
-    y, mean, rstd = _outputs(where, out, [("y", x.shape, dtype, True),
-                                          ("mean", lead, dtype, True),
-                                          ("rstd", lead, dtype, True)], (x, weight, bias))
-    m64, r64 = np.empty(rows), np.empty(rows)
-    K._norm.rows_forward(V.c_array(x, dtype).reshape(rows, cols),
-                         None if weight is None else _c(weight, dtype).reshape(cols),
-                         None if bias is None else _c(bias, dtype).reshape(cols),
-                         y.reshape(rows, cols), m64, r64, 1, cols, 1, eps, True,
-                         get_num_threads())
-    mean.reshape(rows)[...] = m64
-    rstd.reshape(rows)[...] = r64
+    y, mean, rstd = V.outputs(where, out, ("y", "mean", "rstd"), (x.shape, lead, lead), dtype,
+                              (x, weight, bias))
+    K._norm.layer_norm(V.c_array(x, dtype), _c(weight, dtype), _c(bias, dtype), y, mean, rstd,
+                       rows, cols, eps)
     return y, mean, rstd
 
 
-def _row_backward(where, grad_out, x, stats, weight, has_bias, rows, cols, G, Cg, S, center,
-                  out, wshape, names, stat_shape):
-    dtype = V.float_dtype(where, grad_out=grad_out, x=x, weight=weight,
-                          **{n: s for n, s in stats.items()}, optional=("weight",))
+def _row_backward_checks(where, grad_out, x, stats, weight, stat_shape, wshape):
+    """The dtype shared by every array of a row norm's backward, after checking the shapes of
+    grad_out, the statistics (as the forward returned them) and weight."""
+    dtype = V.float_dtype(where, grad_out=grad_out, x=x, weight=weight, **stats,
+                          optional=("weight",))
     V.shape_is(where, "grad_out", grad_out, x.shape, "the shape of x")
     V.shape_is(where, "weight", weight, wshape)
     for name, s in stats.items():
         V.shape_is(where, name, s, stat_shape, "as the forward returned it")
-    has_w = weight is not None
-    specs = [("grad_x", x.shape, dtype, True), ("grad_weight", wshape, dtype, has_w)]
-    if names == 3:
-        specs.append(("grad_bias", wshape, dtype, has_bias))
-    outs = _outputs(where, out, specs, (grad_out, x, weight, *stats.values()))
-    mean = np.zeros(rows) if "mean" not in stats else \
-        V.c_array(np.asarray(stats["mean"]), np.dtype(np.float64)).reshape(rows)
-    # (c_array: aligned copies unless they already are aligned float64 -- a misaligned view
-    #  must not reach the kernel, which reads them as doubles)
-    rstd = V.c_array(np.asarray(stats["rstd"]), np.dtype(np.float64)).reshape(rows)
-    C = G * Cg
-    K._norm.rows_backward(V.c_array(grad_out, dtype).reshape(rows, cols),
-                          V.c_array(x, dtype).reshape(rows, cols), mean, rstd,
-                          None if weight is None else _c(weight, dtype).reshape(C),
-                          outs[0].reshape(rows, cols),
-                          None if outs[1] is None else outs[1].reshape(C),
-                          None if names < 3 or outs[2] is None else outs[2].reshape(C),
-                          G, Cg, S, center, get_num_threads())
-    return tuple(outs)
+    return dtype
 
 
 def layer_norm_backward(grad_out: np.ndarray, x: np.ndarray, normalized_shape: Shape,
                         mean: np.ndarray, rstd: np.ndarray, weight: Optional[np.ndarray] = None,
                         *, has_bias: Optional[bool] = None, out=None
                         ) -> Tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
-    """(grad_x, grad_weight, grad_bias) of ``layer_norm``, with x̂ = (x − mean)·rstd::
+    """Gradients of ``layer_norm``, with x̂ = (x − mean)·rstd and ĝ = grad_out·weight::
 
-        grad_x = rstd · (ĝ − mean(ĝ) − x̂ · mean(ĝ·x̂)),  ĝ = grad_out·weight
-        grad_weight = Σ grad_out·x̂,  grad_bias = Σ grad_out   (over the leading dims)
+        grad_x = rstd · (ĝ − mean(ĝ) − x̂ · mean(ĝ·x̂))      (means over each row)
+        grad_weight = Σ grad_out·x̂,  grad_bias = Σ grad_out   (sums over the leading dims)
 
-    grad_weight is None without weight; grad_bias is None unless ``has_bias`` (default:
-    whether there is a weight).
+    Parameters
+    ----------
+    grad_out, x : ndarray, the shape of the forward's x
+    normalized_shape : int or tuple of int
+    mean, rstd : ndarray
+        As ``layer_norm`` returned them (any layout).
+    weight : ndarray of shape ``normalized_shape``, optional
+    has_bias : bool, optional
+        Whether to compute grad_bias (default: whether there is a weight).
+    out : ndarray, or tuple (grad_x, grad_weight, grad_bias) of ndarrays or None, optional
+        Written, never accumulated into.
+
+    Returns
+    -------
+    grad_x : ndarray, the shape of x
+    grad_weight, grad_bias : ndarray of shape ``normalized_shape``, or None
+        None without a weight (grad_weight) or without ``has_bias`` (grad_bias).
+
+    Raises
+    ------
+    TypeError
+        An array argument that is not an ndarray of float32 or float64, arrays of both
+        dtypes in one call, or an ``out`` that is neither an array nor a tuple of the results.
+    ValueError
+        Shapes that do not match, a bad hyperparameter, or an ``out`` array that is
+        read-only, not C-contiguous, of the wrong shape or dtype, or overlapping an input or
+        another output. Nothing is written when it raises.
+
+    Examples
+    --------
+    >>> import numpy as np, mlkernels as mk
+    >>> x = np.array([[1.0, 2.0, 3.0]])
+    >>> y, mean, rstd = mk.layer_norm(x, 3, np.ones(3), np.zeros(3))
+    >>> gx, gw, gb = mk.layer_norm_backward(np.array([[1.0, 0.0, 0.0]]), x, 3, mean, rstd,
+    ...                                     np.ones(3))
+    >>> gx.round(4), gw.round(4), gb
+    (array([[ 0.2041, -0.4082,  0.2041]]), array([-1.2247,  0.    ,  0.    ]), array([1., 0., 0.]))
     """
     where = "layer_norm_backward()"
     if not isinstance(x, np.ndarray):
         V.float_dtype(where, x=x)
     shape, rows, cols = _normalized(where, x, normalized_shape)
+    lead = x.shape[:x.ndim - len(shape)]
+    dtype = _row_backward_checks(where, grad_out, x, {"mean": mean, "rstd": rstd}, weight,
+                                 lead, shape)
     has_bias = weight is not None if has_bias is None else bool(has_bias)
-    return _row_backward(where, grad_out, x, {"mean": mean, "rstd": rstd}, weight, has_bias,
-                         rows, cols, 1, cols, 1, True, out, shape, 3,
-                         x.shape[:x.ndim - len(shape)])
+    gx, gw, gb = V.outputs(where, out, ("grad_x", "grad_weight", "grad_bias"),
+                           (x.shape, shape if weight is not None else None,
+                            shape if has_bias else None),
+                           dtype, (grad_out, x, weight, mean, rstd))
+    K._norm.layer_norm_backward(V.c_array(grad_out, dtype), V.c_array(x, dtype),
+                                V.c_array(mean, dtype), V.c_array(rstd, dtype),
+                                _c(weight, dtype), gx, gw, gb, rows, cols)
+    return gx, gw, gb
 
 
 # ------------------------------------------------------------------ RMSNorm
 
 def rms_norm(x: np.ndarray, normalized_shape: Shape, weight: Optional[np.ndarray] = None,
              eps: Optional[float] = None, *, out=None) -> Tuple[np.ndarray, np.ndarray]:
-    """y = x / √(mean(x²) + eps) · weight over the trailing ``normalized_shape`` dims;
-    ``eps=None`` is the dtype's machine epsilon (as torch). Returns (y, rstd)."""
+    """RMS normalization over the trailing ``normalized_shape`` dimensions.
+
+    y = x / √(mean(x²) + eps) · weight, as ``torch.nn.functional.rms_norm``.
+
+    Parameters
+    ----------
+    x : ndarray, float32 or float64
+    normalized_shape : int or tuple of int
+    weight : ndarray of shape ``normalized_shape``, optional
+    eps : float, optional
+        None (default): the machine epsilon of x's dtype, as torch.
+    out : ndarray, or tuple (y, rstd) of ndarrays or None, optional
+
+    Returns
+    -------
+    y : ndarray, the shape of x
+    rstd : ndarray of shape ``x.shape[:-len(normalized_shape)]``
+        1/√(mean(x²) + eps) per row, in x's dtype: what ``rms_norm_backward`` takes.
+
+    Raises
+    ------
+    TypeError
+        An array argument that is not an ndarray of float32 or float64, arrays of both
+        dtypes in one call, or an ``out`` that is neither an array nor a tuple of the results.
+    ValueError
+        Shapes that do not match, a bad hyperparameter, or an ``out`` array that is
+        read-only, not C-contiguous, of the wrong shape or dtype, or overlapping an input or
+        another output. Nothing is written when it raises.
+
+    Examples
+    --------
+    >>> import numpy as np, mlkernels as mk
+    >>> y, rstd = mk.rms_norm(np.array([[1.0, 2.0, 3.0]]), 3)
+    >>> y.round(4), rstd.round(4)
+    (array([[0.4629, 0.9258, 1.3887]]), array([0.4629]))
+    """
     where = "rms_norm()"
     dtype = V.float_dtype(where, x=x, weight=weight, optional=("weight",))
     shape, rows, cols = _normalized(where, x, normalized_shape)
     V.shape_is(where, "weight", weight, shape, "normalized_shape")
     eps = float(np.finfo(dtype).eps) if eps is None else _eps(where, eps)
     lead = x.shape[:x.ndim - len(shape)]
-    y, rstd = _outputs(where, out, [("y", x.shape, dtype, True), ("rstd", lead, dtype, True)],
-                       (x, weight))
-    m64, r64 = np.empty(rows), np.empty(rows)
-    K._norm.rows_forward(V.c_array(x, dtype).reshape(rows, cols),
-                         None if weight is None else _c(weight, dtype).reshape(cols), None,
-                         y.reshape(rows, cols), m64, r64, 1, cols, 1, eps, False,
-                         get_num_threads())
-    rstd.reshape(rows)[...] = r64
+    y, rstd = V.outputs(where, out, ("y", "rstd"), (x.shape, lead), dtype, (x, weight))
+    K._norm.rms_norm(V.c_array(x, dtype), _c(weight, dtype), y, rstd, rows, cols, eps)
     return y, rstd
 
 
 def rms_norm_backward(grad_out: np.ndarray, x: np.ndarray, normalized_shape: Shape,
                       rstd: np.ndarray, weight: Optional[np.ndarray] = None, *, out=None
                       ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-    """(grad_x, grad_weight) of ``rms_norm``, with x̂ = x·rstd, ĝ = grad_out·weight::
+    """Gradients of ``rms_norm``, with x̂ = x·rstd and ĝ = grad_out·weight::
 
         grad_x = rstd · (ĝ − x̂ · mean(ĝ·x̂)),   grad_weight = Σ grad_out·x̂
+
+    Parameters
+    ----------
+    grad_out, x : ndarray, the shape of the forward's x
+    normalized_shape : int or tuple of int
+    rstd : ndarray
+        As ``rms_norm`` returned it (any layout).
+    weight : ndarray of shape ``normalized_shape``, optional
+    out : ndarray, or tuple (grad_x, grad_weight) of ndarrays or None, optional
+
+    Returns
+    -------
+    grad_x : ndarray, the shape of x
+    grad_weight : ndarray of shape ``normalized_shape``, or None without a weight
+
+    Raises
+    ------
+    TypeError
+        An array argument that is not an ndarray of float32 or float64, arrays of both
+        dtypes in one call, or an ``out`` that is neither an array nor a tuple of the results.
+    ValueError
+        Shapes that do not match, a bad hyperparameter, or an ``out`` array that is
+        read-only, not C-contiguous, of the wrong shape or dtype, or overlapping an input or
+        another output. Nothing is written when it raises.
+
+    Examples
+    --------
+    >>> import numpy as np, mlkernels as mk
+    >>> x = np.array([[1.0, 2.0, 3.0]])
+    >>> y, rstd = mk.rms_norm(x, 3, np.ones(3))
+    >>> gx, gw = mk.rms_norm_backward(np.array([[1.0, 0.0, 0.0]]), x, 3, rstd, np.ones(3))
+    >>> gx.round(4), gw.round(4)
+    (array([[ 0.4298, -0.0661, -0.0992]]), array([0.4629, 0.    , 0.    ]))
     """
     where = "rms_norm_backward()"
     if not isinstance(x, np.ndarray):
         V.float_dtype(where, x=x)
     shape, rows, cols = _normalized(where, x, normalized_shape)
-    return _row_backward(where, grad_out, x, {"rstd": rstd}, weight, False, rows, cols, 1,
-                         cols, 1, False, out, shape, 2, x.shape[:x.ndim - len(shape)])
+    lead = x.shape[:x.ndim - len(shape)]
+    dtype = _row_backward_checks(where, grad_out, x, {"rstd": rstd}, weight, lead, shape)
+    gx, gw = V.outputs(where, out, ("grad_x", "grad_weight"),
+                       (x.shape, shape if weight is not None else None), dtype,
+                       (grad_out, x, weight, rstd))
+    K._norm.rms_norm_backward(V.c_array(grad_out, dtype), V.c_array(x, dtype),
+                              V.c_array(rstd, dtype), _c(weight, dtype), gx, gw, rows, cols)
+    return gx, gw
 
 
 # ------------------------------------------------------------------ GroupNorm
@@ -217,24 +324,54 @@ def _groups(where: str, x: np.ndarray, num_groups) -> Tuple[int, int, int, int]:
 def group_norm(x: np.ndarray, num_groups: int, weight: Optional[np.ndarray] = None,
                bias: Optional[np.ndarray] = None, eps: float = 1e-5, *, out=None
                ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Normalize each group of C/num_groups channels of each sample (with all their spatial
-    values), then y = x̂·weight[c] + bias[c]. Returns (y, mean, rstd), (N, num_groups)."""
+    """Group normalization, as ``torch.nn.functional.group_norm``.
+
+    Each sample's channels are split into ``num_groups`` groups of C/num_groups channels;
+    each group (with all its spatial values) is normalized like a LayerNorm row, then
+    y = x̂·weight[c] + bias[c] per channel c.
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, C, *spatial), float32 or float64
+    num_groups : int
+        A divisor of C.
+    weight, bias : ndarray of shape (C,), optional
+    eps : float, default 1e-5
+    out : ndarray, or tuple (y, mean, rstd) of ndarrays or None, optional
+
+    Returns
+    -------
+    y : ndarray, the shape of x
+    mean, rstd : ndarray of shape (N, num_groups), in x's dtype
+
+    Raises
+    ------
+    TypeError
+        An array argument that is not an ndarray of float32 or float64, arrays of both
+        dtypes in one call, or an ``out`` that is neither an array nor a tuple of the results.
+    ValueError
+        Shapes that do not match, a bad hyperparameter, or an ``out`` array that is
+        read-only, not C-contiguous, of the wrong shape or dtype, or overlapping an input or
+        another output. Nothing is written when it raises.
+
+    Examples
+    --------
+    >>> import numpy as np, mlkernels as mk
+    >>> y, mean, rstd = mk.group_norm(np.arange(8.0).reshape(1, 4, 2), 2)
+    >>> mean, y[0, :2].round(4)
+    (array([[1.5, 5.5]]), array([[-1.3416, -0.4472],
+           [ 0.4472,  1.3416]]))
+    """
     where = "group_norm()"
     dtype = V.float_dtype(where, x=x, weight=weight, bias=bias, optional=("weight", "bias"))
     N, C, G, S = _groups(where, x, num_groups)
     V.shape_is(where, "weight", weight, (C,), "one per channel")
     V.shape_is(where, "bias", bias, (C,), "one per channel")
     eps = _eps(where, eps)
-    y, mean, rstd = _outputs(where, out, [("y", x.shape, dtype, True),
-                                          ("mean", (N, G), dtype, True),
-                                          ("rstd", (N, G), dtype, True)], (x, weight, bias))
-    rows, cols = N * G, (C // G) * S
-    m64, r64 = np.empty(rows), np.empty(rows)
-    K._norm.rows_forward(V.c_array(x, dtype).reshape(rows, cols), _c(weight, dtype),
-                         _c(bias, dtype), y.reshape(rows, cols), m64, r64, G, C // G, S, eps,
-                         True, get_num_threads())
-    mean.reshape(rows)[...] = m64
-    rstd.reshape(rows)[...] = r64
+    y, mean, rstd = V.outputs(where, out, ("y", "mean", "rstd"), (x.shape, (N, G), (N, G)),
+                              dtype, (x, weight, bias))
+    K._norm.group_norm(V.c_array(x, dtype), _c(weight, dtype), _c(bias, dtype), y, mean, rstd,
+                       N, C, G, S, eps)
     return y, mean, rstd
 
 
@@ -242,14 +379,58 @@ def group_norm_backward(grad_out: np.ndarray, x: np.ndarray, num_groups: int,
                         mean: np.ndarray, rstd: np.ndarray, weight: Optional[np.ndarray] = None,
                         *, has_bias: Optional[bool] = None, out=None
                         ) -> Tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
-    """(grad_x, grad_weight, grad_bias) of ``group_norm`` (same formulas as LayerNorm's, per
-    group; grad_weight and grad_bias summed per channel)."""
+    """Gradients of ``group_norm``: LayerNorm's formulas over each group, with grad_weight
+    and grad_bias summed per channel (over the samples and spatial positions).
+
+    Parameters
+    ----------
+    grad_out, x : ndarray of shape (N, C, *spatial)
+    num_groups : int
+    mean, rstd : ndarray of shape (N, num_groups)
+        As ``group_norm`` returned them (any layout).
+    weight : ndarray of shape (C,), optional
+    has_bias : bool, optional
+        Whether to compute grad_bias (default: whether there is a weight).
+    out : ndarray, or tuple (grad_x, grad_weight, grad_bias) of ndarrays or None, optional
+
+    Returns
+    -------
+    grad_x : ndarray, the shape of x
+    grad_weight, grad_bias : ndarray of shape (C,), or None
+
+    Raises
+    ------
+    TypeError
+        An array argument that is not an ndarray of float32 or float64, arrays of both
+        dtypes in one call, or an ``out`` that is neither an array nor a tuple of the results.
+    ValueError
+        Shapes that do not match, a bad hyperparameter, or an ``out`` array that is
+        read-only, not C-contiguous, of the wrong shape or dtype, or overlapping an input or
+        another output. Nothing is written when it raises.
+
+    Examples
+    --------
+    >>> import numpy as np, mlkernels as mk
+    >>> x = np.arange(8.0).reshape(1, 4, 2)
+    >>> y, mean, rstd = mk.group_norm(x, 2, np.ones(4), np.zeros(4))
+    >>> gx, gw, gb = mk.group_norm_backward(np.ones_like(x), x, 2, mean, rstd, np.ones(4))
+    >>> gb, bool(np.abs(gx).max() < 1e-12)
+    (array([2., 2., 2., 2.]), True)
+    """
     where = "group_norm_backward()"
     V.float_dtype(where, x=x)
     N, C, G, S = _groups(where, x, num_groups)
+    dtype = _row_backward_checks(where, grad_out, x, {"mean": mean, "rstd": rstd}, weight,
+                                 (N, G), (C,))
     has_bias = weight is not None if has_bias is None else bool(has_bias)
-    return _row_backward(where, grad_out, x, {"mean": mean, "rstd": rstd}, weight, has_bias,
-                         N * G, (C // G) * S, G, C // G, S, True, out, (C,), 3, (N, G))
+    gx, gw, gb = V.outputs(where, out, ("grad_x", "grad_weight", "grad_bias"),
+                           (x.shape, (C,) if weight is not None else None,
+                            (C,) if has_bias else None),
+                           dtype, (grad_out, x, weight, mean, rstd))
+    K._norm.group_norm_backward(V.c_array(grad_out, dtype), V.c_array(x, dtype),
+                                V.c_array(mean, dtype), V.c_array(rstd, dtype),
+                                _c(weight, dtype), gx, gw, gb, N, C, G, S)
+    return gx, gw, gb
 
 
 # ------------------------------------------------------------------ BatchNorm
@@ -266,15 +447,55 @@ def batch_norm(x: np.ndarray, running_mean: Optional[np.ndarray],
                momentum: Optional[float] = 0.1, eps: float = 1e-5, *, out=None,
                num_batches_tracked: Optional[int] = None
                ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Batch normalization over (N, C) or (N, C, *spatial), per channel C.
+    """Batch normalization over (N, C) or (N, C, *spatial), per channel C, as
+    ``torch.nn.functional.batch_norm``.
 
     Training: normalize with the batch mean and biased variance; update ``running_mean`` and
     ``running_var`` in place: r ← (1 − momentum)·r + momentum·batch (the variance unbiased,
     × n/(n−1)). ``momentum=None`` is the cumulative average: pass ``num_batches_tracked``
     (the count including this batch) and the factor is 1/num_batches_tracked, as torch's
     module does. Eval: normalize with the running statistics (which stay frozen).
-    ``running_mean=None``: no running statistics (training must then be True, as torch).
-    Returns (y, save_mean, save_rstd): the statistics used, for ``batch_norm_backward``.
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, C) or (N, C, *spatial), float32 or float64
+    running_mean, running_var : ndarray of shape (C,), or None
+        None: no running statistics (training must then be True, as torch). Updated in place
+        in training, so then writeable C-contiguous arrays of x's dtype.
+    weight, bias : ndarray of shape (C,), optional
+    training : bool, default False
+    momentum : float in [0, 1] or None, default 0.1
+    eps : float, default 1e-5
+    out : ndarray, or tuple (y, save_mean, save_rstd) of ndarrays or None, optional
+    num_batches_tracked : int, optional
+        With ``momentum=None``: the number of training batches including this one.
+
+    Returns
+    -------
+    y : ndarray, the shape of x
+    save_mean, save_rstd : ndarray of shape (C,), in x's dtype
+        The statistics used (the batch's, or the running ones in eval) and
+        1/√(var + eps): what ``batch_norm_backward`` takes.
+
+    Raises
+    ------
+    TypeError
+        An array argument that is not an ndarray of float32 or float64, arrays of both
+        dtypes in one call, or an ``out`` that is neither an array nor a tuple of the results.
+    ValueError
+        Shapes that do not match, a bad hyperparameter, or an ``out`` array that is
+        read-only, not C-contiguous, of the wrong shape or dtype, or overlapping an input or
+        another output. Nothing is written when it raises.
+
+    Examples
+    --------
+    >>> import numpy as np, mlkernels as mk
+    >>> x = np.array([[1.0, 10.0], [3.0, 30.0]])
+    >>> running_mean, running_var = np.zeros(2), np.ones(2)
+    >>> y, save_mean, save_rstd = mk.batch_norm(x, running_mean, running_var, training=True)
+    >>> y.round(4), save_mean, running_mean, running_var
+    (array([[-1., -1.],
+           [ 1.,  1.]]), array([ 2., 20.]), array([0.2, 2. ]), array([ 1.1, 20.9]))
     """
     where = "batch_norm()"
     dtype = V.float_dtype(where, x=x, running_mean=running_mean, running_var=running_var,
@@ -311,33 +532,15 @@ def batch_norm(x: np.ndarray, running_mean: Optional[np.ndarray],
             factor = 1.0 / int(num_batches_tracked)
         else:
             factor = V.number(where, "momentum", momentum, low=0.0, high=1.0)
-    y, save_mean, save_rstd = _outputs(where, out, [("y", x.shape, dtype, True),
-                                                    ("save_mean", (C,), dtype, True),
-                                                    ("save_rstd", (C,), dtype, True)],
-                                       (x, running_mean, running_var, weight, bias))
-    x3 = V.c_array(x, dtype).reshape(N, C, S)
-    if training:
-        mean, var = np.empty(C), np.empty(C)
-        if N * C * S:
-            K._norm.batch_stats(x3, mean, var, get_num_threads())
-    else:
-        mean = running_mean.astype(np.float64)
-        var = running_var.astype(np.float64)
-    rstd = 1.0 / np.sqrt(var + eps)
-    scale = rstd * (1.0 if weight is None else weight.astype(np.float64))
-    shift = np.zeros(C) if bias is None else bias.astype(np.float64)
-    if N * C * S:
-        K._norm.batch_affine(x3, None, np.ascontiguousarray(mean), None,
-                             np.ascontiguousarray(scale), shift, y.reshape(N, C, S),
-                             get_num_threads())
-    if training and running_mean is not None:
-        n = N * S
-        running_mean *= 1 - factor
-        running_mean += (factor * mean).astype(dtype)
-        running_var *= 1 - factor
-        running_var += (factor * var * n / (n - 1)).astype(dtype)
-    save_mean[...] = mean
-    save_rstd[...] = rstd
+    y, save_mean, save_rstd = V.outputs(where, out, ("y", "save_mean", "save_rstd"),
+                                        (x.shape, (C,), (C,)), dtype,
+                                        (x, running_mean, running_var, weight, bias))
+    if training:        # updated in place: the arrays themselves (checked above)
+        rm, rv = running_mean, running_var
+    else:               # read only
+        rm, rv = _c(running_mean, dtype), _c(running_var, dtype)
+    K._norm.batch_norm(V.c_array(x, dtype), rm, rv, _c(weight, dtype), _c(bias, dtype), y,
+                       save_mean, save_rstd, N, C, S, training, factor, eps)
     return y, save_mean, save_rstd
 
 
@@ -345,11 +548,48 @@ def batch_norm_backward(grad_out: np.ndarray, x: np.ndarray, save_mean: np.ndarr
                         save_rstd: np.ndarray, weight: Optional[np.ndarray] = None,
                         training: bool = True, *, has_bias: Optional[bool] = None, out=None
                         ) -> Tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
-    """(grad_x, grad_weight, grad_bias) of ``batch_norm``, x̂ = (x − save_mean)·save_rstd::
+    """Gradients of ``batch_norm``, with x̂ = (x − save_mean)·save_rstd and g = grad_out::
 
         training: grad_x = γ·rstd·(g − mean(g) − x̂·mean(g·x̂))   (means per channel)
         eval:     grad_x = γ·rstd·g                             (statistics are constants)
         grad_weight = Σ g·x̂,  grad_bias = Σ g                   (per channel)
+
+    Parameters
+    ----------
+    grad_out, x : ndarray of shape (N, C) or (N, C, *spatial)
+    save_mean, save_rstd : ndarray of shape (C,)
+        As ``batch_norm`` returned them (any layout).
+    weight : ndarray of shape (C,), optional
+    training : bool, default True
+        Whether the forward used the batch's statistics.
+    has_bias : bool, optional
+        Whether to compute grad_bias (default: whether there is a weight).
+    out : ndarray, or tuple (grad_x, grad_weight, grad_bias) of ndarrays or None, optional
+
+    Returns
+    -------
+    grad_x : ndarray, the shape of x
+    grad_weight, grad_bias : ndarray of shape (C,), or None
+
+    Raises
+    ------
+    TypeError
+        An array argument that is not an ndarray of float32 or float64, arrays of both
+        dtypes in one call, or an ``out`` that is neither an array nor a tuple of the results.
+    ValueError
+        Shapes that do not match, a bad hyperparameter, or an ``out`` array that is
+        read-only, not C-contiguous, of the wrong shape or dtype, or overlapping an input or
+        another output. Nothing is written when it raises.
+
+    Examples
+    --------
+    >>> import numpy as np, mlkernels as mk
+    >>> x = np.array([[1.0, 10.0], [3.0, 30.0]])
+    >>> y, save_mean, save_rstd = mk.batch_norm(x, None, None, training=True)
+    >>> gx, gw, gb = mk.batch_norm_backward(np.ones_like(x), x, save_mean, save_rstd,
+    ...                                     np.ones(2))
+    >>> gw, gb
+    (array([0., 0.]), array([2., 2.]))
     """
     where = "batch_norm_backward()"
     dtype = V.float_dtype(where, grad_out=grad_out, x=x, save_mean=save_mean,
@@ -359,30 +599,11 @@ def batch_norm_backward(grad_out: np.ndarray, x: np.ndarray, save_mean: np.ndarr
     for name, a in (("save_mean", save_mean), ("save_rstd", save_rstd), ("weight", weight)):
         V.shape_is(where, name, a, (C,), "one per channel")
     has_bias = weight is not None if has_bias is None else bool(has_bias)
-    gx, gw, gb = _outputs(where, out, [("grad_x", x.shape, dtype, True),
-                                       ("grad_weight", (C,), dtype, weight is not None),
-                                       ("grad_bias", (C,), dtype, has_bias)],
-                          (grad_out, x, save_mean, save_rstd, weight))
-    g3 = V.c_array(grad_out, dtype).reshape(N, C, S)
-    x3 = V.c_array(x, dtype).reshape(N, C, S)
-    mean = save_mean.astype(np.float64)
-    rstd = save_rstd.astype(np.float64)
-    sum_g, sum_gxc = np.zeros(C), np.zeros(C)
-    if N * C * S:
-        K._norm.batch_grad_sums(g3, x3, mean, sum_g, sum_gxc, get_num_threads())
-    gamma = np.ones(C) if weight is None else weight.astype(np.float64)
-    a = gamma * rstd
-    if training:
-        n = N * S
-        b = -gamma * rstd ** 3 * sum_gxc / n
-        c = -gamma * rstd * sum_g / n
-    else:
-        b = np.zeros(C)
-        c = np.zeros(C)
-    if N * C * S:
-        K._norm.batch_affine(x3, g3, mean, a, b, c, gx.reshape(N, C, S), get_num_threads())
-    if gw is not None:
-        gw[...] = rstd * sum_gxc
-    if gb is not None:
-        gb[...] = sum_g
+    gx, gw, gb = V.outputs(where, out, ("grad_x", "grad_weight", "grad_bias"),
+                           (x.shape, (C,) if weight is not None else None,
+                            (C,) if has_bias else None),
+                           dtype, (grad_out, x, save_mean, save_rstd, weight))
+    K._norm.batch_norm_backward(V.c_array(grad_out, dtype), V.c_array(x, dtype),
+                                V.c_array(save_mean, dtype), V.c_array(save_rstd, dtype),
+                                _c(weight, dtype), gx, gw, gb, N, C, S, bool(training))
     return gx, gw, gb

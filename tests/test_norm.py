@@ -344,3 +344,220 @@ def test_misaligned_statistics_give_the_aligned_answer():
     got = mk.layer_norm_backward(g, x, 8, misaligned(mean), misaligned(rstd))
     for a, e in zip(got, want):
         np.testing.assert_array_equal(a, e)
+
+
+# ---------------------------------------------------------------------------- statistics
+# The forwards write their statistics in the arrays' own type and the backwards read them in
+# that type, straight from the caller's arrays (no float64 copies): every layout must give the
+# answer of plain arrays, float32 and float64 alike.
+
+def _backward_calls(dtype, rng):
+    """(name, call(stats...) -> results, stats as the forward returned them) for each backward."""
+    x = (3 + rng.standard_normal((12, 10))).astype(dtype)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    w = rng.standard_normal(10).astype(dtype)
+    x4 = x.reshape(3, 4, 10)
+    g4 = g.reshape(x4.shape)
+    _, m, r = mk.layer_norm(x, 10, w)
+    _, rr = mk.rms_norm(x, 10, w)
+    _, gm, gr = mk.group_norm(x4, 2, w[:4])
+    _, gm1, gr1 = mk.group_norm(x, 5, w)                # (N, C): one value per channel
+    _, bm, br = mk.batch_norm(x, None, None, w, training=True)
+    _, bm4, br4 = mk.batch_norm(x4, None, None, w[:4], training=True)
+    return [
+        ("layer_norm_backward", lambda m, r: mk.layer_norm_backward(g, x, 10, m, r, w), (m, r)),
+        ("rms_norm_backward", lambda r: mk.rms_norm_backward(g, x, 10, r, w), (rr,)),
+        ("group_norm_backward", lambda m, r: mk.group_norm_backward(g4, x4, 2, m, r, w[:4]),
+         (gm, gr)),
+        ("group_norm_backward S=1", lambda m, r: mk.group_norm_backward(g, x, 5, m, r, w),
+         (gm1, gr1)),
+        ("batch_norm_backward", lambda m, r: mk.batch_norm_backward(g, x, m, r, w), (bm, br)),
+        ("batch_norm_backward S>1",
+         lambda m, r: mk.batch_norm_backward(g4, x4, m, r, w[:4]), (bm4, br4)),
+        ("batch_norm_backward eval",
+         lambda m, r: mk.batch_norm_backward(g, x, m, r, w, training=False), (bm, br)),
+    ]
+
+
+def _misaligned(a):
+    m = np.zeros(a.nbytes + 1, np.uint8)[1:].view(a.dtype).reshape(a.shape)
+    m[...] = a
+    assert not m.flags.aligned
+    return m
+
+
+def _strided(a):
+    big = np.full(a.shape[:-1] + (2 * a.shape[-1],), np.nan, a.dtype)
+    big[..., ::2] = a
+    return big[..., ::2]
+
+
+def _byteswapped(a):
+    return a.astype(a.dtype.newbyteorder())
+
+
+@pytest.mark.parametrize("layout", [_misaligned, _strided, _byteswapped])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_backward_statistics_in_any_layout(dtype, layout):
+    """float32 and float64 statistics, misaligned (UBSan once caught misaligned loads of
+    them), strided or byte-swapped: the same bits as with the arrays the forward returned,
+    and the float64 reference's answer on those statistics."""
+    rng = np.random.default_rng(5)
+    for name, call, stats in _backward_calls(np.dtype(dtype), rng):
+        assert all(s.dtype == dtype for s in stats), name
+        want = call(*stats)
+        got = call(*(layout(s) for s in stats))
+        for a, e in zip(got, want):
+            np.testing.assert_array_equal(a, e, err_msg=name)
+
+
+def test_forward_statistics_have_the_arrays_type():
+    rng = np.random.default_rng(6)
+    for dtype in (np.float32, np.float64):
+        x = rng.standard_normal((6, 4, 5)).astype(dtype)
+        results = [mk.layer_norm(x, 5), mk.rms_norm(x, 5), mk.group_norm(x, 2),
+                   mk.batch_norm(x, None, None, training=True),
+                   mk.batch_norm(x, np.zeros(4, dtype), np.ones(4, dtype))]
+        for result in results:
+            assert all(a.dtype == dtype for a in result)
+        # the statistics are the float64 reference's, to the precision of the array's type
+        # (summed in another order: equal bits are not to be expected)
+        _, m, r = mk.layer_norm(x, 5)
+        _, rm, rr = ref.layer_norm(x, 5)
+        assert_close(m, rm, dtype)
+        assert_close(r, rr, dtype)
+
+
+# ---------------------------------------------------------------------------- threads
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_results_do_not_depend_on_the_thread_count(dtype):
+    """Every norm, forward and backward, on sizes that run on several threads (sums across
+    rows cut into several parts): the same bits on 1, 2 and 3 threads."""
+    rng = np.random.default_rng(7)
+
+    def run():
+        out = []
+        for shape in [(4096, 64), (300, 300), (4100, 20), (40, 8, 300), (3, 8, 4000),
+                      (8, 16, 32, 32)]:
+            x = (1 + rng_x.standard_normal(shape)).astype(dtype)
+            g = rng_x.standard_normal(shape).astype(dtype)
+            C, last = shape[1], shape[-1]
+            w = np.linspace(0.5, 1.5, last).astype(dtype)
+            wc = np.linspace(0.5, 1.5, C).astype(dtype)
+            y, m, r = mk.layer_norm(x, last, w, w)
+            out += [y, m, r, *mk.layer_norm_backward(g, x, last, m, r, w)]
+            y, r = mk.rms_norm(x, last, w)
+            out += [y, r, *mk.rms_norm_backward(g, x, last, r, w)]
+            G = 4 if C % 4 == 0 else 1
+            y, m, r = mk.group_norm(x, G, wc, wc)
+            out += [y, m, r, *mk.group_norm_backward(g, x, G, m, r, wc)]
+            rm, rv = np.zeros(C, dtype), np.ones(C, dtype)
+            y, m, r = mk.batch_norm(x, rm, rv, wc, wc, training=True)
+            out += [y, m, r, rm, rv, *mk.batch_norm_backward(g, x, m, r, wc)]
+        return out
+
+    results = []
+    for n in (1, 2, 3):
+        rng_x = np.random.default_rng(7)
+        with mk.threads(n):
+            results.append(run())
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
+# ---------------------------------------------------------------------------- out=
+
+def test_out_tuples_are_checked_before_anything_is_written():
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((6, 8)).astype(np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    w = np.ones(8, np.float32)
+    _, mean, rstd = mk.layer_norm(x, 8, w)
+    y, m, r = np.full_like(x, 7), np.full(6, 7, np.float32), np.full(6, 7, np.float32)
+    gw = np.full(8, 7, np.float32)
+    ro = np.full(6, 7, np.float32)
+    ro.flags.writeable = False
+    bad = [
+        ((y, m), TypeError, r"out must be an array or a tuple \(y, mean, rstd\)"),
+        ([y, m, r, None], TypeError, "out must be an array or a tuple"),
+        ("y", TypeError, "got str"),
+        ((y, m, [0.0] * 6), TypeError, r"out \(rstd\) must be a numpy.ndarray"),
+        ((y, m, r.astype(np.float64)), ValueError, r"out \(rstd\) has dtype float64"),
+        ((y, m, np.full(5, 7, np.float32)), ValueError, r"out \(rstd\) has shape \(5,\)"),
+        ((y, m, ro), ValueError, r"out \(rstd\) is read-only"),
+        ((y, m, np.full(12, 7, np.float32)[::2]), ValueError, r"out \(rstd\) is not C-contig"),
+        ((y, m, m), ValueError, r"out \(rstd\) overlaps an input array"),
+        ((x, m, r), ValueError, r"out \(y\) overlaps an input array"),
+        ((y, w[:6], r), ValueError, r"out \(mean\) overlaps an input array"),
+    ]
+    for out, exc, match in bad:
+        with pytest.raises(exc, match=match):
+            mk.layer_norm(x, 8, w, out=out)
+        assert (y == 7).all() and (m == 7).all() and (r == 7).all() and (ro == 7).all(), out
+    with pytest.raises(ValueError, match=r"out for grad_bias is given, but there is no grad_bias"):
+        mk.layer_norm_backward(g, x, 8, mean, rstd, w, has_bias=False, out=(y, gw, r[:0]))
+    with pytest.raises(ValueError, match=r"out for grad_weight is given, but there is no"):
+        mk.layer_norm_backward(g, x, 8, mean, rstd, None, out=(y, gw, None))
+    with pytest.raises(ValueError, match=r"out \(grad_x\) overlaps an input array"):
+        mk.layer_norm_backward(g, x, 8, mean, rstd, w, out=(g, gw, None))
+    assert (y == 7).all() and (gw == 7).all()
+    # a single array is the first result; None entries are allocated
+    got = mk.layer_norm(x, 8, w, out=y)
+    assert got[0] is y and got[1].shape == (6,)
+    got = mk.layer_norm(x, 8, w, out=[None, m, None])
+    assert got[1] is m
+
+
+def _allocations_of(call):
+    """Peak bytes traced while `call` runs, above what was traced before it (after a warm-up)."""
+    import tracemalloc
+    call()
+    tracemalloc.start()
+    try:
+        call()
+        before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        call()
+        return tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+
+
+def test_forward_and_backward_with_out_allocate_no_arrays():
+    """With every out= given, a LayerNorm or BatchNorm forward + backward allocates no array:
+    the statistics go straight into their outputs in the arrays' type, the per-channel math
+    runs in the kernel. The smallest array here is 1 KiB; what is traced is a few small
+    Python objects (result tuples, shape slices)."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((256, 256)).astype(np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    w, b = np.ones(256, np.float32), np.zeros(256, np.float32)
+    y, gx = np.empty_like(x), np.empty_like(x)
+    m, r, gw, gb = (np.empty(256, np.float32) for _ in range(4))
+    rm, rv = np.zeros(256, np.float32), np.ones(256, np.float32)
+
+    def ln():
+        mk.layer_norm(x, 256, w, b, out=(y, m, r))
+        mk.layer_norm_backward(g, x, 256, m, r, w, out=(gx, gw, gb))
+
+    def bn():
+        mk.batch_norm(x, rm, rv, w, b, training=True, out=(y, m, r))
+        mk.batch_norm_backward(g, x, m, r, w, out=(gx, gw, gb))
+    for call in (ln, bn):
+        assert _allocations_of(call) < 1000, call.__name__
+
+
+def test_docstring_examples_run():
+    """The Examples of every public function of mlkernels.norm (run with doctest here: pytest's
+    own doctest collector is not configured for the package)."""
+    import doctest
+    import mlkernels.norm as norm
+    finder = doctest.DocTestFinder(exclude_empty=True)
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    for name in norm.__all__:
+        for example in finder.find(getattr(norm, name), name, globs={}):
+            runner.run(example)
+    result = runner.summarize(verbose=False)
+    assert result.attempted >= 8 * 3 and result.failed == 0
