@@ -182,42 +182,42 @@ cdef inline void forward_run(Op op, const floating* x, floating* y, Py_ssize_t n
     cdef Py_ssize_t i
     cdef floating v, u, e, inv_a
     if op == RELU:                     # max(x, 0); NaN and -0 pass through
-        for i in range(n):  # simd
+        for i in range(n):             # simd
             y[i] = 0 if x[i] < 0 else x[i]
     elif op == LEAKY_RELU:             # x if x > 0 else a·x
-        for i in range(n):  # simd
+        for i in range(n):             # simd
             y[i] = x[i] if x[i] > 0 else a * x[i]
     elif op == ELU:                    # x if x > 0 else α(e^x − 1)
-        for i in range(n):  # simd
+        for i in range(n):             # simd
             e = a * v_expm1(x[i])
             y[i] = x[i] if x[i] > 0 else e
     elif op == SELU:                   # λ(x if x > 0 else α(e^x − 1))
-        for i in range(n):  # simd
+        for i in range(n):             # simd
             e = <floating>SELU_ALPHA * v_expm1(x[i])
             y[i] = <floating>SELU_SCALE * (x[i] if x[i] > 0 else e)
     elif op == GELU:                   # x·Φ(x)
-        for i in range(n):  # simd
+        for i in range(n):             # simd
             y[i] = x[i] * v_ndtr(x[i])
     elif op == GELU_TANH:              # 0.5x(1 + tanh(u)) = x·σ(2u), u = √(2/π)(x + 0.044715x³)
-        for i in range(n):  # simd
+        for i in range(n):             # simd
             v = x[i]
             u = <floating>SQRT_2_OVER_PI * (v + <floating>GELU_C * v * v * v)
             y[i] = v * v_sigmoid(u + u)   # σ form: no 1 + tanh cancellation for x << 0
     elif op == SILU:                   # x·σ(x)
-        for i in range(n):  # simd
+        for i in range(n):             # simd
             y[i] = x[i] * v_sigmoid(x[i])
     elif op == SWISH:                  # x·σ(βx)
-        for i in range(n):  # simd
+        for i in range(n):             # simd
             y[i] = x[i] * v_sigmoid(a * x[i])
     elif op == SIGMOID:
-        for i in range(n):  # simd
+        for i in range(n):             # simd
             y[i] = v_sigmoid(x[i])
     elif op == TANH:
-        for i in range(n):  # simd
+        for i in range(n):             # simd
             y[i] = v_tanh(x[i])
     elif op == SOFTPLUS:               # log(1 + e^(βx))/β, or x where βx > threshold
         inv_a = 1 / a                  # one division per call, not per element
-        for i in range(n):  # simd
+        for i in range(n):             # simd
             v = a * x[i]
             e = v_softplus(v) * inv_a
             y[i] = x[i] if v > b else e
@@ -228,24 +228,24 @@ cdef inline void backward_run(Op op, const floating* g, const floating* x, float
     cdef Py_ssize_t i
     cdef floating v, u, d, xc, e
     if op == RELU:                     # f' = 1 if x > 0 else 0 (0 at the kink); NaN x -> NaN
-        for i in range(n):  # simd
+        for i in range(n):             # simd
             gx[i] = v_select(x[i] > 0, g[i], x[i] if x[i] != x[i] else 0)
     elif op == LEAKY_RELU:
-        for i in range(n):  # simd
+        for i in range(n):             # simd
             gx[i] = g[i] if x[i] > 0 else a * g[i]
     elif op == ELU:                    # f' = 1 if x > 0 else α·e^x
-        for i in range(n):  # simd
+        for i in range(n):             # simd
             e = a * v_exp_nonpositive(x[i])
             gx[i] = g[i] * (<floating>1 if x[i] > 0 else e)
     elif op == SELU:
-        for i in range(n):  # simd
+        for i in range(n):             # simd
             e = <floating>SELU_ALPHA * v_exp_nonpositive(x[i])
             gx[i] = g[i] * <floating>SELU_SCALE * (<floating>1 if x[i] > 0 else e)
     elif op == GELU:                   # f' = Φ(x) + x·φ(x)
-        for i in range(n):  # simd
+        for i in range(n):             # simd
             gx[i] = g[i] * (v_ndtr(x[i]) + x[i] * v_npdf(x[i]))
     elif op == GELU_TANH:              # f' = σ(2u) + 2x·σ'(2u)·u'
-        for i in range(n):  # simd
+        for i in range(n):             # simd
             v = x[i]
             u = <floating>SQRT_2_OVER_PI * (v + <floating>GELU_C * v * v * v)
             # σ'(2u) is exactly 0 for |x| > 1e4: clamp x there so that x·u' stays finite
@@ -253,20 +253,20 @@ cdef inline void backward_run(Op op, const floating* g, const floating* x, float
             d = <floating>SQRT_2_OVER_PI * (<floating>1 + <floating>(3 * GELU_C) * xc * xc)
             gx[i] = g[i] * (v_sigmoid(u + u) + (xc + xc) * sigmoid_slope(u + u) * d)
     elif op == SILU:                   # f' = σ(x) + x·σ'(x)
-        for i in range(n):  # simd
+        for i in range(n):             # simd
             gx[i] = g[i] * (v_sigmoid(x[i]) + x[i] * sigmoid_slope(x[i]))
     elif op == SWISH:                  # f' = σ(βx) + βx·σ'(βx)
-        for i in range(n):  # simd
+        for i in range(n):             # simd
             v = a * x[i]
             gx[i] = g[i] * (v_sigmoid(v) + v * sigmoid_slope(v))
     elif op == SIGMOID:                # f' = σ'(x)
-        for i in range(n):  # simd
+        for i in range(n):             # simd
             gx[i] = g[i] * sigmoid_slope(x[i])
     elif op == TANH:                   # f' = 1 − tanh² = 4σ'(2x)  (no cancellation near ±1)
-        for i in range(n):  # simd
+        for i in range(n):             # simd
             gx[i] = g[i] * (<floating>4 * sigmoid_slope(x[i] + x[i]))
     elif op == SOFTPLUS:               # f' = σ(βx), or 1 where βx > threshold
-        for i in range(n):  # simd
+        for i in range(n):             # simd
             v = a * x[i]
             e = v_sigmoid(v)
             gx[i] = g[i] * (<floating>1 if v > b else e)

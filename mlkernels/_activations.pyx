@@ -3,8 +3,8 @@
 How it is built
 ---------------
 * One loop per activation and direction, each branchless (selects, not ifs) and calling only
-  the inline math of ``_vecmath.h`` for float32, so GCC vectorizes it (16 lanes with
-  AVX-512). float64 calls libm (correct, but scalar).
+  the inline math of ``_vecmath.h``, so GCC vectorizes it (AVX-512: 16 float32 or 8 float64
+  lanes).
 * One pass: read x (and grad_out), write y. A NumPy composition of GELU makes 5-10 passes and
   calls scipy's scalar erf.
 * Large arrays are cut into chunks of ``CHUNK`` elements handed to OpenMP threads; below a
@@ -263,53 +263,53 @@ cdef void apply_vecmath(int which, const floating* x, floating* y, Py_ssize_t n)
     cdef Py_ssize_t i
     if floating is float:
         if which == 0:
-            for i in range(n):  # simd
+            for i in range(n):         # simd
                 y[i] = mlk_expf(x[i])
         elif which == 1:
-            for i in range(n):  # simd
+            for i in range(n):         # simd
                 y[i] = mlk_expm1f(x[i])
         elif which == 2:
-            for i in range(n):  # simd
+            for i in range(n):         # simd
                 y[i] = mlk_log1pf(x[i])
         elif which == 3:
-            for i in range(n):  # simd
+            for i in range(n):         # simd
                 y[i] = mlk_tanhf(x[i])
         elif which == 4:
-            for i in range(n):  # simd
+            for i in range(n):         # simd
                 y[i] = mlk_sigmoidf(x[i])
         elif which == 5:
-            for i in range(n):  # simd
+            for i in range(n):         # simd
                 y[i] = mlk_exp_half_sqf(x[i])
         elif which == 6:
-            for i in range(n):  # simd
+            for i in range(n):         # simd
                 y[i] = mlk_ndtrf(x[i])
         else:
-            for i in range(n):  # simd
+            for i in range(n):         # simd
                 y[i] = mlk_softplusf(x[i])
     else:
         if which == 0:
-            for i in range(n):  # simd
+            for i in range(n):         # simd
                 y[i] = mlk_exp(x[i])
         elif which == 1:
-            for i in range(n):  # simd
+            for i in range(n):         # simd
                 y[i] = mlk_expm1(x[i])
         elif which == 2:
-            for i in range(n):  # simd
+            for i in range(n):         # simd
                 y[i] = mlk_log1p(x[i])
         elif which == 3:
-            for i in range(n):  # simd
+            for i in range(n):         # simd
                 y[i] = mlk_tanh(x[i])
         elif which == 4:
-            for i in range(n):  # simd
+            for i in range(n):         # simd
                 y[i] = mlk_sigmoid(x[i])
         elif which == 5:
-            for i in range(n):  # simd
+            for i in range(n):         # simd
                 y[i] = mlk_exp_half_sq(x[i])
         elif which == 6:
-            for i in range(n):  # simd
+            for i in range(n):         # simd
                 y[i] = mlk_ndtr(x[i])
         else:
-            for i in range(n):  # simd
+            for i in range(n):         # simd
                 y[i] = mlk_softplus(x[i])
 
 
