@@ -1,7 +1,7 @@
 """Activation math and loops, inline, shared by _activations.pyx and _linear.pyx (the fused
 linear + activation). See _activations.pyx for how the kernels are built."""
 from cython cimport floating
-from libc.math cimport exp, expm1, log1p, tanh, erfc, fabs, fabsf
+from libc.math cimport fabs, fabsf
 
 cdef extern from "_vecmath.h" nogil:
     float mlk_expf(float x)
@@ -13,6 +13,15 @@ cdef extern from "_vecmath.h" nogil:
     float mlk_exp_half_sqf(float x)
     float mlk_softplusf(float x)
     float mlk_exp_neg_absf(float x)
+    double mlk_exp(double x)
+    double mlk_expm1(double x)
+    double mlk_log1p(double x)
+    double mlk_tanh(double x)
+    double mlk_sigmoid(double x)
+    double mlk_ndtr(double x)
+    double mlk_exp_half_sq(double x)
+    double mlk_softplus(double x)
+    double mlk_exp_neg_abs(double x)
 
 # The operations (mlkernels/activations.py names them). Parameters a, b per operation:
 #   LEAKY_RELU a = negative_slope;  ELU a = alpha;  SWISH a = beta;
@@ -37,14 +46,12 @@ cdef extern from *:
     #define MLK_SQRT_2_OVER_PI 0.7978845608028654
     #define MLK_GELU_C 0.044715
     #define MLK_INV_SQRT_2PI 0.3989422804014327
-    #define MLK_SQRT1_2 0.7071067811865476
     """
     double SELU_ALPHA "MLK_SELU_ALPHA"
     double SELU_SCALE "MLK_SELU_SCALE"
     double SQRT_2_OVER_PI "MLK_SQRT_2_OVER_PI"
     double GELU_C "MLK_GELU_C"
     double INV_SQRT_2PI "MLK_INV_SQRT_2PI"
-    double SQRT1_2 "MLK_SQRT1_2"
 
 
 cdef extern from *:
@@ -94,28 +101,34 @@ cdef inline floating v_exp(floating x) noexcept nogil:
     if floating is float:
         return mlk_expf(x)
     else:
-        return exp(x)
+        return mlk_exp(x)
+
+cdef inline floating v_exp_nonpositive(floating x) noexcept nogil:
+    """e^x where only x ≤ 0 is used (the slope of ELU and SELU): float64 computes e^−|x|, whose
+    scaling to 2^k is cheaper (nothing to overflow); float32 keeps mlk_expf."""
+    if floating is float:
+        return mlk_expf(x)
+    else:
+        return mlk_exp_neg_abs(x)
 
 cdef inline floating v_expm1(floating x) noexcept nogil:
     if floating is float:
         return mlk_expm1f(x)
     else:
-        return expm1(x)
+        return mlk_expm1(x)
 
 cdef inline floating v_tanh(floating x) noexcept nogil:
     if floating is float:
         return mlk_tanhf(x)
     else:
-        return tanh(x)
+        return mlk_tanh(x)
 
 cdef inline floating v_sigmoid(floating x) noexcept nogil:
     """σ(x) through z = e^-|x|, never overflowing; z/(1+z) keeps the left tail relative."""
-    cdef double z
     if floating is float:
         return mlk_sigmoidf(x)
     else:
-        z = exp(-fabs(x))
-        return z / (1 + z) if x < 0 else 1 / (1 + z)
+        return mlk_sigmoid(x)
 
 cdef inline floating sigmoid_slope(floating v) noexcept nogil:
     """σ'(v) = σ(v)·σ(−v) = z/(1 + z)², z = e^−|v|: symmetric, never overflowing, and free of
@@ -128,7 +141,7 @@ cdef inline floating sigmoid_slope(floating v) noexcept nogil:
     if floating is float:
         z = mlk_exp_neg_absf(v)                 # the same e^−|v| as mlk_sigmoidf's
     else:
-        z = exp(-fabs(v))
+        z = mlk_exp_neg_abs(v)                  # the same e^−|v| as mlk_sigmoid's
     cdef floating r = 1 / (<floating>1 + z)
     return z * r * r
 
@@ -138,7 +151,7 @@ cdef inline floating v_softplus(floating v) noexcept nogil:
     if floating is float:
         return mlk_softplusf(v)
     else:
-        return (v if v > 0 else 0) + log1p(exp(-fabs(v)))
+        return mlk_softplus(v)
 
 
 cdef inline floating v_ndtr(floating x) noexcept nogil:
@@ -146,14 +159,14 @@ cdef inline floating v_ndtr(floating x) noexcept nogil:
     if floating is float:
         return mlk_ndtrf(x)
     else:
-        return 0.5 * erfc(-x * SQRT1_2)
+        return mlk_ndtr(x)
 
 cdef inline floating v_npdf(floating x) noexcept nogil:
     """φ(x) = e^(−x²/2)/√(2π)."""
     if floating is float:
         return mlk_exp_half_sqf(x) * <float>INV_SQRT_2PI
     else:
-        return exp(-0.5 * x * x) * INV_SQRT_2PI
+        return mlk_exp_half_sq(x) * INV_SQRT_2PI
 
 
 # ------------------------------------------------------------------ forward and backward
@@ -175,36 +188,36 @@ cdef inline void forward_run(Op op, const floating* x, floating* y, Py_ssize_t n
         for i in range(n):             # simd
             y[i] = x[i] if x[i] > 0 else a * x[i]
     elif op == ELU:                    # x if x > 0 else α(e^x − 1)
-        for i in range(n):             # simd float32 (float64: libm expm1)
+        for i in range(n):             # simd
             e = a * v_expm1(x[i])
             y[i] = x[i] if x[i] > 0 else e
     elif op == SELU:                   # λ(x if x > 0 else α(e^x − 1))
-        for i in range(n):             # simd float32 (float64: libm expm1)
+        for i in range(n):             # simd
             e = <floating>SELU_ALPHA * v_expm1(x[i])
             y[i] = <floating>SELU_SCALE * (x[i] if x[i] > 0 else e)
     elif op == GELU:                   # x·Φ(x)
-        for i in range(n):             # simd float32 (float64: libm erfc)
+        for i in range(n):             # simd
             y[i] = x[i] * v_ndtr(x[i])
     elif op == GELU_TANH:              # 0.5x(1 + tanh(u)) = x·σ(2u), u = √(2/π)(x + 0.044715x³)
-        for i in range(n):             # simd float32 (float64: libm exp)
+        for i in range(n):             # simd
             v = x[i]
             u = <floating>SQRT_2_OVER_PI * (v + <floating>GELU_C * v * v * v)
             y[i] = v * v_sigmoid(u + u)   # σ form: no 1 + tanh cancellation for x << 0
     elif op == SILU:                   # x·σ(x)
-        for i in range(n):             # simd float32 (float64: libm exp)
+        for i in range(n):             # simd
             y[i] = x[i] * v_sigmoid(x[i])
     elif op == SWISH:                  # x·σ(βx)
-        for i in range(n):             # simd float32 (float64: libm exp)
+        for i in range(n):             # simd
             y[i] = x[i] * v_sigmoid(a * x[i])
     elif op == SIGMOID:
-        for i in range(n):             # simd float32 (float64: libm exp)
+        for i in range(n):             # simd
             y[i] = v_sigmoid(x[i])
     elif op == TANH:
-        for i in range(n):             # simd float32 (float64: libm tanh)
+        for i in range(n):             # simd
             y[i] = v_tanh(x[i])
     elif op == SOFTPLUS:               # log(1 + e^(βx))/β, or x where βx > threshold
         inv_a = 1 / a                  # one division per call, not per element
-        for i in range(n):             # simd float32 (float64: libm exp, log1p)
+        for i in range(n):             # simd
             v = a * x[i]
             e = v_softplus(v) * inv_a
             y[i] = x[i] if v > b else e
@@ -221,18 +234,18 @@ cdef inline void backward_run(Op op, const floating* g, const floating* x, float
         for i in range(n):             # simd
             gx[i] = g[i] if x[i] > 0 else a * g[i]
     elif op == ELU:                    # f' = 1 if x > 0 else α·e^x
-        for i in range(n):             # simd float32 (float64: libm exp)
-            e = a * v_exp(x[i])
+        for i in range(n):             # simd
+            e = a * v_exp_nonpositive(x[i])
             gx[i] = g[i] * (<floating>1 if x[i] > 0 else e)
     elif op == SELU:
-        for i in range(n):             # simd float32 (float64: libm exp)
-            e = <floating>SELU_ALPHA * v_exp(x[i])
+        for i in range(n):             # simd
+            e = <floating>SELU_ALPHA * v_exp_nonpositive(x[i])
             gx[i] = g[i] * <floating>SELU_SCALE * (<floating>1 if x[i] > 0 else e)
     elif op == GELU:                   # f' = Φ(x) + x·φ(x)
-        for i in range(n):             # simd float32 (float64: libm erfc, exp)
+        for i in range(n):             # simd
             gx[i] = g[i] * (v_ndtr(x[i]) + x[i] * v_npdf(x[i]))
     elif op == GELU_TANH:              # f' = σ(2u) + 2x·σ'(2u)·u'
-        for i in range(n):             # simd float32 (float64: libm exp)
+        for i in range(n):             # simd
             v = x[i]
             u = <floating>SQRT_2_OVER_PI * (v + <floating>GELU_C * v * v * v)
             # σ'(2u) is exactly 0 for |x| > 1e4: clamp x there so that x·u' stays finite
@@ -240,20 +253,20 @@ cdef inline void backward_run(Op op, const floating* g, const floating* x, float
             d = <floating>SQRT_2_OVER_PI * (<floating>1 + <floating>(3 * GELU_C) * xc * xc)
             gx[i] = g[i] * (v_sigmoid(u + u) + (xc + xc) * sigmoid_slope(u + u) * d)
     elif op == SILU:                   # f' = σ(x) + x·σ'(x)
-        for i in range(n):             # simd float32 (float64: libm exp)
+        for i in range(n):             # simd
             gx[i] = g[i] * (v_sigmoid(x[i]) + x[i] * sigmoid_slope(x[i]))
     elif op == SWISH:                  # f' = σ(βx) + βx·σ'(βx)
-        for i in range(n):             # simd float32 (float64: libm exp)
+        for i in range(n):             # simd
             v = a * x[i]
             gx[i] = g[i] * (v_sigmoid(v) + v * sigmoid_slope(v))
     elif op == SIGMOID:                # f' = σ'(x)
-        for i in range(n):             # simd float32 (float64: libm exp)
+        for i in range(n):             # simd
             gx[i] = g[i] * sigmoid_slope(x[i])
     elif op == TANH:                   # f' = 1 − tanh² = 4σ'(2x)  (no cancellation near ±1)
-        for i in range(n):             # simd float32 (float64: libm exp)
+        for i in range(n):             # simd
             gx[i] = g[i] * (<floating>4 * sigmoid_slope(x[i] + x[i]))
     elif op == SOFTPLUS:               # f' = σ(βx), or 1 where βx > threshold
-        for i in range(n):             # simd float32 (float64: libm exp)
+        for i in range(n):             # simd
             v = a * x[i]
             e = v_sigmoid(v)
             gx[i] = g[i] * (<floating>1 if v > b else e)

@@ -3,8 +3,8 @@
 How it is built
 ---------------
 * One loop per activation and direction, each branchless (selects, not ifs) and calling only
-  the inline math of ``_vecmath.h`` for float32, so GCC vectorizes it (16 lanes with
-  AVX-512). float64 calls libm (correct, but scalar).
+  the inline math of ``_vecmath.h``, so GCC vectorizes it (AVX-512: 16 float32 or 8 float64
+  lanes).
 * One pass: read x (and grad_out), write y. A NumPy composition of GELU makes 5-10 passes and
   calls scipy's scalar erf.
 * Large arrays are cut into chunks of ``CHUNK`` elements handed to OpenMP threads; below a
@@ -25,6 +25,8 @@ from mlkernels._act cimport (Op, RELU, LEAKY_RELU, ELU, SELU, GELU, GELU_TANH, S
                              SIGMOID, TANH, SOFTPLUS, forward_run, backward_run, v_select)
 from mlkernels._act cimport mlk_expf, mlk_expm1f, mlk_log1pf, mlk_tanhf, mlk_sigmoidf
 from mlkernels._act cimport mlk_ndtrf, mlk_exp_half_sqf, mlk_softplusf
+from mlkernels._act cimport (mlk_exp, mlk_expm1, mlk_log1p, mlk_tanh, mlk_sigmoid, mlk_ndtr,
+                             mlk_exp_half_sq, mlk_softplus)
 from mlkernels._reduce cimport sum_of
 
 cimport numpy as cnp
@@ -342,28 +344,79 @@ def prelu_backward(g, x, w, gx, gw, Py_ssize_t N, Py_ssize_t C, Py_ssize_t S):
 
 
 # ------------------------------------------------------------------ test hook
-def vecmath(str name, const float[::1] x):
-    """Apply one float32 function of _vecmath.h to x (tests/test_vecmath.py measures ulps)."""
-    cdef Py_ssize_t i, n = x.shape[0]
-    cdef float[::1] y = np.empty(n, np.float32)
-    cdef int which = ["expf", "expm1f", "log1pf", "tanhf", "sigmoidf", "exp_half_sqf",
-                      "ndtrf", "softplusf"].index(name)
-    with nogil:
-        for i in range(n):
-            if which == 0:
+VECMATH_FLOAT = ["expf", "expm1f", "log1pf", "tanhf", "sigmoidf", "exp_half_sqf", "ndtrf",
+                 "softplusf"]
+VECMATH_DOUBLE = ["exp", "expm1", "log1p", "tanh", "sigmoid", "exp_half_sq", "ndtr", "softplus"]
+
+
+cdef void apply_vecmath(int which, const floating* x, floating* y, Py_ssize_t n) noexcept nogil:
+    """y = the which-th function of _vecmath.h (float32 or float64 list above) of x, in a loop
+    of its own, vectorized as the kernels' loops are."""
+    cdef Py_ssize_t i
+    if floating is float:
+        if which == 0:
+            for i in range(n):         # simd
                 y[i] = mlk_expf(x[i])
-            elif which == 1:
+        elif which == 1:
+            for i in range(n):         # simd
                 y[i] = mlk_expm1f(x[i])
-            elif which == 2:
+        elif which == 2:
+            for i in range(n):         # simd
                 y[i] = mlk_log1pf(x[i])
-            elif which == 3:
+        elif which == 3:
+            for i in range(n):         # simd
                 y[i] = mlk_tanhf(x[i])
-            elif which == 4:
+        elif which == 4:
+            for i in range(n):         # simd
                 y[i] = mlk_sigmoidf(x[i])
-            elif which == 5:
+        elif which == 5:
+            for i in range(n):         # simd
                 y[i] = mlk_exp_half_sqf(x[i])
-            elif which == 6:
+        elif which == 6:
+            for i in range(n):         # simd
                 y[i] = mlk_ndtrf(x[i])
-            else:
+        else:
+            for i in range(n):         # simd
                 y[i] = mlk_softplusf(x[i])
-    return np.asarray(y)
+    else:
+        if which == 0:
+            for i in range(n):         # simd
+                y[i] = mlk_exp(x[i])
+        elif which == 1:
+            for i in range(n):         # simd
+                y[i] = mlk_expm1(x[i])
+        elif which == 2:
+            for i in range(n):         # simd
+                y[i] = mlk_log1p(x[i])
+        elif which == 3:
+            for i in range(n):         # simd
+                y[i] = mlk_tanh(x[i])
+        elif which == 4:
+            for i in range(n):         # simd
+                y[i] = mlk_sigmoid(x[i])
+        elif which == 5:
+            for i in range(n):         # simd
+                y[i] = mlk_exp_half_sq(x[i])
+        elif which == 6:
+            for i in range(n):         # simd
+                y[i] = mlk_ndtr(x[i])
+        else:
+            for i in range(n):         # simd
+                y[i] = mlk_softplus(x[i])
+
+
+def vecmath(str name, const floating[::1] x):
+    """Apply one function of _vecmath.h to x: a float32 one (``VECMATH_FLOAT``) to float32 x,
+    a float64 one (``VECMATH_DOUBLE``) to float64 x. For tests/test_vecmath.py, which
+    measures ulps."""
+    cdef Py_ssize_t n = x.shape[0]
+    names = VECMATH_FLOAT if floating is float else VECMATH_DOUBLE
+    if name not in names:
+        raise ValueError(f"vecmath: {name!r} is not one of {names} (for {np.asarray(x).dtype})")
+    cdef int which = names.index(name)
+    y = np.empty(n, np.float32 if floating is float else np.float64)
+    cdef floating[::1] out = y
+    if n:
+        with nogil:
+            apply_vecmath(which, &x[0], &out[0], n)
+    return y

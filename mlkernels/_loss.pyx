@@ -55,12 +55,12 @@ cdef double row_exp_sum(const floating* x, floating* e, Py_ssize_t C, floating m
     cdef Py_ssize_t j, start = 0, size
     cdef double total = 0
     if e != NULL:
-        for j in range(C):                       # simd float32 (float64: libm exp)
+        for j in range(C):                       # simd
             e[j] = v_exp(x[j] - m)
         return sum_of(e, C)
     while start < C:
         size = min(<Py_ssize_t>EXP_BLOCK, C - start)
-        for j in range(size):                    # simd float32 (float64: libm exp)
+        for j in range(size):                    # simd
             buf[j] = v_exp(x[start + j] - m)
         total += sum_of(buf, size)
         start += size
@@ -121,7 +121,7 @@ cdef void softmax_backward_row(const floating* g, const floating* y, floating* g
     cdef floating s
     if log_:
         s = <floating>sum_of(g, C)
-        for j in range(C):                       # simd float32 (float64: libm exp)
+        for j in range(C):                       # simd
             gx[j] = g[j] - v_exp(y[j]) * s
     else:
         s = <floating>dot_of(g, y, C)
@@ -380,7 +380,7 @@ cdef double bce_all(const floating* x, const floating* t, floating* per_element,
     while start < n:
         size = min(<Py_ssize_t>EXP_BLOCK, n - start)
         v = per_element + start if per_element != NULL else buf
-        for i in range(size):  # simd float32 (float64: libm exp, log1p)
+        for i in range(size):  # simd
             v[i] = (1 - t[start + i]) * x[start + i] + softplus_neg(x[start + i])
         total += sum_of(v, size)
         start += size
@@ -412,10 +412,10 @@ cdef void bce_backward_all(const floating* x, const floating* t, const floating*
     cdef floating s = <floating>scale, g0
     if g_size == 1:
         g0 = g[0] * s
-        for i in range(n):  # simd float32 (float64: libm exp)
+        for i in range(n):  # simd
             out[i] = (v_sigmoid(x[i]) - t[i]) * g0
     else:
-        for i in range(n):  # simd float32 (float64: libm exp)
+        for i in range(n):  # simd
             out[i] = (v_sigmoid(x[i]) - t[i]) * g[i] * s
 
 

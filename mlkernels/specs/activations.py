@@ -106,24 +106,109 @@ _TORCH = {"relu": "relu", "leaky_relu": "leaky_relu", "elu": "elu", "selu": "sel
           "softplus": "softplus"}
 
 
+_SELU = (1.6732632423543772, 1.0507009873554805)
+_inputs_cache = {}
+
+
+def _bench_inputs(n, dtype):
+    """x = 3·N(0, 1), g = N(0, 1) and an output buffer, shared by every activation row (one
+    set per size and dtype, not one per row: 16M float64 is 128 MiB an array)."""
+    key = (n, np.dtype(dtype))
+    if key not in _inputs_cache:
+        rng = np.random.default_rng(0)
+        x = (rng.standard_normal(n) * 3).astype(dtype)
+        g = rng.standard_normal(n).astype(dtype)
+        _inputs_cache[key] = (x, g, np.empty_like(x))
+    return _inputs_cache[key]
+
+
+def _torch_out(torch, row, params, backward, tg, tx, ty):
+    """PyTorch's kernel for this row writing into ``ty`` (out=), or None where torch has no
+    such kernel (swish) or this torch version lacks the operator. The backward is the aten
+    operator autograd calls; for sigmoid and tanh it takes the forward's output (here x's
+    values stand in: the arithmetic is the same)."""
+    nn, aten = torch._C._nn, torch.ops.aten
+    slope, alpha = params.get("negative_slope", 0.01), params.get("alpha", 1.0)
+    beta, threshold = params.get("beta", 1.0), params.get("threshold", 20.0)
+    approx = params.get("approximate", "none")
+    forward = {
+        "relu": lambda: torch.clamp_min(tx, 0, out=ty),
+        "leaky_relu": lambda: nn.leaky_relu(tx, slope, out=ty),
+        "elu": lambda: nn.elu(tx, alpha, 1.0, 1.0, out=ty),
+        "selu": lambda: nn.elu(tx, _SELU[0], _SELU[1], 1.0, out=ty),
+        "gelu": lambda: nn.gelu(tx, approximate=approx, out=ty),
+        "gelu[tanh]": lambda: nn.gelu(tx, approximate=approx, out=ty),
+        "silu": lambda: nn.silu(tx, out=ty),
+        "sigmoid": lambda: torch.sigmoid(tx, out=ty),
+        "tanh": lambda: torch.tanh(tx, out=ty),
+        "softplus": lambda: nn.softplus(tx, beta, threshold, out=ty),
+    }
+    backward_ops = {
+        "relu": lambda: aten.threshold_backward.grad_input(tg, tx, 0.0, grad_input=ty),
+        "leaky_relu": lambda: aten.leaky_relu_backward.grad_input(tg, tx, slope, False,
+                                                                  grad_input=ty),
+        "elu": lambda: aten.elu_backward.grad_input(tg, alpha, 1.0, 1.0, False, tx,
+                                                    grad_input=ty),
+        "selu": lambda: aten.elu_backward.grad_input(tg, _SELU[0], _SELU[1], 1.0, False, tx,
+                                                     grad_input=ty),
+        "gelu": lambda: aten.gelu_backward.grad_input(tg, tx, approximate=approx,
+                                                      grad_input=ty),
+        "gelu[tanh]": lambda: aten.gelu_backward.grad_input(tg, tx, approximate=approx,
+                                                            grad_input=ty),
+        "silu": lambda: aten.silu_backward.grad_input(tg, tx, grad_input=ty),
+        "sigmoid": lambda: aten.sigmoid_backward.grad_input(tg, tx, grad_input=ty),
+        "tanh": lambda: aten.tanh_backward.grad_input(tg, tx, grad_input=ty),
+        "softplus": lambda: aten.softplus_backward.grad_input(tg, tx, beta, threshold,
+                                                              grad_input=ty),
+    }
+    fn = (backward_ops if backward else forward).get(row)
+    if fn is None:
+        return None
+    try:
+        fn()
+    except Exception:                    # an operator this torch version spells differently
+        return None
+    return fn
+
+
+def _float64_case(row, name, params, n, backward):
+    """The float64 case: mlkernels and PyTorch, both with out=, against a copy of the same
+    bytes (1 copy for a forward, 1.5 for a backward: it reads two arrays and writes one)."""
+    x, g, y = _bench_inputs(n, np.float64)
+    f = getattr(fast, name + ("_backward" if backward else ""))
+    impls = {"mlkernels": (lambda: f(g, x, **params, out=y)) if backward
+             else (lambda: f(x, **params, out=y))}
+    torch = torch_or_none()
+    if torch is not None:
+        tx, tg, ty = torch.from_numpy(x), torch.from_numpy(g), torch.from_numpy(y)
+        fn = _torch_out(torch, row, params, backward, tg, tx, ty)
+        if fn is not None:
+            impls["torch (out=)"] = fn
+    return BenchCase(f"float64 {n // 2**20}M", impls, dtype="float64", shape=(n,),
+                     nbytes=(24.0 if backward else 16.0) * n,
+                     copy_nbytes=8 * n, copy_factor=1.5 if backward else 1.0)
+
+
 def _bench_forward(row, name, params):
     def bench(quick):
         n = (4 if quick else 16) * 2**20
-        x = (np.random.default_rng(0).standard_normal(n) * 3).astype(np.float32)
-        y = np.empty_like(x)
+        x, _, y = _bench_inputs(n, np.float32)
         f = getattr(fast, name)
         impls = {"mlkernels": lambda: f(x, **params, out=y),
                  "mlkernels (no out=)": lambda: f(x, **params),
                  "numpy": lambda: _NUMPY[row](x, y)}
         torch = torch_or_none()
         if torch is not None:
-            tx = torch.from_numpy(x)
+            tx, ty = torch.from_numpy(x), torch.from_numpy(y)
             if row == "gelu[tanh]":
                 impls["torch"] = lambda: torch.nn.functional.gelu(tx, approximate="tanh")
             elif row in _TORCH:
                 tf = getattr(torch.nn.functional, _TORCH[row])
                 tp = {k: v for k, v in params.items() if k != "approximate"}
                 impls["torch"] = lambda: tf(tx, **tp)
+            fn = _torch_out(torch, row, params, False, None, tx, ty)
+            if fn is not None:
+                impls["torch (out=)"] = fn
         cases = [BenchCase(f"float32 {n // 2**20}M", impls, shape=(n,), nbytes=8.0 * n,
                            copy_nbytes=4 * n, copy_factor=1.0)]
         if row in ("gelu", "relu"):
@@ -131,6 +216,7 @@ def _bench_forward(row, name, params):
             cases.append(BenchCase("float32 8 elements (per-call cost)", shape=(8,), impls={
                 "mlkernels": lambda: f(x8, **params, out=y8),
                 "numpy ufunc np.negative(out=)": lambda: np.negative(x8, out=y8)}))
+        cases.append(_float64_case(row, name, params, n, backward=False))
         return cases
     return bench
 
@@ -138,21 +224,23 @@ def _bench_forward(row, name, params):
 def _bench_backward(row, name, params):
     def bench(quick):
         n = (4 if quick else 16) * 2**20
-        rng = np.random.default_rng(0)
-        x = (rng.standard_normal(n) * 3).astype(np.float32)
-        g = rng.standard_normal(n).astype(np.float32)
-        y = np.empty_like(x)
+        x, g, y = _bench_inputs(n, np.float32)
         fb = getattr(fast, name + "_backward")
         impls = {"mlkernels": lambda: fb(g, x, **params, out=y)}
         if row in _NUMPY_BACKWARD:
             impls["numpy"] = lambda: _NUMPY_BACKWARD[row](g, x)
         torch = torch_or_none()
-        if torch is not None and row in ("gelu", "gelu[tanh]"):
-            tg, tx = torch.from_numpy(g), torch.from_numpy(x)
-            approx = params["approximate"]
-            impls["torch"] = lambda: torch.ops.aten.gelu_backward(tg, tx, approximate=approx)
+        if torch is not None:
+            tg, tx, ty = torch.from_numpy(g), torch.from_numpy(x), torch.from_numpy(y)
+            if row in ("gelu", "gelu[tanh]"):
+                approx = params["approximate"]
+                impls["torch"] = lambda: torch.ops.aten.gelu_backward(tg, tx, approximate=approx)
+            fn = _torch_out(torch, row, params, True, tg, tx, ty)
+            if fn is not None:
+                impls["torch (out=)"] = fn
         return [BenchCase(f"float32 {n // 2**20}M", impls, shape=(n,), nbytes=12.0 * n,
-                          copy_nbytes=4 * n, copy_factor=1.5)]
+                          copy_nbytes=4 * n, copy_factor=1.5),
+                _float64_case(row, name, params, n, backward=True)]
     return bench
 
 
