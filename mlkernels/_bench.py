@@ -106,8 +106,45 @@ def _call_cases(quick: bool) -> List[Tuple[str, BenchCase]]:
             for name, impls in _calls.cases()]
 
 
+def _mix_cases(quick: bool) -> List[Tuple[str, BenchCase]]:
+    """A user's own NumPy interleaved with our kernels: NumPy's matmul (its own OpenBLAS and
+    thread pool), then mk.gelu on the product, in a loop. The loop should cost the sum of its
+    parts: "matmul, then gelu" against "matmul" and "gelu" timed alone, side by side. And
+    several Python threads calling kernels at once against one thread calling them in turn."""
+    import threading
+
+    import mlkernels as mk
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((512, 512), dtype=np.float32)
+    b = rng.standard_normal((512, 512), dtype=np.float32)
+    c, y = np.empty_like(a), np.empty_like(a)
+    impls = {"matmul, then gelu": lambda: (np.matmul(a, b, out=c), mk.gelu(c, out=y)),
+             "matmul alone": lambda: np.matmul(a, b, out=c),
+             "gelu alone": lambda: mk.gelu(c, out=y)}
+    cases = [("numpy matmul + mk.gelu", BenchCase("float32 512x512", impls, shape=(512, 512)))]
+    xs = [rng.standard_normal((1024, 1024), dtype=np.float32) for _ in range(4)]
+    outs = [np.empty_like(x) for x in xs]
+
+    def one_thread():
+        for x, o in zip(xs, outs):
+            mk.gelu(x, out=o)
+
+    def four_threads():
+        ts = [threading.Thread(target=mk.gelu, args=(x,), kwargs={"out": o})
+              for x, o in zip(xs, outs)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+    cases.append(("4 x mk.gelu 1024x1024", BenchCase(
+        "float32, from 4 Python threads vs 1", {"4 Python threads at once": four_threads,
+                                                 "1 Python thread, in turn": one_thread},
+        shape=(4, 1024, 1024))))
+    return cases
+
+
 #: benchmark families that are not rows of the kernel spec table
-EXTRA_FAMILIES = {"train": _train_cases, "calls": _call_cases}
+EXTRA_FAMILIES = {"train": _train_cases, "calls": _call_cases, "mix": _mix_cases}
 
 
 def all_families() -> List[str]:
