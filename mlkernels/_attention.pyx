@@ -574,7 +574,7 @@ cdef class Schedule:
     cdef Py_ssize_t stride
     cdef int nt
 
-    def __cinit__(self, object cost, int n_threads, Py_ssize_t nbytes):
+    def __cinit__(self, object cost, int n_threads, Py_ssize_t nbytes, Schedule reuse=None):
         cdef const double[::1] c = cost
         cdef Py_ssize_t n_items = c.shape[0], i
         cdef int t = 1
@@ -593,8 +593,11 @@ cdef class Schedule:
         while t <= self.nt:
             b[t] = n_items
             t += 1
-        # (a NumPy array, so that tracemalloc counts the workspace with the outputs)
         self.stride = round_up(max(nbytes, 64), 64)
+        if reuse is not None and reuse.stride == self.stride and reuse.nt >= self.nt:
+            self._buffer, self.base = reuse._buffer, reuse.base      # a second pass
+            return
+        # (a NumPy array, so that tracemalloc counts the workspace with the outputs)
         self._buffer = np.empty(self.stride * self.nt + 64, np.uint8)
         cdef char* p = <char*>cnp.PyArray_DATA(self._buffer)
         self.base = p + (-<size_t>p) % 64
@@ -710,6 +713,6 @@ def backward(cnp.ndarray grad_out, const long long[::1] g_off, Py_ssize_t g_rs,
     s = Schedule(cost, nt, nbytes)
     with nogil:
         run_parallel(BACKWARD_KEYS, &P, s.base, s.stride, s.bounds, s.nt, dummy)
-    s = Schedule(query_block_costs(&P), nt, nbytes)
+    s = Schedule(query_block_costs(&P), nt, nbytes, s)
     with nogil:
         run_parallel(BACKWARD_QUERIES, &P, s.base, s.stride, s.bounds, s.nt, dummy)
