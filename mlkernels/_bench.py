@@ -106,6 +106,11 @@ def run(selected: Optional[Sequence[str]] = None, quick: bool = True,
                   f"{_fmt(row['GB/s'], 1):>7} {_fmt(row['GFLOP/s'], 1):>8} "
                   f"{_fmt(row['speedup_vs_numpy'], 2, 'x'):>9} "
                   f"{_fmt(row['time_vs_copy'], 2, 'x'):>8}", file=out, flush=True)
+        for impl, figures in (case.memory() if case.memory else {}).items():
+            rows.append({"family": spec.family, "kernel": spec.name, "case": case.label,
+                         "impl": impl, "memory": dict(figures)})
+            print(f"{spec.name:<22.22} {case.label:<30.30} {impl:<30.30} peak memory: "
+                  f"{figures['text']}", file=out, flush=True)
     if json_path:
         with open(json_path, "w") as f:
             json.dump({"info": info, "quick": quick, "samples": samples, "rows": rows}, f,

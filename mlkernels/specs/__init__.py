@@ -35,6 +35,8 @@ class BenchCase:
     implementation is timed next (measured on the 4096×1024 → 1024 linear: without pauses
     NumPy's ``x@W.T+b`` took 70-72 ms right after our call, 36.6 ms with them; our fused
     linear+GELU 41-44 ms, 38.3 ms with them).
+    ``memory``, when given, measures the peak memory of one call of each implementation and
+    returns ``{implementation: {"text": one line for the table, **figures for the JSON}}``.
     """
     label: str
     impls: Mapping[str, Callable[[], object]]
@@ -44,6 +46,7 @@ class BenchCase:
     copy_factor: float = 1.0
     roofline: Optional[Callable[[], object]] = None
     settle: float = 0.0
+    memory: Optional[Callable[[], Mapping[str, Mapping[str, object]]]] = None
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,11 @@ sizes either side of the kernels' 64-row blocks, and no leading axis at all.
 """
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 
 from .. import attention as fast
@@ -215,13 +220,151 @@ def _bench_backward(quick):
     return cases
 
 
+# ------------------------------------------------------------------ peak memory
+
+def _status(field: str) -> int:
+    """A memory figure of this process from /proc/self/status (Linux), in bytes."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise OSError(f"no {field} in /proc/self/status")
+
+
+def _rss_mark() -> int:
+    """Start measuring a peak: the resident-memory high-water mark is reset to the current
+    resident size (``clear_refs``), which is returned. (Not ru_maxrss: Linux carries it over
+    from the parent across fork and exec, so a child never sees less than its parent's.)"""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return _status("VmRSS")
+
+
+def probe_memory(impl: str, shape, direction: str) -> dict:
+    """Peak memory of one causal float32 call of ``impl`` ("mlkernels" or "torch") on q, k, v
+    of ``shape`` (B, H, T, d), run in a fresh process (``_memory``): how far the resident
+    memory's high-water mark rises during the call above what the process held before it
+    (Linux), and the tracemalloc peak (NumPy's allocations: mlkernels' outputs and
+    workspace; torch allocates outside Python's view)."""
+    import tracemalloc
+    torch = torch_or_none() if impl == "torch" else None
+    rng = np.random.default_rng(0)
+    q, k, v, g = (rng.standard_normal(shape, dtype=np.float32) for _ in range(4))
+    small = [a[:1, :1, :64] for a in (q, k, v, g)]
+    if impl == "torch":
+        F = torch.nn.functional
+        if direction == "forward":
+            def call(q, k, v, g):
+                with torch.no_grad():
+                    return F.scaled_dot_product_attention(*map(torch.from_numpy, (q, k, v)),
+                                                          is_causal=True)
+        else:
+            def prepare(q, k, v, g):
+                t = [torch.from_numpy(a).requires_grad_() for a in (q, k, v)]
+                out = F.scaled_dot_product_attention(*t, is_causal=True)
+                return lambda: torch.autograd.grad(out, t, torch.from_numpy(g))
+    elif direction == "forward":
+        def call(q, k, v, g):
+            return fast.scaled_dot_product_attention(q, k, v, is_causal=True, return_lse=True)
+    else:
+        def prepare(q, k, v, g):
+            out, lse = fast.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                                         return_lse=True)
+            return lambda: fast.scaled_dot_product_attention_backward(g, q, k, v, out, lse,
+                                                                      is_causal=True)
+    if direction != "forward":
+        prepare(*small)()                               # load code, start thread pools
+        run = prepare(q, k, v, g)
+    else:
+        call(*small)
+        run = lambda: call(q, k, v, g)                  # noqa: E731
+    before = _rss_mark()
+    tracemalloc.start()
+    result = run()
+    traced = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    growth = _status("VmHWM") - before
+    del result
+    return {"rss_growth": growth, "traced": traced if impl == "mlkernels" else None}
+
+
+def _memory(shape, direction, impls):
+    """{impl: figures}: each probe in its own process. The measure is the peak during the
+    call -- the inputs plus the RSS growth -- against the arrays the call cannot do without:
+    q + k + v + out for the forward (the goal: under 2x), its nine arrays for the backward."""
+    B, H, T, d = shape
+    array = 4 * B * H * T * d
+    if direction == "forward":
+        held, budget, of = 3 * array, 4 * array, "q+k+v+out"
+    else:
+        held = 5 * array + 4 * B * H * T                # grad_out, q, k, v, out, lse
+        budget, of = held + 3 * array, "its arrays (grad_out, q, k, v, out, lse, dq, dk, dv)"
+    results = {}
+    for impl in impls:
+        code = ("import json, sys; from mlkernels.specs.attention import probe_memory; "
+                "print(json.dumps(probe_memory(*json.loads(sys.argv[1]))))")
+        done = subprocess.run([sys.executable, "-c", code, json.dumps([impl, shape, direction])],
+                              capture_output=True, text=True, env=dict(os.environ))
+        if done.returncode:
+            results[impl] = {"text": f"probe failed: {done.stderr.strip().splitlines()[-1:]}"}
+            continue
+        fig = json.loads(done.stdout)
+        peak = held + fig["rss_growth"]
+        traced = "" if fig["traced"] is None else f", NumPy allocations {fig['traced'] / 2**20:.1f} MiB"
+        results[impl] = dict(fig, peak=peak, budget=budget, text=(
+            f"{peak / 2**20:.0f} MiB = inputs {held / 2**20:.0f} + {fig['rss_growth'] / 2**20:.1f}"
+            f" MiB RSS growth{traced}; {peak / budget:.2f}x {of}"))
+    return results
+
+
+def _bench_memory(quick):
+    """The peak memory of the forward and backward with T = 4096 (T = 1024 when quick), timed
+    too (NumPy's dense version would need several (T, T) arrays per head: it is left out)."""
+    shape = (1, 4, 1024, 64) if quick else (4, 8, 4096, 64)
+    B, H, T, d = shape
+    torch = torch_or_none()
+    impls = ["mlkernels"] + (["torch"] if torch is not None else [])
+    rng = np.random.default_rng(0)
+    q, k, v, g = (rng.standard_normal(shape, dtype=np.float32) for _ in range(4))
+    out, lse = fast.scaled_dot_product_attention(q, k, v, is_causal=True, return_lse=True)
+    label = f"float32 B{B} H{H} T{T} d{d} causal"
+    forward = {"mlkernels": lambda: fast.scaled_dot_product_attention(
+        q, k, v, is_causal=True, out=(out, lse), return_lse=True)}
+    backward = {"mlkernels": lambda: fast.scaled_dot_product_attention_backward(
+        g, q, k, v, out, lse, is_causal=True)}
+    if torch is not None:
+        tq, tk, tv = (torch.from_numpy(a).requires_grad_() for a in (q, k, v))
+
+        def torch_forward():
+            with torch.no_grad():
+                return torch.nn.functional.scaled_dot_product_attention(tq, tk, tv,
+                                                                        is_causal=True)
+        forward["torch"] = torch_forward
+        tout = torch.nn.functional.scaled_dot_product_attention(tq, tk, tv, is_causal=True)
+        tg = torch.from_numpy(g)
+        backward["torch (autograd)"] = lambda: torch.autograd.grad(tout, (tq, tk, tv), tg,
+                                                                   retain_graph=True)
+    return [BenchCase(label, forward, flops=_flops(shape, True, 1), copy_nbytes=4 * q.size,
+                      memory=lambda: _memory(shape, "forward", impls)),
+            BenchCase(label, backward, flops=_flops(shape, True, 2.5), copy_nbytes=4 * q.size,
+                      memory=lambda: _memory(shape, "backward", impls))]
+
+
+def _bench_forward_all(quick):
+    return _bench_forward(quick) + _bench_memory(quick)[:1]
+
+
+def _bench_backward_all(quick):
+    return _bench_backward(quick) + _bench_memory(quick)[1:]
+
+
 SPECS = [
     KernelSpec("scaled_dot_product_attention", "attention", fast.scaled_dot_product_attention,
                ref.scaled_dot_product_attention, _forward_args, SHAPES, scale=_forward_scale,
-               bench=_bench_forward),
+               bench=_bench_forward_all),
     KernelSpec("scaled_dot_product_attention_backward", "attention",
                fast.scaled_dot_product_attention_backward,
                ref.scaled_dot_product_attention_backward, _backward_args, SHAPES,
-               scale=_backward_scale, gradcheck=_gradcheck, bench=_bench_backward,
+               scale=_backward_scale, gradcheck=_gradcheck, bench=_bench_backward_all,
                backward_of="scaled_dot_product_attention"),
 ]
