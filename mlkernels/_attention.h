@@ -84,7 +84,7 @@ MLK_INLINE double mlk_attn_exp_f64(double x) { return exp(x); }
  * Scalar math:                                                                                    \
  *     for r < MR:  for p in rows_range(r):  for j < NR:  C[r][j] += A[r][p] * B[p][j]             \
  * The p loop is cut in three: the p that every row uses (no test), and before and after           \
- * them the triangle where rows start or stop (a test per row, outside the vector loop).           \
+ * them the triangles where rows start or stop (a test per row, outside the vector loop).          \
  * The accumulators stay in registers throughout. */                                               \
 MLK_INLINE void mlk_attn_micro_##SUFFIX(ptrdiff_t K, const T* restrict A, ptrdiff_t a_row,         \
                                         ptrdiff_t a_inner, const T* restrict B, ptrdiff_t ldb,     \
@@ -98,15 +98,6 @@ MLK_INLINE void mlk_attn_micro_##SUFFIX(ptrdiff_t K, const T* restrict A, ptrdif
     ptrdiff_t last = mlk_attn_clamp(hi0 + (MLK_ATTN_MR - 1) * dhi, first, K);                      \
     ptrdiff_t dense_lo = mlk_attn_clamp(lo0 + (MLK_ATTN_MR - 1) * dlo, first, last);               \
     ptrdiff_t dense_hi = mlk_attn_clamp(hi0, dense_lo, last);                                      \
-    for (ptrdiff_t p = first; p < dense_lo; p++) {             /* rows start using p */            \
-        const T* b = B + p * ldb;                                                                  \
-        for (int r = 0; r < MLK_ATTN_MR; r++) {                                                    \
-            if (p < lo0 + r * dlo || p >= hi0 + r * dhi) continue;                                 \
-            T a = A[r * a_row + p * a_inner];                                                      \
-            _Pragma("omp simd")                                                                    \
-            for (int j = 0; j < NR; j++) acc[r][j] += a * b[j];           /* simd */               \
-        }                                                                                          \
-    }                                                                                              \
     for (ptrdiff_t p = dense_lo; p < dense_hi; p++) {          /* every row uses p */              \
         const T* b = B + p * ldb;                                                                  \
         for (int r = 0; r < MLK_ATTN_MR; r++) {                                                    \
@@ -115,13 +106,16 @@ MLK_INLINE void mlk_attn_micro_##SUFFIX(ptrdiff_t K, const T* restrict A, ptrdif
             for (int j = 0; j < NR; j++) acc[r][j] += a * b[j];           /* simd */               \
         }                                                                                          \
     }                                                                                              \
-    for (ptrdiff_t p = dense_hi; p < last; p++) {              /* rows stop using p */             \
-        const T* b = B + p * ldb;                                                                  \
-        for (int r = 0; r < MLK_ATTN_MR; r++) {                                                    \
-            if (p < lo0 + r * dlo || p >= hi0 + r * dhi) continue;                                 \
-            T a = A[r * a_row + p * a_inner];                                                      \
-            _Pragma("omp simd")                                                                    \
-            for (int j = 0; j < NR; j++) acc[r][j] += a * b[j];           /* simd */               \
+    for (int side = 0; side < 2; side++) {             /* where rows start, then stop */           \
+        ptrdiff_t p_end = side == 0 ? dense_lo : last;                                             \
+        for (ptrdiff_t p = side == 0 ? first : dense_hi; p < p_end; p++) {                         \
+            const T* b = B + p * ldb;                                                              \
+            for (int r = 0; r < MLK_ATTN_MR; r++) {                                                \
+                if (p < lo0 + r * dlo || p >= hi0 + r * dhi) continue;                             \
+                T a = A[r * a_row + p * a_inner];                                                  \
+                _Pragma("omp simd")                                                                \
+                for (int j = 0; j < NR; j++) acc[r][j] += a * b[j];       /* simd */               \
+            }                                                                                      \
         }                                                                                          \
     }                                                                                              \
     for (int r = 0; r < MLK_ATTN_MR; r++)                                                          \

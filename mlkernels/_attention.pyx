@@ -497,39 +497,33 @@ cdef void backward_heads(Problem* P, char* base, Py_ssize_t first, Py_ssize_t la
         write_dq(P, &w, n, 0, P.Tq, dummy)
 
 
-cdef void backward_key_items(Problem* P, char* base, Py_ssize_t first, Py_ssize_t last,
-                             floating dummy) noexcept nogil:
-    """Pass 1 of the split backward: items head · nkb + key block, their dk and dv."""
-    cdef Py_ssize_t size
-    cdef BackwardWork w = backward_layout(P, base, sizeof(floating), &size)
-    cdef Py_ssize_t item, n, head = -1
-    for item in range(first, last):
-        n = item // P.nkb
-        if n != head:
-            backward_pack(P, &w, n, dummy)
-            head = n
-        backward_key_block(P, &w, n, item - n * P.nkb, False, dummy)
-
-
-cdef void backward_query_items(Problem* P, char* base, Py_ssize_t first, Py_ssize_t last,
+cdef void backward_query_block(Problem* P, BackwardWork* w, Py_ssize_t n, Py_ssize_t qb,
                                floating dummy) noexcept nogil:
-    """Pass 2 of the split backward: items head · nqb + query block, their dq -- the same
-    pairs as backward_heads computes, added in the same order (key blocks ascending)."""
+    """dq of query block qb of head n: the pairs backward_heads computes for it, added in the
+    same order (key blocks ascending), so with the same bits."""
+    cdef Py_ssize_t i0 = qb * BQ, nq = min(<Py_ssize_t>BQ, P.Tq - i0), kb
+    memset(<floating*>w.dq_acc + i0 * P.d_pad, 0, BQ * P.d_pad * sizeof(floating))
+    for kb in range(key_blocks_seen(P, i0 + nq - 1)):
+        backward_pair(P, w, qb, kb, False, True, dummy)
+    write_dq(P, w, n, i0, nq, dummy)
+
+
+cdef void backward_split_items(Problem* P, char* base, Py_ssize_t first, Py_ssize_t last,
+                               bint key_blocks, floating dummy) noexcept nogil:
+    """One pass of the split backward: items head · nkb + key block, their dk and dv (pass 1,
+    key_blocks); or head · nqb + query block, their dq (pass 2)."""
     cdef Py_ssize_t size
     cdef BackwardWork w = backward_layout(P, base, sizeof(floating), &size)
-    cdef Py_ssize_t item, n, qb, kb, i0, nq, head = -1
+    cdef Py_ssize_t item, n, head = -1, per_head = P.nkb if key_blocks else P.nqb
     for item in range(first, last):
-        n = item // P.nqb
+        n = item // per_head
         if n != head:
             backward_pack(P, &w, n, dummy)
             head = n
-        qb = item - n * P.nqb
-        i0 = qb * BQ
-        nq = min(<Py_ssize_t>BQ, P.Tq - i0)
-        memset(<floating*>w.dq_acc + i0 * P.d_pad, 0, BQ * P.d_pad * sizeof(floating))
-        for kb in range(key_blocks_seen(P, i0 + nq - 1)):
-            backward_pair(P, &w, qb, kb, False, True, dummy)
-        write_dq(P, &w, n, i0, nq, dummy)
+        if key_blocks:
+            backward_key_block(P, &w, n, item - n * per_head, False, dummy)
+        else:
+            backward_query_block(P, &w, n, item - n * per_head, dummy)
 
 
 # ------------------------------------------------------------------ threads
@@ -547,10 +541,8 @@ cdef void run_items(Kind kind, Problem* P, char* base, Py_ssize_t first, Py_ssiz
         forward_items(P, base, first, last, dummy)
     elif kind == BACKWARD_HEADS:
         backward_heads(P, base, first, last, dummy)
-    elif kind == BACKWARD_KEYS:
-        backward_key_items(P, base, first, last, dummy)
     else:
-        backward_query_items(P, base, first, last, dummy)
+        backward_split_items(P, base, first, last, kind == BACKWARD_KEYS, dummy)
 
 
 cdef void run_parallel(Kind kind, Problem* P, char* base, Py_ssize_t stride,
