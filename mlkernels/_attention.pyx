@@ -33,21 +33,22 @@ Why it is fast, and small
 * Causal: blocks of keys entirely after a block's last query are skipped, not masked (half
   the work); in the blocks on the diagonal the products use, per row, only the keys that row
   sees (_attention.h says why: NaN in an unseen value must not leak in).
-* The products are register-blocked micro-kernels in C (_attention_tile.h) that GCC
-  vectorizes, on operands packed once per head: Kᵀ and Vᵀ transposed, every B operand padded
-  to the micro-kernel's width, q pre-multiplied by the scale. No BLAS inside the threads.
-* Threads. Forward: (head, query block) work items, cut into one contiguous range per thread
-  of equal total cost (a causal query block costs as many key blocks as it sees), so that a
-  thread packs each head's K and V once. Backward: whole heads per thread when there are at
-  least as many heads as threads; otherwise two passes over each head -- key blocks (dk, dv)
-  in parallel, then query blocks (dq) in parallel -- which recompute the same tiles and add
-  in the same order. Each output element is computed by one fixed sequence of operations in
-  either case: results do not depend on the thread count.
+* The products are register-blocked micro-kernels in C (_attention.h) that GCC vectorizes,
+  on operands packed once per head (Kᵀ, Vᵀ transposed; every B operand padded to the
+  micro-kernel's width; q pre-multiplied by the scale). No BLAS inside the threads.
+* The forward computes its scores transposed (keys x queries), so that the online softmax's
+  row maxima and sums are vertical vector operations (mlk_attn_softmax_block).
+* Threads take work items one at a time, in increasing order: forward, (head, query block);
+  backward, whole heads when there are at least as many heads as threads, else two passes --
+  (head, key block) items for dk and dv, then (head, query block) items for dq -- which
+  recompute the same tiles and add in the same order. A thread keeps the last head it packed
+  and its items come in order, so it packs each head once. Each result is computed by one
+  fixed sequence of operations whichever thread runs it: the same bits for any thread count.
 * Accuracy: float32 inputs are computed in float32 (as torch's CPU flash attention), with the
   row sums l and the D_i in double; the tests give the error bounds this reaches.
 """
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
 from libc.math cimport log, INFINITY
 from libc.string cimport memset
 
@@ -202,6 +203,13 @@ cdef struct Problem:
     bint causal
 
 
+cdef enum Kind:                           # what a work item is
+    FORWARD = 0                           # head · nqb + query block
+    BACKWARD_HEADS = 1                    # head
+    BACKWARD_KEYS = 2                     # head · nkb + key block
+    BACKWARD_QUERIES = 3                  # head · nqb + query block
+
+
 cdef inline Py_ssize_t round_up(Py_ssize_t n, Py_ssize_t m) noexcept nogil:
     return (n + m - 1) // m * m
 
@@ -276,6 +284,7 @@ cdef void pack_transposed(floating* dst, Py_ssize_t ld, Heads* h, Py_ssize_t n,
 # ------------------------------------------------------------------ forward
 
 cdef struct ForwardWork:
+    Py_ssize_t* head  # the head whose K and V are packed (−1: none yet)
     void* kp        # K of the current head       Tk_pad x d
     void* vp        # V of the current head       Tk_pad x dv_pad
     void* qt        # (query block · scale)ᵀ      d x BQ
@@ -293,6 +302,7 @@ cdef ForwardWork forward_layout(Problem* P, char* base, Py_ssize_t item,
     """Thread workspace at base (item: the element size); its size in bytes into size."""
     cdef ForwardWork w
     size[0] = 0
+    w.head = <Py_ssize_t*>carve(base, size, sizeof(Py_ssize_t))
     w.kp = carve(base, size, P.Tk_pad * P.d * item)
     w.vp = carve(base, size, P.Tk_pad * P.dv_pad * item)
     w.qt = carve(base, size, P.d * BQ * item)
@@ -344,26 +354,25 @@ cdef void forward_block(Problem* P, ForwardWork* w, Py_ssize_t n, Py_ssize_t qb,
         lse[n * P.Tq + i0 + r] = <floating>(m[r] + log(w.l[r]))
 
 
-cdef void forward_items(Problem* P, char* base, Py_ssize_t first, Py_ssize_t last,
-                        floating dummy) noexcept nogil:
-    """Work items first .. last − 1, item = head · nqb + query block."""
-    cdef Py_ssize_t size
+cdef void forward_item(Problem* P, char* base, Py_ssize_t item, floating dummy) noexcept nogil:
+    """Work item head · nqb + query block, in a thread's workspace at base (which keeps the
+    last head's packed K and V: a thread's items come in increasing order, so it packs each
+    head once)."""
+    cdef Py_ssize_t size, n = item // P.nqb
     cdef ForwardWork w = forward_layout(P, base, sizeof(floating), &size)
-    cdef Py_ssize_t item, n, head = -1
-    for item in range(first, last):
-        n = item // P.nqb
-        if n != head:
-            pack_rows(<floating*>w.kp, P.d, row_of(&P.k, n, 0, dummy), P.k.row_stride, P.Tk,
-                      P.d, P.Tk_pad, 1)
-            pack_rows(<floating*>w.vp, P.dv_pad, row_of(&P.v, n, 0, dummy), P.v.row_stride,
-                      P.Tk, P.dv, P.Tk_pad, 1)
-            head = n
-        forward_block(P, &w, n, item - n * P.nqb, dummy)
+    if w.head[0] != n:
+        pack_rows(<floating*>w.kp, P.d, row_of(&P.k, n, 0, dummy), P.k.row_stride, P.Tk, P.d,
+                  P.Tk_pad, 1)
+        pack_rows(<floating*>w.vp, P.dv_pad, row_of(&P.v, n, 0, dummy), P.v.row_stride, P.Tk,
+                  P.dv, P.Tk_pad, 1)
+        w.head[0] = n
+    forward_block(P, &w, n, item - n * P.nqb, dummy)
 
 
 # ------------------------------------------------------------------ backward
 
 cdef struct BackwardWork:
+    Py_ssize_t* head  # the head whose operands are packed (−1: none yet)
     void* qs        # Q · scale                   Tq_pad x d_pad
     void* dop       # dO                          Tq_pad x dv_pad
     void* kt        # Kᵀ                          d x ld_t
@@ -383,6 +392,7 @@ cdef BackwardWork backward_layout(Problem* P, char* base, Py_ssize_t item,
     """Thread workspace at base (item: the element size); its size in bytes into size."""
     cdef BackwardWork w
     size[0] = 0
+    w.head = <Py_ssize_t*>carve(base, size, sizeof(Py_ssize_t))
     w.qs = carve(base, size, P.Tq_pad * P.d_pad * item)
     w.dop = carve(base, size, P.Tq_pad * P.dv_pad * item)
     w.kt = carve(base, size, P.d * P.ld_t * item)
@@ -483,20 +493,6 @@ cdef void write_dq(Problem* P, BackwardWork* w, Py_ssize_t n, Py_ssize_t i0,
             dq[r * P.d + c] = dq_acc[(i0 + r) * P.d_pad + c]
 
 
-cdef void backward_heads(Problem* P, char* base, Py_ssize_t first, Py_ssize_t last,
-                         floating dummy) noexcept nogil:
-    """Whole heads first .. last − 1, one pass: each key block's dk, dv, and dq on the way."""
-    cdef Py_ssize_t size
-    cdef BackwardWork w = backward_layout(P, base, sizeof(floating), &size)
-    cdef Py_ssize_t n, kb
-    for n in range(first, last):
-        backward_pack(P, &w, n, dummy)
-        memset(w.dq_acc, 0, P.Tq_pad * P.d_pad * sizeof(floating))
-        for kb in range(P.nkb):
-            backward_key_block(P, &w, n, kb, True, dummy)
-        write_dq(P, &w, n, 0, P.Tq, dummy)
-
-
 cdef void backward_query_block(Problem* P, BackwardWork* w, Py_ssize_t n, Py_ssize_t qb,
                                floating dummy) noexcept nogil:
     """dq of query block qb of head n: the pairs backward_heads computes for it, added in the
@@ -508,91 +504,74 @@ cdef void backward_query_block(Problem* P, BackwardWork* w, Py_ssize_t n, Py_ssi
     write_dq(P, w, n, i0, nq, dummy)
 
 
-cdef void backward_split_items(Problem* P, char* base, Py_ssize_t first, Py_ssize_t last,
-                               bint key_blocks, floating dummy) noexcept nogil:
-    """One pass of the split backward: items head · nkb + key block, their dk and dv (pass 1,
-    key_blocks); or head · nqb + query block, their dq (pass 2)."""
-    cdef Py_ssize_t size
+cdef void backward_item(Problem* P, char* base, Py_ssize_t item, Kind kind,
+                        floating dummy) noexcept nogil:
+    """Work item ``item`` of the backward, in a thread's workspace at base (which keeps the
+    last head's packed operands):
+      BACKWARD_HEADS    item = head: one pass, each key block's dk, dv and dq on the way;
+      BACKWARD_KEYS     item = head · nkb + key block: its dk, dv (pass 1 of the split);
+      BACKWARD_QUERIES  item = head · nqb + query block: its dq (pass 2)."""
+    cdef Py_ssize_t size, kb
     cdef BackwardWork w = backward_layout(P, base, sizeof(floating), &size)
-    cdef Py_ssize_t item, n, head = -1, per_head = P.nkb if key_blocks else P.nqb
-    for item in range(first, last):
-        n = item // per_head
-        if n != head:
-            backward_pack(P, &w, n, dummy)
-            head = n
-        if key_blocks:
-            backward_key_block(P, &w, n, item - n * per_head, False, dummy)
-        else:
-            backward_query_block(P, &w, n, item - n * per_head, dummy)
+    cdef Py_ssize_t per_head = (1 if kind == BACKWARD_HEADS else
+                                P.nkb if kind == BACKWARD_KEYS else P.nqb)
+    cdef Py_ssize_t n = item // per_head
+    if w.head[0] != n:
+        backward_pack(P, &w, n, dummy)
+        w.head[0] = n
+    if kind == BACKWARD_HEADS:
+        memset(w.dq_acc, 0, P.Tq_pad * P.d_pad * sizeof(floating))
+        for kb in range(P.nkb):
+            backward_key_block(P, &w, n, kb, True, dummy)
+        write_dq(P, &w, n, 0, P.Tq, dummy)
+    elif kind == BACKWARD_KEYS:
+        backward_key_block(P, &w, n, item - n * per_head, False, dummy)
+    else:
+        backward_query_block(P, &w, n, item - n * per_head, dummy)
 
 
 # ------------------------------------------------------------------ threads
 
-cdef enum Kind:
-    FORWARD = 0
-    BACKWARD_HEADS = 1
-    BACKWARD_KEYS = 2
-    BACKWARD_QUERIES = 3
-
-
-cdef void run_items(Kind kind, Problem* P, char* base, Py_ssize_t first, Py_ssize_t last,
-                    floating dummy) noexcept nogil:
+cdef void run_item(Kind kind, Problem* P, char* base, Py_ssize_t item,
+                   floating dummy) noexcept nogil:
     if kind == FORWARD:
-        forward_items(P, base, first, last, dummy)
-    elif kind == BACKWARD_HEADS:
-        backward_heads(P, base, first, last, dummy)
+        forward_item(P, base, item, dummy)
     else:
-        backward_split_items(P, base, first, last, kind == BACKWARD_KEYS, dummy)
+        backward_item(P, base, item, kind, dummy)
 
 
-cdef void run_parallel(Kind kind, Problem* P, char* base, Py_ssize_t stride,
-                       const Py_ssize_t* bounds, int nt, floating dummy) noexcept nogil:
-    """Thread t runs items bounds[t] .. bounds[t + 1] − 1 in its own workspace."""
-    cdef int t
-    if nt == 1:
-        run_items(kind, P, base, bounds[0], bounds[1], dummy)
-        return
-    for t in prange(nt, num_threads=nt, schedule="static", chunksize=1):
-        run_items(kind, P, base + t * stride, bounds[t], bounds[t + 1], dummy)
-
-
-cdef class Schedule:
-    """Work items cut into one contiguous range per thread of equal total cost (as near as
-    the items allow), and a workspace per thread. Every result is computed by the same
-    operations whatever the cut: it only decides who computes it."""
-    cdef object _bounds, _buffer
-    cdef Py_ssize_t* bounds
+cdef class Workspace:
+    """One 64-byte aligned workspace per thread, in a NumPy array (so that tracemalloc counts
+    it with the outputs)."""
+    cdef object buffer
     cdef char* base
     cdef Py_ssize_t stride
     cdef int nt
 
-    def __cinit__(self, object cost, int n_threads, Py_ssize_t nbytes, Schedule reuse=None):
-        cdef const double[::1] c = cost
-        cdef Py_ssize_t n_items = c.shape[0], i
-        cdef int t = 1
-        cdef double total = 0, done = 0
-        self.nt = max(1, min(n_threads, n_items))
-        self._bounds = np.zeros(self.nt + 1, np.intp)
-        cdef Py_ssize_t[::1] b = self._bounds
-        self.bounds = &b[0]
-        for i in range(n_items):
-            total += c[i]
-        for i in range(n_items):
-            while t < self.nt and done >= total * t / self.nt:
-                b[t] = i
-                t += 1
-            done += c[i]
-        while t <= self.nt:
-            b[t] = n_items
-            t += 1
+    def __cinit__(self, int nt, Py_ssize_t nbytes):
+        self.nt = nt
         self.stride = round_up(max(nbytes, 64), 64)
-        if reuse is not None and reuse.stride == self.stride and reuse.nt >= self.nt:
-            self._buffer, self.base = reuse._buffer, reuse.base      # a second pass
-            return
-        # (a NumPy array, so that tracemalloc counts the workspace with the outputs)
-        self._buffer = np.empty(self.stride * self.nt + 64, np.uint8)
-        cdef char* p = <char*>cnp.PyArray_DATA(self._buffer)
+        self.buffer = np.empty(self.stride * nt + 64, np.uint8)
+        cdef char* p = <char*>cnp.PyArray_DATA(self.buffer)
         self.base = p + (-<size_t>p) % 64
+
+
+cdef void run(Kind kind, Problem* P, Workspace ws, Py_ssize_t n_items,
+              floating dummy) noexcept nogil:
+    """Every work item, handed out one at a time in increasing order to whichever thread is
+    free (so that a thread slowed by another process on its core does less of the work).
+    Which thread computes an item never changes how it is computed: same bits for any thread
+    count."""
+    cdef Py_ssize_t item
+    cdef int t, nt = <int>min(<Py_ssize_t>ws.nt, n_items)
+    for t in range(nt):
+        (<Py_ssize_t*>(ws.base + t * ws.stride))[0] = -1        # no head packed yet
+    if nt == 1:
+        for item in range(n_items):
+            run_item(kind, P, ws.base, item, dummy)
+        return
+    for item in prange(n_items, num_threads=nt, schedule="dynamic", chunksize=1):
+        run_item(kind, P, ws.base + threadid() * ws.stride, item, dummy)
 
 
 cdef Heads heads_of(cnp.ndarray a, const long long[::1] offsets, Py_ssize_t row_stride):
@@ -628,17 +607,6 @@ cdef int threads_for(Problem* P, int directions, int n_threads):
     return 1 if P.N * pairs * (P.d + P.dv) * directions < SERIAL_BELOW else n_threads
 
 
-cdef object query_block_costs(Problem* P):
-    """Per (head, query block): the key blocks it visits, + 1 for packing and writing."""
-    cost = np.empty(P.N * P.nqb)
-    cdef double[::1] c = cost
-    cdef Py_ssize_t item, qb
-    for item in range(P.N * P.nqb):
-        qb = item % P.nqb
-        c[item] = key_blocks_seen(P, min(qb * BQ + BQ, P.Tq) - 1) + 1
-    return cost
-
-
 def forward(cnp.ndarray q, const long long[::1] q_off, Py_ssize_t q_rs,
             cnp.ndarray k, const long long[::1] k_off, Py_ssize_t k_rs,
             cnp.ndarray v, const long long[::1] v_off, Py_ssize_t v_rs,
@@ -658,9 +626,10 @@ def forward(cnp.ndarray q, const long long[::1] q_off, Py_ssize_t q_rs,
     P.res_out = &out[0, 0, 0]
     P.res_lse = &lse[0, 0]
     forward_layout(&P, NULL, sizeof(floating), &nbytes)
-    cdef Schedule s = Schedule(query_block_costs(&P), threads_for(&P, 1, n_threads), nbytes)
+    cdef Py_ssize_t n_items = P.N * P.nqb
+    cdef Workspace ws = Workspace(min(threads_for(&P, 1, n_threads), n_items), nbytes)
     with nogil:
-        run_parallel(FORWARD, &P, s.base, s.stride, s.bounds, s.nt, dummy)
+        run(FORWARD, &P, ws, n_items, dummy)
 
 
 def backward(cnp.ndarray grad_out, const long long[::1] g_off, Py_ssize_t g_rs,
@@ -676,8 +645,7 @@ def backward(cnp.ndarray grad_out, const long long[::1] g_off, Py_ssize_t g_rs,
     count (for the tests: both schedules must give the same bits)."""
     cdef Problem P
     cdef floating dummy = 0
-    cdef Py_ssize_t nbytes, item, kb
-    cdef Schedule s
+    cdef Py_ssize_t nbytes
     setup(&P, dq.shape[0], dq.shape[1], dk.shape[1], dq.shape[2], dv.shape[2], scale, causal,
           nr_of(dummy), sizeof(floating))
     P.grad_out = heads_of(grad_out, g_off, g_rs)
@@ -691,20 +659,12 @@ def backward(cnp.ndarray grad_out, const long long[::1] g_off, Py_ssize_t g_rs,
     P.res_dv = &dv[0, 0, 0]
     backward_layout(&P, NULL, sizeof(floating), &nbytes)
     cdef int nt = threads_for(&P, 2, n_threads)
+    cdef Workspace ws = Workspace(nt, nbytes)
     if P.N >= nt and not force_split:
-        s = Schedule(np.ones(P.N), nt, nbytes)
         with nogil:
-            run_parallel(BACKWARD_HEADS, &P, s.base, s.stride, s.bounds, s.nt, dummy)
+            run(BACKWARD_HEADS, &P, ws, P.N, dummy)
         return
     # Fewer heads than threads: key blocks in parallel (dk, dv), then query blocks (dq).
-    cost = np.empty(P.N * P.nkb)
-    cdef double[::1] c = cost
-    for item in range(P.N * P.nkb):             # query blocks that see the key block, + 1
-        kb = item % P.nkb
-        c[item] = (max(0, P.nqb - (kb * BK) // BQ) if P.causal else P.nqb) + 1
-    s = Schedule(cost, nt, nbytes)
     with nogil:
-        run_parallel(BACKWARD_KEYS, &P, s.base, s.stride, s.bounds, s.nt, dummy)
-    s = Schedule(query_block_costs(&P), nt, nbytes, s)
-    with nogil:
-        run_parallel(BACKWARD_QUERIES, &P, s.base, s.stride, s.bounds, s.nt, dummy)
+        run(BACKWARD_KEYS, &P, ws, P.N * P.nkb, dummy)
+        run(BACKWARD_QUERIES, &P, ws, P.N * P.nqb, dummy)
