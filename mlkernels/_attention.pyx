@@ -93,6 +93,9 @@ cdef extern from "_attention.h" nogil:
     double mlk_attn_row_dot_f64(const double* a, const double* b, Py_ssize_t n)
 
 
+cdef double LOG2E = 1.4426950408889634       # log2(e): the forward's scores are in base 2
+cdef double LN2 = 0.6931471805599453
+
 cdef enum:
     # Rows of queries and of keys per block: the tiles S and P (BQ x BK) and a block of
     # Q, K or V (64 x d) are 16 KiB each in float32 with d = 64, so that a block pair's
@@ -332,7 +335,7 @@ cdef void forward_block(Problem* P, ForwardWork* w, Py_ssize_t n, Py_ssize_t qb,
     cdef Py_ssize_t i0 = qb * BQ, nq = min(<Py_ssize_t>BQ, P.Tq - i0)
     cdef Py_ssize_t Mq = round_up(nq, MR), Nq = round_up(nq, nr_of(dummy)), kb, j0, nk, r
     cdef bint diagonal
-    pack_transposed(<floating*>w.qt, BQ, &P.q, n, i0, nq, P.d, <floating>P.scale)
+    pack_transposed(<floating*>w.qt, BQ, &P.q, n, i0, nq, P.d, <floating>(P.scale * LOG2E))
     for r in range(BQ):
         m[r] = -INFINITY
         w.l[r] = 0
@@ -351,7 +354,7 @@ cdef void forward_block(Problem* P, ForwardWork* w, Py_ssize_t n, Py_ssize_t qb,
     out = <floating*>P.res_out + (n * P.Tq + i0) * P.dv
     for r in range(nq):
         finish_row(acc + r * P.dv_pad, out + r * P.dv, P.dv, w.l[r])
-        lse[n * P.Tq + i0 + r] = <floating>(m[r] + log(w.l[r]))
+        lse[n * P.Tq + i0 + r] = <floating>(m[r] * LN2 + log(w.l[r]))     # m is in base 2
 
 
 cdef void forward_item(Problem* P, char* base, Py_ssize_t item, floating dummy) noexcept nogil:
