@@ -25,8 +25,9 @@ Why it is fast, and small
   walks over blocks of BK keys: S = Q·Kᵀ for the block pair (a tile in L1), then the *online
   softmax* -- each row keeps its running maximum m and sum l, and when a block raises the
   maximum, the row's partial output is rescaled by e^(m_old − m_new) -- then O += P·V. After
-  the last block, out = O / l and lse = m + log l. Memory: the inputs, the outputs, and a
-  workspace per thread of a few tiles plus one head's K and V (O(T·d)).
+  the last block, out = O / l and lse = m + log l. (In base 2: log2 e is folded into q's
+  scale, and the exponentials are 2^x, mlk_attn_exp2_nonpos.) Memory: the inputs, the
+  outputs, and a workspace per thread of a few tiles plus one head's K and V (O(T·d)).
 * The backward recomputes P = e^(S − lse) block by block instead of storing it, needs
   D = rowsum(dO ∘ out), and accumulates dq, dk, dv (FlashAttention-2's order: a block of keys
   outside, its dk and dv rows in a small buffer, every block of queries inside).
@@ -34,8 +35,9 @@ Why it is fast, and small
   the work); in the blocks on the diagonal the products use, per row, only the keys that row
   sees (_attention.h says why: NaN in an unseen value must not leak in).
 * The products are register-blocked micro-kernels in C (_attention.h) that GCC vectorizes,
-  on operands packed once per head (Kᵀ, Vᵀ transposed; every B operand padded to the
-  micro-kernel's width; q pre-multiplied by the scale). No BLAS inside the threads.
+  on operands packed once per head or query block (the forward's Qᵀ and the backward's Kᵀ,
+  Vᵀ transposed; every B operand padded to the micro-kernel's width; q pre-multiplied by the
+  scale). No BLAS inside the threads.
 * The forward computes its scores transposed (keys x queries), so that the online softmax's
   row maxima and sums are vertical vector operations (mlk_attn_softmax_block).
 * Threads take work items one at a time, in increasing order: forward, (head, query block);
