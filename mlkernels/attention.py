@@ -6,6 +6,7 @@ the probabilities block by block. Kernels: ``mlkernels/_attention.pyx``.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from math import prod, sqrt
 from typing import Optional, Tuple, Union
 
@@ -65,11 +66,19 @@ def _heads(a: np.ndarray, dtype: np.dtype, lead: tuple):
     if not usable:
         a = V.c_array(a, dtype)
         strides = a.strides
+    return a, _offsets(lead, tuple(s // item for s in strides[:-2])), strides[-2] // item
+
+
+@lru_cache(maxsize=256)
+def _offsets(lead: tuple, steps: tuple) -> np.ndarray:
+    """Σ_axis index·step for every head, flattened (read-only: cached for the next call)."""
     offsets = np.zeros(lead, np.int64)
-    for axis, size in enumerate(lead):
-        step = np.arange(size, dtype=np.int64) * (strides[axis] // item)
-        offsets = offsets + step.reshape((size,) + (1,) * (len(lead) - axis - 1))
-    return a, np.ascontiguousarray(offsets.reshape(-1)), strides[-2] // item
+    for axis, (size, step) in enumerate(zip(lead, steps)):
+        offsets = offsets + (np.arange(size, dtype=np.int64) * step).reshape(
+            (size,) + (1,) * (len(lead) - axis - 1))
+    offsets = np.ascontiguousarray(offsets.reshape(-1))
+    offsets.flags.writeable = False
+    return offsets
 
 
 def scaled_dot_product_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, *,
