@@ -214,6 +214,11 @@ def run(selected: Optional[Sequence[str]] = None, quick: bool = True,
                   f"{_fmt(row['speedup_vs_numpy'], 2, 'x'):>9} "
                   f"{_fmt(row['speedup_vs_torch'], 2, 'x'):>9} "
                   f"{_fmt(row['time_vs_copy'], 2, 'x'):>8}", file=out, flush=True)
+        for impl, figures in (case.memory() if case.memory else {}).items():
+            rows.append({"family": spec.family, "kernel": spec.name, "case": case.label,
+                         "impl": impl, "memory": dict(figures)})
+            print(f"{spec.name:<{kw}} {case.label:<{cw}} {impl:<{iw}} peak memory: "
+                  f"{figures['text']}", file=out, flush=True)
     if json_path:
         torch = None
         try:

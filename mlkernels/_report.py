@@ -35,7 +35,8 @@ HEADLINE: List[Tuple[str, str, str]] = [
     ("norm", "layer_norm_backward", "float32 16384x1024"),
     ("loss", "cross_entropy", "float32 4096x1000"),
     ("optim", "adamw_step", "float32 16M params"),
-    ("attention", "scaled_dot_product_attention", "float32 B=4 H=8 T=1024 d=64 causal"),
+    ("attention", "scaled_dot_product_attention", "float32 B4 H8 T1024 d64 causal"),
+    ("attention", "scaled_dot_product_attention_backward", "float32 B4 H8 T1024 d64 causal"),
 ]
 
 
@@ -70,7 +71,8 @@ def _cases(runs: Sequence[dict]) -> Dict[Tuple[str, str, str], Dict[str, dict]]:
     cases: Dict[Tuple[str, str, str], Dict[str, dict]] = {}
     for run in runs:
         for row in run["rows"]:
-            cases.setdefault((row["family"], row["kernel"], row["case"]), {})[row["impl"]] = row
+            if "seconds" in row:            # (rows of peak memory have no time)
+                cases.setdefault((row["family"], row["kernel"], row["case"]), {})[row["impl"]] = row
     return cases
 
 

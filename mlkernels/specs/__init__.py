@@ -32,6 +32,8 @@ class BenchCase:
     the optimizers), still measured in the same run and weighted by ``copy_factor``.
     ``dtype`` and ``shape`` describe the main input (for the JSON results; ``label`` says the
     same for people).
+    ``memory``, when given, measures the peak memory of one call of each implementation and
+    returns ``{implementation: {"text": one line for the table, **figures for the JSON}}``.
     Samples are taken back to back, round-robin over the implementations, with no pause
     between them: that is how users run kernels (a pause would let every library's idle
     threads go to sleep and hide how thread pools disturb each other).
@@ -45,6 +47,7 @@ class BenchCase:
     copy_nbytes: int = 0
     copy_factor: float = 1.0
     roofline: Optional[Callable[[], object]] = None
+    memory: Optional[Callable[[], Mapping[str, Mapping[str, object]]]] = None
 
 
 @dataclass(frozen=True)
