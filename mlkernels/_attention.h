@@ -20,7 +20,7 @@
  *    Never BLAS: these run inside OpenMP regions (DESIGN.md, "two thread pools").
  *
  * 2. Passes over the rows of a score tile (mask, max, exp, sums): `omp simd` loops, with the
- *    float32 exponential of _vecmath.h (float64 calls libm's exp: correct, but scalar).
+ *    exponentials of _vecmath.h (float32 and float64 alike: no libm call in a loop).
  *
  * Causal masking inside the products. Where a tile straddles the diagonal, the masked scores
  * give P = 0 and dS = 0 exactly, but 0·NaN is NaN: a NaN or inf in a key or value a query
@@ -89,10 +89,10 @@ MLK_INLINE float mlk_attn_exp2_nonpos_f32(float x) {
     uint32_t bits = (uint32_t)mlk_float_to_bits(y) + ((uint32_t)(int32_t)k << 23);
     return x < -126.0f ? 0.0f : mlk_bits_to_float((int32_t)bits);
 }
-MLK_INLINE double mlk_attn_exp2_nonpos_f64(double x) { return exp2(x); }
+MLK_INLINE double mlk_attn_exp2_nonpos_f64(double x) { return mlk_exp(x * 0.69314718055994530942); }
 /* e^x for any x (the backward's e^(s − lse): with a caller's lse the exponent may be > 0). */
 MLK_INLINE float mlk_attn_exp_f32(float x) { return mlk_expf(x); }
-MLK_INLINE double mlk_attn_exp_f64(double x) { return exp(x); }
+MLK_INLINE double mlk_attn_exp_f64(double x) { return mlk_exp(x); }
 
 #define MLK_ATTN_TILES(T, SUFFIX, NR)                                                              \
 /* One MR x NR block of C: C[r, :] (+)= Σ_p A[r, p]·B[p, :] over the p that row r uses,            \
@@ -194,7 +194,7 @@ static void mlk_attn_softmax_block_##SUFFIX(T* restrict st, ptrdiff_t ld, ptrdif
         for (ptrdiff_t i = 0; i < nq; i++) block_max[i] = row[i] > block_max[i] ? row[i]           \
                                                                                  : block_max[i];   \
     }                                                                                              \
-    _Pragma("omp simd")                                                 /* simd float32 */         \
+    _Pragma("omp simd")                                                 /* simd */         \
     for (ptrdiff_t i = 0; i < nq; i++) {                                                           \
         T m_new = m[i] > block_max[i] ? m[i] : block_max[i];                                       \
         alpha[i] = mlk_attn_exp2_nonpos_##SUFFIX(m[i] - m_new);                                    \
@@ -202,7 +202,7 @@ static void mlk_attn_softmax_block_##SUFFIX(T* restrict st, ptrdiff_t ld, ptrdif
     }                                                                                              \
     for (ptrdiff_t j = 0; j < nk; j++) {                                                           \
         T* restrict row = st + j * ld;                                                             \
-        _Pragma("omp simd")                                             /* simd float32 */         \
+        _Pragma("omp simd")                                             /* simd */         \
         for (ptrdiff_t i = 0; i < nq; i++) {                                                       \
             row[i] = mlk_attn_exp2_nonpos_##SUFFIX(row[i] - m[i]);                                 \
             block_sum[i] += row[i];                                                                \
@@ -237,7 +237,7 @@ static inline void mlk_attn_finish_row_##SUFFIX(const T* restrict acc, T* restri
  * `visible` are seen (visible may be <= 0): s[j] <- e^(s[j] − lse) for j < visible, else 0. */    \
 static inline void mlk_attn_probs_row_##SUFFIX(T* restrict s, ptrdiff_t n, ptrdiff_t visible,      \
                                                T lse) {                                            \
-    _Pragma("omp simd")                                                 /* simd float32 */         \
+    _Pragma("omp simd")                                                 /* simd */         \
     for (ptrdiff_t j = 0; j < n; j++) {                                                            \
         T e = mlk_attn_exp_##SUFFIX(s[j] - lse);                                                   \
         s[j] = j < visible ? e : (T)0;                                                             \
