@@ -28,7 +28,7 @@ dtype) -- the same network on the oracle kernels, to compare results and speed.
 from __future__ import annotations
 
 import math
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -106,11 +106,65 @@ class Module:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.forward(x)
 
-    def parameters(self) -> List[np.ndarray]:
+    #: names of the parameter attributes; the gradient of ``name`` is ``grad_<name>`` (an
+    #: array the backward writes into). None entries (no bias, say) are skipped.
+    param_names: Tuple[str, ...] = ()
+
+    def children(self) -> List["Module"]:
+        """The layers this one is made of (Sequential, a transformer block...), in order."""
         return []
 
+    def named_parameters(self, prefix: str = "") -> List[Tuple[str, np.ndarray]]:
+        """(dotted name, array) of every parameter, this layer's first, then its children's
+        (``"0.weight"``, ``"blocks.1.attn.qkv.bias"``...): the keys of a state dict."""
+        own = [(prefix + n, getattr(self, n)) for n in self.param_names
+               if getattr(self, n) is not None]
+        for i, child in enumerate(self.children()):
+            own += child.named_parameters(f"{prefix}{self._child_name(i)}.")
+        return own
+
+    def _child_name(self, i: int) -> str:
+        return str(i)
+
+    def parameters(self) -> List[np.ndarray]:
+        """Every parameter array, in a fixed order (the order of ``grads()``)."""
+        return [p for _, p in self.named_parameters()]
+
     def grads(self) -> List[np.ndarray]:
-        return []
+        """The gradient arrays of ``parameters()``, in the same order: the backward writes
+        into these very arrays (``mlkernels.distributed.flat_grads`` may move them into one
+        buffer with ``set_grad_arrays``)."""
+        out = [getattr(self, "grad_" + n) for n in self.param_names
+               if getattr(self, n) is not None]
+        for child in self.children():
+            out += child.grads()
+        return out
+
+    def set_grad_arrays(self, arrays: Sequence[np.ndarray]) -> None:
+        """Make the gradients live in ``arrays`` (one per ``grads()`` entry, same shapes and
+        dtypes: views into one flat buffer, say); the backward writes there from now on."""
+        arrays = list(arrays)
+        current = self.grads()
+        if len(arrays) != len(current):
+            raise ValueError(f"{type(self).__name__}.set_grad_arrays(): {len(arrays)} arrays "
+                             f"for {len(current)} gradients; expected one per parameter")
+        for a, g in zip(arrays, current):
+            if not isinstance(a, np.ndarray) or a.shape != g.shape or a.dtype != g.dtype:
+                raise ValueError(f"{type(self).__name__}.set_grad_arrays(): expected arrays "
+                                 f"of shape {g.shape} and dtype {g.dtype}, got "
+                                 f"{getattr(a, 'shape', type(a).__name__)}")
+            if not a.flags.writeable or not a.flags.c_contiguous:
+                raise ValueError(f"{type(self).__name__}.set_grad_arrays(): the arrays must be "
+                                 f"writeable and C-contiguous")
+        self._set_grads(arrays)
+
+    def _set_grads(self, arrays: List[np.ndarray]) -> List[np.ndarray]:
+        for n in self.param_names:
+            if getattr(self, n) is not None:
+                setattr(self, "grad_" + n, arrays.pop(0))
+        for child in self.children():
+            arrays = child._set_grads(arrays)
+        return arrays
 
     def train(self, mode: bool = True) -> "Module":
         self.training = mode
@@ -138,6 +192,8 @@ class Linear(Module):
     """y = x·Wᵀ + b, W of shape (out_features, in_features); PyTorch's default init
     (uniform in ±1/√in_features for W and b)."""
 
+    param_names = ("weight", "bias")
+
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
                  dtype=np.float32, rng: Optional[np.random.Generator] = None,
                  backend: Any = None) -> None:
@@ -162,11 +218,6 @@ class Linear(Module):
                                           compute_grad_x=need_input_grad)
         return gx
 
-    def parameters(self):
-        return [self.weight] + ([self.bias] if self.bias is not None else [])
-
-    def grads(self):
-        return [self.grad_weight] + ([self.grad_bias] if self.bias is not None else [])
 
     def __repr__(self):
         out_f, in_f = self.weight.shape
@@ -230,6 +281,8 @@ class LayerNorm(Module):
     """Normalize over the trailing ``normalized_shape`` (biased variance, eps inside the
     sqrt), then scale by ``weight`` and shift by ``bias`` (ones and zeros at first)."""
 
+    param_names = ("weight", "bias")
+
     def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True,
                  *, dtype=np.float32, backend: Any = None) -> None:
         super().__init__(backend)
@@ -257,11 +310,6 @@ class LayerNorm(Module):
             out=(self._buffer("grad_x", x), self.grad_weight, self.grad_bias))
         return gx
 
-    def parameters(self):
-        return [] if self.weight is None else [self.weight, self.bias]
-
-    def grads(self):
-        return [] if self.weight is None else [self.grad_weight, self.grad_bias]
 
     def __repr__(self):
         return f"LayerNorm({self.normalized_shape}, eps={self.eps})"
@@ -272,6 +320,8 @@ class BatchNorm1d(Module):
     batch statistics and updates the running ones (momentum 0.1, unbiased variance); in eval
     mode it normalizes with the running statistics, which then stay frozen. ``momentum=None``
     makes the running statistics the plain average over all training batches (as PyTorch)."""
+
+    param_names = ("weight", "bias")
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1,
                  affine: bool = True, track_running_stats: bool = True, *, dtype=np.float32,
@@ -310,11 +360,6 @@ class BatchNorm1d(Module):
             out=(self._buffer("grad_x", x), self.grad_weight, self.grad_bias))
         return gx
 
-    def parameters(self):
-        return [] if self.weight is None else [self.weight, self.bias]
-
-    def grads(self):
-        return [] if self.weight is None else [self.grad_weight, self.grad_bias]
 
     def __repr__(self):
         return f"BatchNorm1d({len(self.running_mean) if self.running_mean is not None else '?'})"
@@ -340,11 +385,8 @@ class Sequential(Module):
                                                need_input_grad=need_input_grad or i > 0)
         return grad_out
 
-    def parameters(self):
-        return [p for layer in self.layers for p in layer.parameters()]
-
-    def grads(self):
-        return [g for layer in self.layers for g in layer.grads()]
+    def children(self):
+        return list(self.layers)
 
     def train(self, mode: bool = True):
         self.training = mode

@@ -149,3 +149,30 @@ def test_demo_cli_prints_every_step(tmp_path):
     for step in ("1. Linear regression", "2. XOR", "3. Universal", "4. Optimizers",
                  "5. MLP classifier", "6. One training epoch"):
         assert step in text
+
+
+def test_gradients_can_live_in_one_flat_buffer():
+    """set_grad_arrays: the backward then writes into the given arrays (views of one buffer,
+    as mlkernels.distributed does for a single Allreduce), with the same results."""
+    x = np.random.default_rng(3).standard_normal((6, 5))
+    model, twin = _mlp(np.float64), _mlp(np.float64)
+    names = [n for n, _ in model.named_parameters()]
+    assert names == ["0.weight", "0.bias", "1.weight", "1.bias", "3.weight", "3.bias"]
+    sizes = [g.size for g in model.grads()]
+    flat = np.zeros(sum(sizes))
+    views, start = [], 0
+    for g, n in zip(model.grads(), sizes):
+        views.append(flat[start:start + n].reshape(g.shape))
+        start += n
+    model.set_grad_arrays(views)
+    r = np.ones((6, 3))
+    model.forward(x)
+    model.backward(r)
+    twin.forward(x)
+    twin.backward(r)
+    assert all(a is b for a, b in zip(model.grads(), views))
+    np.testing.assert_array_equal(flat, np.concatenate([g.ravel() for g in twin.grads()]))
+    with pytest.raises(ValueError, match="one per parameter"):
+        model.set_grad_arrays(views[:-1])
+    with pytest.raises(ValueError, match="shape"):
+        model.set_grad_arrays([np.zeros(1)] * len(views))
