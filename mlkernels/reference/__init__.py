@@ -10,3 +10,4 @@ from .optim import *  # noqa: F401,F403
 from .activations import *  # noqa: F401,F403
 from .norm import *  # noqa: F401,F403
 from .loss import *  # noqa: F401,F403
+from .dropout import *  # noqa: F401,F403
