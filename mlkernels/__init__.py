@@ -19,6 +19,7 @@ from .norm import *  # noqa: F401,F403
 from .loss import *  # noqa: F401,F403
 from .loss import __all__ as _loss_all
 from .dropout import dropout, dropout_backward
+from .embedding import embedding, embedding_backward
 from .norm import __all__ as _norm_all
 from .activations import __all__ as _activations_all
 from . import optim
@@ -28,5 +29,5 @@ __all__ = [
     "__version__", "info", "get_num_threads", "set_num_threads", "threads",
     "active_isa", "available_isas",
     "linear", "linear_backward", "optim", *_activations_all, *_norm_all, *_loss_all,
-    "dropout", "dropout_backward",
+    "dropout", "dropout_backward", "embedding", "embedding_backward",
 ]

@@ -11,3 +11,4 @@ from .activations import *  # noqa: F401,F403
 from .norm import *  # noqa: F401,F403
 from .loss import *  # noqa: F401,F403
 from .dropout import *  # noqa: F401,F403
+from .embedding import *  # noqa: F401,F403
