@@ -20,6 +20,7 @@ from .loss import *  # noqa: F401,F403
 from .loss import __all__ as _loss_all
 from .dropout import dropout, dropout_backward
 from .embedding import embedding, embedding_backward
+from .clip import clip_grad_norm_, get_total_norm
 from .norm import __all__ as _norm_all
 from .activations import __all__ as _activations_all
 from . import optim
@@ -30,4 +31,5 @@ __all__ = [
     "active_isa", "available_isas",
     "linear", "linear_backward", "optim", *_activations_all, *_norm_all, *_loss_all,
     "dropout", "dropout_backward", "embedding", "embedding_backward",
+    "clip_grad_norm_", "get_total_norm",
 ]

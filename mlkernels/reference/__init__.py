@@ -12,3 +12,4 @@ from .norm import *  # noqa: F401,F403
 from .loss import *  # noqa: F401,F403
 from .dropout import *  # noqa: F401,F403
 from .embedding import *  # noqa: F401,F403
+from .clip import *  # noqa: F401,F403
