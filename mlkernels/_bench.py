@@ -8,9 +8,11 @@ copy (the memory roofline: 1.0 means "as fast as copying the data once").
 """
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import time
+import tracemalloc
 from statistics import median
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -40,6 +42,45 @@ def _copy_fn(nbytes: int) -> Optional[Callable[[], object]]:
     src = np.ones(nbytes // 4, np.float32)
     dst = np.empty_like(src)
     return lambda: np.copyto(dst, src)
+
+
+def _rss_kib(field: str) -> Optional[int]:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def peak_memory(fn: Callable[[], object]) -> Dict[str, Optional[float]]:
+    """Bytes one call of ``fn`` needs at its peak, beyond what was allocated before it:
+
+    * "traced": the peak of tracemalloc (NumPy's array allocations and Python's own; not
+      what a library allocates by itself, such as torch's tensors or a kernel's malloc);
+    * "rss": the growth of the resident set's high-water mark (everything the process
+      touched), on Linux where writing 5 to /proc/self/clear_refs resets that mark; else None.
+    """
+    gc.collect()
+    rss = None
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        before = _rss_kib("VmRSS")
+    except OSError:
+        before = None
+    tracemalloc.start()
+    try:
+        fn()
+        traced = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    if before is not None:
+        high = _rss_kib("VmHWM")
+        rss = None if high is None else max(0, high - before) * 1024.0
+    return {"traced": float(traced), "rss": rss}
 
 
 def run_case(case: BenchCase, samples: int, min_seconds: float) -> Dict[str, float]:
@@ -88,6 +129,8 @@ def run(selected: Optional[Sequence[str]] = None, quick: bool = True,
     for i, (spec, case) in enumerate(jobs, 1):
         if progress is not None:
             print(f"[{i}/{len(jobs)}] {spec.name} {case.label} ...", file=progress, flush=True)
+        memory = {name: peak_memory(fn) for name, fn in case.impls.items()} \
+            if case.measure_memory else {}
         t = run_case(case, samples, min_seconds)
         copy_t = t.pop("copy", None)
         ref = _numpy_name(list(case.impls))
@@ -101,11 +144,16 @@ def run(selected: Optional[Sequence[str]] = None, quick: bool = True,
                 "time_vs_copy": sec / (case.copy_factor * copy_t) if copy_t else None,
                 "copy_seconds": copy_t, "copy_factor": case.copy_factor,
             }
+            peak = memory.get(impl)
+            if peak is not None:
+                row["peak_traced_bytes"], row["peak_rss_bytes"] = peak["traced"], peak["rss"]
             rows.append(row)
             print(f"{spec.name:<22.22} {case.label:<30.30} {impl:<30.30} {_fmt_time(sec):>10} "
                   f"{_fmt(row['GB/s'], 1):>7} {_fmt(row['GFLOP/s'], 1):>8} "
                   f"{_fmt(row['speedup_vs_numpy'], 2, 'x'):>9} "
-                  f"{_fmt(row['time_vs_copy'], 2, 'x'):>8}", file=out, flush=True)
+                  f"{_fmt(row['time_vs_copy'], 2, 'x'):>8}"
+                  + (f"  peak {_fmt_mib(peak['traced'])} traced, {_fmt_mib(peak['rss'])} RSS"
+                     if peak is not None else ""), file=out, flush=True)
     if json_path:
         with open(json_path, "w") as f:
             json.dump({"info": info, "quick": quick, "samples": samples, "rows": rows}, f,
@@ -115,6 +163,10 @@ def run(selected: Optional[Sequence[str]] = None, quick: bool = True,
 
 def _fmt(v: Optional[float], digits: int, suffix: str = "") -> str:
     return "-" if v is None else f"{v:.{digits}f}{suffix}"
+
+
+def _fmt_mib(nbytes: Optional[float]) -> str:
+    return "-" if nbytes is None else f"{nbytes / 2**20:.1f} MiB"
 
 
 def _fmt_time(sec: float) -> str:

@@ -30,6 +30,9 @@ class BenchCase:
     (``copy_factor`` copies of it: e.g. 1.5 for a backward that reads two arrays and writes one).
     ``roofline`` replaces that copy by another reference operation (e.g. an in-place scale for
     the optimizers), still measured in the same run and weighted by ``copy_factor``.
+    ``measure_memory``: also measure each implementation's peak memory in one extra,
+    untimed call (``_bench.peak_memory``: NumPy's allocations by tracemalloc, and the growth
+    of the resident set's high-water mark where Linux lets us reset it).
     ``settle`` is a pause, in seconds, before each sample: after a BLAS call the library's
     idle threads keep spinning for a while, and on a 2-core machine they slow whichever
     implementation is timed next (measured on the 4096×1024 → 1024 linear: without pauses
@@ -44,6 +47,7 @@ class BenchCase:
     copy_factor: float = 1.0
     roofline: Optional[Callable[[], object]] = None
     settle: float = 0.0
+    measure_memory: bool = False
 
 
 @dataclass(frozen=True)
