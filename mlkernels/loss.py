@@ -20,7 +20,8 @@ from ._threads import get_num_threads
 __all__ = ["softmax", "softmax_backward", "log_softmax", "log_softmax_backward",
            "cross_entropy", "cross_entropy_backward", "mse_loss", "mse_loss_backward",
            "binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits_backward",
-           "linear_cross_entropy", "linear_cross_entropy_backward"]
+           "linear_cross_entropy", "linear_cross_entropy_backward",
+           "linear_cross_entropy_with_grad"]
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -361,14 +362,8 @@ def linear_cross_entropy(x: np.ndarray, weight: np.ndarray, target: np.ndarray,
     scratch = np.empty((chunk if t.size else 0, w.shape[0]), dtype)
     K._loss.linear_cross_entropy_chunks(x2, w, b, t, losses, None, None, None, None, scratch,
                                         ignore, eps, get_num_threads())
-    if reduction == "none":
-        return losses.astype(dtype).reshape(target.shape)
-    total = losses.sum()
-    if reduction == "sum":
-        return dtype.type(total)
-    count = int(np.count_nonzero(t != ignore))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return dtype.type(total / count if count else np.nan)
+    return _reduce_losses(losses, dtype, reduction, target.shape,
+                          int(np.count_nonzero(t != ignore)))
 
 
 def linear_cross_entropy_backward(grad_out, x: np.ndarray, weight: np.ndarray,
@@ -413,7 +408,63 @@ def linear_cross_entropy_backward(grad_out, x: np.ndarray, weight: np.ndarray,
     >>> bool(np.allclose(gx, dz @ W) and np.allclose(gW, dz.T @ x) and np.allclose(gb, dz.sum(0)))
     True
     """
-    where = "linear_cross_entropy_backward()"
+    return _lce_gradients("linear_cross_entropy_backward()", grad_out, x, weight, target, bias,
+                          reduction, ignore_index, label_smoothing, chunk_rows, out, False)[1:]
+
+
+def linear_cross_entropy_with_grad(x: np.ndarray, weight: np.ndarray, target: np.ndarray,
+                                   bias: Optional[np.ndarray] = None, *, grad_out=1.0,
+                                   reduction: str = "mean", ignore_index: int = -100,
+                                   label_smoothing: float = 0.0,
+                                   chunk_rows: Optional[int] = None,
+                                   out: Optional[Tuple[Optional[np.ndarray],
+                                                       Optional[np.ndarray],
+                                                       Optional[np.ndarray]]] = None
+                                   ) -> Tuple[Union[np.floating, np.ndarray], np.ndarray,
+                                              np.ndarray, Optional[np.ndarray]]:
+    """The loss and its gradients in one pass: ``linear_cross_entropy`` followed by
+    ``linear_cross_entropy_backward(grad_out, ...)``, with the logits made once.
+
+    The loss is the last operation of a language model, so its ``grad_out`` is known before
+    the forward runs (1.0 for a mean loss). Given it, each chunk's logits serve both the loss
+    and the gradients: three gemms in all, as ``linear`` + ``cross_entropy`` + their backwards
+    (which keep the (N, V) logits), where the separate forward and backward take four (the
+    backward remakes the logits).
+
+    Parameters
+    ----------
+    x, weight, target, bias, reduction, ignore_index, label_smoothing, chunk_rows :
+        as ``linear_cross_entropy``
+    grad_out : number or 0-d array (reduced loss), or array of target's shape ("none")
+    out : tuple (grad_x, grad_weight, grad_bias), as ``linear_cross_entropy_backward``
+
+    Returns
+    -------
+    (loss, grad_x, grad_weight, grad_bias) : the loss as ``linear_cross_entropy`` returns it,
+        the gradients as ``linear_cross_entropy_backward`` does.
+
+    Raises
+    ------
+    TypeError, ValueError
+        as ``linear_cross_entropy_backward``.
+
+    Example
+    -------
+    >>> import numpy as np, mlkernels as mk
+    >>> rng = np.random.default_rng(0)
+    >>> x, W = rng.standard_normal((8, 4)), rng.standard_normal((10, 4))
+    >>> t = rng.integers(0, 10, 8)
+    >>> loss, gx, gW, gb = mk.linear_cross_entropy_with_grad(x, W, t)
+    >>> bool(np.isclose(loss, mk.linear_cross_entropy(x, W, t))), gb is None
+    (True, True)
+    """
+    return _lce_gradients("linear_cross_entropy_with_grad()", grad_out, x, weight, target,
+                          bias, reduction, ignore_index, label_smoothing, chunk_rows, out, True)
+
+
+def _lce_gradients(where, grad_out, x, weight, target, bias, reduction, ignore_index,
+                   label_smoothing, chunk_rows, out, want_loss):
+    """(loss or None, grad_x, grad_weight, grad_bias): validated, then one kernel call."""
     dtype, eps, ignore, t, x2, w, b, chunk = _lce_layout(
         where, x, weight, target, bias, reduction, label_smoothing, ignore_index, chunk_rows)
     g = _grad_out(where, grad_out, dtype, target.shape, reduction)
@@ -431,15 +482,29 @@ def linear_cross_entropy_backward(grad_out, x: np.ndarray, weight: np.ndarray,
                       name="out[2] (grad_bias)")
     elif out[2] is not None:
         raise ValueError(f"{where}: out[2] (grad_bias) is given but bias is None; expected None")
+    count = int(np.count_nonzero(t != ignore))
     if reduction == "none":
         scale = np.ascontiguousarray(g.astype(np.float64).reshape(-1))
     else:
-        count = int(np.count_nonzero(t != ignore)) if reduction == "mean" else 1
-        scale = np.full(t.size, float(g) / count if count else np.nan)
+        per = count if reduction == "mean" else 1
+        scale = np.full(t.size, float(g) / per if per else np.nan)
+    losses = np.empty(t.size) if want_loss else None
     acc = np.empty(w.shape[0]) if b is not None else None
     scratch = np.empty((chunk if t.size else 0, w.shape[0]), dtype)
-    K._loss.linear_cross_entropy_chunks(x2, w, b, t, None, scale, gx.reshape(x2.shape), gw,
+    K._loss.linear_cross_entropy_chunks(x2, w, b, t, losses, scale, gx.reshape(x2.shape), gw,
                                         acc, scratch, ignore, eps, get_num_threads())
     if gb is not None:
         gb[...] = acc
-    return gx, gw, gb
+    return (_reduce_losses(losses, dtype, reduction, target.shape, count) if want_loss
+            else None), gx, gw, gb
+
+
+def _reduce_losses(losses, dtype, reduction, shape, count):
+    """Per-row losses (double) to the result of a loss with this reduction."""
+    if reduction == "none":
+        return losses.astype(dtype).reshape(shape)
+    total = losses.sum()
+    if reduction == "sum":
+        return dtype.type(total)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return dtype.type(total / count if count else np.nan)

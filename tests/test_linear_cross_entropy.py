@@ -182,3 +182,21 @@ def test_bad_input_writes_nothing():
         mk.linear_cross_entropy_backward(1.0, x, w, t, None, out=(None, None, outs[2]))
     for o in outs:
         assert (o == 7).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_with_grad_equals_forward_then_backward(dtype, reduction):
+    x, w, t, b = _problem(dtype, N=50, d=9, V=33)
+    g = np.random.default_rng(5).standard_normal(50).astype(dtype) if reduction == "none" \
+        else 0.6
+    kw = dict(reduction=reduction, label_smoothing=0.1, chunk_rows=7)
+    loss, *grads = mk.linear_cross_entropy_with_grad(x, w, t, b, grad_out=g, **kw)
+    np.testing.assert_array_equal(loss, mk.linear_cross_entropy(x, w, t, b, **kw))
+    for a, e in zip(grads, mk.linear_cross_entropy_backward(g, x, w, t, b, **kw)):
+        np.testing.assert_array_equal(a, e)
+    outs = (np.full_like(x, 7), np.full_like(w, 7), np.full_like(b, 7))
+    with pytest.raises(ValueError, match="grad_out has shape"):
+        mk.linear_cross_entropy_with_grad(x, w, t, b, grad_out=np.ones(3, dtype),
+                                          reduction="none", out=outs)
+    assert all((o == 7).all() for o in outs)

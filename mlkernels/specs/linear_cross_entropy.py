@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..loss import (cross_entropy, cross_entropy_backward, linear_cross_entropy,
-                    linear_cross_entropy_backward)
+                    linear_cross_entropy_backward, linear_cross_entropy_with_grad)
 from ..linear import linear, linear_backward
 from .. import reference as ref
 from ..reference.loss import _lce_rows
@@ -84,6 +84,31 @@ def _check(rng):
                   (x, w, b), (0, 1, 2))
 
 
+def _with_grad_args(rng, dtype, shape):
+    (g, x, w, t, b), kw = _backward_args(rng, dtype, shape)
+    return (x, w, t, b), dict(kw, grad_out=g)
+
+
+def _with_grad_reference(x, w, t, b, grad_out, **kw):
+    return (ref.linear_cross_entropy(x, w, t, b, **kw),
+            *ref.linear_cross_entropy_backward(grad_out, x, w, t, b, **kw))
+
+
+def _with_grad_scale(args, kwargs):
+    x, w, t, b = args
+    kw = {k: v for k, v in kwargs.items() if k != "grad_out"}
+    return _scale(args, kw) + _backward_scale((kwargs["grad_out"], x, w, t, b), kw)
+
+
+def _with_grad_check(rng):
+    x, w, b = rng.standard_normal((4, 3)), rng.standard_normal((6, 3)), rng.standard_normal(6)
+    t = np.array([5, -100, 0, 2])
+    for kw in (dict(reduction="mean", label_smoothing=0.1, chunk_rows=3), dict(reduction="sum")):
+        gradcheck(lambda x, w, b: linear_cross_entropy(x, w, t, b, **kw),
+                  lambda r, x, w, b: linear_cross_entropy_with_grad(
+                      x, w, t, b, grad_out=float(r), **kw)[1:], (x, w, b), (0, 1, 2))
+
+
 # ------------------------------------------------------------------ benchmarks
 
 def _problem(quick):
@@ -135,6 +160,38 @@ def _bench_backward(quick):
                       nbytes=4.0 * (2 * N * d + 2 * V * d), measure_memory=True)]
 
 
+def _bench_training_step(quick):
+    """Loss and gradients, as a training step needs them: the fused value-and-grad, the fused
+    forward then backward, and linear + cross_entropy then their backwards."""
+    N, d, V, x, w, b, t = _problem(quick)
+
+    def unfused():
+        logits = linear(x, w, b)
+        loss = cross_entropy(logits, t)
+        return loss, linear_backward(cross_entropy_backward(1.0, logits, t), x, w)
+
+    def fused_twice():
+        return (linear_cross_entropy(x, w, t, b),
+                linear_cross_entropy_backward(1.0, x, w, t, b))
+    impls = {"mlkernels fused with_grad": lambda: linear_cross_entropy_with_grad(x, w, t, b),
+             "mlkernels fused forward + backward": fused_twice,
+             "mlkernels linear + cross_entropy + backwards": unfused}
+    torch = torch_or_none()
+    if torch is not None:
+        tx, tw, tb, tt = (torch.from_numpy(a) for a in (x, w, b, t))
+        tw.requires_grad_(True)
+        tx.requires_grad_(True)
+
+        def torch_step():
+            tx.grad = tw.grad = None
+            loss = torch.nn.functional.cross_entropy(torch.nn.functional.linear(tx, tw, tb), tt)
+            loss.backward()
+            return loss
+        impls["torch forward + autograd backward"] = torch_step
+    return [BenchCase(f"float32 N={N} d={d} V={V}", impls, flops=6.0 * N * d * V,
+                      nbytes=4.0 * (2 * N * d + 2 * V * d), measure_memory=True)]
+
+
 SPECS = [
     KernelSpec("linear_cross_entropy", "loss", linear_cross_entropy, ref.linear_cross_entropy,
                _args, SHAPES, scale=_scale, bench=_bench_forward),
@@ -142,4 +199,8 @@ SPECS = [
                ref.linear_cross_entropy_backward, _backward_args, SHAPES,
                scale=_backward_scale, gradcheck=_check, backward_of="linear_cross_entropy",
                bench=_bench_backward),
+    KernelSpec("linear_cross_entropy_with_grad", "loss", linear_cross_entropy_with_grad,
+               _with_grad_reference, _with_grad_args, SHAPES, scale=_with_grad_scale,
+               gradcheck=_with_grad_check, backward_of="linear_cross_entropy",
+               bench=_bench_training_step),
 ]
