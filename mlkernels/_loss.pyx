@@ -145,7 +145,15 @@ cdef double ce_row(const floating* x, Py_ssize_t C, long long t, long long ignor
     nll = lse - x[t]
     if smoothing == 0:
         return nll
-    return (1 - smoothing) * nll + smoothing * (lse - sum_of(x, C) / C)
+    return smoothed(nll, lse - sum_of(x, C) / C, smoothing)
+
+
+cdef inline double smoothed(double nll, double smooth, double eps) noexcept nogil:
+    """(1 − ε)·nll + ε·smooth, written with one product (nll + ε·(smooth − nll)): the compiler
+    may fuse a product and a sum into one FMA, and with one product there is one way to, so
+    every kernel that calls this rounds the same (two products left it a choice, and the
+    fused linear + cross-entropy's loss came out one ulp apart from cross_entropy's)."""
+    return nll + eps * (smooth - nll)
 
 
 def cross_entropy_backward_rows(const floating[:, ::1] logits, const long long[::1] target,
@@ -267,22 +275,29 @@ def bce_logits_backward(const floating[::1] x, const floating[::1] t, const floa
 cdef double lce_grad_row(floating* z, Py_ssize_t V, long long t, long long ignore_index,
                          double smoothing, double scale) noexcept nogil:
     """The row's loss; z (the row's logits) is replaced by dz = (softmax − (1 − ε)·onehot −
-    ε/V)·scale, in place: the values it needs from z (max, z[t], Σ z) are read first."""
-    cdef Py_ssize_t j
+    ε/V)·scale, in place: the values it needs from z (max, z[t], Σ z) are read first. The
+    loss is computed exactly as ce_row computes it (the same sums in the same order), so
+    linear_cross_entropy_with_grad's loss is the bits of linear_cross_entropy's."""
+    cdef Py_ssize_t j, start
     cdef floating m, zt, inv, off
-    cdef double total, lse, mean_z = 0, loss
+    cdef double total = 0, lse, sum_z = 0, loss
     if t == ignore_index:
         memset(z, 0, V * sizeof(floating))
         return 0
     m = max_of(z, V)
     zt = z[t]
     if smoothing != 0:
-        mean_z = sum_of(z, V) / V
+        sum_z = sum_of(z, V)
     for j in range(V):  # simd
         z[j] = v_exp(z[j] - m)
-    total = sum_of(z, V)
+    start = 0
+    while start < V:                             # row_exp_sum's order: blocks of EXP_BLOCK
+        total += sum_of(z + start, min(<Py_ssize_t>EXP_BLOCK, V - start))
+        start += EXP_BLOCK
     lse = m + log(total)
-    loss = (1 - smoothing) * (lse - zt) + smoothing * (lse - mean_z)
+    loss = lse - zt
+    if smoothing != 0:
+        loss = smoothed(loss, lse - sum_z / V, smoothing)
     inv = <floating>(scale / total)
     off = <floating>(scale * smoothing / V)
     for j in range(V):  # simd
