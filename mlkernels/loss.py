@@ -97,15 +97,34 @@ def log_softmax_backward(grad_out: np.ndarray, y: np.ndarray, axis: int = -1, *,
 
 # ------------------------------------------------------------------ cross-entropy
 
+def _integer_target(where, target):
+    if not isinstance(target, np.ndarray) or target.dtype.kind not in "iu":
+        raise TypeError(f"{where}: target must be an integer array of class indices, got "
+                        f"{V._describe(target)}; expected int64 (or another integer dtype)")
+
+
+def _class_indices(where, target, C, ignore_index, classes):
+    """target as a flat, aligned int64 array, every value in [0, C) or ignore_index."""
+    if target.dtype.kind == "u" and target.size and target.max() > np.iinfo(np.int64).max:
+        # (converting would wrap it to a negative index -- perhaps ignore_index itself)
+        raise ValueError(f"{where}: target holds {target.max()}, outside [0, {C}) ({classes})")
+    # an aligned int64 copy unless target already is one (the kernel reads int64 words: a
+    # misaligned target, e.g. a view into a byte buffer, must not reach it)
+    t = V.c_array(np.asarray(target), np.dtype(np.int64)).reshape(-1)
+    bad = (t != ignore_index) & ((t < 0) | (t >= C))
+    if bad.any():
+        raise ValueError(f"{where}: target holds {t[bad][0]}, outside [0, {C}) ({classes}) and "
+                         f"not ignore_index={ignore_index}")
+    return t
+
+
 def _ce_layout(where, logits, target, reduction, label_smoothing, ignore_index):
     dtype = V.float_dtype(where, logits=logits)
     V.choice(where, "reduction", reduction, REDUCTIONS)
     eps = V.number(where, "label_smoothing", label_smoothing, low=0.0, high=1.0)
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
         raise TypeError(f"{where}: ignore_index must be an int, got {type(ignore_index).__name__}")
-    if not isinstance(target, np.ndarray) or target.dtype.kind not in "iu":
-        raise TypeError(f"{where}: target must be an integer array of class indices, got "
-                        f"{V._describe(target)}; expected int64 (or another integer dtype)")
+    _integer_target(where, target)
     if logits.ndim < 1 or logits.ndim == 1 and target.ndim != 0:
         raise ValueError(f"{where}: logits has shape {logits.shape}; expected (N, C) or "
                          f"(N, C, d1, ...) (or (C,) with a 0-d target)")
@@ -117,17 +136,7 @@ def _ce_layout(where, logits, target, reduction, label_smoothing, ignore_index):
         raise ValueError(f"{where}: target has shape {target.shape} but logits has shape "
                          f"{logits.shape}; expected target of shape {expected}")
     C = logits.shape[0] if logits.ndim == 1 else logits.shape[1]
-    if target.dtype.kind == "u" and target.size and target.max() > np.iinfo(np.int64).max:
-        # (converting would wrap it to a negative index -- perhaps ignore_index itself)
-        raise ValueError(f"{where}: target holds {target.max()}, outside [0, {C}) (the classes "
-                         f"of logits)")
-    # an aligned int64 copy unless target already is one (the kernel reads int64 words: a
-    # misaligned target, e.g. a view into a byte buffer, must not reach it)
-    t = V.c_array(np.asarray(target), np.dtype(np.int64)).reshape(-1)
-    bad = (t != ignore_index) & ((t < 0) | (t >= C))
-    if bad.any():
-        raise ValueError(f"{where}: target holds {t[bad][0]}, outside [0, {C}) (the classes "
-                         f"of logits) and not ignore_index={ignore_index}")
+    t = _class_indices(where, target, C, ignore_index, "the classes of logits")
     axis = 0 if logits.ndim == 1 else 1
     rows = _rows(logits, axis, dtype) if C else np.zeros((t.size, 0), dtype)
     return dtype, eps, int(ignore_index), t, rows, expected
@@ -282,20 +291,11 @@ def _lce_layout(where, x, weight, target, bias, reduction, label_smoothing, igno
     V.shape_is(where, "bias", bias, (n_classes,), "(num_classes,)")
     V.blas_dim(where, "num_classes", n_classes)
     V.blas_dim(where, "in_features", in_features)
-    if not isinstance(target, np.ndarray) or target.dtype.kind not in "iu":
-        raise TypeError(f"{where}: target must be an integer array of class indices, got "
-                        f"{V._describe(target)}; expected int64 (or another integer dtype)")
+    _integer_target(where, target)
     if target.shape != x.shape[:-1]:
         raise ValueError(f"{where}: target has shape {target.shape} but x has shape {x.shape}; "
                          f"expected target of shape x.shape[:-1] = {x.shape[:-1]}")
-    if target.dtype.kind == "u" and target.size and target.max() > np.iinfo(np.int64).max:
-        raise ValueError(f"{where}: target holds {target.max()}, outside [0, {n_classes}) (the "
-                         f"rows of weight)")
-    t = V.c_array(np.asarray(target), np.dtype(np.int64)).reshape(-1)
-    bad = (t != ignore_index) & ((t < 0) | (t >= n_classes))
-    if bad.any():
-        raise ValueError(f"{where}: target holds {t[bad][0]}, outside [0, {n_classes}) (the rows "
-                         f"of weight) and not ignore_index={ignore_index}")
+    t = _class_indices(where, target, n_classes, ignore_index, "the rows of weight")
     if chunk_rows is None:
         chunk_rows = max(1, LCE_CHUNK_BYTES // max(1, n_classes * dtype.itemsize))
     elif isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) \
