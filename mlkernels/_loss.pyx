@@ -17,10 +17,8 @@ How it is built
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport exp, log, INFINITY, NAN
-from libc.string cimport memcpy, memset
 
 from mlkernels._act cimport v_abs, v_exp, v_softplus
-from mlkernels._blas cimport gemm
 from mlkernels._reduce cimport sum_of, dot_of, max_of
 
 import numpy as np
@@ -148,14 +146,6 @@ cdef double ce_row(const floating* x, Py_ssize_t C, long long t, long long ignor
     return smoothed(nll, lse - sum_of(x, C) / C, smoothing)
 
 
-cdef inline double smoothed(double nll, double smooth, double eps) noexcept nogil:
-    """(1 − ε)·nll + ε·smooth, written with one product (nll + ε·(smooth − nll)): the compiler
-    may fuse a product and a sum into one FMA, and with one product there is one way to, so
-    every kernel that calls this rounds the same (two products left it a choice, and the
-    fused linear + cross-entropy's loss came out one ulp apart from cross_entropy's)."""
-    return nll + eps * (smooth - nll)
-
-
 def cross_entropy_backward_rows(const floating[:, ::1] logits, const long long[::1] target,
                                 const double[::1] scale, floating[:, ::1] grad,
                                 long long ignore_index, double smoothing, int n_threads):
@@ -258,7 +248,20 @@ def bce_logits_backward(const floating[::1] x, const floating[::1] t, const floa
 
 
 # ------------------------------------------------------------------ fused linear + cross-entropy
-#
+# (its cimports here, with the code that needs them)
+from libc.string cimport memcpy, memset
+
+from mlkernels._blas cimport gemm
+
+
+cdef inline double smoothed(double nll, double smooth, double eps) noexcept nogil:
+    """(1 − ε)·nll + ε·smooth, written with one product (nll + ε·(smooth − nll)): the compiler
+    may fuse a product and a sum into one FMA, and with one product there is one way to, so
+    every kernel that calls this rounds the same (two products left it a choice, and the
+    fused linear + cross-entropy's loss came out one ulp apart from cross_entropy's)."""
+    return nll + eps * (smooth - nll)
+
+
 # Scalar math (x (N, d), W (V, d), b (V,), target t (N,); the logits z = x·Wᵀ + b are never
 # stored whole):
 #     loss_i  = (1 − ε)·(lse_i − z_i[t_i]) + ε·(lse_i − mean_c z_i[c]),  lse_i = log Σ_c e^z_i[c]
@@ -270,7 +273,7 @@ def bce_logits_backward(const floating[::1] x, const floating[::1] t, const floa
 # place; then gemm writes the chunk's grad_x rows and gemm with beta = 1 adds its dzᵀ·x into
 # grad_W. So the (N, V) logits -- 512 MiB for N = 4096, V = 32k in float32 -- never exist:
 # the extra memory is one chunk. BLAS is never called inside the parallel region.
-# Reference: mlkernels/reference/loss.py (linear_cross_entropy, linear_cross_entropy_backward).
+# API: mlkernels/fused.py. Reference: mlkernels/reference/loss.py (linear_cross_entropy...).
 
 cdef double lce_grad_row(floating* z, Py_ssize_t V, long long t, long long ignore_index,
                          double smoothing, double scale) noexcept nogil:

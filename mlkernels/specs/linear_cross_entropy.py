@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..loss import (cross_entropy, cross_entropy_backward, linear_cross_entropy,
-                    linear_cross_entropy_backward, linear_cross_entropy_with_grad)
+from ..fused import (linear_cross_entropy, linear_cross_entropy_backward,
+                     linear_cross_entropy_with_grad)
+from ..loss import cross_entropy, cross_entropy_backward
 from ..linear import linear, linear_backward
 from .. import reference as ref
 from ..reference.loss import _lce_rows
