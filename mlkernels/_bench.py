@@ -8,11 +8,9 @@ copy (the memory roofline: 1.0 means "as fast as copying the data once").
 """
 from __future__ import annotations
 
-import gc
 import json
 import sys
 import time
-import tracemalloc
 from statistics import median
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -20,6 +18,7 @@ import numpy as np
 
 from . import _info
 from .specs import BenchCase, by_family, families
+from ._memory import peak_memory
 
 
 def _calibrate(fn: Callable[[], object], min_seconds: float) -> int:
@@ -42,45 +41,6 @@ def _copy_fn(nbytes: int) -> Optional[Callable[[], object]]:
     src = np.ones(nbytes // 4, np.float32)
     dst = np.empty_like(src)
     return lambda: np.copyto(dst, src)
-
-
-def _rss_kib(field: str) -> Optional[int]:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def peak_memory(fn: Callable[[], object]) -> Dict[str, Optional[float]]:
-    """Bytes one call of ``fn`` needs at its peak, beyond what was allocated before it:
-
-    * "traced": the peak of tracemalloc (NumPy's array allocations and Python's own; not
-      what a library allocates by itself, such as torch's tensors or a kernel's malloc);
-    * "rss": the growth of the resident set's high-water mark (everything the process
-      touched), on Linux where writing 5 to /proc/self/clear_refs resets that mark; else None.
-    """
-    gc.collect()
-    rss = None
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        before = _rss_kib("VmRSS")
-    except OSError:
-        before = None
-    tracemalloc.start()
-    try:
-        fn()
-        traced = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    if before is not None:
-        high = _rss_kib("VmHWM")
-        rss = None if high is None else max(0, high - before) * 1024.0
-    return {"traced": float(traced), "rss": rss}
 
 
 def run_case(case: BenchCase, samples: int, min_seconds: float) -> Dict[str, float]:
@@ -127,10 +87,10 @@ def run(selected: Optional[Sequence[str]] = None, quick: bool = True,
     print("-" * len(header), file=out)
     rows = []
     for i, (spec, case) in enumerate(jobs, 1):
+        memory = {name: peak_memory(fn) for name, fn in case.impls.items()} \
+            if case.measure_memory else {}      # (one untimed call each)
         if progress is not None:
             print(f"[{i}/{len(jobs)}] {spec.name} {case.label} ...", file=progress, flush=True)
-        memory = {name: peak_memory(fn) for name, fn in case.impls.items()} \
-            if case.measure_memory else {}
         t = run_case(case, samples, min_seconds)
         copy_t = t.pop("copy", None)
         ref = _numpy_name(list(case.impls))

@@ -28,11 +28,11 @@ class BenchCase:
     one call cannot avoid (for GB/s), ``flops`` its arithmetic (for GFLOP/s); ``copy_nbytes``
     is the size of the array whose copy, timed in the same run, is the memory roofline
     (``copy_factor`` copies of it: e.g. 1.5 for a backward that reads two arrays and writes one).
+    ``measure_memory``: also measure each implementation's peak memory in one extra, untimed
+    call (``_memory.peak_memory``: NumPy's allocations by tracemalloc, and the growth of the
+    resident set's high-water mark where Linux lets us reset it).
     ``roofline`` replaces that copy by another reference operation (e.g. an in-place scale for
     the optimizers), still measured in the same run and weighted by ``copy_factor``.
-    ``measure_memory``: also measure each implementation's peak memory in one extra,
-    untimed call (``_bench.peak_memory``: NumPy's allocations by tracemalloc, and the growth
-    of the resident set's high-water mark where Linux lets us reset it).
     ``settle`` is a pause, in seconds, before each sample: after a BLAS call the library's
     idle threads keep spinning for a while, and on a 2-core machine they slow whichever
     implementation is timed next (measured on the 4096×1024 → 1024 linear: without pauses
@@ -43,11 +43,11 @@ class BenchCase:
     impls: Mapping[str, Callable[[], object]]
     nbytes: float = 0.0
     flops: float = 0.0
+    measure_memory: bool = False
     copy_nbytes: int = 0
     copy_factor: float = 1.0
     roofline: Optional[Callable[[], object]] = None
     settle: float = 0.0
-    measure_memory: bool = False
 
 
 @dataclass(frozen=True)
