@@ -16,11 +16,10 @@ import numpy as np
 
 from . import _validate as V
 from ._dispatch import K
-from ._threads import get_num_threads
 from .loss import REDUCTIONS, _grad_out
 
 __all__ = ["linear_cross_entropy", "linear_cross_entropy_backward",
-           "linear_cross_entropy_with_grad", "LCE_CHUNK_BYTES"]
+           "linear_cross_entropy_with_grad", "LCE_CHUNK_BYTES", "LCE_BACKWARD_CHUNK_BYTES"]
 
 
 def _integer_target(where, target):
@@ -44,12 +43,24 @@ def _class_indices(where, target, C, ignore_index, classes):
     return t
 
 
-#: the logits of one chunk of rows, in bytes (see docs/kernels/linear_cross_entropy.md)
-LCE_CHUNK_BYTES = 16 * 2**20
+#: The logits of one chunk of rows, in bytes: the forward's (32 MiB, our L3: 256 rows of 32k
+#: float32 classes) and the backward's (128 MiB: 1024 rows). The backward's last product,
+#: grad_x = dz·W for the chunk's rows, is a long sum (over the classes) into a small block, and
+#: OpenBLAS ran it at a third of its speed for 256 rows (10-20 GFLOP/s against 48-63 for 1024
+#: rows, N = 4096, d = 768, V = 32k): docs/kernels/linear_cross_entropy.md.
+LCE_CHUNK_BYTES = 32 * 2**20
+LCE_BACKWARD_CHUNK_BYTES = 128 * 2**20
+
+#: Threads of the pass over each chunk's rows. One: between OpenBLAS calls (its own thread
+#: pool) an OpenMP team of two lost more to the pools' spinning than it gained (forward,
+#: R = 256: 5.75 s with two threads, 5.29 s with one, on a loaded machine; the pass itself is a
+#: few percent of the gemms'). The kernel takes any count: with BLAS on our own team, give it
+#: get_num_threads().
+_ROW_PASS_THREADS = 1
 
 
 def _lce_layout(where, x, weight, target, bias, reduction, label_smoothing, ignore_index,
-                chunk_rows):
+                chunk_rows, chunk_bytes=LCE_CHUNK_BYTES):
     dtype = V.float_dtype(where, x=x, weight=weight, bias=bias, optional=("bias",))
     V.choice(where, "reduction", reduction, REDUCTIONS)
     eps = V.number(where, "label_smoothing", label_smoothing, low=0.0, high=1.0)
@@ -71,7 +82,7 @@ def _lce_layout(where, x, weight, target, bias, reduction, label_smoothing, igno
                          f"expected target of shape x.shape[:-1] = {x.shape[:-1]}")
     t = _class_indices(where, target, n_classes, ignore_index, "the rows of weight")
     if chunk_rows is None:
-        chunk_rows = max(1, LCE_CHUNK_BYTES // max(1, n_classes * dtype.itemsize))
+        chunk_rows = max(1, chunk_bytes // max(1, n_classes * dtype.itemsize))
     elif isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) \
             or chunk_rows < 1:
         raise ValueError(f"{where}: chunk_rows is {chunk_rows!r}; expected an int >= 1 or None")
@@ -91,7 +102,7 @@ def linear_cross_entropy(x: np.ndarray, weight: np.ndarray, target: np.ndarray,
     The rows of x go through in chunks: per chunk, one gemm makes its logits in a scratch
     buffer of ``chunk_rows`` × num_classes, one pass over it (threads over rows) gives each
     row's loss. For a language model's head (N = 4096 rows, 32k classes, float32) the logits
-    would take 512 MiB; the chunk takes ``LCE_CHUNK_BYTES`` (16 MiB).
+    would take 512 MiB; the chunk takes ``LCE_CHUNK_BYTES`` (32 MiB).
 
     Parameters
     ----------
@@ -135,7 +146,7 @@ def linear_cross_entropy(x: np.ndarray, weight: np.ndarray, target: np.ndarray,
     losses = np.empty(t.size)
     scratch = np.empty((chunk if t.size else 0, w.shape[0]), dtype)
     K._loss.linear_cross_entropy_chunks(x2, w, b, t, losses, None, None, None, None, scratch,
-                                        ignore, eps, get_num_threads())
+                                        ignore, eps, _ROW_PASS_THREADS)
     return _reduce_losses(losses, dtype, reduction, target.shape,
                           int(np.count_nonzero(t != ignore)))
 
@@ -156,8 +167,9 @@ def linear_cross_entropy_backward(grad_out, x: np.ndarray, weight: np.ndarray,
     Parameters
     ----------
     grad_out : number or 0-d array (reduced loss), or array of target's shape ("none")
-    x, weight, target, bias, reduction, ignore_index, label_smoothing, chunk_rows :
-        the forward's
+    x, weight, target, bias, reduction, ignore_index, label_smoothing : the forward's
+    chunk_rows : int, optional
+        Rows per chunk (default: as many as fill LCE_BACKWARD_CHUNK_BYTES of logits).
     out : tuple (grad_x, grad_weight, grad_bias) of arrays or None, optional
         Where to write the gradients (overwritten); grad_bias must be None without a bias.
 
@@ -207,8 +219,9 @@ def linear_cross_entropy_with_grad(x: np.ndarray, weight: np.ndarray, target: np
 
     Parameters
     ----------
-    x, weight, target, bias, reduction, ignore_index, label_smoothing, chunk_rows :
-        as ``linear_cross_entropy``
+    x, weight, target, bias, reduction, ignore_index, label_smoothing : as
+        ``linear_cross_entropy``
+    chunk_rows : int, optional, as ``linear_cross_entropy_backward``
     grad_out : number or 0-d array (reduced loss), or array of target's shape ("none")
     out : tuple (grad_x, grad_weight, grad_bias), as ``linear_cross_entropy_backward``
 
@@ -240,7 +253,8 @@ def _lce_gradients(where, grad_out, x, weight, target, bias, reduction, ignore_i
                    label_smoothing, chunk_rows, out, want_loss):
     """(loss or None, grad_x, grad_weight, grad_bias): validated, then one kernel call."""
     dtype, eps, ignore, t, x2, w, b, chunk = _lce_layout(
-        where, x, weight, target, bias, reduction, label_smoothing, ignore_index, chunk_rows)
+        where, x, weight, target, bias, reduction, label_smoothing, ignore_index, chunk_rows,
+        LCE_BACKWARD_CHUNK_BYTES)
     g = _grad_out(where, grad_out, dtype, target.shape, reduction)
     if out is None:
         out = (None, None, None)
@@ -266,7 +280,7 @@ def _lce_gradients(where, grad_out, x, weight, target, bias, reduction, ignore_i
     acc = np.empty(w.shape[0]) if b is not None else None
     scratch = np.empty((chunk if t.size else 0, w.shape[0]), dtype)
     K._loss.linear_cross_entropy_chunks(x2, w, b, t, losses, scale, gx.reshape(x2.shape), gw,
-                                        acc, scratch, ignore, eps, get_num_threads())
+                                        acc, scratch, ignore, eps, _ROW_PASS_THREADS)
     if gb is not None:
         gb[...] = acc
     return (_reduce_losses(losses, dtype, reduction, target.shape, count) if want_loss
