@@ -47,7 +47,7 @@ def _bench(quick):
              "numpy sqrt(Σ g·g)": lambda: np.sqrt(sum(float(np.dot(g, g)) for g in grads))}
     torch = torch_or_none()
     if torch is not None:
-        tparams = [torch.zeros(1) for _ in grads]
+        tparams = [torch.zeros(g.shape) for g in grads]
         for tp, g in zip(tparams, grads):
             tp.grad = torch.from_numpy(g)
         impls["torch"] = lambda: torch.nn.utils.clip_grad_norm_(tparams, 2 * total)
