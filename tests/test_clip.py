@@ -220,12 +220,3 @@ def test_bad_max_grad_norm_changes_nothing():
         opt.step(_grads(seed=7, shapes=((3,),)))
     np.testing.assert_array_equal(params[0], before)
     assert opt.state == {}
-
-
-def test_docstring_examples_run():
-    import doctest
-    runner = doctest.DocTestRunner()
-    for f in (mk.clip_grad_norm_, mk.get_total_norm):
-        for test in doctest.DocTestFinder(recurse=False).find(f, f.__name__, globs={}):
-            runner.run(test)
-    assert runner.summarize(verbose=False).failed == 0

@@ -118,3 +118,15 @@ def test_linear_cross_entropy_equals_reference(N, d, V, dtype, reduction, eps, c
             assert a is None
         else:
             assert_close(a, e, dtype, **tol)
+
+
+def test_docstring_examples_run():
+    """The Example sections of the new functions' docstrings, as doctests."""
+    import doctest
+    runner = doctest.DocTestRunner()
+    for f in (mk.dropout, mk.dropout_backward, mk.embedding, mk.embedding_backward,
+              mk.clip_grad_norm_, mk.get_total_norm, mk.linear_cross_entropy,
+              mk.linear_cross_entropy_backward, mk.linear_cross_entropy_with_grad):
+        for test in doctest.DocTestFinder(recurse=False).find(f, f.__name__, globs={}):
+            runner.run(test)
+    assert runner.summarize(verbose=False).failed == 0
