@@ -91,51 +91,79 @@ cdef inline double combine(Kind kind, double a, double b) noexcept nogil:
     return a + b
 
 
-cdef void partials_all(Kind kind, floating** data, Py_ssize_t* sizes, Py_ssize_t n_arrays,
-                       double p, double* result, int n_threads) noexcept nogil:
-    """result[a] = the combined partial of array a (the identity for an empty array)."""
-    cdef Py_ssize_t a, u, start, n_units = 0, total = 0
-    cdef double identity = 0 if kind != MIN_ABS else INFINITY
-    for a in range(n_arrays):
-        n_units += (sizes[a] + UNIT - 1) // UNIT
-        total += sizes[a]
-    cdef Py_ssize_t* unit_array = <Py_ssize_t*>malloc((2 * n_units + 1) * sizeof(Py_ssize_t))
-    cdef Py_ssize_t* unit_start = unit_array + n_units
-    cdef double* partial = <double*>malloc((n_units + 1) * sizeof(double))
-    if unit_array == NULL or partial == NULL:       # serially, without the unit tables
-        for a in range(n_arrays):
-            result[a] = identity
-            u = 0
-            while u < sizes[a]:
-                result[a] = combine(kind, result[a],
-                                    unit_partial(kind, data[a] + u, min(<Py_ssize_t>UNIT, sizes[a] - u), p))
-                u += UNIT
-        free(unit_array); free(partial)
-        return
-    u = 0
-    for a in range(n_arrays):
+cdef struct Units:
+    # the arrays, and their cut into work units of at most UNIT elements (unit u is
+    # elements unit_start[u] ... of array unit_array[u]); one table for the whole list, so a
+    # list of arrays is one parallel region, whatever their number and sizes
+    Py_ssize_t n_arrays, n_units, total
+    void** data
+    Py_ssize_t* sizes
+    Py_ssize_t* unit_array
+    Py_ssize_t* unit_start
+
+
+cdef int make_units(list arrays, Units* t) except -1:
+    cdef Py_ssize_t a, u = 0, start, n = len(arrays)
+    t.n_arrays, t.n_units, t.total = n, 0, 0
+    t.data = <void**>malloc(max(n, 1) * sizeof(void*))
+    t.sizes = <Py_ssize_t*>malloc(max(n, 1) * sizeof(Py_ssize_t))
+    t.unit_array = NULL
+    if t.data != NULL and t.sizes != NULL:
+        for a in range(n):
+            t.data[a] = cnp.PyArray_DATA(<cnp.ndarray>arrays[a])
+            t.sizes[a] = cnp.PyArray_SIZE(<cnp.ndarray>arrays[a])
+            t.n_units += (t.sizes[a] + UNIT - 1) // UNIT
+            t.total += t.sizes[a]
+        t.unit_array = <Py_ssize_t*>malloc((2 * t.n_units + 1) * sizeof(Py_ssize_t))
+    if t.data == NULL or t.sizes == NULL or t.unit_array == NULL:
+        free_units(t)
+        raise MemoryError()
+    t.unit_start = t.unit_array + t.n_units
+    for a in range(n):
         start = 0
-        while start < sizes[a]:
-            unit_array[u] = a
-            unit_start[u] = start
+        while start < t.sizes[a]:
+            t.unit_array[u] = a
+            t.unit_start[u] = start
             start += UNIT
             u += 1
-    if total < SERIAL_BELOW or n_threads <= 1:
-        for u in range(n_units):
-            a = unit_array[u]
-            partial[u] = unit_partial(kind, data[a] + unit_start[u],
-                                      min(<Py_ssize_t>UNIT, sizes[a] - unit_start[u]), p)
+    return 0
+
+
+cdef void free_units(Units* t) noexcept nogil:
+    free(t.data)
+    free(t.sizes)
+    free(t.unit_array)
+    t.data, t.sizes, t.unit_array = NULL, NULL, NULL
+
+
+cdef inline Py_ssize_t unit_len(const Units* t, Py_ssize_t u) noexcept nogil:
+    return min(<Py_ssize_t>UNIT, t.sizes[t.unit_array[u]] - t.unit_start[u])
+
+
+cdef inline int threads_for(const Units* t, int n_threads) noexcept nogil:
+    return 1 if t.total < SERIAL_BELOW or t.n_units < 2 else n_threads
+
+
+cdef void partials_all(Kind kind, const Units* t, floating** data, double p, double* partial,
+                       double* result, int n_threads) noexcept nogil:
+    """result[a] = the partials of array a's units (each in double), combined in unit order
+    (the identity for an empty array): the same bits for any thread count. (``data`` is
+    t.data, typed.)"""
+    cdef Py_ssize_t a, u
+    cdef int nt = threads_for(t, n_threads)
+    if nt <= 1:
+        for u in range(t.n_units):
+            partial[u] = unit_partial(kind, data[t.unit_array[u]] + t.unit_start[u],
+                                      unit_len(t, u), p)
     else:
-        for u in prange(n_units, num_threads=n_threads, schedule="static"):
-            partial[u] = unit_partial(kind, data[unit_array[u]] + unit_start[u],
-                                      min(<Py_ssize_t>UNIT, sizes[unit_array[u]] - unit_start[u]), p)
-    for a in range(n_arrays):
-        result[a] = identity
-    for u in range(n_units):                         # in unit order: deterministic
-        a = unit_array[u]
+        for u in prange(t.n_units, num_threads=nt, schedule="static"):
+            partial[u] = unit_partial(kind, data[t.unit_array[u]] + t.unit_start[u],
+                                      unit_len(t, u), p)
+    for a in range(t.n_arrays):
+        result[a] = 0 if kind != MIN_ABS else INFINITY
+    for u in range(t.n_units):
+        a = t.unit_array[u]
         result[a] = combine(kind, result[a], partial[u])
-    free(unit_array)
-    free(partial)
 
 
 cdef void scale_unit(floating* x, Py_ssize_t n, floating coef) noexcept nogil:
@@ -144,64 +172,52 @@ cdef void scale_unit(floating* x, Py_ssize_t n, floating coef) noexcept nogil:
         x[j] = x[j] * coef
 
 
-cdef void scale_all(floating** data, Py_ssize_t* sizes, Py_ssize_t n_arrays, floating coef,
-                    int n_threads) noexcept nogil:
-    cdef Py_ssize_t a, c, total = 0
-    for a in range(n_arrays):
-        total += sizes[a]
-    for a in range(n_arrays):
-        if total < SERIAL_BELOW or n_threads <= 1 or sizes[a] < 2 * UNIT:
-            scale_unit(data[a], sizes[a], coef)
-        else:
-            for c in prange((sizes[a] + UNIT - 1) // UNIT, num_threads=n_threads,
-                            schedule="static"):
-                scale_unit(data[a] + c * UNIT, min(<Py_ssize_t>UNIT, sizes[a] - c * UNIT), coef)
-
-
-cdef int table(list arrays, void*** data, Py_ssize_t** sizes) except -1:
-    cdef Py_ssize_t n = len(arrays), a
-    data[0] = <void**>malloc(max(n, 1) * sizeof(void*))
-    sizes[0] = <Py_ssize_t*>malloc(max(n, 1) * sizeof(Py_ssize_t))
-    if data[0] == NULL or sizes[0] == NULL:
-        free(data[0]); free(sizes[0])
-        raise MemoryError()
-    for a in range(n):
-        data[0][a] = cnp.PyArray_DATA(<cnp.ndarray>arrays[a])
-        sizes[0][a] = cnp.PyArray_SIZE(<cnp.ndarray>arrays[a])
-    return 0
+cdef void scale_all(const Units* t, floating** data, floating coef, int n_threads) noexcept nogil:
+    """Every array times coef, in place: one parallel region over the units of all arrays
+    (one region per array cost 100 thread wake-ups for 100 arrays: 216 ms against 24 ms for
+    torch, 16M values, on a loaded machine)."""
+    cdef Py_ssize_t u
+    cdef int nt = threads_for(t, n_threads)
+    if nt <= 1:
+        for u in range(t.n_units):
+            scale_unit(data[t.unit_array[u]] + t.unit_start[u], unit_len(t, u), coef)
+    else:
+        for u in prange(t.n_units, num_threads=nt, schedule="static"):
+            scale_unit(data[t.unit_array[u]] + t.unit_start[u], unit_len(t, u), coef)
 
 
 def norm_partials(list arrays, bint is_double, int kind, double p, double[::1] result,
                   int n_threads):
     """result[a] = Σ_j |arrays[a][j]|^p (or max/min |x|, or the count of nonzeros: ``kind``)
     for C-contiguous, aligned, native arrays of one float type (validated by clip.py)."""
-    cdef void** data
-    cdef Py_ssize_t* sizes
-    cdef Py_ssize_t n = len(arrays)
-    table(arrays, &data, &sizes)
+    cdef Units t
+    make_units(arrays, &t)
+    cdef double* partial = <double*>malloc((t.n_units + 1) * sizeof(double))
+    if partial == NULL:
+        free_units(&t)
+        raise MemoryError()
     try:
         with nogil:
             if is_double:
-                partials_all[double](<Kind>kind, <double**>data, sizes, n, p, &result[0] if n else NULL, n_threads)
+                partials_all[double](<Kind>kind, &t, <double**>t.data, p, partial,
+                                     &result[0] if t.n_arrays else NULL, n_threads)
             else:
-                partials_all[float](<Kind>kind, <float**>data, sizes, n, p, &result[0] if n else NULL, n_threads)
+                partials_all[float](<Kind>kind, &t, <float**>t.data, p, partial,
+                                    &result[0] if t.n_arrays else NULL, n_threads)
     finally:
-        free(data)
-        free(sizes)
+        free(partial)
+        free_units(&t)
 
 
 def scale(list arrays, bint is_double, double coef, int n_threads):
     """arrays[a] *= coef, in place (coef rounded once to the arrays' type)."""
-    cdef void** data
-    cdef Py_ssize_t* sizes
-    cdef Py_ssize_t n = len(arrays)
-    table(arrays, &data, &sizes)
+    cdef Units t
+    make_units(arrays, &t)
     try:
         with nogil:
             if is_double:
-                scale_all[double](<double**>data, sizes, n, coef, n_threads)
+                scale_all[double](&t, <double**>t.data, coef, n_threads)
             else:
-                scale_all[float](<float**>data, sizes, n, <float>coef, n_threads)
+                scale_all[float](&t, <float**>t.data, <float>coef, n_threads)
     finally:
-        free(data)
-        free(sizes)
+        free_units(&t)
