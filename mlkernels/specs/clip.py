@@ -44,7 +44,10 @@ def _bench(quick):
     flat = np.concatenate(grads)
     cases = []
     impls = {"mlkernels": lambda: clip_grad_norm_(grads, 2 * total),
-             "numpy sqrt(Σ g·g)": lambda: np.sqrt(sum(float(np.dot(g, g)) for g in grads))}
+             # (einsum: NumPy's own loop; np.dot would wake OpenBLAS's pool, whose threads
+             # then spin for ~0.1 s on the cores the next implementation needs)
+             "numpy sqrt(Σ g·g)": lambda: np.sqrt(sum(float(np.einsum("i,i->", g, g))
+                                                      for g in grads))}
     torch = torch_or_none()
     if torch is not None:
         tparams = [torch.zeros(g.shape) for g in grads]
