@@ -44,6 +44,11 @@ from .loss import *  # noqa: F401,F403
 from .loss import __all__ as _loss_all
 from .attention import *  # noqa: F401,F403
 from .attention import __all__ as _attention_all
+from .dropout import dropout, dropout_backward
+from .embedding import embedding, embedding_backward
+from .clip import clip_grad_norm_, get_total_norm
+from .fused import (linear_cross_entropy, linear_cross_entropy_backward,
+                    linear_cross_entropy_with_grad)
 from .norm import __all__ as _norm_all
 from .activations import __all__ as _activations_all
 from . import optim
@@ -54,4 +59,7 @@ __all__ = [
     "active_isa", "available_isas",
     "linear", "linear_backward", "optim", *_activations_all, *_norm_all, *_loss_all,
     *_attention_all,
+    "dropout", "dropout_backward", "embedding", "embedding_backward",
+    "clip_grad_norm_", "get_total_norm", "linear_cross_entropy",
+    "linear_cross_entropy_backward", "linear_cross_entropy_with_grad",
 ]

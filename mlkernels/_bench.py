@@ -19,6 +19,7 @@ import numpy as np
 
 from . import _info
 from .specs import BenchCase, by_family, families
+from ._memory import peak_memory
 
 
 #: version of the JSON layout (docs/benchmarks.md)
@@ -182,6 +183,8 @@ def run(selected: Optional[Sequence[str]] = None, quick: bool = True,
     print("-" * len(header), file=out)
     rows = []
     for i, (spec, case) in enumerate(jobs, 1):
+        memory = {name: peak_memory(fn) for name, fn in case.impls.items()} \
+            if case.measure_memory else {}      # (one untimed call each)
         if progress is not None:
             print(f"[{i}/{len(jobs)}] {spec.name} {case.label} ...", file=progress, flush=True)
         samples_of = run_case(case, samples, min_seconds)
@@ -208,12 +211,17 @@ def run(selected: Optional[Sequence[str]] = None, quick: bool = True,
                 "nbytes": case.nbytes or None, "flops": case.flops or None,
             }
             del row["calls_per_sample"]
+            peak = memory.get(impl)
+            if peak is not None:
+                row["peak_traced_bytes"], row["peak_rss_bytes"] = peak["traced"], peak["rss"]
             rows.append(row)
             print(f"{spec.name:<{kw}} {case.label:<{cw}} {impl:<{iw}} {_fmt_time(sec):>10} "
                   f"{_fmt(row['GB/s'], 1):>7} {_fmt(row['GFLOP/s'], 1):>8} "
                   f"{_fmt(row['speedup_vs_numpy'], 2, 'x'):>9} "
                   f"{_fmt(row['speedup_vs_torch'], 2, 'x'):>9} "
-                  f"{_fmt(row['time_vs_copy'], 2, 'x'):>8}", file=out, flush=True)
+                  f"{_fmt(row['time_vs_copy'], 2, 'x'):>8}"
+                  + (f"  peak {_fmt_mib(peak['traced'])} traced, {_fmt_mib(peak['rss'])} RSS"
+                     if peak is not None else ""), file=out, flush=True)
         for impl, figures in (case.memory() if case.memory else {}).items():
             rows.append({"family": spec.family, "kernel": spec.name, "case": case.label,
                          "impl": impl, "memory": dict(figures)})
@@ -240,6 +248,10 @@ def run(selected: Optional[Sequence[str]] = None, quick: bool = True,
 
 def _fmt(v: Optional[float], digits: int, suffix: str = "") -> str:
     return "-" if v is None else f"{v:.{digits}f}{suffix}"
+
+
+def _fmt_mib(nbytes: Optional[float]) -> str:
+    return "-" if nbytes is None else f"{nbytes / 2**20:.1f} MiB"
 
 
 def _fmt_time(sec: float) -> str:

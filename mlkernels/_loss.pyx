@@ -229,7 +229,7 @@ cdef double ce_row(const floating* x, Py_ssize_t C, long long t, long long ignor
     nll = lse - x[t]
     if smoothing == 0:
         return nll
-    return (1 - smoothing) * nll + smoothing * (lse - sum_of(x, C) / C)
+    return smoothed(nll, lse - sum_of(x, C) / C, smoothing)
 
 
 cdef void ce_backward_all(const floating* x, const long long* t, const double* scales,
@@ -433,3 +433,155 @@ def bce_logits_backward(x, t, g, double scale, out, Py_ssize_t n):
         else:
             bce_backward_all[float](<float*>px, <float*>pt, <float*>pgr, g_size, scale,
                                     <float*>po, n)
+
+
+# ------------------------------------------------------------------ fused linear + cross-entropy
+# (its cimports here, with the code that needs them)
+from libc.string cimport memcpy, memset
+
+from mlkernels._blas cimport gemm_parallel
+
+
+cdef inline double smoothed(double nll, double smooth, double eps) noexcept nogil:
+    """(1 − ε)·nll + ε·smooth, written with one product (nll + ε·(smooth − nll)): the compiler
+    may fuse a product and a sum into one FMA, and with one product there is one way to, so
+    every kernel that calls this rounds the same (two products left it a choice, and the
+    fused linear + cross-entropy's loss came out one ulp apart from cross_entropy's)."""
+    return nll + eps * (smooth - nll)
+
+
+# Scalar math (x (N, d), W (V, d), b (V,), target t (N,); the logits z = x·Wᵀ + b are never
+# stored whole):
+#     loss_i  = (1 − ε)·(lse_i − z_i[t_i]) + ε·(lse_i − mean_c z_i[c]),  lse_i = log Σ_c e^z_i[c]
+#     dz_i    = (softmax(z_i) − (1 − ε)·onehot(t_i) − ε/V)·s_i      (s_i = dL/dloss_i; 0 if ignored)
+#     grad_x  = dz·W,   grad_W = dzᵀ·x,   grad_b = Σ_i dz_i
+# Why it is fast and small: the rows go through in chunks of R rows. Per chunk: one gemm makes
+# the chunk's logits (R, V) in a scratch buffer that stays in cache; one pass per row over it
+# (OpenMP over rows) computes the loss and, for the backward, turns the logits into dz in
+# place; then gemm writes the chunk's grad_x rows and gemm with beta = 1 adds its dzᵀ·x into
+# grad_W. So the (N, V) logits -- 512 MiB for N = 4096, V = 32k in float32 -- never exist:
+# the extra memory is one chunk. BLAS is never called inside the parallel region.
+# API: mlkernels/fused.py. Reference: mlkernels/reference/loss.py (linear_cross_entropy...).
+
+cdef double lce_grad_row(floating* z, Py_ssize_t V, long long t, long long ignore_index,
+                         double smoothing, double scale) noexcept nogil:
+    """The row's loss; z (the row's logits) is replaced by dz = (softmax − (1 − ε)·onehot −
+    ε/V)·scale, in place: the values it needs from z (max, z[t], Σ z) are read first. The
+    loss is computed exactly as ce_row computes it (the same sums in the same order), so
+    linear_cross_entropy_with_grad's loss is the bits of linear_cross_entropy's."""
+    cdef Py_ssize_t j, start
+    cdef floating m, zt, inv, off
+    cdef double total = 0, lse, sum_z = 0, loss
+    if t == ignore_index:
+        memset(z, 0, V * sizeof(floating))
+        return 0
+    m = max_of(z, V)
+    zt = z[t]
+    if smoothing != 0:
+        sum_z = sum_of(z, V)
+    for j in range(V):  # simd
+        z[j] = v_exp(z[j] - m)
+    start = 0
+    while start < V:                             # row_exp_sum's order: blocks of EXP_BLOCK
+        total += sum_of(z + start, min(<Py_ssize_t>EXP_BLOCK, V - start))
+        start += EXP_BLOCK
+    lse = m + log(total)
+    loss = lse - zt
+    if smoothing != 0:
+        loss = smoothed(loss, lse - sum_z / V, smoothing)
+    inv = <floating>(scale / total)
+    off = <floating>(scale * smoothing / V)
+    for j in range(V):  # simd
+        z[j] = z[j] * inv - off
+    z[t] = z[t] - <floating>(scale * (1 - smoothing))
+    return loss
+
+
+cdef void column_sums_add(const floating* z, Py_ssize_t rows, Py_ssize_t V, double* acc,
+                          Py_ssize_t c0, Py_ssize_t c1) noexcept nogil:
+    """acc[c] += Σ_i z[i, c] for c in [c0, c1), rows in order (grad_b, in double)."""
+    cdef Py_ssize_t i, c
+    cdef const floating* row
+    for i in range(rows):
+        row = z + i * V
+        for c in range(c0, c1):  # simd
+            acc[c] = acc[c] + row[c]
+
+
+cdef enum:
+    LCE_COLUMN_BLOCK = 2048     # columns of grad_b per OpenMP work item
+
+
+def linear_cross_entropy_chunks(
+        const floating[:, ::1] x,             # IN  (N, d)
+        const floating[:, ::1] weight,        # IN  (V, d)
+        const floating[::1] bias,             # IN  (V,) or None
+        const long long[::1] target,          # IN  (N,) in [0, V) or ignore_index
+        double[::1] losses,                   # OUT (N,) each row's loss, or None
+        const double[::1] row_scale,          # IN  (N,) dL/dloss_i; None: forward only
+        floating[:, ::1] grad_x,              # OUT (N, d)   (with row_scale)
+        floating[:, ::1] grad_weight,         # OUT (V, d)   (with row_scale)
+        double[::1] grad_bias_acc,            # OUT (V,) Σ_i dz_i in double, or None
+        floating[:, ::1] logits,              # scratch (R, V): one chunk
+        long long ignore_index, double smoothing, int n_threads):
+    """The fused loss (and, given row_scale, its gradients), R = logits.shape[0] rows at a
+    time. Everything was validated by mlkernels/loss.py (shapes, targets in range)."""
+    cdef Py_ssize_t N = x.shape[0], d = x.shape[1], V = weight.shape[0]
+    cdef Py_ssize_t R = logits.shape[0], r0, rows, i, c, n_blocks
+    cdef bint grads = row_scale is not None, has_bias = bias is not None
+    cdef bint want_losses = losses is not None, bias_grad = grad_bias_acc is not None
+    cdef int nt
+    cdef const floating* px = &x[0, 0] if N and d else NULL
+    cdef const floating* pw = &weight[0, 0] if V and d else NULL
+    cdef floating* pz = &logits[0, 0] if R and V else NULL
+    cdef floating* pgx = &grad_x[0, 0] if grads and N and d else NULL
+    cdef floating* pgw = &grad_weight[0, 0] if grads and V and d else NULL
+    cdef double* pgb = &grad_bias_acc[0] if bias_grad and V else NULL
+    cdef double loss
+    if grads:
+        if pgw != NULL:
+            memset(pgw, 0, V * d * sizeof(floating))   # (overwritten by the first chunk's gemm;
+        if pgb != NULL:                                  #  stays 0 when N == 0)
+            memset(pgb, 0, V * sizeof(double))
+    if N == 0:
+        return
+    if V == 0:                                           # no classes: every target is ignored
+        if want_losses:
+            for i in range(N):
+                losses[i] = 0
+        if pgx != NULL:
+            memset(pgx, 0, N * d * sizeof(floating))
+        return
+    with nogil:
+        r0 = 0
+        while r0 < N:
+            rows = min(R, N - r0)
+            nt = n_threads if rows * V >= 32768 else 1
+            # 1. the chunk's logits, z = x·Wᵀ + b (bias pre-filled, gemm accumulates onto it)
+            if has_bias:
+                for i in range(rows):
+                    memcpy(pz + i * V, &bias[0], V * sizeof(floating))
+            gemm_parallel(False, True, rows, V, d, px + r0 * d if d else NULL, d, pw, d,
+                          1 if has_bias else 0, pz, V, n_threads)
+            # 2. per row: the loss, and dz in place of z
+            if not grads:
+                for i in prange(rows, num_threads=nt, schedule="static"):
+                    losses[r0 + i] = ce_row(pz + i * V, V, target[r0 + i], ignore_index, smoothing)
+            else:
+                for i in prange(rows, num_threads=nt, schedule="static"):
+                    loss = lce_grad_row(pz + i * V, V, target[r0 + i], ignore_index, smoothing,
+                                        row_scale[r0 + i])
+                    if want_losses:
+                        losses[r0 + i] = loss
+                # 3. grad_x rows = dz·W;  grad_W += dzᵀ·x;  grad_b += Σ_rows dz
+                if d:
+                    gemm_parallel(False, False, rows, d, V, pz, V, pw, d, 0, pgx + r0 * d, d,
+                                  n_threads)
+                    gemm_parallel(True, False, V, d, rows, pz, V, px + r0 * d, d,
+                                  0 if r0 == 0 else 1, pgw, d, n_threads)
+                if bias_grad:
+                    n_blocks = (V + LCE_COLUMN_BLOCK - 1) // LCE_COLUMN_BLOCK
+                    for c in prange(n_blocks, num_threads=nt, schedule="static"):
+                        column_sums_add(pz, rows, V, pgb, c * LCE_COLUMN_BLOCK,
+                                        min(V, (c + 1) * LCE_COLUMN_BLOCK))
+            r0 += rows

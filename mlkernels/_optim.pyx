@@ -50,7 +50,7 @@ cdef inline floating sqrt(floating x) noexcept nogil:
 
 cdef struct Hyper:
     # every hyperparameter of every optimizer, in double; the runs round them once
-    double lr, momentum, dampening, weight_decay, sign      # sign: -1 when maximize
+    double lr, momentum, dampening, weight_decay, sign      # sign: -1 when maximize, × clip
     double beta1, beta2, eps, step_size, bias_correction2_sqrt, decay
     double alpha
     bint nesterov, first_step, amsgrad, centered, has_momentum
@@ -275,7 +275,9 @@ def fused_step(int kind, bint is_double, list columns, dict hyper, int n_threads
     cdef Hyper h
     h.lr = hyper.get("lr", 0.0); h.momentum = hyper.get("momentum", 0.0)
     h.dampening = hyper.get("dampening", 0.0); h.weight_decay = hyper.get("weight_decay", 0.0)
-    h.sign = -1.0 if hyper.get("maximize", False) else 1.0
+    # sign: ±1 for maximize, times the gradient-clipping coefficient (optim.py's max_grad_norm):
+    # g·(±coef) rounds like clip_grad_norm_'s g·coef, then negation (exact)
+    h.sign = (-1.0 if hyper.get("maximize", False) else 1.0) * hyper.get("grad_scale", 1.0)
     h.beta1 = hyper.get("beta1", 0.0); h.beta2 = hyper.get("beta2", 0.0)
     h.eps = hyper.get("eps", 0.0); h.step_size = hyper.get("step_size", 0.0)
     h.bias_correction2_sqrt = hyper.get("bias_correction2_sqrt", 1.0)

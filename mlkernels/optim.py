@@ -282,6 +282,12 @@ class Optimizer:
     hyperparameters to override for that group). Hyperparameters can be changed between
     steps: ``opt.param_groups[0]["lr"] = 1e-4``. ``step(grads)`` takes the gradients in the
     order of the parameters (all groups, in order); a None gradient skips its parameter.
+
+    ``max_grad_norm`` (every class takes it): clip the gradients inside ``step`` as
+    ``mlkernels.clip_grad_norm_(grads, max_grad_norm)`` would (2-norm over all the gradients
+    of the step), without writing them: the fused step multiplies each gradient by the
+    clipping coefficient as it reads it, so clipping costs one reading pass. ``step`` then
+    returns the total norm (else None). An attribute: it can be changed between steps.
     """
 
     #: the state arrays a parameter carries, given its group's hyperparameters
@@ -298,8 +304,11 @@ class Optimizer:
         """Validate a group's hyperparameters (a step over no arrays checks only those)."""
         self._prepare(group, [], [], {n: [] for n in self._state_names(group)}, 1)
 
-    def __init__(self, params: Iterable, defaults: Dict[str, Any]) -> None:
+    def __init__(self, params: Iterable, defaults: Dict[str, Any],
+                 max_grad_norm: Optional[float] = None) -> None:
         where = f"{type(self).__name__}()"
+        self.max_grad_norm = max_grad_norm
+        self._check_max_grad_norm(where)
         params = list(params) if not isinstance(params, np.ndarray) else [params]
         if not params:
             raise ValueError(f"{where}: params is empty; expected a list of arrays or of param "
@@ -342,9 +351,16 @@ class Optimizer:
                 i += 1
         return out
 
-    def step(self, grads: Sequence[Optional[np.ndarray]]) -> None:
-        """Update every parameter that has a gradient, in place, one fused pass each group."""
+    def _check_max_grad_norm(self, where: str) -> None:
+        if self.max_grad_norm is not None:
+            V.number(where, "max_grad_norm", self.max_grad_norm, low=0.0, finite=False)
+
+    def step(self, grads: Sequence[Optional[np.ndarray]]) -> Optional[np.floating]:
+        """Update every parameter that has a gradient, in place, one fused pass each group.
+        With ``max_grad_norm`` set, the gradients are clipped first and the total norm (before
+        clipping) is returned."""
         where = f"{type(self).__name__}.step()"
+        self._check_max_grad_norm(where)
         flat = self._flat()
         grads = _as_list(where, "grads", grads)
         if len(grads) != len(flat):
@@ -369,12 +385,22 @@ class Optimizer:
                 calls.append(self._prepare(group, [flat[i][2] for i in idx],
                                            [grads[i] for i in idx], states, step))
                 calls[-1] = (calls[-1], idx)
+        total_norm = None
+        if self.max_grad_norm is not None:   # the norm over every gradient of this step
+            from . import clip
+            used = [g for (_, columns, _, _), _ in calls for g in columns[1]]
+            total = clip._total_norm(used, 2.0)
+            coef = clip._clip_coefficient(total, float(self.max_grad_norm))
+            for (_, _, _, hyper), _ in calls:
+                hyper["grad_scale"] = 1.0 if coef is None else coef
+            total_norm = (used[0].dtype if used else np.dtype(np.float64)).type(total)
         # everything validated: commit the new state, count the step, run the kernels
         self.state.update(new_state)
         for call, idx in calls:
             for i in idx:
                 self.state[i]["step"] += 1
             _run(*call)
+        return total_norm
 
     # ------------------------------------------------------------------ state dict
     def state_dict(self) -> Dict[str, np.ndarray]:
@@ -469,10 +495,11 @@ class SGD(Optimizer):
     (torch.optim.SGD); see ``sgd_step`` for the formulas."""
 
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
-                 weight_decay: float = 0.0, nesterov: bool = False, maximize: bool = False):
+                 weight_decay: float = 0.0, nesterov: bool = False, maximize: bool = False,
+                 *, max_grad_norm: Optional[float] = None):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov,
-                                      maximize=maximize))
+                                      maximize=maximize), max_grad_norm)
 
     def _state_names(self, group):
         return ["momentum_buffer"] if group["momentum"] != 0 else []
@@ -491,10 +518,10 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False,
-                 maximize: bool = False):
+                 maximize: bool = False, *, max_grad_norm: Optional[float] = None):
         super().__init__(params, dict(lr=lr, betas=tuple(betas) if isinstance(betas, list)
                                       else betas, eps=eps, weight_decay=weight_decay,
-                                      amsgrad=amsgrad, maximize=maximize))
+                                      amsgrad=amsgrad, maximize=maximize), max_grad_norm)
 
     def _state_names(self, group):
         return ["exp_avg", "exp_avg_sq"] + (["max_exp_avg_sq"] if group["amsgrad"] else [])
@@ -515,8 +542,9 @@ class AdamW(Adam):
 
     def __init__(self, params, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False,
-                 maximize: bool = False):
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize)
+                 maximize: bool = False, *, max_grad_norm: Optional[float] = None):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize,
+                         max_grad_norm=max_grad_norm)
 
 
 class RMSprop(Optimizer):
@@ -525,9 +553,10 @@ class RMSprop(Optimizer):
 
     def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
-                 maximize: bool = False):
+                 maximize: bool = False, *, max_grad_norm: Optional[float] = None):
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
-                                      momentum=momentum, centered=centered, maximize=maximize))
+                                      momentum=momentum, centered=centered, maximize=maximize),
+                         max_grad_norm)
 
     def _state_names(self, group):
         return (["square_avg"] + (["momentum_buffer"] if group["momentum"] != 0 else [])
@@ -546,11 +575,12 @@ class Adagrad(Optimizer):
 
     def __init__(self, params, lr: float = 1e-2, lr_decay: float = 0.0,
                  weight_decay: float = 0.0, initial_accumulator_value: float = 0.0,
-                 eps: float = 1e-10, maximize: bool = False):
+                 eps: float = 1e-10, maximize: bool = False, *,
+                 max_grad_norm: Optional[float] = None):
         V.number("Adagrad()", "initial_accumulator_value", initial_accumulator_value, low=0.0)
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                                       initial_accumulator_value=initial_accumulator_value,
-                                      eps=eps, maximize=maximize))
+                                      eps=eps, maximize=maximize), max_grad_norm)
 
     def _state_names(self, group):
         return ["sum"]

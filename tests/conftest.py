@@ -49,7 +49,7 @@ def pytest_report_header(config):
 
 @pytest.fixture
 def stream_everything(isa):
-    modules = [_dispatch.K._norm, _dispatch.K._activations]
+    modules = [_dispatch.K._norm, _dispatch.K._activations, _dispatch.K._dropout]
     old = [m.set_stream_from(0) for m in modules]
     yield
     for m, nbytes in zip(modules, old):

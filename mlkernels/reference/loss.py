@@ -5,7 +5,8 @@ from scipy.special import expit, logsumexp
 
 __all__ = ["softmax", "softmax_backward", "log_softmax", "log_softmax_backward",
            "cross_entropy", "cross_entropy_backward", "mse_loss", "mse_loss_backward",
-           "binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits_backward"]
+           "binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits_backward",
+           "linear_cross_entropy", "linear_cross_entropy_backward"]
 
 
 def _f(a):
@@ -96,3 +97,30 @@ def binary_cross_entropy_with_logits_backward(grad_out, input, target, reduction
     x, t = _f(input), _f(target)
     d = (expit(x) - t) * _f(grad_out)
     return d / d.size if reduction == "mean" and d.size else d
+
+
+def _lce_rows(x, weight, target, bias):
+    """The logits (N, C) of the flattened rows of x, and the flat targets."""
+    x, weight = _f(x), _f(weight)
+    rows = x.reshape(int(np.prod(x.shape[:-1])), weight.shape[1])
+    logits = rows @ weight.T + (0.0 if bias is None else _f(bias))
+    return rows, logits, np.asarray(target).reshape(-1)
+
+
+def linear_cross_entropy(x, weight, target, bias=None, reduction="mean", ignore_index=-100,
+                         label_smoothing=0.0, chunk_rows=None):
+    """cross_entropy(x·Wᵀ + b, target) over the rows of x (chunk_rows is the fast kernel's
+    and changes nothing here)."""
+    _, logits, t = _lce_rows(x, weight, target, bias)
+    loss = cross_entropy(logits, t, reduction, label_smoothing, ignore_index)
+    return loss.reshape(np.shape(target)) if reduction == "none" else loss
+
+
+def linear_cross_entropy_backward(grad_out, x, weight, target, bias=None, reduction="mean",
+                                  ignore_index=-100, label_smoothing=0.0, chunk_rows=None):
+    """dz = cross_entropy_backward(logits); grad_x = dz·W, grad_W = dzᵀ·x, grad_b = Σ dz."""
+    rows, logits, t = _lce_rows(x, weight, target, bias)
+    g = _f(grad_out).reshape(-1) if reduction == "none" else _f(grad_out)
+    dz = cross_entropy_backward(g, logits, t, reduction, label_smoothing, ignore_index)
+    grad_x = (dz @ _f(weight)).reshape(np.shape(x))
+    return grad_x, dz.T @ rows, None if bias is None else dz.sum(axis=0)

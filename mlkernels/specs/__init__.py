@@ -28,6 +28,9 @@ class BenchCase:
     one call cannot avoid (for GB/s), ``flops`` its arithmetic (for GFLOP/s); ``copy_nbytes``
     is the size of the array whose copy, timed in the same run, is the memory roofline
     (``copy_factor`` copies of it: e.g. 1.5 for a backward that reads two arrays and writes one).
+    ``measure_memory``: also measure each implementation's peak memory in one extra, untimed
+    call (``_memory.peak_memory``: NumPy's allocations by tracemalloc, and the growth of the
+    resident set's high-water mark where Linux lets us reset it).
     ``roofline`` replaces that copy by another reference operation (e.g. an in-place scale for
     the optimizers), still measured in the same run and weighted by ``copy_factor``.
     ``dtype`` and ``shape`` describe the main input (for the JSON results; ``label`` says the
@@ -44,6 +47,7 @@ class BenchCase:
     shape: Tuple[int, ...] = ()
     nbytes: float = 0.0
     flops: float = 0.0
+    measure_memory: bool = False
     copy_nbytes: int = 0
     copy_factor: float = 1.0
     roofline: Optional[Callable[[], object]] = None

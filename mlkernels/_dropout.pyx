@@ -1,0 +1,141 @@
+"""Dropout with a counter-based generator: the mask is a function of (seed, element index).
+
+Scalar math (element i of x, e = offset + i its global index)::
+
+    u = philox_u16(seed, e) / 65536                 # uniform on {0, 1/65536, ..., 65535/65536}
+    out[i] = x[i] * (1/(1 − p) if u >= p else 0)    # dropout_backward: grad_out in place of x
+
+which is ``keep = bits >= threshold`` with threshold = ceil(p·65536): an element is dropped
+with probability threshold/65536, within 2^-16 of p (exactly p when p·65536 is an integer).
+p = 1 (or any p above 65535/65536) keeps nothing: threshold 0 with a scale of 0, i.e.
+out = x·0, as torch (NaN·0 is NaN: a dropped NaN stays NaN, as in torch's x·mask).
+
+How it is built
+---------------
+* No mask is stored. The bits come from Philox4x32-10 (``_philox.h``) keyed by the seed and
+  indexed by e, so any block of elements computes its own bits: the result is the same for
+  any thread count and ISA variant, a call with offset = k continues exactly where a call
+  over k elements stopped, and the backward regenerates the forward's mask.
+* Sixteen bits per element, eight elements per Philox call: the generator, not memory, is the
+  cost here (10 rounds of 2 multiplies per call), and 32 bits per element cost 20-25% more
+  time over 16M float32 (docs/kernels/dropout.md). Sixteen bits resolve p to 1.5e-5
+  (FlashAttention-2's dropout uses 8).
+* One pass: read x, write out. Blocks of BLOCK elements go to the threads; a block draws its
+  uniforms into a 4 KiB stack buffer, then one branchless loop selects the scale or 0 and
+  multiplies. Outputs from 16 MiB on are written with streaming stores (_stream.h).
+Reference: mlkernels/reference/dropout.py.
+"""
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.stdint cimport uint16_t, uint32_t, uint64_t
+
+from mlkernels._stream cimport (STREAM_FROM_BYTES, TILE_MAX, mlk_stream_fence, stream_out,
+                               tile_len)
+
+cdef extern from "_philox.h" nogil:
+    void mlk_philox4x32_10(uint32_t* ctr, const uint32_t* key)
+    void mlk_philox_tile(uint64_t t, uint32_t k0, uint32_t k1, uint32_t* words)
+    void mlk_philox_u16(uint64_t e0, Py_ssize_t n, uint32_t k0, uint32_t k1, uint16_t* u)
+
+import numpy as np
+
+cdef enum:
+    BLOCK = 2048              # elements whose uniforms are drawn at once (4 KiB, on the stack)
+    CHUNK = 16384             # elements per OpenMP work unit
+    SERIAL_BELOW = 32768      # the generator is arithmetic: threads pay off early
+
+cdef Py_ssize_t STREAM_FROM = STREAM_FROM_BYTES
+
+
+def set_stream_from(Py_ssize_t nbytes):
+    """Set the output size from which dropout streams its output; returns the old value (for
+    tests, to drive the streaming path with small arrays)."""
+    global STREAM_FROM
+    old, STREAM_FROM = STREAM_FROM, nbytes
+    return old
+
+
+cdef inline void mask_run(const floating* x, const uint16_t* u, floating* out, Py_ssize_t n,
+                          uint32_t threshold, floating scale) noexcept nogil:
+    """out[j] = x[j]·(scale if u[j] >= threshold else 0): a select and a multiply."""
+    cdef Py_ssize_t j
+    cdef floating zero = 0
+    for j in range(n):  # simd
+        out[j] = x[j] * (scale if u[j] >= threshold else zero)
+
+
+cdef void dropout_block(const floating* x, floating* out, Py_ssize_t n, uint64_t e0,
+                        uint32_t k0, uint32_t k1, uint32_t threshold, floating scale,
+                        bint stream) noexcept nogil:
+    """One block (n <= BLOCK) of elements e0, e0 + 1, ...: its uniforms, then the mask."""
+    cdef uint16_t u[BLOCK]
+    cdef floating raw[TILE_MAX + 16]
+    cdef floating* tile = <floating*>((<size_t>&raw[0] + 63) & ~(<size_t>63))
+    cdef Py_ssize_t p = 0, m
+    mlk_philox_u16(e0, n, k0, k1, u)
+    if not stream:
+        mask_run(x, u, out, n, threshold, scale)
+        return
+    while p < n:                                 # through an L1 tile, then streamed out
+        m = tile_len(out + p, n - p)
+        mask_run(x + p, u + p, tile, m, threshold, scale)
+        stream_out(out + p, tile, m)
+        p += m
+
+
+cdef void dropout_chunk(const floating* x, floating* out, Py_ssize_t n, uint64_t e0,
+                        uint32_t k0, uint32_t k1, uint32_t threshold, floating scale,
+                        bint stream) noexcept nogil:
+    """One thread's work unit: blocks of BLOCK elements, then (if streamed) a fence that
+    makes this thread's streaming stores visible (they are weakly ordered, _stream.h)."""
+    cdef Py_ssize_t start = 0
+    while start < n:
+        dropout_block(x + start, out + start, min(<Py_ssize_t>BLOCK, n - start),
+                      e0 + <uint64_t>start, k0, k1, threshold, scale, stream)
+        start += BLOCK
+    if stream:
+        mlk_stream_fence()
+
+
+def dropout_apply(const floating[::1] x,    # IN  (n,) the input (forward) or grad_out
+                  floating[::1] out,        # OUT (n,) may be x itself
+                  uint64_t seed, uint64_t offset, uint32_t threshold, double scale,
+                  int n_threads):
+    """out = x·mask, mask[i] = scale if u(seed, offset + i) >= threshold/65536 else 0.
+    Validated by mlkernels/dropout.py: same length, offset + n <= 2^64, threshold <= 65535."""
+    cdef Py_ssize_t n = x.shape[0], n_chunks = (n + CHUNK - 1) // CHUNK, c
+    cdef uint32_t k0 = <uint32_t>seed, k1 = <uint32_t>(seed >> 32)
+    cdef floating s = <floating>scale
+    cdef bint stream = n * <Py_ssize_t>sizeof(floating) >= STREAM_FROM
+    cdef int nt = 1 if n < SERIAL_BELOW else n_threads
+    if n == 0:
+        return
+    cdef const floating* px = &x[0]
+    cdef floating* po = &out[0]
+    with nogil:
+        if nt <= 1:
+            dropout_chunk(px, po, n, offset, k0, k1, threshold, s, stream)
+        else:
+            for c in prange(n_chunks, num_threads=nt, schedule="static"):
+                dropout_chunk(px + c * CHUNK, po + c * CHUNK, min(<Py_ssize_t>CHUNK, n - c * CHUNK),
+                              offset + <uint64_t>(c * CHUNK), k0, k1, threshold, s, stream)
+
+
+# ------------------------------------------------------------------ the generator, exposed
+
+def philox4x32_10(uint32_t[::1] counter, uint32_t[::1] key):
+    """Philox4x32-10 of one 128-bit counter (4 words) under a 64-bit key (2 words), in place
+    (the known-answer tests call it)."""
+    mlk_philox4x32_10(&counter[0], &key[0])
+
+
+def philox_tile(uint64_t tile, uint32_t k0, uint32_t k1, uint32_t[::1] words):
+    """The 64 words of counters 16·tile ... 16·tile + 15 (``mlk_philox_tile``): words[16j + l]
+    is word j of counter 16·tile + l."""
+    mlk_philox_tile(tile, k0, k1, &words[0])
+
+
+def philox_u16(uint64_t e0, uint32_t k0, uint32_t k1, uint16_t[::1] u):
+    """The 16-bit uniforms of elements e0, e0 + 1, ..., e0 + len(u) − 1 (``mlk_philox_u16``)."""
+    if u.shape[0]:
+        mlk_philox_u16(e0, u.shape[0], k0, k1, &u[0])

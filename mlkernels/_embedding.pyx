@@ -1,0 +1,222 @@
+"""Embedding lookup and its deterministic backward (a scatter-add without atomics).
+
+Scalar math (weight (V, d), n indices, grad_out (n, d))::
+
+    forward:   out[i, :] = weight[idx[i], :]
+    backward:  grad_weight[r, :] = Σ_{i : idx[i] == r} grad_out[i, :]     (0 when r is the
+               padding row or no index names r)
+
+How it is built
+---------------
+* The forward copies rows: the threads take ranges of indices, one memcpy (or a streaming
+  copy for outputs from 16 MiB, _stream.h) per row.
+* The backward never lets two threads add into one row. A counting sort first lists, for
+  each row r of grad_weight, the positions i with idx[i] == r in increasing order (one serial
+  pass over the indices and one over the rows: O(n + V)). Then the threads take ranges of
+  rows, and each row is written exactly once: zeros, a copy of its one gradient row, or the
+  sum of its rows in the order of their positions. So the result is the same bits for any
+  thread count, with no atomics and no per-thread copies of grad_weight.
+* float32 sums are accumulated in double (a word repeated thousands of times in a batch would
+  otherwise lose digits); float64 sums in double.
+* grad_weight is mostly rows no index names (V = 50k, 16k indices): written with streaming
+  stores from 16 MiB on, and skipped altogether when the caller passes a zero-filled array
+  (``zeroed``: a fresh np.zeros, whose pages the kernel then never touches).
+Reference: mlkernels/reference/embedding.py.
+"""
+from cython cimport floating
+from cython.parallel cimport prange, threadid
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy, memset
+
+from mlkernels._stream cimport (STREAM_FROM_BYTES, TILE_MAX, mlk_stream_fence, stream_out,
+                               tile_len)
+
+ctypedef fused index_t:
+    int
+    long long
+
+cdef enum:
+    ROWS_PER_UNIT = 64         # rows of grad_weight (or indices of the forward) per work unit
+    SERIAL_BELOW = 65536       # elements moved under which one thread is faster
+
+cdef Py_ssize_t STREAM_FROM = STREAM_FROM_BYTES
+
+
+def set_stream_from(Py_ssize_t nbytes):
+    """Set the output size from which the kernels stream their output; returns the old value
+    (for tests, to drive the streaming path with small arrays)."""
+    global STREAM_FROM
+    old, STREAM_FROM = STREAM_FROM, nbytes
+    return old
+
+
+cdef inline int threads_for(Py_ssize_t elements, int n_threads) noexcept nogil:
+    return 1 if elements < SERIAL_BELOW else n_threads
+
+
+cdef inline void put_row(floating* dst, const floating* src, Py_ssize_t d,
+                         bint stream) noexcept nogil:
+    if stream:
+        stream_out(dst, src, d)
+    else:
+        memcpy(dst, src, d * sizeof(floating))
+
+
+# ------------------------------------------------------------------ forward
+
+cdef void gather_unit(const floating* weight, const index_t* idx, floating* out, Py_ssize_t first,
+                      Py_ssize_t count, Py_ssize_t d, bint stream) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(first, first + count):
+        put_row(out + i * d, weight + <Py_ssize_t>idx[i] * d, d, stream)
+    if stream:
+        mlk_stream_fence()
+
+
+def embedding_forward(const floating[:, ::1] weight,   # IN  (V, d)
+                      const index_t[::1] indices,      # IN  (n,) every one in [0, V)
+                      floating[:, ::1] out,            # OUT (n, d)
+                      int n_threads):
+    """out[i] = weight[indices[i]]. Indices are validated by mlkernels/embedding.py."""
+    cdef Py_ssize_t n = indices.shape[0], d = weight.shape[1], u
+    cdef Py_ssize_t n_units = (n + ROWS_PER_UNIT - 1) // ROWS_PER_UNIT
+    cdef bint stream = n * d * <Py_ssize_t>sizeof(floating) >= STREAM_FROM
+    cdef int nt = threads_for(n * d, n_threads)
+    if n == 0 or d == 0:
+        return
+    cdef const floating* pw = &weight[0, 0]
+    cdef const index_t* pi = &indices[0]
+    cdef floating* po = &out[0, 0]
+    with nogil:
+        if nt <= 1:
+            gather_unit(pw, pi, po, 0, n, d, stream)
+        else:
+            for u in prange(n_units, num_threads=nt, schedule="static"):
+                gather_unit(pw, pi, po, u * ROWS_PER_UNIT, min(<Py_ssize_t>ROWS_PER_UNIT,
+                                                               n - u * ROWS_PER_UNIT), d, stream)
+
+
+# ------------------------------------------------------------------ backward
+
+cdef void zero_row(floating* dst, Py_ssize_t d, bint stream) noexcept nogil:
+    cdef floating zeros[TILE_MAX]
+    cdef Py_ssize_t p = 0, m
+    if not stream:
+        memset(dst, 0, d * sizeof(floating))
+        return
+    memset(zeros, 0, sizeof(zeros))
+    while p < d:
+        m = tile_len(dst + p, d - p)
+        stream_out(dst + p, zeros, m)
+        p += m
+
+
+cdef void sum_rows(const floating* grad, const Py_ssize_t* positions, Py_ssize_t count,
+                   Py_ssize_t d, double* acc, floating* dst, bint stream) noexcept nogil:
+    """dst = Σ_k grad[positions[k], :], accumulated in double in the order of positions."""
+    cdef Py_ssize_t k, j, p = 0, m
+    cdef const floating* row = grad + positions[0] * d
+    cdef floating raw[TILE_MAX + 16]
+    cdef floating* tile = <floating*>((<size_t>&raw[0] + 63) & ~(<size_t>63))
+    for j in range(d):  # simd
+        acc[j] = row[j]
+    for k in range(1, count):
+        row = grad + positions[k] * d
+        for j in range(d):  # simd
+            acc[j] = acc[j] + row[j]
+    if not stream:
+        for j in range(d):  # simd
+            dst[j] = <floating>acc[j]
+        return
+    while p < d:
+        m = tile_len(dst + p, d - p)
+        for j in range(m):  # simd
+            tile[j] = <floating>acc[p + j]
+        stream_out(dst + p, tile, m)
+        p += m
+
+
+cdef void scatter_unit(const floating* grad, const Py_ssize_t* start, const Py_ssize_t* order,
+                       floating* gw, Py_ssize_t first, Py_ssize_t rows, Py_ssize_t d,
+                       Py_ssize_t padding_idx, bint zeroed, double* acc,
+                       bint stream) noexcept nogil:
+    """Rows first ... first + rows − 1 of grad_weight, each written once (acc: d doubles of
+    this thread's own)."""
+    cdef Py_ssize_t r, count
+    for r in range(first, first + rows):
+        count = start[r + 1] - start[r]
+        if count == 0 or r == padding_idx:
+            if not zeroed:
+                zero_row(gw + r * d, d, stream)
+        elif count == 1:
+            put_row(gw + r * d, grad + order[start[r]] * d, d, stream)
+        else:
+            sum_rows(grad, order + start[r], count, d, acc, gw + r * d, stream)
+    if stream:
+        mlk_stream_fence()
+
+
+cdef int counting_sort(const index_t* idx, Py_ssize_t n, Py_ssize_t V, Py_ssize_t* start,
+                       Py_ssize_t* order) noexcept nogil:
+    """start[r] ... start[r + 1] − 1 index the positions of row r in ``order``, in increasing
+    order (a stable counting sort). start has V + 1 entries. Returns -1 if out of memory."""
+    cdef Py_ssize_t i, r
+    cdef Py_ssize_t* cursor
+    memset(start, 0, (V + 1) * sizeof(Py_ssize_t))
+    for i in range(n):
+        start[<Py_ssize_t>idx[i] + 1] += 1
+    for r in range(V):
+        start[r + 1] += start[r]
+    cursor = <Py_ssize_t*>malloc(max(V, 1) * sizeof(Py_ssize_t))
+    if cursor == NULL:
+        return -1
+    memcpy(cursor, start, V * sizeof(Py_ssize_t))
+    for i in range(n):
+        r = idx[i]
+        order[cursor[r]] = i
+        cursor[r] += 1
+    free(cursor)
+    return 0
+
+
+def embedding_backward(const floating[:, ::1] grad_out,   # IN  (n, d)
+                       const index_t[::1] indices,        # IN  (n,) every one in [0, V)
+                       floating[:, ::1] grad_weight,      # OUT (V, d)
+                       Py_ssize_t padding_idx,            # a row in [0, V), or -1 for none
+                       bint zeroed,                       # grad_weight holds zeros already
+                       int n_threads):
+    """grad_weight[r] = Σ grad_out[i] over the i with indices[i] == r (see the module's
+    comment); deterministic for any thread count."""
+    cdef Py_ssize_t n = indices.shape[0], V = grad_weight.shape[0], d = grad_weight.shape[1]
+    cdef Py_ssize_t n_units = (V + ROWS_PER_UNIT - 1) // ROWS_PER_UNIT, u
+    cdef bint stream = V * d * <Py_ssize_t>sizeof(floating) >= STREAM_FROM
+    cdef int nt = threads_for(V * d, n_threads)
+    if V == 0 or d == 0:
+        return
+    cdef Py_ssize_t* start = <Py_ssize_t*>malloc((V + 1) * sizeof(Py_ssize_t))
+    cdef Py_ssize_t* order = <Py_ssize_t*>malloc(max(n, 1) * sizeof(Py_ssize_t))
+    cdef double* acc = <double*>malloc(max(nt, 1) * d * sizeof(double))   # one row per thread
+    cdef const floating* pg = &grad_out[0, 0] if n else NULL
+    cdef floating* pw = &grad_weight[0, 0]
+    cdef int status = 0
+    if start == NULL or order == NULL or acc == NULL:
+        free(start); free(order); free(acc)
+        raise MemoryError()
+    with nogil:
+        if n:
+            status = counting_sort(&indices[0], n, V, start, order)
+        else:
+            memset(start, 0, (V + 1) * sizeof(Py_ssize_t))
+        if status == 0:
+            if nt <= 1:
+                scatter_unit(pg, start, order, pw, 0, V, d, padding_idx, zeroed, acc, stream)
+            else:
+                for u in prange(n_units, num_threads=nt, schedule="static"):
+                    scatter_unit(pg, start, order, pw, u * ROWS_PER_UNIT,
+                                 min(<Py_ssize_t>ROWS_PER_UNIT, V - u * ROWS_PER_UNIT), d,
+                                 padding_idx, zeroed, acc + threadid() * d, stream)
+    free(start)
+    free(order)
+    free(acc)
+    if status != 0:
+        raise MemoryError()
