@@ -61,8 +61,8 @@ class _ActiveKernels:
     isa: str
 
     def __getattr__(self, module: str):
-        if not module.startswith("_"):
-            raise AttributeError(module)
+        if not module.startswith("_") or module.startswith("__"):
+            raise AttributeError(module)      # (dunder lookups -- doctest, copy -- are no modules)
         loaded = importlib.import_module(f"mlkernels._isa_{self.isa}.{module}")
         setattr(self, module, loaded)  # later lookups are a plain attribute read
         return loaded
@@ -73,7 +73,20 @@ K.isa = _requested_isa()
 
 
 def active_isa() -> str:
-    """The ISA variant the kernels run in now."""
+    """The ISA variant the kernels run in now.
+
+    Returns
+    -------
+    str
+        "baseline", "avx2" or "avx512": the best variant this CPU runs and the build has,
+        unless ``MLKERNELS_ISA`` chose a lower one (``available_isas`` lists them).
+
+    Examples
+    --------
+    >>> import mlkernels as mk
+    >>> mk.active_isa() in mk.available_isas
+    True
+    """
     return K.isa
 
 

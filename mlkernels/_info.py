@@ -48,7 +48,23 @@ def _cpu_model() -> str:
 
 
 def info() -> Dict[str, Any]:
-    """Version, ISA variant in use and available, threads, OpenMP and the BLAS in use."""
+    """What this installation runs on: version, ISA variant in use and available, threads,
+    the OpenMP runtime and its wait policy, the BLAS, the versions of NumPy and SciPy, the CPU.
+
+    Returns
+    -------
+    dict
+        Plain values (JSON-serializable): ``version``, ``isa``, ``isas_available``,
+        ``cpu_supports``, ``num_threads``, ``openmp``, ``openmp_library``,
+        ``openmp_wait_policy``, ``blas_on_our_threads``, ``blas`` (name, version, threads,
+        source), ``numpy``, ``scipy``, ``python``, ``machine``, ``cpu``, ``cores``.
+
+    Examples
+    --------
+    >>> import mlkernels as mk
+    >>> sorted(mk.info())[:4]
+    ['blas', 'blas_on_our_threads', 'cores', 'cpu']
+    """
     return {
         "version": __version__,
         "isa": _dispatch.active_isa(),

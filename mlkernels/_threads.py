@@ -146,6 +146,10 @@ def set_num_threads(n: int) -> None:
     n : int
         At least 1.
 
+    Returns
+    -------
+    None
+
     Raises
     ------
     TypeError
@@ -174,6 +178,11 @@ def threads(n: int) -> Iterator[None]:
     ----------
     n : int
         At least 1.
+
+    Returns
+    -------
+    contextmanager
+        For a ``with`` block.
 
     Raises
     ------

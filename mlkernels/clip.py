@@ -141,8 +141,8 @@ def get_total_norm(grads: Arrays, norm_type: float = 2.0,
     TypeError, ValueError
         grads not float arrays of one dtype; a bad norm_type.
 
-    Example
-    -------
+    Examples
+    --------
     >>> import numpy as np, mlkernels as mk
     >>> float(mk.get_total_norm([np.array([3.0]), np.array([4.0])]))
     5.0
@@ -194,8 +194,8 @@ def clip_grad_norm_(grads: Arrays, max_norm: float, norm_type: float = 2.0,
         as ``get_total_norm``; a negative or NaN max_norm; a read-only gradient. Raised
         before any gradient is changed.
 
-    Example
-    -------
+    Examples
+    --------
     >>> import numpy as np, mlkernels as mk
     >>> g = [np.array([3.0, 0.0]), np.array([4.0])]
     >>> float(mk.clip_grad_norm_(g, max_norm=1.0))

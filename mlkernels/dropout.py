@@ -101,8 +101,8 @@ def dropout(x: np.ndarray, p: float, seed: int, *, offset: int = 0, training: bo
     ValueError
         p outside [0, 1]; seed or offset outside their range; a wrong ``out``.
 
-    Example
-    -------
+    Examples
+    --------
     >>> import numpy as np, mlkernels as mk
     >>> x = np.ones(100_000, np.float32)
     >>> y = mk.dropout(x, 0.25, seed=42)
@@ -139,8 +139,8 @@ def dropout_backward(grad_out: np.ndarray, p: float, seed: int, *, offset: int =
     TypeError, ValueError
         as ``dropout``.
 
-    Example
-    -------
+    Examples
+    --------
     >>> import numpy as np, mlkernels as mk
     >>> g = mk.dropout_backward(np.full(6, 2.0), 0.5, seed=7, offset=10)
     >>> sorted(set(g.tolist())) in ([0.0, 4.0], [0.0], [4.0])

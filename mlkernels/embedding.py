@@ -88,8 +88,8 @@ def embedding(indices: np.ndarray, weight: np.ndarray, *, padding_idx: Optional[
         weight not 2-d; an index out of range (named with its position); a bad padding_idx
         or ``out``.
 
-    Example
-    -------
+    Examples
+    --------
     >>> import numpy as np, mlkernels as mk
     >>> weight = np.arange(12.0).reshape(4, 3)
     >>> mk.embedding(np.array([[3, 0], [1, 1]]), weight)
@@ -140,8 +140,8 @@ def embedding_backward(grad_out: np.ndarray, indices: np.ndarray, num_embeddings
     TypeError, ValueError
         as ``embedding``; grad_out of the wrong shape; num_embeddings not an int >= 0.
 
-    Example
-    -------
+    Examples
+    --------
     >>> import numpy as np, mlkernels as mk
     >>> g = np.ones((3, 2))
     >>> mk.embedding_backward(g, np.array([2, 0, 2]), 4, padding_idx=0)

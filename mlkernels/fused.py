@@ -126,8 +126,8 @@ def linear_cross_entropy(x: np.ndarray, weight: np.ndarray, target: np.ndarray,
         mismatched shapes; a target outside [0, num_classes) that is not ignore_index; bad
         reduction, label_smoothing or chunk_rows.
 
-    Example
-    -------
+    Examples
+    --------
     >>> import numpy as np, mlkernels as mk
     >>> rng = np.random.default_rng(0)
     >>> x, W = rng.standard_normal((8, 4)), rng.standard_normal((10, 4))
@@ -178,8 +178,8 @@ def linear_cross_entropy_backward(grad_out, x: np.ndarray, weight: np.ndarray,
     TypeError, ValueError
         as ``linear_cross_entropy``; a grad_out or ``out`` of the wrong shape or dtype.
 
-    Example
-    -------
+    Examples
+    --------
     >>> import numpy as np, mlkernels as mk
     >>> rng = np.random.default_rng(0)
     >>> x, W, b = rng.standard_normal((8, 4)), rng.standard_normal((10, 4)), np.zeros(10)
@@ -230,8 +230,8 @@ def linear_cross_entropy_with_grad(x: np.ndarray, weight: np.ndarray, target: np
     TypeError, ValueError
         as ``linear_cross_entropy_backward``.
 
-    Example
-    -------
+    Examples
+    --------
     >>> import numpy as np, mlkernels as mk
     >>> rng = np.random.default_rng(0)
     >>> x, W = rng.standard_normal((8, 4)), rng.standard_normal((10, 4))

@@ -59,6 +59,25 @@ def linear(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray] = None,
     y : array of shape (..., out_features), the dtype of the inputs; ``(y, z)`` with
     ``return_preactivation``.
 
+    Raises
+    ------
+    TypeError
+        If an input is not a float32/float64 array, or they mix the two.
+    ValueError
+        If the shapes do not fit (x.shape[-1] != in_features, bias not (out_features,)), a
+        dimension is 2**31 or more (32-bit BLAS), ``activation`` is unknown, or ``out`` has
+        the wrong shape or dtype, is read-only, not C-contiguous or overlaps an input.
+
+    Examples
+    --------
+    >>> import numpy as np, mlkernels as mk
+    >>> x = np.array([[1.0, 2.0]])
+    >>> W = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, -1.0]])
+    >>> mk.linear(x, W, np.array([0.5, 0.0, 0.0]))
+    array([[ 1.5,  3. , -2. ]])
+    >>> mk.linear(x, W, activation="relu")
+    array([[1., 3., 0.]])
+
     The product is one single-threaded BLAS gemm per thread, each on its block of y; the bias
     is added inside it (y is pre-filled with the bias and gemm accumulates onto it), so it
     costs no extra pass over memory. With ``activation``, each thread applies it to each band
@@ -96,6 +115,25 @@ def linear_backward(grad_out: np.ndarray, x: np.ndarray, weight: np.ndarray, *,
                     ) -> Tuple[Optional[np.ndarray], np.ndarray, Optional[np.ndarray]]:
     """Gradients of ``y = x @ weight.T + b`` given ``grad_out`` = dL/dy.
 
+    Parameters
+    ----------
+    grad_out : numpy.ndarray
+        dL/dy, of shape x.shape[:-1] + (out_features,).
+    x : numpy.ndarray
+        The forward's input (..., in_features), float32 or float64.
+    weight : numpy.ndarray
+        (out_features, in_features).
+    out : tuple of three arrays or None, optional
+        Where to write (grad_x, grad_weight, grad_bias); None entries are allocated.
+    bias : bool, default True
+        Whether the layer has a bias (else grad_bias is None).
+    activation : str, optional
+        The fused forward's activation (see below), with ``preactivation``.
+    preactivation : numpy.ndarray, optional
+        z from ``linear(..., activation=..., return_preactivation=True)``.
+    compute_grad_x : bool, default True
+        False skips grad_x (returned as None).
+
     Returns ``(grad_x, grad_weight, grad_bias)``::
 
         grad_x      = grad_out @ weight            shape (..., in_features)
@@ -110,6 +148,23 @@ def linear_backward(grad_out: np.ndarray, x: np.ndarray, weight: np.ndarray, *,
     For a fused ``linear(..., activation=act, return_preactivation=True)``, pass the same
     ``activation`` and its ``preactivation`` z: grad_out (dL/dy) is first turned into
     dL/dz = grad_out·act'(z) -- the derivative needs z, not y (except for relu).
+
+    Raises
+    ------
+    TypeError
+        If an array is not float32/float64, they mix the two, or ``out`` is not a triple.
+    ValueError
+        If the shapes do not fit, an ``out`` entry is unusable (wrong shape or dtype,
+        read-only, not C-contiguous, overlapping), or ``activation``/``preactivation`` do not
+        go together. Nothing is written then.
+
+    Examples
+    --------
+    >>> import numpy as np, mlkernels as mk
+    >>> x, W = np.array([[1.0, 2.0]]), np.array([[3.0, 4.0]])
+    >>> gx, gW, gb = mk.linear_backward(np.array([[1.0]]), x, W)
+    >>> gx, gW, gb
+    (array([[3., 4.]]), array([[1., 2.]]), array([1.]))
     """
     where = "linear_backward()"
     if activation is not None:

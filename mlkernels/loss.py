@@ -61,13 +61,72 @@ def _softmax(where, x, axis, out, log_):
 
 
 def softmax(x: np.ndarray, axis: int = -1, *, out: Optional[np.ndarray] = None) -> np.ndarray:
-    """e^x / Σ e^x along ``axis``, computed as e^(x − max) (no overflow for any logits)."""
+    """Softmax along ``axis``: e^x / Σ e^x, computed as e^(x − max) (no overflow for any
+    logits; a row of all −inf gives NaN, as torch).
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        The logits, float32 or float64, any shape with at least one dimension, any strides.
+    axis : int, default -1
+        The axis to normalize over.
+    out : numpy.ndarray, optional
+        Where to write the result: C-contiguous, of x's shape and dtype; it may be x itself.
+
+    Returns
+    -------
+    numpy.ndarray
+        The probabilities, of x's shape and dtype (``out`` when given).
+
+    Raises
+    ------
+    TypeError
+        If x is not a float32/float64 array.
+    ValueError
+        If ``axis`` is out of range, or ``out`` has the wrong shape or dtype, is read-only,
+        not C-contiguous or overlaps x without being x.
+
+    Examples
+    --------
+    >>> import numpy as np, mlkernels as mk
+    >>> mk.softmax(np.array([[0.0, np.log(3.0)]]))
+    array([[0.25, 0.75]])
+    """
     return _softmax("softmax()", x, axis, out, False)
 
 
 def log_softmax(x: np.ndarray, axis: int = -1, *, out: Optional[np.ndarray] = None
                 ) -> np.ndarray:
-    """x − log Σ e^x along ``axis``, computed as x − max − log Σ e^(x − max)."""
+    """Log-softmax along ``axis``: x − log Σ e^x, computed as (x − max) − log Σ e^(x − max)
+    (no overflow, and no log of a rounded probability).
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        The logits, float32 or float64, any shape with at least one dimension, any strides.
+    axis : int, default -1
+        The axis to normalize over.
+    out : numpy.ndarray, optional
+        Where to write the result: C-contiguous, of x's shape and dtype; it may be x itself.
+
+    Returns
+    -------
+    numpy.ndarray
+        The log-probabilities, of x's shape and dtype (``out`` when given).
+
+    Raises
+    ------
+    TypeError
+        If x is not a float32/float64 array.
+    ValueError
+        If ``axis`` is out of range, or ``out`` is unusable (see ``softmax``).
+
+    Examples
+    --------
+    >>> import numpy as np, mlkernels as mk
+    >>> np.exp(mk.log_softmax(np.array([1e4, 1e4])))     # no overflow
+    array([0.5, 0.5])
+    """
     return _softmax("log_softmax()", x, axis, out, True)
 
 
@@ -93,13 +152,75 @@ def _softmax_backward(where, grad_out, y, axis, out, log_):
 
 def softmax_backward(grad_out: np.ndarray, y: np.ndarray, axis: int = -1, *,
                      out: Optional[np.ndarray] = None) -> np.ndarray:
-    """grad_x = y·(grad_out − Σ grad_out·y), y = softmax(x) (the forward's output)."""
+    """The gradient of ``softmax``: grad_x = y·(grad_out − Σ grad_out·y) along ``axis``.
+
+    Parameters
+    ----------
+    grad_out : numpy.ndarray
+        dL/dy, of y's shape and dtype.
+    y : numpy.ndarray
+        The forward's output, ``softmax(x, axis)`` (not x).
+    axis : int, default -1
+        The forward's axis.
+    out : numpy.ndarray, optional
+        Where to write grad_x (C-contiguous, y's shape and dtype; it may be grad_out itself).
+
+    Returns
+    -------
+    numpy.ndarray
+        grad_x = dL/dx, of y's shape and dtype.
+
+    Raises
+    ------
+    TypeError
+        If an array is not float32/float64, or they mix the two.
+    ValueError
+        If the shapes differ, ``axis`` is out of range, or ``out`` is unusable.
+
+    Examples
+    --------
+    >>> import numpy as np, mlkernels as mk
+    >>> y = mk.softmax(np.array([0.0, 0.0]))
+    >>> mk.softmax_backward(np.array([1.0, 0.0]), y)
+    array([ 0.25, -0.25])
+    """
     return _softmax_backward("softmax_backward()", grad_out, y, axis, out, False)
 
 
 def log_softmax_backward(grad_out: np.ndarray, y: np.ndarray, axis: int = -1, *,
                          out: Optional[np.ndarray] = None) -> np.ndarray:
-    """grad_x = grad_out − e^y·Σ grad_out, y = log_softmax(x) (the forward's output)."""
+    """The gradient of ``log_softmax``: grad_x = grad_out − e^y·Σ grad_out along ``axis``.
+
+    Parameters
+    ----------
+    grad_out : numpy.ndarray
+        dL/dy, of y's shape and dtype.
+    y : numpy.ndarray
+        The forward's output, ``log_softmax(x, axis)`` (not x).
+    axis : int, default -1
+        The forward's axis.
+    out : numpy.ndarray, optional
+        Where to write grad_x (C-contiguous, y's shape and dtype; it may be grad_out itself).
+
+    Returns
+    -------
+    numpy.ndarray
+        grad_x = dL/dx, of y's shape and dtype.
+
+    Raises
+    ------
+    TypeError
+        If an array is not float32/float64, or they mix the two.
+    ValueError
+        If the shapes differ, ``axis`` is out of range, or ``out`` is unusable.
+
+    Examples
+    --------
+    >>> import numpy as np, mlkernels as mk
+    >>> y = mk.log_softmax(np.array([0.0, 0.0]))
+    >>> mk.log_softmax_backward(np.array([1.0, 0.0]), y)
+    array([ 0.5, -0.5])
+    """
     return _softmax_backward("log_softmax_backward()", grad_out, y, axis, out, True)
 
 
@@ -150,6 +271,37 @@ def cross_entropy(logits: np.ndarray, target: np.ndarray, reduction: str = "mean
 
     over logits (N, C) or (N, C, d1, ...) with target (N,) or (N, d1, ...). Targets equal
     to ``ignore_index`` contribute 0 and are not counted by "mean" (all ignored: NaN).
+
+    Parameters
+    ----------
+    logits : numpy.ndarray
+        (N, C), (N, C, d1, ...) or (C,) (with a 0-d target), float32 or float64.
+    target : numpy.ndarray
+        Integer class indices in [0, C) (or ``ignore_index``), of shape (N,), (N, d1, ...)
+        or () to match logits; any integer dtype.
+    reduction : {"mean", "sum", "none"}, default "mean"
+    label_smoothing : float in [0, 1], default 0.0
+    ignore_index : int, default -100
+
+    Returns
+    -------
+    numpy.float32 or numpy.float64 or numpy.ndarray
+        The loss, a scalar of the logits' dtype, or per target for ``reduction="none"``.
+
+    Raises
+    ------
+    TypeError
+        If logits is not a float array, or target not an integer array.
+    ValueError
+        If the shapes do not match, a target is outside [0, C) and not ``ignore_index``
+        (named in the message), or ``reduction``/``label_smoothing`` is invalid.
+
+    Examples
+    --------
+    >>> import numpy as np, mlkernels as mk
+    >>> logits = np.log(np.array([[1.0, 3.0], [1.0, 1.0]]))
+    >>> float(mk.cross_entropy(logits, np.array([1, 0])))     # (−log .75 − log .5) / 2
+    0.4904146265...
     """
     where = "cross_entropy()"
     dtype, eps, ignore, t, rows, shape, C = _ce_layout(where, logits, target, reduction,
@@ -181,8 +333,37 @@ def cross_entropy_backward(grad_out, logits: np.ndarray, target: np.ndarray,
                            reduction: str = "mean", label_smoothing: float = 0.0,
                            ignore_index: int = -100, *, out: Optional[np.ndarray] = None
                            ) -> np.ndarray:
-    """dL/dlogits = (softmax(logits) − (1 − ε)·onehot(target) − ε/C)·grad_out (/count for
-    "mean"), 0 for ignored targets; one pass over the logits."""
+    """The gradient of ``cross_entropy`` with respect to the logits, in one pass over them:
+    dL/dlogits = (softmax(logits) − (1 − ε)·onehot(target) − ε/C)·grad_out (/count for
+    "mean"), 0 for ignored targets.
+
+    Parameters
+    ----------
+    grad_out : float or numpy.ndarray
+        dL/dloss: a number or 0-d array for a reduced loss, an array of the loss's shape for
+        ``reduction="none"``.
+    logits, target, reduction, label_smoothing, ignore_index
+        As given to ``cross_entropy``.
+    out : numpy.ndarray, optional
+        Where to write the gradient (C-contiguous, logits' shape and dtype).
+
+    Returns
+    -------
+    numpy.ndarray
+        dL/dlogits, of the logits' shape and dtype (``out`` when given).
+
+    Raises
+    ------
+    TypeError, ValueError
+        As ``cross_entropy``; also for a grad_out of the wrong shape or an unusable ``out``.
+
+    Examples
+    --------
+    >>> import numpy as np, mlkernels as mk
+    >>> logits = np.log(np.array([[1.0, 3.0]]))
+    >>> mk.cross_entropy_backward(1.0, logits, np.array([1]))      # softmax − onehot
+    array([[ 0.25, -0.25]])
+    """
     where = "cross_entropy_backward()"
     dtype, eps, ignore, t, rows, shape, C = _ce_layout(where, logits, target, reduction,
                                                        label_smoothing, ignore_index)
@@ -226,7 +407,33 @@ def _reduce(total, per, dtype, reduction, shape, n):
 
 def mse_loss(input: np.ndarray, target: np.ndarray, reduction: str = "mean"
              ) -> Union[np.floating, np.ndarray]:
-    """(input − target)², reduced; the sum is accumulated in double."""
+    """Mean squared error: (input − target)², reduced ("mean", "sum" or "none"); the sum is
+    accumulated in double.
+
+    Parameters
+    ----------
+    input, target : numpy.ndarray
+        The same shape, float32 or float64 (one dtype).
+    reduction : {"mean", "sum", "none"}, default "mean"
+
+    Returns
+    -------
+    numpy.float32 or numpy.float64 or numpy.ndarray
+        A scalar of the inputs' dtype, or the per-element losses for ``reduction="none"``.
+
+    Raises
+    ------
+    TypeError
+        If an input is not a float array, or the dtypes differ.
+    ValueError
+        If the shapes differ or ``reduction`` is invalid.
+
+    Examples
+    --------
+    >>> import numpy as np, mlkernels as mk
+    >>> float(mk.mse_loss(np.array([1.0, 2.0]), np.array([0.0, 0.0])))
+    2.5
+    """
     dtype, x, t = _pair("mse_loss()", input, target, reduction)
     per = np.empty_like(x) if reduction == "none" else None
     total = K._loss.mse_sum(x, t, per, x.size)
@@ -244,7 +451,33 @@ def _pair_backward(where, kernel, grad_out, input, target, reduction, out):
 
 def mse_loss_backward(grad_out, input: np.ndarray, target: np.ndarray, reduction: str = "mean",
                       *, out: Optional[np.ndarray] = None) -> np.ndarray:
-    """dL/dinput = 2(input − target)·grad_out (/n for "mean")."""
+    """The gradient of ``mse_loss``: dL/dinput = 2(input − target)·grad_out (/n for "mean").
+
+    Parameters
+    ----------
+    grad_out : float or numpy.ndarray
+        dL/dloss: a number (or 0-d array) for a reduced loss, input's shape for "none".
+    input, target, reduction
+        As given to ``mse_loss``.
+    out : numpy.ndarray, optional
+        Where to write the gradient (C-contiguous, input's shape and dtype).
+
+    Returns
+    -------
+    numpy.ndarray
+        dL/dinput, of input's shape and dtype.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As ``mse_loss``; also for a grad_out of the wrong shape or an unusable ``out``.
+
+    Examples
+    --------
+    >>> import numpy as np, mlkernels as mk
+    >>> mk.mse_loss_backward(1.0, np.array([1.0, 2.0]), np.array([0.0, 0.0]))
+    array([1., 2.])
+    """
     return _pair_backward("mse_loss_backward()", K._loss.mse_backward, grad_out, input, target,
                           reduction, out)
 
@@ -253,7 +486,34 @@ def binary_cross_entropy_with_logits(input: np.ndarray, target: np.ndarray,
                                      reduction: str = "mean"
                                      ) -> Union[np.floating, np.ndarray]:
     """−[t·log σ(x) + (1 − t)·log(1 − σ(x))], computed as (1 − t)·x + log(1 + e^−x) with
-    log(1 + e^−x) = max(−x, 0) + log1p(e^−|x|): stable for any |x|."""
+    log(1 + e^−x) = max(−x, 0) + log1p(e^−|x|): stable for any |x|.
+
+    Parameters
+    ----------
+    input : numpy.ndarray
+        The logits x, float32 or float64.
+    target : numpy.ndarray
+        Probabilities t in [0, 1], of input's shape and dtype.
+    reduction : {"mean", "sum", "none"}, default "mean"
+
+    Returns
+    -------
+    numpy.float32 or numpy.float64 or numpy.ndarray
+        A scalar of the inputs' dtype, or the per-element losses for ``reduction="none"``.
+
+    Raises
+    ------
+    TypeError
+        If an input is not a float array, or the dtypes differ.
+    ValueError
+        If the shapes differ or ``reduction`` is invalid.
+
+    Examples
+    --------
+    >>> import numpy as np, mlkernels as mk
+    >>> float(mk.binary_cross_entropy_with_logits(np.array([0.0]), np.array([1.0])))  # log 2
+    0.6931471805599453
+    """
     dtype, x, t = _pair("binary_cross_entropy_with_logits()", input, target, reduction)
     per = np.empty_like(x) if reduction == "none" else None
     total = K._loss.bce_logits_sum(x, t, per, x.size)
@@ -263,6 +523,33 @@ def binary_cross_entropy_with_logits(input: np.ndarray, target: np.ndarray,
 def binary_cross_entropy_with_logits_backward(grad_out, input: np.ndarray, target: np.ndarray,
                                               reduction: str = "mean", *,
                                               out: Optional[np.ndarray] = None) -> np.ndarray:
-    """dL/dinput = (σ(input) − target)·grad_out (/n for "mean")."""
+    """The gradient of ``binary_cross_entropy_with_logits``:
+    dL/dinput = (σ(input) − target)·grad_out (/n for "mean").
+
+    Parameters
+    ----------
+    grad_out : float or numpy.ndarray
+        dL/dloss: a number (or 0-d array) for a reduced loss, input's shape for "none".
+    input, target, reduction
+        As given to ``binary_cross_entropy_with_logits``.
+    out : numpy.ndarray, optional
+        Where to write the gradient (C-contiguous, input's shape and dtype).
+
+    Returns
+    -------
+    numpy.ndarray
+        dL/dinput, of input's shape and dtype.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As the forward; also for a grad_out of the wrong shape or an unusable ``out``.
+
+    Examples
+    --------
+    >>> import numpy as np, mlkernels as mk
+    >>> mk.binary_cross_entropy_with_logits_backward(1.0, np.array([0.0]), np.array([1.0]))
+    array([-0.5])
+    """
     return _pair_backward("binary_cross_entropy_with_logits_backward()",
                           K._loss.bce_logits_backward, grad_out, input, target, reduction, out)

@@ -72,7 +72,37 @@ def _fast():
 
 
 class Module:
-    """Base class: a layer with parameters, their gradients and a train/eval mode."""
+    """Base class: a layer with parameters, their gradients and a train/eval mode.
+
+    Parameters
+    ----------
+    backend : module-like, optional
+        What computes: ``mlkernels`` (default) or ``nn.REFERENCE`` (the NumPy oracles).
+
+    Examples
+    --------
+    A layer of one's own: a forward that saves what its backward needs.
+
+    >>> import numpy as np
+    >>> from mlkernels import nn
+    >>> class Scale(nn.Module):
+    ...     param_names = ("weight",)
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.weight, self.grad_weight = np.ones(1), np.zeros(1)
+    ...     def forward(self, x):
+    ...         self._cache = (x,)
+    ...         return x * self.weight
+    ...     def backward(self, grad_out, *, need_input_grad=True):
+    ...         (x,) = self._saved()
+    ...         self.grad_weight[...] = (grad_out * x).sum()
+    ...         return grad_out * self.weight
+    >>> layer = Scale()
+    >>> layer.forward(np.array([2.0, 3.0]))
+    array([2., 3.])
+    >>> layer.backward(np.ones(2)), layer.grads()
+    (array([1., 1.]), [array([5.])])
+    """
 
     training: bool = True
 
@@ -190,7 +220,27 @@ class Module:
 
 class Linear(Module):
     """y = x·Wᵀ + b, W of shape (out_features, in_features); PyTorch's default init
-    (uniform in ±1/√in_features for W and b)."""
+    (uniform in ±1/√in_features for W and b).
+
+    Parameters
+    ----------
+    in_features, out_features : int
+    bias : bool, default True
+    dtype : float32 (default) or float64
+    rng : numpy.random.Generator, optional
+        For the initial weights (reproducible runs).
+    backend : optional
+        ``mlkernels`` (default) or ``nn.REFERENCE``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mlkernels import nn
+    >>> layer = nn.Linear(3, 2, rng=np.random.default_rng(0))
+    >>> y = layer.forward(np.ones((4, 3), np.float32))
+    >>> y.shape, layer.backward(np.ones_like(y)).shape, layer.grad_weight.shape
+    ((4, 2), (4, 3), (2, 3))
+    """
 
     param_names = ("weight", "bias")
 
@@ -225,7 +275,18 @@ class Linear(Module):
 
 
 class _Activation(Module):
-    """y = f(x); backward uses the saved input x (f_backward(grad_out, x, ...))."""
+    """y = f(x); backward uses the saved input x (f_backward(grad_out, x, ...)).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mlkernels import nn
+    >>> act = nn.ReLU()
+    >>> act.forward(np.array([-1.0, 2.0]))
+    array([0., 2.])
+    >>> act.backward(np.array([5.0, 5.0]))
+    array([0., 5.])
+    """
 
     name = ""
 
@@ -248,10 +309,42 @@ class _Activation(Module):
 
 
 class ReLU(_Activation):
+    """max(x, 0) as a layer (``mlkernels.relu``); no parameters. See ``_Activation``.
+
+    Parameters
+    ----------
+    backend : optional
+        ``mlkernels`` (default) or ``nn.REFERENCE``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mlkernels import nn
+    >>> layer = nn.ReLU()
+    >>> y = layer.forward(np.zeros(3))
+    >>> layer.backward(np.ones(3)).shape
+    (3,)
+    """
     name = "relu"
 
 
 class GELU(_Activation):
+    """x·Φ(x) as a layer (``mlkernels.gelu``).
+
+    Parameters
+    ----------
+    approximate : {"none", "tanh"}, default "none"
+    backend : optional
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mlkernels import nn
+    >>> layer = nn.GELU()
+    >>> y = layer.forward(np.linspace(-1, 1, 3))
+    >>> layer.backward(np.ones(3)).shape
+    (3,)
+    """
     name = "gelu"
 
     def __init__(self, approximate: str = "none", backend: Any = None) -> None:
@@ -259,18 +352,82 @@ class GELU(_Activation):
 
 
 class SiLU(_Activation):
+    """x·σ(x) as a layer (``mlkernels.silu``); no parameters.
+
+    Parameters
+    ----------
+    backend : optional
+        ``mlkernels`` (default) or ``nn.REFERENCE``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mlkernels import nn
+    >>> layer = nn.SiLU()
+    >>> y = layer.forward(np.zeros(3))
+    >>> layer.backward(np.ones(3)).shape
+    (3,)
+    """
     name = "silu"
 
 
 class Tanh(_Activation):
+    """tanh(x) as a layer (``mlkernels.tanh``); no parameters.
+
+    Parameters
+    ----------
+    backend : optional
+        ``mlkernels`` (default) or ``nn.REFERENCE``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mlkernels import nn
+    >>> layer = nn.Tanh()
+    >>> y = layer.forward(np.zeros(3))
+    >>> layer.backward(np.ones(3)).shape
+    (3,)
+    """
     name = "tanh"
 
 
 class Sigmoid(_Activation):
+    """σ(x) as a layer (``mlkernels.sigmoid``); no parameters.
+
+    Parameters
+    ----------
+    backend : optional
+        ``mlkernels`` (default) or ``nn.REFERENCE``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mlkernels import nn
+    >>> layer = nn.Sigmoid()
+    >>> y = layer.forward(np.zeros(3))
+    >>> layer.backward(np.ones(3)).shape
+    (3,)
+    """
     name = "sigmoid"
 
 
 class LeakyReLU(_Activation):
+    """x if x > 0 else negative_slope·x, as a layer (``mlkernels.leaky_relu``).
+
+    Parameters
+    ----------
+    negative_slope : float, default 0.01
+    backend : optional
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mlkernels import nn
+    >>> layer = nn.LeakyReLU()
+    >>> y = layer.forward(np.linspace(-1, 1, 3))
+    >>> layer.backward(np.ones(3)).shape
+    (3,)
+    """
     name = "leaky_relu"
 
     def __init__(self, negative_slope: float = 0.01, backend: Any = None) -> None:
@@ -279,7 +436,26 @@ class LeakyReLU(_Activation):
 
 class LayerNorm(Module):
     """Normalize over the trailing ``normalized_shape`` (biased variance, eps inside the
-    sqrt), then scale by ``weight`` and shift by ``bias`` (ones and zeros at first)."""
+    sqrt), then scale by ``weight`` and shift by ``bias`` (ones and zeros at first).
+
+    Parameters
+    ----------
+    normalized_shape : int or tuple of int
+        The trailing dimensions to normalize over.
+    eps : float, default 1e-5
+    elementwise_affine : bool, default True
+        Learn ``weight`` and ``bias``.
+    dtype : float32 (default) or float64
+    backend : optional
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mlkernels import nn
+    >>> ln = nn.LayerNorm(2)
+    >>> ln.forward(np.array([[1.0, 3.0]], np.float32))
+    array([[-0.999995,  0.999995]], dtype=float32)
+    """
 
     param_names = ("weight", "bias")
 
@@ -319,7 +495,30 @@ class BatchNorm1d(Module):
     """Batch normalization over (N, C) or (N, C, L). In training mode it normalizes with the
     batch statistics and updates the running ones (momentum 0.1, unbiased variance); in eval
     mode it normalizes with the running statistics, which then stay frozen. ``momentum=None``
-    makes the running statistics the plain average over all training batches (as PyTorch)."""
+    makes the running statistics the plain average over all training batches (as PyTorch).
+
+    Parameters
+    ----------
+    num_features : int
+        C.
+    eps : float, default 1e-5
+    momentum : float or None, default 0.1
+    affine : bool, default True
+        Learn ``weight`` and ``bias``.
+    track_running_stats : bool, default True
+    dtype : float32 (default) or float64
+    backend : optional
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mlkernels import nn
+    >>> bn = nn.BatchNorm1d(1)
+    >>> bn.forward(np.array([[1.0], [3.0]], np.float32)).ravel()
+    array([-0.999995,  0.999995], dtype=float32)
+    >>> bn.running_mean
+    array([0.2], dtype=float32)
+    """
 
     param_names = ("weight", "bias")
 
@@ -366,7 +565,30 @@ class BatchNorm1d(Module):
 
 
 class Sequential(Module):
-    """Layers applied in order; backward runs them in reverse."""
+    """Layers applied in order; backward runs them in reverse.
+
+    Parameters
+    ----------
+    *layers : Module
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mlkernels import nn, optim
+    >>> import mlkernels as mk
+    >>> rng = np.random.default_rng(0)
+    >>> model = nn.Sequential(nn.Linear(4, 8, rng=rng), nn.GELU(), nn.Linear(8, 3, rng=rng))
+    >>> opt = optim.AdamW(model.parameters(), lr=1e-2)
+    >>> x, y = rng.standard_normal((16, 4)).astype(np.float32), rng.integers(0, 3, 16)
+    >>> first = float(mk.cross_entropy(model.forward(x), y))
+    >>> for _ in range(50):
+    ...     logits = model.forward(x)
+    ...     g = mk.cross_entropy_backward(1.0, logits, y)
+    ...     _ = model.backward(g, need_input_grad=False)
+    ...     opt.step(model.grads())
+    >>> float(mk.cross_entropy(model.forward(x), y)) < first
+    True
+    """
 
     def __init__(self, *layers: Module) -> None:
         super().__init__(backend=None)

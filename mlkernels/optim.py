@@ -175,6 +175,43 @@ def sgd_step(params: Arrays, grads: Arrays, momentum_buffers: Optional[Arrays] =
         p = p − lr·d
 
     ``momentum_buffers`` (arrays like the params) is required when momentum != 0.
+
+    Parameters
+    ----------
+    params : numpy.ndarray or list of numpy.ndarray
+        Updated in place: writeable, C-contiguous, float32 or float64 (one dtype for all).
+    grads : numpy.ndarray or list of numpy.ndarray
+        One per parameter, its shape and dtype (any layout: copied once when strided).
+    momentum_buffers : list of numpy.ndarray, optional
+        One per parameter, updated in place; required when ``momentum != 0``.
+    step : int, default 1
+        This step's 1-based number (step 1 starts the momentum buffers).
+    lr, momentum, dampening, weight_decay : float
+        Non-negative.
+    nesterov, maximize : bool
+
+    Returns
+    -------
+    None
+
+    Raises
+    ------
+    TypeError
+        If an array is not a float32/float64 ndarray, dtypes are mixed, or a required state
+        list is missing.
+    ValueError
+        If the lists differ in length, a shape differs from its parameter's, a parameter or
+        state array is read-only, not C-contiguous or shares memory with another, or a
+        hyperparameter is out of range. Nothing is written then.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mlkernels import optim
+    >>> p, g = np.array([1.0, 2.0]), np.array([0.5, -0.5])
+    >>> optim.sgd_step([p], [g], lr=0.1)
+    >>> p
+    array([0.95, 2.05])
     """
     _run(*_prepare_sgd(params, grads, momentum_buffers, step, lr, momentum, dampening,
                        weight_decay, nesterov, maximize))
@@ -209,6 +246,48 @@ def adam_step(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arra
         p = p − lr/(1 − β1ᵗ) · m / (√v / √(1 − β2ᵗ) + eps)
 
     ``step`` is this step's 1-based number t (the bias corrections depend on it).
+
+    Parameters
+    ----------
+    params : numpy.ndarray or list of numpy.ndarray
+        Updated in place: writeable, C-contiguous, float32 or float64 (one dtype for all).
+    grads : numpy.ndarray or list of numpy.ndarray
+        One per parameter, its shape and dtype (any layout: copied once when strided).
+    exp_avgs, exp_avg_sqs : list of numpy.ndarray
+        The moments m and v, one per parameter (zeros before the first step), in place.
+    max_exp_avg_sqs : list of numpy.ndarray, optional
+        The running max of v (with ``amsgrad=True``), in place.
+    step : int
+        This step's 1-based number t.
+    lr, eps, weight_decay : float
+        Non-negative.
+    betas : (float, float)
+        In [0, 1).
+    amsgrad, maximize : bool
+
+    Returns
+    -------
+    None
+
+    Raises
+    ------
+    TypeError
+        If an array is not a float32/float64 ndarray, dtypes are mixed, or a required state
+        list is missing.
+    ValueError
+        If the lists differ in length, a shape differs from its parameter's, a parameter or
+        state array is read-only, not C-contiguous or shares memory with another, or a
+        hyperparameter is out of range. Nothing is written then.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mlkernels import optim
+    >>> p, g = np.array([1.0]), np.array([3.0])
+    >>> m, v = np.zeros(1), np.zeros(1)
+    >>> optim.adam_step([p], [g], [m], [v], step=1, lr=0.1)   # the first step moves by lr
+    >>> p
+    array([0.9])
     """
     _run(*_prepare_adam("adam_step()", False, params, grads, exp_avgs, exp_avg_sqs,
                         max_exp_avg_sqs, step, lr, betas, eps, weight_decay, amsgrad, maximize))
@@ -219,7 +298,39 @@ def adamw_step(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arr
                betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                weight_decay: float = 1e-2, amsgrad: bool = False, maximize: bool = False) -> None:
     """One AdamW step, in place (torch.optim.AdamW): decoupled weight decay
-    p = p·(1 − lr·wd) first, then the Adam update of ``adam_step`` without the L2 term."""
+    p = p·(1 − lr·wd) first, then the Adam update of ``adam_step`` without the L2 term.
+
+    Parameters
+    ----------
+    params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step, lr, betas, eps, amsgrad, maximize
+        As for ``adam_step``.
+    weight_decay : float, default 1e-2
+        The decoupled decay (non-negative).
+
+    Returns
+    -------
+    None
+
+    Raises
+    ------
+    TypeError
+        If an array is not a float32/float64 ndarray, dtypes are mixed, or a required state
+        list is missing.
+    ValueError
+        If the lists differ in length, a shape differs from its parameter's, a parameter or
+        state array is read-only, not C-contiguous or shares memory with another, or a
+        hyperparameter is out of range. Nothing is written then.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mlkernels import optim
+    >>> p, g = np.array([1.0]), np.array([0.0])
+    >>> optim.adamw_step([p], [g], [np.zeros(1)], [np.zeros(1)], step=1, lr=0.1,
+    ...                  weight_decay=0.5)                  # a zero gradient: decay only
+    >>> p
+    array([0.95])
+    """
     _run(*_prepare_adam("adamw_step()", True, params, grads, exp_avgs, exp_avg_sqs,
                         max_exp_avg_sqs, step, lr, betas, eps, weight_decay, amsgrad, maximize))
 
@@ -246,6 +357,43 @@ def rmsprop_step(params: Arrays, grads: Arrays, square_avgs: Arrays,
         g = ±g + wd·p ;  s = α·s + (1 − α)·g²
         centered:  ḡ = α·ḡ + (1 − α)·g ,  a = √(s − ḡ²) + eps    else  a = √s + eps
         momentum:  buf = μ·buf + g/a ,  p = p − lr·buf          else  p = p − lr·g/a
+
+    Parameters
+    ----------
+    params, grads : list of numpy.ndarray
+        As for ``sgd_step``.
+    square_avgs : list of numpy.ndarray
+        s, one per parameter (zeros at first), in place.
+    momentum_buffers : list of numpy.ndarray, optional
+        Required when ``momentum != 0``.
+    grad_avgs : list of numpy.ndarray, optional
+        ḡ, required when ``centered=True``.
+    lr, alpha, eps, weight_decay, momentum : float
+        Non-negative.
+    centered, maximize : bool
+
+    Returns
+    -------
+    None
+
+    Raises
+    ------
+    TypeError
+        If an array is not a float32/float64 ndarray, dtypes are mixed, or a required state
+        list is missing.
+    ValueError
+        If the lists differ in length, a shape differs from its parameter's, a parameter or
+        state array is read-only, not C-contiguous or shares memory with another, or a
+        hyperparameter is out of range. Nothing is written then.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mlkernels import optim
+    >>> p, g, s = np.array([1.0]), np.array([2.0]), np.zeros(1)
+    >>> optim.rmsprop_step([p], [g], [s], lr=0.01, alpha=0.75, eps=0.0)   # √s = |g|/2
+    >>> p
+    array([0.98])
     """
     _run(*_prepare_rmsprop(params, grads, square_avgs, momentum_buffers, grad_avgs, lr, alpha,
                            eps, weight_decay, momentum, centered, maximize))
@@ -268,12 +416,65 @@ def adagrad_step(params: Arrays, grads: Arrays, state_sums: Arrays, *, step: int
 
         g = ±g + wd·p ;  clr = lr / (1 + (t − 1)·lr_decay)
         S = S + g² ;  p = p − clr·g / (√S + eps)
+
+    Parameters
+    ----------
+    params, grads : list of numpy.ndarray
+        As for ``sgd_step``.
+    state_sums : list of numpy.ndarray
+        S, one per parameter (``initial_accumulator_value`` at first), in place.
+    step : int
+        This step's 1-based number t.
+    lr, lr_decay, weight_decay, eps : float
+        Non-negative.
+    maximize : bool
+
+    Returns
+    -------
+    None
+
+    Raises
+    ------
+    TypeError
+        If an array is not a float32/float64 ndarray, dtypes are mixed, or a required state
+        list is missing.
+    ValueError
+        If the lists differ in length, a shape differs from its parameter's, a parameter or
+        state array is read-only, not C-contiguous or shares memory with another, or a
+        hyperparameter is out of range. Nothing is written then.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mlkernels import optim
+    >>> p, g, S = np.array([1.0]), np.array([2.0]), np.zeros(1)
+    >>> optim.adagrad_step([p], [g], [S], step=1, lr=0.1, eps=0.0)   # moves by lr
+    >>> p
+    array([0.9])
     """
     _run(*_prepare_adagrad(params, grads, state_sums, step, lr, lr_decay, weight_decay, eps,
                            maximize))
 
 
 # ============================================================================ classes
+
+class _named:
+    """Errors raised while a class prepares a step name the class (``AdamW()``,
+    ``AdamW.step()``), not the functional step it calls (``adamw_step()``)."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, error, tb) -> bool:
+        if error is not None and kind in (TypeError, ValueError):
+            head, sep, rest = str(error).partition("(): ")
+            if sep and head.endswith("_step"):
+                raise kind(f"{self.where}: {rest}") from None
+        return False
+
 
 class Optimizer:
     """Base of the optimizer classes: param groups, per-parameter state, state_dict.
@@ -288,6 +489,41 @@ class Optimizer:
     of the step), without writing them: the fused step multiplies each gradient by the
     clipping coefficient as it reads it, so clipping costs one reading pass. ``step`` then
     returns the total norm (else None). An attribute: it can be changed between steps.
+
+    Unlike torch.optim, ``step`` takes the gradients as its argument: NumPy arrays carry no
+    ``.grad``. Pass them in the order of the parameters, e.g. ``opt.step(model.grads())``.
+
+    Parameters
+    ----------
+    params : list of numpy.ndarray, or list of dict
+        The parameters (updated in place: writeable, C-contiguous float arrays), or param
+        groups: dicts with a ``"params"`` list and any hyperparameters for that group.
+    defaults : dict
+        The class's hyperparameters (the subclasses fill it from their arguments).
+    max_grad_norm : float, optional
+        Clip the step's gradients to this 2-norm (see above).
+
+    Raises
+    ------
+    TypeError
+        If a parameter is not a float32/float64 ndarray.
+    ValueError
+        If ``params`` is empty, a parameter appears twice or is not writeable/C-contiguous,
+        a group has no ``"params"`` or unknown options, or a hyperparameter is out of range.
+
+    Examples
+    --------
+    Param groups, a schedule, and a resumable state:
+
+    >>> import numpy as np
+    >>> from mlkernels import optim
+    >>> w, b = np.ones((2, 2)), np.zeros(2)
+    >>> opt = optim.AdamW([{"params": [w]}, {"params": [b], "weight_decay": 0.0}], lr=1e-3)
+    >>> opt.step([np.ones((2, 2)), np.ones(2)])
+    >>> for group in opt.param_groups:
+    ...     group["lr"] *= 0.5
+    >>> sorted(opt.state_dict())[:3]
+    ['group0.amsgrad', 'group0.betas', 'group0.eps']
     """
 
     #: the state arrays a parameter carries, given its group's hyperparameters
@@ -302,7 +538,8 @@ class Optimizer:
 
     def _check_options(self, group: dict) -> None:
         """Validate a group's hyperparameters (a step over no arrays checks only those)."""
-        self._prepare(group, [], [], {n: [] for n in self._state_names(group)}, 1)
+        with _named(f"{type(self).__name__}()"):
+            self._prepare(group, [], [], {n: [] for n in self._state_names(group)}, 1)
 
     def __init__(self, params: Iterable, defaults: Dict[str, Any],
                  max_grad_norm: Optional[float] = None) -> None:
@@ -355,11 +592,46 @@ class Optimizer:
         if self.max_grad_norm is not None:
             V.number(where, "max_grad_norm", self.max_grad_norm, low=0.0, finite=False)
 
-    def step(self, grads: Sequence[Optional[np.ndarray]]) -> Optional[np.floating]:
+    def step(self, grads: Optional[Sequence[Optional[np.ndarray]]] = None
+             ) -> Optional[np.floating]:
         """Update every parameter that has a gradient, in place, one fused pass each group.
-        With ``max_grad_norm`` set, the gradients are clipped first and the total norm (before
-        clipping) is returned."""
+
+        Parameters
+        ----------
+        grads : list of numpy.ndarray or None
+            One gradient per parameter, in the order of the parameters (all groups, in
+            order); None skips its parameter. (torch's ``step()`` reads ``p.grad``; NumPy
+            arrays have none, so the gradients are the argument: ``opt.step(model.grads())``.)
+
+        Returns
+        -------
+        numpy.floating or None
+            With ``max_grad_norm`` set, the total 2-norm of the gradients before clipping.
+
+        Raises
+        ------
+        TypeError
+            If ``grads`` is missing or a gradient is not a float array of its parameter's
+            dtype.
+        ValueError
+            If the number of gradients or a shape is wrong. Nothing is updated then.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from mlkernels import optim
+        >>> w = np.array([1.0, 2.0])
+        >>> opt = optim.SGD([w], lr=0.5)
+        >>> opt.step([np.array([1.0, 1.0])])
+        >>> w
+        array([0.5, 1.5])
+        """
         where = f"{type(self).__name__}.step()"
+        if grads is None:
+            raise TypeError(f"{where}: grads is missing; expected the gradients, one per "
+                            f"parameter in the order of the parameters (None to skip one): "
+                            f"NumPy arrays carry no .grad as torch tensors do, so pass them, "
+                            f"e.g. opt.step(model.grads())")
         self._check_max_grad_norm(where)
         flat = self._flat()
         grads = _as_list(where, "grads", grads)
@@ -382,8 +654,9 @@ class Optimizer:
                     buckets.setdefault(st["step"] + 1, []).append(i)
             for step, idx in buckets.items():
                 states = {n: [(new_state.get(i) or self.state[i])[n] for i in idx] for n in names}
-                calls.append(self._prepare(group, [flat[i][2] for i in idx],
-                                           [grads[i] for i in idx], states, step))
+                with _named(where):
+                    calls.append(self._prepare(group, [flat[i][2] for i in idx],
+                                               [grads[i] for i in idx], states, step))
                 calls[-1] = (calls[-1], idx)
         total_norm = None
         if self.max_grad_norm is not None:   # the norm over every gradient of this step
@@ -492,7 +765,29 @@ class Optimizer:
 
 class SGD(Optimizer):
     """Stochastic gradient descent, with momentum, dampening, Nesterov, weight decay
-    (torch.optim.SGD); see ``sgd_step`` for the formulas."""
+    (torch.optim.SGD); see ``sgd_step`` for the formulas.
+
+    Parameters
+    ----------
+    params : list of numpy.ndarray, or list of dict
+        Parameters or param groups (see ``Optimizer``).
+    lr, momentum, dampening, weight_decay : float
+        Non-negative.
+    nesterov, maximize : bool
+    max_grad_norm : float, optional
+        Clip the gradients inside ``step`` (see ``Optimizer``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mlkernels import optim
+    >>> w = np.zeros(2)
+    >>> opt = optim.SGD([w], lr=0.1, momentum=0.9)
+    >>> for _ in range(2):
+    ...     opt.step([np.ones(2)])
+    >>> w                                   # 0.1, then 0.1·(0.9 + 1)
+    array([-0.29, -0.29])
+    """
 
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False, maximize: bool = False,
@@ -512,7 +807,30 @@ class SGD(Optimizer):
 
 class Adam(Optimizer):
     """Adam (torch.optim.Adam): weight_decay is an L2 term added to the gradient; see
-    ``adam_step``."""
+    ``adam_step`` for the formulas.
+
+    Parameters
+    ----------
+    params : list of numpy.ndarray, or list of dict
+        Parameters or param groups (see ``Optimizer``).
+    lr, eps, weight_decay : float
+        Non-negative.
+    betas : (float, float)
+        In [0, 1).
+    amsgrad, maximize : bool
+    max_grad_norm : float, optional
+        Clip the gradients inside ``step`` (see ``Optimizer``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mlkernels import optim
+    >>> w = np.array([1.0])
+    >>> opt = optim.Adam([w], lr=0.1)
+    >>> opt.step([np.array([5.0])])         # the first step moves by lr
+    >>> w
+    array([0.9])
+    """
 
     _decoupled = False
 
@@ -536,7 +854,35 @@ class Adam(Optimizer):
 
 class AdamW(Adam):
     """AdamW (torch.optim.AdamW): decoupled weight decay p ← p·(1 − lr·wd) before the Adam
-    update (Loshchilov & Hutter); see ``adamw_step``."""
+    update (Loshchilov & Hutter); see ``adamw_step``.
+
+    Parameters
+    ----------
+    params : list of numpy.ndarray, or list of dict
+        Parameters or param groups (see ``Optimizer``).
+    lr, eps : float
+        Non-negative.
+    betas : (float, float)
+        In [0, 1).
+    weight_decay : float, default 1e-2
+    amsgrad, maximize : bool
+    max_grad_norm : float, optional
+        Clip the gradients inside ``step`` (see ``Optimizer``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mlkernels import optim
+    >>> w = np.array([1.0])
+    >>> opt = optim.AdamW([w], lr=0.1, weight_decay=0.5)
+    >>> opt.step([np.array([0.0])])         # a zero gradient: the decay alone
+    >>> w
+    array([0.95])
+    >>> state = opt.state_dict()            # flat NumPy arrays: np.savez(f, **state)
+    >>> AdamW = optim.AdamW
+    >>> resumed = AdamW([w.copy()], lr=0.1, weight_decay=0.5)
+    >>> resumed.load_state_dict(state)
+    """
 
     _decoupled = True
 
@@ -549,7 +895,27 @@ class AdamW(Adam):
 
 class RMSprop(Optimizer):
     """RMSprop (torch.optim.RMSprop), optionally centered and with momentum; see
-    ``rmsprop_step``."""
+    ``rmsprop_step`` for the formulas.
+
+    Parameters
+    ----------
+    params : list of numpy.ndarray, or list of dict
+        Parameters or param groups (see ``Optimizer``).
+    lr, alpha, eps, weight_decay, momentum : float
+        Non-negative.
+    centered, maximize : bool
+    max_grad_norm : float, optional
+        Clip the gradients inside ``step`` (see ``Optimizer``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mlkernels import optim
+    >>> w = np.array([1.0])
+    >>> optim.RMSprop([w], lr=0.01, alpha=0.75, eps=0.0).step([np.array([2.0])])
+    >>> w
+    array([0.98])
+    """
 
     def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
@@ -571,7 +937,27 @@ class RMSprop(Optimizer):
 
 
 class Adagrad(Optimizer):
-    """Adagrad (torch.optim.Adagrad); see ``adagrad_step``."""
+    """Adagrad (torch.optim.Adagrad); see ``adagrad_step`` for the formulas.
+
+    Parameters
+    ----------
+    params : list of numpy.ndarray, or list of dict
+        Parameters or param groups (see ``Optimizer``).
+    lr, lr_decay, weight_decay, initial_accumulator_value, eps : float
+        Non-negative.
+    maximize : bool
+    max_grad_norm : float, optional
+        Clip the gradients inside ``step`` (see ``Optimizer``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mlkernels import optim
+    >>> w = np.array([1.0])
+    >>> optim.Adagrad([w], lr=0.1, eps=0.0).step([np.array([2.0])])
+    >>> w
+    array([0.9])
+    """
 
     def __init__(self, params, lr: float = 1e-2, lr_decay: float = 0.0,
                  weight_decay: float = 0.0, initial_accumulator_value: float = 0.0,

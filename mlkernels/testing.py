@@ -46,6 +46,38 @@ def assert_close(actual, expected, dtype=None, *, scale=None, rtol: Optional[flo
     ``dtype`` picks the tolerance (default: actual's dtype); ``rtol``/``atol`` override it
     (say why where you do). NaN must match NaN and ±inf must match exactly. Shapes must be
     equal (no broadcasting).
+
+    Parameters
+    ----------
+    actual, expected : array_like
+        The fast result and the reference (float64, say).
+    dtype : dtype, optional
+        Whose tolerance (``TOLERANCES``) applies; default: actual's.
+    scale : array_like, optional
+        Added to |expected| in the relative term: the size of the terms a reduction summed.
+    rtol, atol : float, optional
+        Override the dtype's tolerance.
+    err_msg : str
+        Prefixed to the failure message.
+
+    Returns
+    -------
+    None
+
+    Raises
+    ------
+    AssertionError
+        Naming the worst element, when any element is out of tolerance, NaN/inf positions
+        differ, or the shapes differ.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mlkernels.testing import assert_close
+    >>> assert_close(np.float32([1.0, np.nan]), [1.0 + 1e-7, np.nan])
+    >>> assert_close(np.float32([1.0]), [1.01])
+    Traceback (most recent call last):
+    AssertionError: ...
     """
     actual = np.asarray(actual)
     expected = np.asarray(expected, np.float64)
@@ -103,7 +135,40 @@ def gradcheck(forward: Callable[..., object], backward: Callable[..., Sequence],
     (-L(x+2h) + 8L(x+h) - 8L(x-h) + L(x-2h)) / 12h, with h = eps·max(1, |x_i|), taken on up
     to ``max_checks`` elements per argument (all of them for small arrays). Functions must be
     smooth around the inputs (keep them away from kinks such as relu at 0).
-    Returns True, or raises GradcheckError naming the argument and element.
+
+    Parameters
+    ----------
+    forward : callable
+        ``forward(*args)`` -> the output array (or a tuple whose first item is it).
+    backward : callable
+        ``backward(r, *args)`` -> the gradients of Σ forward(*args)·r for ``wrt``.
+    args : sequence
+        The arguments (float64 arrays where differentiated).
+    wrt : sequence of int
+        The positions of the arguments to check.
+    eps, rtol, atol : float
+        Step (relative to max(1, |x_i|)) and the tolerance of the comparison.
+    max_checks : int
+        Elements checked per argument (randomly chosen by ``seed`` when more).
+    seed : int
+
+    Returns
+    -------
+    bool
+        True.
+
+    Raises
+    ------
+    GradcheckError
+        Naming the argument and element whose gradient disagrees.
+
+    Examples
+    --------
+    >>> import numpy as np, mlkernels as mk
+    >>> from mlkernels.testing import gradcheck
+    >>> x = np.linspace(-2, 2, 7)
+    >>> gradcheck(mk.gelu, lambda r, x: (mk.gelu_backward(r, x),), (x,), (0,))
+    True
     """
     rng = np.random.default_rng(seed)
     args = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
