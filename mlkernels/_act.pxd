@@ -1,31 +1,43 @@
-"""Activation math and loops, inline, shared by _activations.pyx and _linear.pyx (the fused
-linear + activation). See _activations.pyx for how the kernels are built."""
+# Generated from mlkernels/_activation_table.py by mlkernels/_generate.py
+# (template: mlkernels/_act.pxd.tp); do not edit.
+"""The activation kernels: for each activation f, ``<name>(x, y, n, ..., run)`` computes
+y = f(x) and ``<name>_backward(g, x, gx, n, ..., run)`` computes gx = g·f'(x) (g the
+gradient of the output, x the forward's input), side by side, each under its math.
+
+Reading guide: ``mlkernels.activations.<name>`` checks its parameters and calls the entry of
+the same name in ``_activations.pyx``, which reads the arrays' data pointers, chooses how the
+kernel runs (``Run``) and calls the kernel of the same name here. The fused linear +
+activation (``_linear.pyx``) calls the forward kernels through ``forward_run``. Generated,
+like its callers, from ``_activation_table.py``: each loop's body is a row's snippet.
+
+Every kernel has the same skeleton around its loop:
+
+* **Threads**: with ``run.threads > 1`` the kernel hands CHUNK-element pieces to an OpenMP
+  team, each calling the kernel again on one thread. The entry chooses: one thread below
+  ``SERIAL_BELOW_*`` elements (``_runtime.pxd``), where opening a parallel region costs more
+  than it saves.
+* **The loop** is the plain scalar loop, which GCC vectorizes (AVX-512: 16 float32 or 8
+  float64 lanes): no branch (``a if c else b`` is a select, both arms computed), no libm
+  call (``_vecmath.pxd``'s inline math), constants typed ``<floating>``. Its marker comment
+  (simd) is checked by the vectorization guard (docs/vectorization.md).
+* **Streaming**, in the directions whose large outputs memory bounds (the table's
+  ``streams``): with ``run.stream`` the loop writes a 512-byte tile in L1 that is then copied
+  out with non-temporal stores, tile after tile (``_stream.h``: the output's lines are not
+  read first). A kernel that does not stream has no tile code at all.
+
+``_vecmath.pxd``'s helpers come with this file: ``from mlkernels._act cimport v_exp`` works.
+Figures: docs/kernels/activations.md.
+"""
 from cython cimport floating
-from libc.math cimport fabs, fabsf
+from cython.parallel cimport prange
 
-cdef extern from "_vecmath.h" nogil:
-    float mlk_expf(float x)
-    float mlk_expm1f(float x)
-    float mlk_log1pf(float x)
-    float mlk_tanhf(float x)
-    float mlk_sigmoidf(float x)
-    float mlk_ndtrf(float x)
-    float mlk_exp_half_sqf(float x)
-    float mlk_softplusf(float x)
-    float mlk_exp_neg_absf(float x)
-    double mlk_exp(double x)
-    double mlk_expm1(double x)
-    double mlk_log1p(double x)
-    double mlk_tanh(double x)
-    double mlk_sigmoid(double x)
-    double mlk_ndtr(double x)
-    double mlk_exp_half_sq(double x)
-    double mlk_softplus(double x)
-    double mlk_exp_neg_abs(double x)
+from mlkernels._stream cimport TileMemory, mlk_stream_fence, stream_out, tile_in, tile_len
+from mlkernels._vecmath cimport (GELU_C, SELU_ALPHA, SELU_SCALE, SQRT_2_OVER_PI, sigmoid_slope,
+                                 v_abs, v_exp, v_exp_neg_abs, v_exp_nonpositive, v_expm1,
+                                 v_ndtr, v_npdf, v_select, v_sigmoid, v_softplus, v_tanh)
 
-# The operations (mlkernels/activations.py names them). Parameters a, b per operation:
-#   LEAKY_RELU a = negative_slope;  ELU a = alpha;  SWISH a = beta;
-#   SOFTPLUS a = beta, b = threshold
+# The operations, in the table's order (mlkernels/activations.py has the same codes; the fused
+# linear takes them).
 cdef enum Op:
     RELU = 0
     LEAKY_RELU = 1
@@ -38,235 +50,889 @@ cdef enum Op:
     SIGMOID = 8
     TANH = 9
     SOFTPLUS = 10
-
-cdef extern from *:
-    """
-    #define MLK_SELU_ALPHA 1.6732632423543772848170429916717
-    #define MLK_SELU_SCALE 1.0507009873554804934193349852946
-    #define MLK_SQRT_2_OVER_PI 0.7978845608028654
-    #define MLK_GELU_C 0.044715
-    #define MLK_INV_SQRT_2PI 0.3989422804014327
-    """
-    double SELU_ALPHA "MLK_SELU_ALPHA"
-    double SELU_SCALE "MLK_SELU_SCALE"
-    double SQRT_2_OVER_PI "MLK_SQRT_2_OVER_PI"
-    double GELU_C "MLK_GELU_C"
-    double INV_SQRT_2PI "MLK_INV_SQRT_2PI"
+    HARDSWISH = 11
+    HARDSIGMOID = 12
+    MISH = 13
 
 
-cdef extern from *:
-    """
-    #include <stdint.h>
-    #include <string.h>
-    /* c ? a : b on the bits: both a and b are computed for every element. Written as a plain
-     * select, GCC turns `x > 0 ? g[i] : 0` into a load of g masked by x > 0, and ReLU's
-     * backward ran 1.4x slower from memory (16M float32: 4.7-5.0 ms; 3.5 ms for leaky_relu's,
-     * which loads g for both arms). The mask must be the sign-extended -(c != 0): spelled
-     * 0u - (c != 0), GCC saw through it and made the masked load again (objdump: a
-     * vmovdqu32 (..),%zmm{%k}{z} in the loop). */
-    #define MLK_SELECT_BITS(T, U, S, SUFFIX)                                                 \
-    static inline T mlk_select_bits_##SUFFIX(int c, T a, T b) {                             \
-        U m = (U)-(S)(c != 0), ia, ib, r;           /* all ones or all zeros */             \
-        T f;                                                                                \
-        memcpy(&ia, &a, sizeof a); memcpy(&ib, &b, sizeof b);                               \
-        r = (ia & m) | (ib & ~m);                                                           \
-        memcpy(&f, &r, sizeof f);                                                           \
-        return f;                                                                           \
-    }
-    MLK_SELECT_BITS(float, uint32_t, int32_t, f32)
-    MLK_SELECT_BITS(double, uint64_t, int64_t, f64)
-    #undef MLK_SELECT_BITS
-    """
-    float mlk_select_bits_f32(bint c, float a, float b) nogil
-    double mlk_select_bits_f64(bint c, double a, double b) nogil
+cdef enum:
+    CHUNK = 16384                  # elements per OpenMP work item (64 KiB of float32)
 
 
-# ------------------------------------------------------------------ math, by type
-# Every helper keeps the argument's type: libc's fabs returns a double, and a fused call
-# such as v_exp(-fabs(x)) on a float x would then pick the double (scalar libm) version.
-cdef inline floating v_select(bint c, floating a, floating b) noexcept nogil:
-    """c ? a : b, with both a and b loaded/computed (see mlk_select_bits_f32)."""
-    if floating is float:
-        return mlk_select_bits_f32(c, a, b)
-    else:
-        return mlk_select_bits_f64(c, a, b)
-
-cdef inline floating v_abs(floating x) noexcept nogil:
-    if floating is float:
-        return fabsf(x)
-    else:
-        return fabs(x)
-
-cdef inline floating v_exp(floating x) noexcept nogil:
-    if floating is float:
-        return mlk_expf(x)
-    else:
-        return mlk_exp(x)
-
-cdef inline floating v_exp_nonpositive(floating x) noexcept nogil:
-    """e^x where only x ≤ 0 is used (the slope of ELU and SELU): float64 computes e^−|x|, whose
-    scaling to 2^k is cheaper (nothing to overflow); float32 keeps mlk_expf."""
-    if floating is float:
-        return mlk_expf(x)
-    else:
-        return mlk_exp_neg_abs(x)
-
-cdef inline floating v_expm1(floating x) noexcept nogil:
-    if floating is float:
-        return mlk_expm1f(x)
-    else:
-        return mlk_expm1(x)
-
-cdef inline floating v_tanh(floating x) noexcept nogil:
-    if floating is float:
-        return mlk_tanhf(x)
-    else:
-        return mlk_tanh(x)
-
-cdef inline floating v_sigmoid(floating x) noexcept nogil:
-    """σ(x) through z = e^-|x|, never overflowing; z/(1+z) keeps the left tail relative."""
-    if floating is float:
-        return mlk_sigmoidf(x)
-    else:
-        return mlk_sigmoid(x)
-
-cdef inline floating sigmoid_slope(floating v) noexcept nogil:
-    """σ'(v) = σ(v)·σ(−v) = z/(1 + z)², z = e^−|v|: symmetric, never overflowing, and free of
-    the cancellation of σ(1 − σ) when σ is near 1 (used by every σ-based backward). Beside
-    v_sigmoid(v) in one loop, the two share e^−|v| and 1/(1 + z): the compiler merges them
-    as long as both compute e^−|v| the same way (measured, 1M float32, 1 thread: SiLU's
-    backward 0.29 ms against its forward's 0.24 ms; 0.40 ms while this slope still went
-    through mlk_expf and the sigmoid through the cheaper mlk_exp_neg_absf)."""
-    cdef floating z
-    if floating is float:
-        z = mlk_exp_neg_absf(v)                 # the same e^−|v| as mlk_sigmoidf's
-    else:
-        z = mlk_exp_neg_abs(v)                  # the same e^−|v| as mlk_sigmoid's
-    cdef floating r = 1 / (<floating>1 + z)
-    return z * r * r
+cdef struct Run:
+    # How a kernel runs, as its entry in _activations.pyx chose: on `threads` OpenMP threads
+    # (1: the calling thread, no parallel region); with `stream`, the output is written
+    # through an L1 tile with streaming stores (only the kernels that stream look at it).
+    int threads
+    bint stream
 
 
-cdef inline floating v_softplus(floating v) noexcept nogil:
-    """log(1 + e^v) = max(v, 0) + log1p(e^−|v|): never overflows, relative in the left tail."""
-    if floating is float:
-        return mlk_softplusf(v)
-    else:
-        return mlk_softplus(v)
+cdef inline Py_ssize_t chunk_count(Py_ssize_t n) noexcept nogil:
+    return (n + CHUNK - 1) // CHUNK
 
 
-cdef inline floating v_ndtr(floating x) noexcept nogil:
-    """Φ(x), the standard normal CDF (0.5·erfc(−x/√2), relative accuracy in the left tail)."""
-    if floating is float:
-        return mlk_ndtrf(x)
-    else:
-        return mlk_ndtr(x)
-
-cdef inline floating v_npdf(floating x) noexcept nogil:
-    """φ(x) = e^(−x²/2)/√(2π)."""
-    if floating is float:
-        return mlk_exp_half_sqf(x) * <float>INV_SQRT_2PI
-    else:
-        return mlk_exp_half_sq(x) * INV_SQRT_2PI
+cdef inline Py_ssize_t chunk_len(Py_ssize_t n, Py_ssize_t c) noexcept nogil:
+    """The length of chunk c of n elements."""
+    return min(<Py_ssize_t>CHUNK, n - c * CHUNK)
 
 
-# ------------------------------------------------------------------ forward and backward
-# Each pair: y = f(x) over a run of n elements, then grad_x = g·f'(x). The backward of f
-# takes the forward's input x, as in torch (for GELU the derivative needs x, not y).
-# Written for the vectorizer: every expensive value is computed for all elements first and
-# then selected with a cheap `a if c else b` (gcc if-converts a select, but not an expensive
-# arm), and constants carry the element type (<floating>1): a bare literal is a double in
-# the generated C and would turn float arithmetic into double arithmetic.
+cdef inline Run alone(Run run) noexcept nogil:
+    """The same run on the calling thread (a chunk's)."""
+    run.threads = 1
+    return run
 
-cdef inline void forward_run(Op op, const floating* x, floating* y, Py_ssize_t n,
-                      floating a, floating b) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef floating v, u, e, inv_a
-    if op == RELU:                     # max(x, 0); NaN and -0 pass through
-        for i in range(n):             # simd
+
+# ================================================================================ relu
+# y = f(x): max(x, 0); NaN and -0 pass through
+# f'(x) = 1 if x > 0 else 0 (0 at the kink x = 0; NaN where x is NaN)
+# The backward selects on the bits (v_select): as a plain select GCC loaded g under a mask, and
+# ReLU's backward ran 1.4x slower from memory than leaky_relu's.
+# Reference: mlkernels/reference/activations.py, relu and relu_backward.
+# Run: both directions stream large outputs; a memory-bound loop (SERIAL_BELOW_MEMORY_BOUND).
+
+cdef inline void relu(const floating* x, floating* y, Py_ssize_t n, Run run) noexcept nogil:
+    """y = max(x, 0); NaN and -0 pass through."""
+    cdef Py_ssize_t i, c, m = n
+    cdef TileMemory tile
+    cdef floating* out = y           # streaming: the loop writes y, a tile in L1, copied to out
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            relu(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), alone(run))
+        return
+    if run.stream:
+        y = tile_in(&tile, out)
+    while n > 0:                     # one pass; or, streaming, tile after tile
+        if run.stream:
+            m = tile_len(out, n)
+        for i in range(m):           # simd
             y[i] = 0 if x[i] < 0 else x[i]
-    elif op == LEAKY_RELU:             # x if x > 0 else a·x
-        for i in range(n):             # simd
-            y[i] = x[i] if x[i] > 0 else a * x[i]
-    elif op == ELU:                    # x if x > 0 else α(e^x − 1)
-        for i in range(n):             # simd
-            e = a * v_expm1(x[i])
-            y[i] = x[i] if x[i] > 0 else e
-    elif op == SELU:                   # λ(x if x > 0 else α(e^x − 1))
-        for i in range(n):             # simd
-            e = <floating>SELU_ALPHA * v_expm1(x[i])
-            y[i] = <floating>SELU_SCALE * (x[i] if x[i] > 0 else e)
-    elif op == GELU:                   # x·Φ(x)
-        for i in range(n):             # simd
-            y[i] = x[i] * v_ndtr(x[i])
-    elif op == GELU_TANH:              # 0.5x(1 + tanh(u)) = x·σ(2u), u = √(2/π)(x + 0.044715x³)
-        for i in range(n):             # simd
-            v = x[i]
-            u = <floating>SQRT_2_OVER_PI * (v + <floating>GELU_C * v * v * v)
-            y[i] = v * v_sigmoid(u + u)   # σ form: no 1 + tanh cancellation for x << 0
-    elif op == SILU:                   # x·σ(x)
-        for i in range(n):             # simd
-            y[i] = x[i] * v_sigmoid(x[i])
-    elif op == SWISH:                  # x·σ(βx)
-        for i in range(n):             # simd
-            y[i] = x[i] * v_sigmoid(a * x[i])
-    elif op == SIGMOID:
-        for i in range(n):             # simd
-            y[i] = v_sigmoid(x[i])
-    elif op == TANH:
-        for i in range(n):             # simd
-            y[i] = v_tanh(x[i])
-    elif op == SOFTPLUS:               # log(1 + e^(βx))/β, or x where βx > threshold
-        inv_a = 1 / a                  # one division per call, not per element
-        for i in range(n):             # simd
-            v = a * x[i]
-            e = v_softplus(v) * inv_a
-            y[i] = x[i] if v > b else e
+        if run.stream:
+            stream_out(out, y, m)
+        x += m
+        out += m
+        n -= m
+    if run.stream:
+        mlk_stream_fence()
 
 
-cdef inline void backward_run(Op op, const floating* g, const floating* x, floating* gx, Py_ssize_t n,
-                       floating a, floating b) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef floating v, u, d, xc, e
-    if op == RELU:                     # f' = 1 if x > 0 else 0 (0 at the kink); NaN x -> NaN
-        for i in range(n):             # simd
+cdef inline void relu_backward(const floating* g, const floating* x, floating* gx, Py_ssize_t n,
+                               Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = 1 if x > 0 else 0 (0 at the kink x = 0; NaN where x is NaN)."""
+    cdef Py_ssize_t i, c, m = n
+    cdef TileMemory tile
+    cdef floating* out = gx          # streaming: the loop writes gx, a tile in L1, copied to out
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            relu_backward(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
+                          alone(run))
+        return
+    if run.stream:
+        gx = tile_in(&tile, out)
+    while n > 0:                     # one pass; or, streaming, tile after tile (gx may be g
+        if run.stream:               # or x: each tile is read before it is written)
+            m = tile_len(out, n)
+        for i in range(m):           # simd
             gx[i] = v_select(x[i] > 0, g[i], x[i] if x[i] != x[i] else 0)
-    elif op == LEAKY_RELU:
-        for i in range(n):             # simd
-            gx[i] = g[i] if x[i] > 0 else a * g[i]
-    elif op == ELU:                    # f' = 1 if x > 0 else α·e^x
-        for i in range(n):             # simd
-            e = a * v_exp_nonpositive(x[i])
+        if run.stream:
+            stream_out(out, gx, m)
+        g += m
+        x += m
+        out += m
+        n -= m
+    if run.stream:
+        mlk_stream_fence()
+
+
+# ================================================================================ leaky_relu
+# y = f(x): x if x > 0 else negative_slope·x
+# f'(x) = 1 if x > 0 else negative_slope
+# Reference: mlkernels/reference/activations.py, leaky_relu and leaky_relu_backward.
+# Run: both directions stream large outputs; a memory-bound loop (SERIAL_BELOW_MEMORY_BOUND).
+
+cdef inline void leaky_relu(const floating* x, floating* y, Py_ssize_t n, floating negative_slope,
+                            Run run) noexcept nogil:
+    """y = x if x > 0 else negative_slope·x."""
+    cdef Py_ssize_t i, c, m = n
+    cdef TileMemory tile
+    cdef floating* out = y           # streaming: the loop writes y, a tile in L1, copied to out
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            leaky_relu(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), negative_slope, alone(run))
+        return
+    if run.stream:
+        y = tile_in(&tile, out)
+    while n > 0:                     # one pass; or, streaming, tile after tile
+        if run.stream:
+            m = tile_len(out, n)
+        for i in range(m):           # simd
+            y[i] = x[i] if x[i] > 0 else negative_slope * x[i]
+        if run.stream:
+            stream_out(out, y, m)
+        x += m
+        out += m
+        n -= m
+    if run.stream:
+        mlk_stream_fence()
+
+
+cdef inline void leaky_relu_backward(const floating* g, const floating* x, floating* gx,
+                                     Py_ssize_t n, floating negative_slope,
+                                     Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = 1 if x > 0 else negative_slope."""
+    cdef Py_ssize_t i, c, m = n
+    cdef TileMemory tile
+    cdef floating* out = gx          # streaming: the loop writes gx, a tile in L1, copied to out
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            leaky_relu_backward(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
+                                negative_slope, alone(run))
+        return
+    if run.stream:
+        gx = tile_in(&tile, out)
+    while n > 0:                     # one pass; or, streaming, tile after tile (gx may be g
+        if run.stream:               # or x: each tile is read before it is written)
+            m = tile_len(out, n)
+        for i in range(m):           # simd
+            gx[i] = g[i] if x[i] > 0 else negative_slope * g[i]
+        if run.stream:
+            stream_out(out, gx, m)
+        g += m
+        x += m
+        out += m
+        n -= m
+    if run.stream:
+        mlk_stream_fence()
+
+
+# ================================================================================ elu
+# y = f(x): x if x > 0 else alpha·(e^x − 1)
+# f'(x) = 1 if x > 0 else alpha·e^x
+# e^x − 1 through expm1: full relative accuracy near 0. Both arms are computed for every
+# element, then one is selected.
+# Reference: mlkernels/reference/activations.py, elu and elu_backward.
+# Run: the backward streams large outputs, not the forward, whose arithmetic is its bound; a
+# compute-bound loop (SERIAL_BELOW_COMPUTE_BOUND).
+
+cdef inline void elu(const floating* x, floating* y, Py_ssize_t n, floating alpha,
+                     Run run) noexcept nogil:
+    """y = x if x > 0 else alpha·(e^x − 1)."""
+    cdef Py_ssize_t i, c
+    cdef floating e
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            elu(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), alpha, alone(run))
+        return
+    for i in range(n):               # simd
+        e = alpha * v_expm1(x[i])
+        y[i] = x[i] if x[i] > 0 else e
+
+
+cdef inline void elu_backward(const floating* g, const floating* x, floating* gx, Py_ssize_t n,
+                              floating alpha, Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = 1 if x > 0 else alpha·e^x."""
+    cdef Py_ssize_t i, c, m = n
+    cdef TileMemory tile
+    cdef floating* out = gx          # streaming: the loop writes gx, a tile in L1, copied to out
+    cdef floating e
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            elu_backward(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c), alpha,
+                         alone(run))
+        return
+    if run.stream:
+        gx = tile_in(&tile, out)
+    while n > 0:                     # one pass; or, streaming, tile after tile (gx may be g
+        if run.stream:               # or x: each tile is read before it is written)
+            m = tile_len(out, n)
+        for i in range(m):           # simd
+            e = alpha * v_exp_nonpositive(x[i])
             gx[i] = g[i] * (<floating>1 if x[i] > 0 else e)
-    elif op == SELU:
-        for i in range(n):             # simd
+        if run.stream:
+            stream_out(out, gx, m)
+        g += m
+        x += m
+        out += m
+        n -= m
+    if run.stream:
+        mlk_stream_fence()
+
+
+# ================================================================================ selu
+# y = f(x): λ·(x if x > 0 else α·(e^x − 1)), α = 1.6732632423543772, λ = 1.0507009873554805
+# f'(x) = λ if x > 0 else λ·α·e^x
+# Reference: mlkernels/reference/activations.py, selu and selu_backward.
+# Run: the backward streams large outputs, not the forward, whose arithmetic is its bound; a
+# compute-bound loop (SERIAL_BELOW_COMPUTE_BOUND).
+
+cdef inline void selu(const floating* x, floating* y, Py_ssize_t n, Run run) noexcept nogil:
+    """y = λ·(x if x > 0 else α·(e^x − 1)), α = 1.6732632423543772, λ = 1.0507009873554805."""
+    cdef Py_ssize_t i, c
+    cdef floating e
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            selu(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), alone(run))
+        return
+    for i in range(n):               # simd
+        e = <floating>SELU_ALPHA * v_expm1(x[i])
+        y[i] = <floating>SELU_SCALE * (x[i] if x[i] > 0 else e)
+
+
+cdef inline void selu_backward(const floating* g, const floating* x, floating* gx, Py_ssize_t n,
+                               Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = λ if x > 0 else λ·α·e^x."""
+    cdef Py_ssize_t i, c, m = n
+    cdef TileMemory tile
+    cdef floating* out = gx          # streaming: the loop writes gx, a tile in L1, copied to out
+    cdef floating e
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            selu_backward(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
+                          alone(run))
+        return
+    if run.stream:
+        gx = tile_in(&tile, out)
+    while n > 0:                     # one pass; or, streaming, tile after tile (gx may be g
+        if run.stream:               # or x: each tile is read before it is written)
+            m = tile_len(out, n)
+        for i in range(m):           # simd
             e = <floating>SELU_ALPHA * v_exp_nonpositive(x[i])
             gx[i] = g[i] * <floating>SELU_SCALE * (<floating>1 if x[i] > 0 else e)
-    elif op == GELU:                   # f' = Φ(x) + x·φ(x)
-        for i in range(n):             # simd
-            gx[i] = g[i] * (v_ndtr(x[i]) + x[i] * v_npdf(x[i]))
-    elif op == GELU_TANH:              # f' = σ(2u) + 2x·σ'(2u)·u'
-        for i in range(n):             # simd
+        if run.stream:
+            stream_out(out, gx, m)
+        g += m
+        x += m
+        out += m
+        n -= m
+    if run.stream:
+        mlk_stream_fence()
+
+
+# ================================================================================ gelu
+# y = f(x): x·Φ(x), Φ the standard normal CDF
+# f'(x) = Φ(x) + x·φ(x), φ the standard normal density
+# Φ and φ are _vecmath.h's vectorizable erfc-based pieces, relative in the left tail.
+# Reference: mlkernels/reference/activations.py, gelu and gelu_backward.
+# Run: neither direction streams: the arithmetic is the bound; a compute-bound loop
+# (SERIAL_BELOW_COMPUTE_BOUND).
+
+cdef inline void gelu(const floating* x, floating* y, Py_ssize_t n, Run run) noexcept nogil:
+    """y = x·Φ(x), Φ the standard normal CDF."""
+    cdef Py_ssize_t i, c
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            gelu(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), alone(run))
+        return
+    for i in range(n):               # simd
+        y[i] = x[i] * v_ndtr(x[i])
+
+
+cdef inline void gelu_backward(const floating* g, const floating* x, floating* gx, Py_ssize_t n,
+                               Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = Φ(x) + x·φ(x), φ the standard normal density."""
+    cdef Py_ssize_t i, c
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            gelu_backward(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
+                          alone(run))
+        return
+    for i in range(n):               # simd
+        gx[i] = g[i] * (v_ndtr(x[i]) + x[i] * v_npdf(x[i]))
+
+
+# =================================================================== gelu_tanh (approximate="tanh")
+# y = f(x): 0.5·x·(1 + tanh(u)) = x·σ(2u), u = √(2/π)·(x + 0.044715·x³)
+# f'(x) = σ(2u) + 2x·σ'(2u)·u', u' = √(2/π)·(1 + 3·0.044715·x²)
+# The σ form: 1 + tanh(u) cancels for x << 0, 2σ(2u) does not.
+# Reference: mlkernels/reference/activations.py, gelu and gelu_backward (approximate="tanh").
+# Run: the backward streams large outputs, not the forward, whose arithmetic is its bound; a
+# compute-bound loop (SERIAL_BELOW_COMPUTE_BOUND).
+
+cdef inline void gelu_tanh(const floating* x, floating* y, Py_ssize_t n, Run run) noexcept nogil:
+    """y = 0.5·x·(1 + tanh(u)) = x·σ(2u), u = √(2/π)·(x + 0.044715·x³)."""
+    cdef Py_ssize_t i, c
+    cdef floating v, u
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            gelu_tanh(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), alone(run))
+        return
+    for i in range(n):               # simd
+        v = x[i]
+        u = <floating>SQRT_2_OVER_PI * (v + <floating>GELU_C * v * v * v)
+        y[i] = v * v_sigmoid(u + u)
+
+
+cdef inline void gelu_tanh_backward(const floating* g, const floating* x, floating* gx,
+                                    Py_ssize_t n, Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = σ(2u) + 2x·σ'(2u)·u', u' = √(2/π)·(1 + 3·0.044715·x²)."""
+    cdef Py_ssize_t i, c, m = n
+    cdef TileMemory tile
+    cdef floating* out = gx          # streaming: the loop writes gx, a tile in L1, copied to out
+    cdef floating v, u, xc, d
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            gelu_tanh_backward(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
+                               alone(run))
+        return
+    if run.stream:
+        gx = tile_in(&tile, out)
+    while n > 0:                     # one pass; or, streaming, tile after tile (gx may be g
+        if run.stream:               # or x: each tile is read before it is written)
+            m = tile_len(out, n)
+        for i in range(m):           # simd
             v = x[i]
             u = <floating>SQRT_2_OVER_PI * (v + <floating>GELU_C * v * v * v)
             # σ'(2u) is exactly 0 for |x| > 1e4: clamp x there so that x·u' stays finite
             xc = v if v_abs(v) < 1e4 else (<floating>1e4 if v > 0 else <floating>-1e4)
             d = <floating>SQRT_2_OVER_PI * (<floating>1 + <floating>(3 * GELU_C) * xc * xc)
             gx[i] = g[i] * (v_sigmoid(u + u) + (xc + xc) * sigmoid_slope(u + u) * d)
-    elif op == SILU:                   # f' = σ(x) + x·σ'(x)
-        for i in range(n):             # simd
+        if run.stream:
+            stream_out(out, gx, m)
+        g += m
+        x += m
+        out += m
+        n -= m
+    if run.stream:
+        mlk_stream_fence()
+
+
+# ================================================================================ silu
+# y = f(x): x·σ(x)
+# f'(x) = σ(x) + x·σ'(x) = σ(x)·(1 + x·(1 − σ(x)))
+# σ and σ' share e^−|x| and 1/(1 + e^−|x|) in the backward (sigmoid_slope).
+# Reference: mlkernels/reference/activations.py, silu and silu_backward.
+# Run: both directions stream large outputs; a compute-bound loop (SERIAL_BELOW_COMPUTE_BOUND).
+
+cdef inline void silu(const floating* x, floating* y, Py_ssize_t n, Run run) noexcept nogil:
+    """y = x·σ(x)."""
+    cdef Py_ssize_t i, c, m = n
+    cdef TileMemory tile
+    cdef floating* out = y           # streaming: the loop writes y, a tile in L1, copied to out
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            silu(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), alone(run))
+        return
+    if run.stream:
+        y = tile_in(&tile, out)
+    while n > 0:                     # one pass; or, streaming, tile after tile
+        if run.stream:
+            m = tile_len(out, n)
+        for i in range(m):           # simd
+            y[i] = x[i] * v_sigmoid(x[i])
+        if run.stream:
+            stream_out(out, y, m)
+        x += m
+        out += m
+        n -= m
+    if run.stream:
+        mlk_stream_fence()
+
+
+cdef inline void silu_backward(const floating* g, const floating* x, floating* gx, Py_ssize_t n,
+                               Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = σ(x) + x·σ'(x) = σ(x)·(1 + x·(1 − σ(x)))."""
+    cdef Py_ssize_t i, c, m = n
+    cdef TileMemory tile
+    cdef floating* out = gx          # streaming: the loop writes gx, a tile in L1, copied to out
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            silu_backward(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
+                          alone(run))
+        return
+    if run.stream:
+        gx = tile_in(&tile, out)
+    while n > 0:                     # one pass; or, streaming, tile after tile (gx may be g
+        if run.stream:               # or x: each tile is read before it is written)
+            m = tile_len(out, n)
+        for i in range(m):           # simd
             gx[i] = g[i] * (v_sigmoid(x[i]) + x[i] * sigmoid_slope(x[i]))
-    elif op == SWISH:                  # f' = σ(βx) + βx·σ'(βx)
-        for i in range(n):             # simd
-            v = a * x[i]
+        if run.stream:
+            stream_out(out, gx, m)
+        g += m
+        x += m
+        out += m
+        n -= m
+    if run.stream:
+        mlk_stream_fence()
+
+
+# ================================================================================ swish
+# y = f(x): x·σ(beta·x)
+# f'(x) = σ(βx) + βx·σ'(βx) (the gradient with respect to x only)
+# Reference: mlkernels/reference/activations.py, swish and swish_backward.
+# Run: both directions stream large outputs; a compute-bound loop (SERIAL_BELOW_COMPUTE_BOUND).
+
+cdef inline void swish(const floating* x, floating* y, Py_ssize_t n, floating beta,
+                       Run run) noexcept nogil:
+    """y = x·σ(beta·x)."""
+    cdef Py_ssize_t i, c, m = n
+    cdef TileMemory tile
+    cdef floating* out = y           # streaming: the loop writes y, a tile in L1, copied to out
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            swish(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), beta, alone(run))
+        return
+    if run.stream:
+        y = tile_in(&tile, out)
+    while n > 0:                     # one pass; or, streaming, tile after tile
+        if run.stream:
+            m = tile_len(out, n)
+        for i in range(m):           # simd
+            y[i] = x[i] * v_sigmoid(beta * x[i])
+        if run.stream:
+            stream_out(out, y, m)
+        x += m
+        out += m
+        n -= m
+    if run.stream:
+        mlk_stream_fence()
+
+
+cdef inline void swish_backward(const floating* g, const floating* x, floating* gx, Py_ssize_t n,
+                                floating beta, Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = σ(βx) + βx·σ'(βx) (the gradient with respect to x only)."""
+    cdef Py_ssize_t i, c, m = n
+    cdef TileMemory tile
+    cdef floating* out = gx          # streaming: the loop writes gx, a tile in L1, copied to out
+    cdef floating v
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            swish_backward(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c), beta,
+                           alone(run))
+        return
+    if run.stream:
+        gx = tile_in(&tile, out)
+    while n > 0:                     # one pass; or, streaming, tile after tile (gx may be g
+        if run.stream:               # or x: each tile is read before it is written)
+            m = tile_len(out, n)
+        for i in range(m):           # simd
+            v = beta * x[i]
             gx[i] = g[i] * (v_sigmoid(v) + v * sigmoid_slope(v))
-    elif op == SIGMOID:                # f' = σ'(x)
-        for i in range(n):             # simd
+        if run.stream:
+            stream_out(out, gx, m)
+        g += m
+        x += m
+        out += m
+        n -= m
+    if run.stream:
+        mlk_stream_fence()
+
+
+# ================================================================================ sigmoid
+# y = f(x): σ(x) = 1/(1 + e^−x)
+# f'(x) = σ'(x) = σ(x)·(1 − σ(x))
+# σ' as z/(1 + z)², z = e^−|x|: no cancellation of 1 − σ near σ = 1.
+# Reference: mlkernels/reference/activations.py, sigmoid and sigmoid_backward.
+# Run: both directions stream large outputs; a compute-bound loop (SERIAL_BELOW_COMPUTE_BOUND).
+
+cdef inline void sigmoid(const floating* x, floating* y, Py_ssize_t n, Run run) noexcept nogil:
+    """y = σ(x) = 1/(1 + e^−x)."""
+    cdef Py_ssize_t i, c, m = n
+    cdef TileMemory tile
+    cdef floating* out = y           # streaming: the loop writes y, a tile in L1, copied to out
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            sigmoid(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), alone(run))
+        return
+    if run.stream:
+        y = tile_in(&tile, out)
+    while n > 0:                     # one pass; or, streaming, tile after tile
+        if run.stream:
+            m = tile_len(out, n)
+        for i in range(m):           # simd
+            y[i] = v_sigmoid(x[i])
+        if run.stream:
+            stream_out(out, y, m)
+        x += m
+        out += m
+        n -= m
+    if run.stream:
+        mlk_stream_fence()
+
+
+cdef inline void sigmoid_backward(const floating* g, const floating* x, floating* gx, Py_ssize_t n,
+                                  Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = σ'(x) = σ(x)·(1 − σ(x))."""
+    cdef Py_ssize_t i, c, m = n
+    cdef TileMemory tile
+    cdef floating* out = gx          # streaming: the loop writes gx, a tile in L1, copied to out
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            sigmoid_backward(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
+                             alone(run))
+        return
+    if run.stream:
+        gx = tile_in(&tile, out)
+    while n > 0:                     # one pass; or, streaming, tile after tile (gx may be g
+        if run.stream:               # or x: each tile is read before it is written)
+            m = tile_len(out, n)
+        for i in range(m):           # simd
             gx[i] = g[i] * sigmoid_slope(x[i])
-    elif op == TANH:                   # f' = 1 − tanh² = 4σ'(2x)  (no cancellation near ±1)
-        for i in range(n):             # simd
+        if run.stream:
+            stream_out(out, gx, m)
+        g += m
+        x += m
+        out += m
+        n -= m
+    if run.stream:
+        mlk_stream_fence()
+
+
+# ================================================================================ tanh
+# y = f(x): tanh(x)
+# f'(x) = 1 − tanh²(x)
+# The backward as 1 − tanh²(x) = 4σ'(2x): no cancellation near tanh = ±1.
+# Reference: mlkernels/reference/activations.py, tanh and tanh_backward.
+# Run: both directions stream large outputs; a compute-bound loop (SERIAL_BELOW_COMPUTE_BOUND).
+
+cdef inline void tanh(const floating* x, floating* y, Py_ssize_t n, Run run) noexcept nogil:
+    """y = tanh(x)."""
+    cdef Py_ssize_t i, c, m = n
+    cdef TileMemory tile
+    cdef floating* out = y           # streaming: the loop writes y, a tile in L1, copied to out
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            tanh(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), alone(run))
+        return
+    if run.stream:
+        y = tile_in(&tile, out)
+    while n > 0:                     # one pass; or, streaming, tile after tile
+        if run.stream:
+            m = tile_len(out, n)
+        for i in range(m):           # simd
+            y[i] = v_tanh(x[i])
+        if run.stream:
+            stream_out(out, y, m)
+        x += m
+        out += m
+        n -= m
+    if run.stream:
+        mlk_stream_fence()
+
+
+cdef inline void tanh_backward(const floating* g, const floating* x, floating* gx, Py_ssize_t n,
+                               Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = 1 − tanh²(x)."""
+    cdef Py_ssize_t i, c, m = n
+    cdef TileMemory tile
+    cdef floating* out = gx          # streaming: the loop writes gx, a tile in L1, copied to out
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            tanh_backward(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
+                          alone(run))
+        return
+    if run.stream:
+        gx = tile_in(&tile, out)
+    while n > 0:                     # one pass; or, streaming, tile after tile (gx may be g
+        if run.stream:               # or x: each tile is read before it is written)
+            m = tile_len(out, n)
+        for i in range(m):           # simd
             gx[i] = g[i] * (<floating>4 * sigmoid_slope(x[i] + x[i]))
-    elif op == SOFTPLUS:               # f' = σ(βx), or 1 where βx > threshold
-        for i in range(n):             # simd
-            v = a * x[i]
+        if run.stream:
+            stream_out(out, gx, m)
+        g += m
+        x += m
+        out += m
+        n -= m
+    if run.stream:
+        mlk_stream_fence()
+
+
+# ================================================================================ softplus
+# y = f(x): log(1 + e^(beta·x))/beta, or x where beta·x > threshold
+# f'(x) = σ(beta·x), or 1 where beta·x > threshold
+# log(1 + e^v) as max(v, 0) + log1p(e^−|v|): never overflows, relative in the left tail.
+# Reference: mlkernels/reference/activations.py, softplus and softplus_backward.
+# Run: the backward streams large outputs, not the forward, whose arithmetic is its bound; a
+# compute-bound loop (SERIAL_BELOW_COMPUTE_BOUND).
+
+cdef inline void softplus(const floating* x, floating* y, Py_ssize_t n, floating beta,
+                          floating threshold, Run run) noexcept nogil:
+    """y = log(1 + e^(beta·x))/beta, or x where beta·x > threshold."""
+    cdef Py_ssize_t i, c
+    cdef floating v, e, inv_beta
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            softplus(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), beta, threshold, alone(run))
+        return
+    inv_beta = 1 / beta           # one division per call, not per element
+    for i in range(n):               # simd
+        v = beta * x[i]
+        e = v_softplus(v) * inv_beta
+        y[i] = x[i] if v > threshold else e
+
+
+cdef inline void softplus_backward(const floating* g, const floating* x, floating* gx,
+                                   Py_ssize_t n, floating beta, floating threshold,
+                                   Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = σ(beta·x), or 1 where beta·x > threshold."""
+    cdef Py_ssize_t i, c, m = n
+    cdef TileMemory tile
+    cdef floating* out = gx          # streaming: the loop writes gx, a tile in L1, copied to out
+    cdef floating v, e
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            softplus_backward(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c), beta,
+                              threshold, alone(run))
+        return
+    if run.stream:
+        gx = tile_in(&tile, out)
+    while n > 0:                     # one pass; or, streaming, tile after tile (gx may be g
+        if run.stream:               # or x: each tile is read before it is written)
+            m = tile_len(out, n)
+        for i in range(m):           # simd
+            v = beta * x[i]
             e = v_sigmoid(v)
-            gx[i] = g[i] * (<floating>1 if v > b else e)
+            gx[i] = g[i] * (<floating>1 if v > threshold else e)
+        if run.stream:
+            stream_out(out, gx, m)
+        g += m
+        x += m
+        out += m
+        n -= m
+    if run.stream:
+        mlk_stream_fence()
+
+
+# ================================================================================ hardswish
+# y = f(x): x·min(max(x + 3, 0), 6)/6
+# f'(x) = 0 for x ≤ −3, x/3 + 1/2 for −3 < x < 3, 1 for x ≥ 3
+# Arithmetic as torch's (x·r/6, x/3 + 1/2). min and max are selects written so that NaN passes
+# through.
+# Reference: mlkernels/reference/activations.py, hardswish and hardswish_backward.
+# Run: both directions stream large outputs; a memory-bound loop (SERIAL_BELOW_MEMORY_BOUND).
+
+cdef inline void hardswish(const floating* x, floating* y, Py_ssize_t n, Run run) noexcept nogil:
+    """y = x·min(max(x + 3, 0), 6)/6."""
+    cdef Py_ssize_t i, c, m = n
+    cdef TileMemory tile
+    cdef floating* out = y           # streaming: the loop writes y, a tile in L1, copied to out
+    cdef floating r
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            hardswish(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), alone(run))
+        return
+    if run.stream:
+        y = tile_in(&tile, out)
+    while n > 0:                     # one pass; or, streaming, tile after tile
+        if run.stream:
+            m = tile_len(out, n)
+        for i in range(m):           # simd
+            r = x[i] + <floating>3        # relu6(x + 3); NaN passes through
+            r = <floating>0 if r < 0 else r
+            r = <floating>6 if r > 6 else r
+            y[i] = x[i] * r / <floating>6
+        if run.stream:
+            stream_out(out, y, m)
+        x += m
+        out += m
+        n -= m
+    if run.stream:
+        mlk_stream_fence()
+
+
+cdef inline void hardswish_backward(const floating* g, const floating* x, floating* gx,
+                                    Py_ssize_t n, Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = 0 for x ≤ −3, x/3 + 1/2 for −3 < x < 3, 1 for x ≥ 3."""
+    cdef Py_ssize_t i, c, m = n
+    cdef TileMemory tile
+    cdef floating* out = gx          # streaming: the loop writes gx, a tile in L1, copied to out
+    cdef floating d
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            hardswish_backward(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
+                               alone(run))
+        return
+    if run.stream:
+        gx = tile_in(&tile, out)
+    while n > 0:                     # one pass; or, streaming, tile after tile (gx may be g
+        if run.stream:               # or x: each tile is read before it is written)
+            m = tile_len(out, n)
+        for i in range(m):           # simd
+            d = x[i] / <floating>3 + <floating>0.5      # the slope between the kinks
+            d = <floating>1 if x[i] >= 3 else d
+            gx[i] = v_select(x[i] <= -3, <floating>0, g[i] * d)
+        if run.stream:
+            stream_out(out, gx, m)
+        g += m
+        x += m
+        out += m
+        n -= m
+    if run.stream:
+        mlk_stream_fence()
+
+
+# ================================================================================ hardsigmoid
+# y = f(x): min(max(x + 3, 0), 6)/6
+# f'(x) = 1/6 for −3 < x < 3, else 0 (0 at the kinks, as torch)
+# The backward selects, on the bits (v_select: no masked load of g), g inside the kinks, x where
+# x is NaN and 0 elsewhere, then scales by 1/6.
+# Reference: mlkernels/reference/activations.py, hardsigmoid and hardsigmoid_backward.
+# Run: both directions stream large outputs; a memory-bound loop (SERIAL_BELOW_MEMORY_BOUND).
+
+cdef inline void hardsigmoid(const floating* x, floating* y, Py_ssize_t n, Run run) noexcept nogil:
+    """y = min(max(x + 3, 0), 6)/6."""
+    cdef Py_ssize_t i, c, m = n
+    cdef TileMemory tile
+    cdef floating* out = y           # streaming: the loop writes y, a tile in L1, copied to out
+    cdef floating r
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            hardsigmoid(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), alone(run))
+        return
+    if run.stream:
+        y = tile_in(&tile, out)
+    while n > 0:                     # one pass; or, streaming, tile after tile
+        if run.stream:
+            m = tile_len(out, n)
+        for i in range(m):           # simd
+            r = x[i] + <floating>3        # relu6(x + 3); NaN passes through
+            r = <floating>0 if r < 0 else r
+            r = <floating>6 if r > 6 else r
+            y[i] = r / <floating>6
+        if run.stream:
+            stream_out(out, y, m)
+        x += m
+        out += m
+        n -= m
+    if run.stream:
+        mlk_stream_fence()
+
+
+cdef inline void hardsigmoid_backward(const floating* g, const floating* x, floating* gx,
+                                      Py_ssize_t n, Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = 1/6 for −3 < x < 3, else 0 (0 at the kinks, as torch)."""
+    cdef Py_ssize_t i, c, m = n
+    cdef TileMemory tile
+    cdef floating* out = gx          # streaming: the loop writes gx, a tile in L1, copied to out
+    cdef floating s
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            hardsigmoid_backward(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
+                                 alone(run))
+        return
+    if run.stream:
+        gx = tile_in(&tile, out)
+    while n > 0:                     # one pass; or, streaming, tile after tile (gx may be g
+        if run.stream:               # or x: each tile is read before it is written)
+            m = tile_len(out, n)
+        for i in range(m):           # simd
+            s = v_select(v_abs(x[i]) < 3, g[i], x[i] if x[i] != x[i] else <floating>0)
+            gx[i] = s * <floating>(1.0 / 6)
+        if run.stream:
+            stream_out(out, gx, m)
+        g += m
+        x += m
+        out += m
+        n -= m
+    if run.stream:
+        mlk_stream_fence()
+
+
+# ================================================================================ mish
+# y = f(x): x·tanh(log(1 + e^x))
+# f'(x) = tanh(sp) + x·σ(x)·(1 − tanh²(sp)), sp = softplus(x)
+# One e^−|x| and one division per element; 1 − tanh² is formed from z, not by subtracting from
+# 1.
+# Reference: mlkernels/reference/activations.py, mish and mish_backward.
+# Run: both directions stream large outputs; a compute-bound loop (SERIAL_BELOW_COMPUTE_BOUND).
+
+cdef inline void mish(const floating* x, floating* y, Py_ssize_t n, Run run) noexcept nogil:
+    """y = x·tanh(log(1 + e^x))."""
+    cdef Py_ssize_t i, c, m = n
+    cdef TileMemory tile
+    cdef floating* out = y           # streaming: the loop writes y, a tile in L1, copied to out
+    cdef floating z, num
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            mish(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), alone(run))
+        return
+    if run.stream:
+        y = tile_in(&tile, out)
+    while n > 0:                     # one pass; or, streaming, tile after tile
+        if run.stream:
+            m = tile_len(out, n)
+        for i in range(m):           # simd
+            z = v_exp_neg_abs(x[i])
+            # tanh(softplus(x)) = num/den, over z: x ≥ 0: (1 + 2z)/(1 + 2z + 2z²),
+            # x < 0: z(z + 2)/(z(z + 2) + 2)
+            num = (<floating>1 + z + z) if x[i] >= 0 else z * (z + <floating>2)
+            y[i] = x[i] * num / (num + (<floating>2 * z * z if x[i] >= 0 else <floating>2))
+        if run.stream:
+            stream_out(out, y, m)
+        x += m
+        out += m
+        n -= m
+    if run.stream:
+        mlk_stream_fence()
+
+
+cdef inline void mish_backward(const floating* g, const floating* x, floating* gx, Py_ssize_t n,
+                               Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = tanh(sp) + x·σ(x)·(1 − tanh²(sp)), sp = softplus(x)."""
+    cdef Py_ssize_t i, c, m = n
+    cdef TileMemory tile
+    cdef floating* out = gx          # streaming: the loop writes gx, a tile in L1, copied to out
+    cdef floating z, num, r, q, s
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            mish_backward(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
+                          alone(run))
+        return
+    if run.stream:
+        gx = tile_in(&tile, out)
+    while n > 0:                     # one pass; or, streaming, tile after tile (gx may be g
+        if run.stream:               # or x: each tile is read before it is written)
+            m = tile_len(out, n)
+        for i in range(m):           # simd
+            z = v_exp_neg_abs(x[i])
+            num = (<floating>1 + z + z) if x[i] >= 0 else z * (z + <floating>2)
+            r = <floating>1 / (num + (<floating>2 * z * z if x[i] >= 0 else <floating>2))
+            # σ(x)·(1 − tanh²(softplus(x))) = 4z(1 + z)·q/den², q = z (x ≥ 0) or 1
+            q = z if x[i] >= 0 else <floating>1
+            s = <floating>4 * z * (<floating>1 + z) * q * r * r
+            gx[i] = g[i] * (num * r + x[i] * s)
+        if run.stream:
+            stream_out(out, gx, m)
+        g += m
+        x += m
+        out += m
+        n -= m
+    if run.stream:
+        mlk_stream_fence()
+# ================================================================================ fused linear
+
+cdef inline void forward_run(Op op, const floating* x, floating* y, Py_ssize_t n, floating a,
+                             floating b) noexcept nogil:
+    """y = f(x) on the calling thread, unstreamed: the fused linear + activation
+    (_linear.pyx) applies it to a band of rows still in cache. a, b: the operation's
+    parameters, in the table's order (those it has)."""
+    cdef Run run
+    run.threads, run.stream = 1, False
+    if op == RELU:
+        relu(x, y, n, run)
+    elif op == LEAKY_RELU:
+        leaky_relu(x, y, n, a, run)
+    elif op == ELU:
+        elu(x, y, n, a, run)
+    elif op == SELU:
+        selu(x, y, n, run)
+    elif op == GELU:
+        gelu(x, y, n, run)
+    elif op == GELU_TANH:
+        gelu_tanh(x, y, n, run)
+    elif op == SILU:
+        silu(x, y, n, run)
+    elif op == SWISH:
+        swish(x, y, n, a, run)
+    elif op == SIGMOID:
+        sigmoid(x, y, n, run)
+    elif op == TANH:
+        tanh(x, y, n, run)
+    elif op == SOFTPLUS:
+        softplus(x, y, n, a, b, run)
+    elif op == HARDSWISH:
+        hardswish(x, y, n, run)
+    elif op == HARDSIGMOID:
+        hardsigmoid(x, y, n, run)
+    elif op == MISH:
+        mish(x, y, n, run)

@@ -1,146 +1,54 @@
-"""Activation kernels: y = f(x) and grad_x = grad_out · f'(x), elementwise.
+# Generated from mlkernels/_activation_table.py by mlkernels/_generate.py
+# (template: mlkernels/_activations.pyx.tp); do not edit.
+"""Activation kernels: the entries of mlkernels/activations.py, PReLU, and a test hook.
 
-How it is built
----------------
-* One loop per activation and direction, each branchless (selects, not ifs) and calling only
-  the inline math of ``_vecmath.h``, so GCC vectorizes it (AVX-512: 16 float32 or 8 float64
-  lanes).
-* One pass: read x (and grad_out), write y. A NumPy composition of GELU makes 5-10 passes and
-  calls scipy's scalar erf.
-* Large arrays are cut into chunks of ``CHUNK`` elements handed to OpenMP threads; below a
-  threshold the call stays serial (opening a parallel region costs microseconds).
-* The per-call cost on tiny arrays is kept small: ``unary``/``binary`` take the ndarray
-  objects and read their data pointers directly (no memoryview acquisition); anything
-  unusual (strides, byte order, a wrong ``out``...) returns ``NotImplemented`` and the
-  Python API (mlkernels/activations.py) takes the fully validated path instead.
+Reading guide
+-------------
+Each public function of ``mlkernels/activations.py`` (``gelu``, ``gelu_backward``, ...)
+checks its parameters and calls the entry of the same name here (``gelu`` with
+``approximate="tanh"`` calls ``gelu_tanh``). The entry takes the ndarrays themselves, reads
+their data pointers (no memoryviews: acquiring one costs more than a small call's whole
+work), chooses how the kernel runs (``Run``: threads, streaming) and calls the kernel of the
+same name in ``_act.pxd``, whose loop sits under its math. The entries and kernels are
+generated from ``_activation_table.py``; PReLU (a learned slope per channel: a weight array
+and a sum, not a table row) and the test hook of ``_vecmath.h`` are written in the template.
+
+An entry takes only *plain* arrays: float32 or float64, C-contiguous, aligned, native byte
+order, and an ``out`` of the input's shape and dtype that is the input itself or does not
+overlap it. Anything else returns ``NotImplemented``, and the public function checks every
+argument (naming what is wrong) and copies the input into shape before calling again: small
+calls with plain arrays pay for no checks they do not need.
 """
 from cython cimport floating
-from cython.parallel cimport prange
 from libc.stdlib cimport calloc, free
 
-from mlkernels._stream cimport (STREAM_FROM_BYTES, TILE_MAX, mlk_stream_fence, stream_out,
-                               tile_len)
-
-from mlkernels._act cimport (Op, RELU, LEAKY_RELU, ELU, SELU, GELU, GELU_TANH, SILU, SWISH,
-                             SIGMOID, TANH, SOFTPLUS, forward_run, backward_run, v_select)
-from mlkernels._act cimport mlk_expf, mlk_expm1f, mlk_log1pf, mlk_tanhf, mlk_sigmoidf
-from mlkernels._act cimport mlk_ndtrf, mlk_exp_half_sqf, mlk_softplusf
-from mlkernels._act cimport (mlk_exp, mlk_expm1, mlk_log1p, mlk_tanh, mlk_sigmoid, mlk_ndtr,
-                             mlk_exp_half_sq, mlk_softplus)
-from mlkernels._reduce cimport sum_of
-
 cimport numpy as cnp
-from mlkernels._arrays cimport plain, same_shape, share_bytes
 import numpy as np
 
-from mlkernels._runtime cimport kernel_threads
+cimport mlkernels._act as act
+from mlkernels._act cimport Run
+from mlkernels._arrays cimport plain, same_shape, share_bytes
+from mlkernels._reduce cimport sum_of
+from mlkernels._runtime cimport (SERIAL_BELOW_COMPUTE_BOUND, SERIAL_BELOW_MEMORY_BOUND,
+                                kernel_threads, stream_from)
+from mlkernels._vecmath cimport v_select
+from mlkernels._vecmath cimport (mlk_expf, mlk_expm1f, mlk_log1pf, mlk_tanhf, mlk_sigmoidf,
+                                 mlk_ndtrf, mlk_exp_half_sqf, mlk_softplusf, mlk_exp, mlk_expm1,
+                                 mlk_log1p, mlk_tanh, mlk_sigmoid, mlk_ndtr, mlk_exp_half_sq,
+                                 mlk_softplus)
 
 cnp.import_array()
 
-# Outputs of at least this many bytes are written with streaming stores (_stream.h; the same
-# threshold as the norm kernels', and why).
-cdef Py_ssize_t STREAM_FROM = STREAM_FROM_BYTES
 
+# ================================================================================ plumbing
 
-def set_stream_from(Py_ssize_t nbytes):
-    """Set the output size from which activations stream their output; returns the old
-    value. For tests (to drive the streaming path with small arrays) and measurements."""
-    global STREAM_FROM
-    old, STREAM_FROM = STREAM_FROM, nbytes
-    return old
-
-
-cdef enum:
-    CHUNK = 16384                  # elements per OpenMP work item (64 KiB of float32)
-    SERIAL_BELOW_CHEAP = 262144    # relu-like ops: memory-bound, threads pay off late
-    SERIAL_BELOW = 32768           # ops with exp/erf/tanh: compute-bound, threads pay off early
-
-cdef inline bint is_cheap(Op op) noexcept nogil:
-    return op == RELU or op == LEAKY_RELU
-
-
-# Which large outputs are streamed (_stream.h): only where memory, not arithmetic, bounds the
-# loop. 16M float32, 2 threads, streamed against not, alternating in one process (ms):
-#   forward   relu 2.28-2.36 / 2.80-2.81, leaky_relu 2.31 / 2.78, silu 2.28-2.31 / 2.80-2.84,
-#             swish 2.39 / 2.78, sigmoid 2.30 / 2.79, tanh 2.48 / 2.80; but elu 3.05 / 2.83,
-#             selu 3.08 / 2.89, softplus 3.14 / 2.93-2.95, gelu 3.79-3.84 / 3.58-3.64,
-#             gelu-tanh 3.00 / 2.96: there the arithmetic is the bound, and the tile's
-#             extra pass through L1 is a loss.
-#   backward  every one gains (silu 3.14 / 4.20, softplus 3.10 / 4.05, gelu-tanh 3.81 / 4.27)
-#             but gelu, 4.92-5.04 / 4.80-4.83.
-cdef inline bint streams_forward(Op op) noexcept nogil:
-    return not (op == ELU or op == SELU or op == SOFTPLUS or op == GELU or op == GELU_TANH)
-
-
-cdef inline bint streams_backward(Op op) noexcept nogil:
-    return op != GELU
-
-
-cdef void forward_all(Op op, const floating* x, floating* y, Py_ssize_t n, floating a,
-                      floating b, int n_threads) noexcept nogil:
-    cdef Py_ssize_t c, n_chunks = (n + CHUNK - 1) // CHUNK
-    cdef bint stream = streams_forward(op) and n * <Py_ssize_t>sizeof(floating) >= STREAM_FROM
-    if n_threads <= 1:
-        forward_chunk(op, x, y, n, a, b, stream)
-    else:
-        for c in prange(n_chunks, num_threads=n_threads, schedule="static"):
-            forward_chunk(op, x + c * CHUNK, y + c * CHUNK,
-                          min(<Py_ssize_t>CHUNK, n - c * CHUNK), a, b, stream)
-
-
-cdef void forward_chunk(Op op, const floating* x, floating* y, Py_ssize_t n, floating a,
-                        floating b, bint stream) noexcept nogil:
-    """y = f(x); streamed: tile by tile into a line-aligned L1 buffer, then out (_stream.h)."""
-    cdef Py_ssize_t p = 0, m
-    cdef floating raw[TILE_MAX + 16]
-    cdef floating* buffer = <floating*>((<size_t>&raw[0] + 63) & ~(<size_t>63))
-    if not stream:
-        forward_run(op, x, y, n, a, b)
-        return
-    while p < n:
-        m = tile_len(y + p, n - p)
-        forward_run(op, x + p, buffer, m, a, b)
-        stream_out(y + p, buffer, m)
-        p += m
-    mlk_stream_fence()
-
-
-cdef void backward_all(Op op, const floating* g, const floating* x, floating* gx, Py_ssize_t n,
-                       floating a, floating b, int n_threads) noexcept nogil:
-    cdef Py_ssize_t c, n_chunks = (n + CHUNK - 1) // CHUNK
-    cdef bint stream = streams_backward(op) and n * <Py_ssize_t>sizeof(floating) >= STREAM_FROM
-    if n_threads <= 1:
-        backward_chunk(op, g, x, gx, n, a, b, stream)
-    else:
-        for c in prange(n_chunks, num_threads=n_threads, schedule="static"):
-            backward_chunk(op, g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK,
-                           min(<Py_ssize_t>CHUNK, n - c * CHUNK), a, b, stream)
-
-
-cdef void backward_chunk(Op op, const floating* g, const floating* x, floating* gx,
-                         Py_ssize_t n, floating a, floating b, bint stream) noexcept nogil:
-    """grad_x = g·f'(x); streamed as forward_chunk (gx may be g or x: each tile is read
-    before it is written)."""
-    cdef Py_ssize_t p = 0, m
-    cdef floating raw[TILE_MAX + 16]
-    cdef floating* buffer = <floating*>((<size_t>&raw[0] + 63) & ~(<size_t>63))
-    if not stream:
-        backward_run(op, g, x, gx, n, a, b)
-        return
-    while p < n:
-        m = tile_len(gx + p, n - p)
-        backward_run(op, g + p, x + p, buffer, m, a, b)
-        stream_out(gx + p, buffer, m)
-        p += m
-    mlk_stream_fence()
-
-
-# ------------------------------------------------------------------ entry points
-
-cdef int threads_for(Op op, Py_ssize_t n):
-    if n < (SERIAL_BELOW_CHEAP if is_cheap(op) else SERIAL_BELOW):
-        return 1
-    return kernel_threads()
+cdef struct Arrays:
+    # A plain call's data: what an entry hands its kernel.
+    void* g                   # the gradient of the output (backward)
+    void* x
+    void* y                   # the output
+    Py_ssize_t n
+    bint f64
 
 
 cdef inline bint overlaps(cnp.ndarray a, cnp.ndarray b):
@@ -150,8 +58,8 @@ cdef inline bint overlaps(cnp.ndarray a, cnp.ndarray b):
 
 
 cdef object output_for(cnp.ndarray x, object out, int typenum):
-    """out itself if usable (right type/shape, C-contiguous, writeable, and either exactly x
-    or not overlapping it), a fresh array if out is None, else None (-> checked path)."""
+    """out itself if usable (right type and shape, C-contiguous, writeable), a fresh array if
+    out is None, else None."""
     if out is None:
         return cnp.PyArray_EMPTY(cnp.PyArray_NDIM(x), cnp.PyArray_DIMS(x), typenum, 0)
     if type(out) is not np.ndarray:
@@ -162,58 +70,524 @@ cdef object output_for(cnp.ndarray x, object out, int typenum):
     return o
 
 
-def unary(int op, object x, object out, double a=0.0, double b=0.0):
-    """y = f(x) into ``out`` (or a new array). NotImplemented when x or out is not a plain
-    float array of matching shape: the caller then validates and copies."""
+cdef object forward_arrays(object x, object out, Arrays* a):
+    """The output (out, or a new array) and a's pointers when x and out are plain; None
+    otherwise."""
     if type(x) is not np.ndarray:
-        return NotImplemented
+        return None
     cdef cnp.ndarray xa = <cnp.ndarray>x
     cdef int typenum = cnp.PyArray_TYPE(xa)
     if (typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64) or not plain(xa, typenum):
-        return NotImplemented
+        return None
     y = output_for(xa, out, typenum)
     if y is None or overlaps(<cnp.ndarray>y, xa):
-        return NotImplemented
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(xa)
-    cdef int nt = threads_for(<Op>op, n)
-    cdef void* px = cnp.PyArray_DATA(xa)
-    cdef void* py = cnp.PyArray_DATA(<cnp.ndarray>y)
-    with nogil:
-        if typenum == cnp.NPY_FLOAT32:
-            forward_all[float](<Op>op, <float*>px, <float*>py, n, <float>a, <float>b, nt)
-        else:
-            forward_all[double](<Op>op, <double*>px, <double*>py, n, a, b, nt)
+        return None
+    a.x = cnp.PyArray_DATA(xa)
+    a.y = cnp.PyArray_DATA(<cnp.ndarray>y)
+    a.n = cnp.PyArray_SIZE(xa)
+    a.f64 = typenum == cnp.NPY_FLOAT64
     return y
 
 
-def binary(int op, object grad_out, object x, object out, double a=0.0, double b=0.0):
-    """grad_x = grad_out·f'(x) into ``out`` (which may be grad_out or x itself)."""
+cdef object backward_arrays(object grad_out, object x, object out, Arrays* a):
+    """As forward_arrays, with grad_out of x's shape and dtype (out may be grad_out or x)."""
     if type(x) is not np.ndarray or type(grad_out) is not np.ndarray:
-        return NotImplemented
+        return None
     cdef cnp.ndarray xa = <cnp.ndarray>x
     cdef cnp.ndarray ga = <cnp.ndarray>grad_out
     cdef int typenum = cnp.PyArray_TYPE(xa)
     if ((typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64) or not plain(xa, typenum)
             or not plain(ga, typenum) or not same_shape(ga, xa)):
-        return NotImplemented
+        return None
     y = output_for(xa, out, typenum)
     if y is None or overlaps(<cnp.ndarray>y, xa) or overlaps(<cnp.ndarray>y, ga):
-        return NotImplemented
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(xa)
-    cdef int nt = threads_for(<Op>op, n)
-    cdef void* pg = cnp.PyArray_DATA(ga)
-    cdef void* px = cnp.PyArray_DATA(xa)
-    cdef void* py = cnp.PyArray_DATA(<cnp.ndarray>y)
-    with nogil:
-        if typenum == cnp.NPY_FLOAT32:
-            backward_all[float](<Op>op, <float*>pg, <float*>px, <float*>py, n, <float>a,
-                                <float>b, nt)
-        else:
-            backward_all[double](<Op>op, <double*>pg, <double*>px, <double*>py, n, a, b, nt)
+        return None
+    a.g = cnp.PyArray_DATA(ga)
+    a.x = cnp.PyArray_DATA(xa)
+    a.y = cnp.PyArray_DATA(<cnp.ndarray>y)
+    a.n = cnp.PyArray_SIZE(xa)
+    a.f64 = typenum == cnp.NPY_FLOAT64
     return y
 
 
-# ------------------------------------------------------------------ PReLU
+cdef inline Run run_for(const Arrays* a, Py_ssize_t serial_below, bint streams) noexcept nogil:
+    """One thread below serial_below elements, else the runtime's count (_runtime.pxd);
+    streamed when the kernel streams and the output is large (stream_from())."""
+    cdef Run run
+    run.threads = 1 if a.n < serial_below else kernel_threads()
+    run.stream = streams and a.n * (8 if a.f64 else 4) >= stream_from()
+    return run
+
+
+# ================================================================================ entries
+# One pair per kernel: `<name>(x, out, params...)` -> y, `<name>_backward(grad_out, x, out,
+# params...)` -> grad_x, or NotImplemented (see the module's docstring).
+
+
+def relu(x, out):
+    """y = f(x) into out (or a new array), for mlkernels.activations.relu."""
+    cdef Arrays a
+    y = forward_arrays(x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_MEMORY_BOUND, True)
+    with nogil:
+        if a.f64:
+            act.relu(<const double*>a.x, <double*>a.y, a.n, run)
+        else:
+            act.relu(<const float*>a.x, <float*>a.y, a.n, run)
+    return y
+
+
+def relu_backward(grad_out, x, out):
+    """grad_x = grad_out·f'(x) into out (or a new array), for
+    mlkernels.activations.relu_backward."""
+    cdef Arrays a
+    y = backward_arrays(grad_out, x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_MEMORY_BOUND, True)
+    with nogil:
+        if a.f64:
+            act.relu_backward(<const double*>a.g, <const double*>a.x, <double*>a.y, a.n,
+                        run)
+        else:
+            act.relu_backward(<const float*>a.g, <const float*>a.x, <float*>a.y, a.n,
+                        run)
+    return y
+
+
+def leaky_relu(x, out, double negative_slope):
+    """y = f(x) into out (or a new array), for mlkernels.activations.leaky_relu."""
+    cdef Arrays a
+    y = forward_arrays(x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_MEMORY_BOUND, True)
+    with nogil:
+        if a.f64:
+            act.leaky_relu(<const double*>a.x, <double*>a.y, a.n, negative_slope, run)
+        else:
+            act.leaky_relu(<const float*>a.x, <float*>a.y, a.n, <float>negative_slope, run)
+    return y
+
+
+def leaky_relu_backward(grad_out, x, out, double negative_slope):
+    """grad_x = grad_out·f'(x) into out (or a new array), for
+    mlkernels.activations.leaky_relu_backward."""
+    cdef Arrays a
+    y = backward_arrays(grad_out, x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_MEMORY_BOUND, True)
+    with nogil:
+        if a.f64:
+            act.leaky_relu_backward(<const double*>a.g, <const double*>a.x, <double*>a.y, a.n,
+                        negative_slope, run)
+        else:
+            act.leaky_relu_backward(<const float*>a.g, <const float*>a.x, <float*>a.y, a.n,
+                        <float>negative_slope, run)
+    return y
+
+
+def elu(x, out, double alpha):
+    """y = f(x) into out (or a new array), for mlkernels.activations.elu."""
+    cdef Arrays a
+    y = forward_arrays(x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, False)
+    with nogil:
+        if a.f64:
+            act.elu(<const double*>a.x, <double*>a.y, a.n, alpha, run)
+        else:
+            act.elu(<const float*>a.x, <float*>a.y, a.n, <float>alpha, run)
+    return y
+
+
+def elu_backward(grad_out, x, out, double alpha):
+    """grad_x = grad_out·f'(x) into out (or a new array), for
+    mlkernels.activations.elu_backward."""
+    cdef Arrays a
+    y = backward_arrays(grad_out, x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
+    with nogil:
+        if a.f64:
+            act.elu_backward(<const double*>a.g, <const double*>a.x, <double*>a.y, a.n,
+                        alpha, run)
+        else:
+            act.elu_backward(<const float*>a.g, <const float*>a.x, <float*>a.y, a.n,
+                        <float>alpha, run)
+    return y
+
+
+def selu(x, out):
+    """y = f(x) into out (or a new array), for mlkernels.activations.selu."""
+    cdef Arrays a
+    y = forward_arrays(x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, False)
+    with nogil:
+        if a.f64:
+            act.selu(<const double*>a.x, <double*>a.y, a.n, run)
+        else:
+            act.selu(<const float*>a.x, <float*>a.y, a.n, run)
+    return y
+
+
+def selu_backward(grad_out, x, out):
+    """grad_x = grad_out·f'(x) into out (or a new array), for
+    mlkernels.activations.selu_backward."""
+    cdef Arrays a
+    y = backward_arrays(grad_out, x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
+    with nogil:
+        if a.f64:
+            act.selu_backward(<const double*>a.g, <const double*>a.x, <double*>a.y, a.n,
+                        run)
+        else:
+            act.selu_backward(<const float*>a.g, <const float*>a.x, <float*>a.y, a.n,
+                        run)
+    return y
+
+
+def gelu(x, out):
+    """y = f(x) into out (or a new array), for mlkernels.activations.gelu."""
+    cdef Arrays a
+    y = forward_arrays(x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, False)
+    with nogil:
+        if a.f64:
+            act.gelu(<const double*>a.x, <double*>a.y, a.n, run)
+        else:
+            act.gelu(<const float*>a.x, <float*>a.y, a.n, run)
+    return y
+
+
+def gelu_backward(grad_out, x, out):
+    """grad_x = grad_out·f'(x) into out (or a new array), for
+    mlkernels.activations.gelu_backward."""
+    cdef Arrays a
+    y = backward_arrays(grad_out, x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, False)
+    with nogil:
+        if a.f64:
+            act.gelu_backward(<const double*>a.g, <const double*>a.x, <double*>a.y, a.n,
+                        run)
+        else:
+            act.gelu_backward(<const float*>a.g, <const float*>a.x, <float*>a.y, a.n,
+                        run)
+    return y
+
+
+def gelu_tanh(x, out):
+    """y = f(x) into out (or a new array), for mlkernels.activations.gelu
+    (approximate="tanh")."""
+    cdef Arrays a
+    y = forward_arrays(x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, False)
+    with nogil:
+        if a.f64:
+            act.gelu_tanh(<const double*>a.x, <double*>a.y, a.n, run)
+        else:
+            act.gelu_tanh(<const float*>a.x, <float*>a.y, a.n, run)
+    return y
+
+
+def gelu_tanh_backward(grad_out, x, out):
+    """grad_x = grad_out·f'(x) into out (or a new array), for
+    mlkernels.activations.gelu_backward (approximate="tanh")."""
+    cdef Arrays a
+    y = backward_arrays(grad_out, x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
+    with nogil:
+        if a.f64:
+            act.gelu_tanh_backward(<const double*>a.g, <const double*>a.x, <double*>a.y, a.n,
+                        run)
+        else:
+            act.gelu_tanh_backward(<const float*>a.g, <const float*>a.x, <float*>a.y, a.n,
+                        run)
+    return y
+
+
+def silu(x, out):
+    """y = f(x) into out (or a new array), for mlkernels.activations.silu."""
+    cdef Arrays a
+    y = forward_arrays(x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
+    with nogil:
+        if a.f64:
+            act.silu(<const double*>a.x, <double*>a.y, a.n, run)
+        else:
+            act.silu(<const float*>a.x, <float*>a.y, a.n, run)
+    return y
+
+
+def silu_backward(grad_out, x, out):
+    """grad_x = grad_out·f'(x) into out (or a new array), for
+    mlkernels.activations.silu_backward."""
+    cdef Arrays a
+    y = backward_arrays(grad_out, x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
+    with nogil:
+        if a.f64:
+            act.silu_backward(<const double*>a.g, <const double*>a.x, <double*>a.y, a.n,
+                        run)
+        else:
+            act.silu_backward(<const float*>a.g, <const float*>a.x, <float*>a.y, a.n,
+                        run)
+    return y
+
+
+def swish(x, out, double beta):
+    """y = f(x) into out (or a new array), for mlkernels.activations.swish."""
+    cdef Arrays a
+    y = forward_arrays(x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
+    with nogil:
+        if a.f64:
+            act.swish(<const double*>a.x, <double*>a.y, a.n, beta, run)
+        else:
+            act.swish(<const float*>a.x, <float*>a.y, a.n, <float>beta, run)
+    return y
+
+
+def swish_backward(grad_out, x, out, double beta):
+    """grad_x = grad_out·f'(x) into out (or a new array), for
+    mlkernels.activations.swish_backward."""
+    cdef Arrays a
+    y = backward_arrays(grad_out, x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
+    with nogil:
+        if a.f64:
+            act.swish_backward(<const double*>a.g, <const double*>a.x, <double*>a.y, a.n,
+                        beta, run)
+        else:
+            act.swish_backward(<const float*>a.g, <const float*>a.x, <float*>a.y, a.n,
+                        <float>beta, run)
+    return y
+
+
+def sigmoid(x, out):
+    """y = f(x) into out (or a new array), for mlkernels.activations.sigmoid."""
+    cdef Arrays a
+    y = forward_arrays(x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
+    with nogil:
+        if a.f64:
+            act.sigmoid(<const double*>a.x, <double*>a.y, a.n, run)
+        else:
+            act.sigmoid(<const float*>a.x, <float*>a.y, a.n, run)
+    return y
+
+
+def sigmoid_backward(grad_out, x, out):
+    """grad_x = grad_out·f'(x) into out (or a new array), for
+    mlkernels.activations.sigmoid_backward."""
+    cdef Arrays a
+    y = backward_arrays(grad_out, x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
+    with nogil:
+        if a.f64:
+            act.sigmoid_backward(<const double*>a.g, <const double*>a.x, <double*>a.y, a.n,
+                        run)
+        else:
+            act.sigmoid_backward(<const float*>a.g, <const float*>a.x, <float*>a.y, a.n,
+                        run)
+    return y
+
+
+def tanh(x, out):
+    """y = f(x) into out (or a new array), for mlkernels.activations.tanh."""
+    cdef Arrays a
+    y = forward_arrays(x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
+    with nogil:
+        if a.f64:
+            act.tanh(<const double*>a.x, <double*>a.y, a.n, run)
+        else:
+            act.tanh(<const float*>a.x, <float*>a.y, a.n, run)
+    return y
+
+
+def tanh_backward(grad_out, x, out):
+    """grad_x = grad_out·f'(x) into out (or a new array), for
+    mlkernels.activations.tanh_backward."""
+    cdef Arrays a
+    y = backward_arrays(grad_out, x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
+    with nogil:
+        if a.f64:
+            act.tanh_backward(<const double*>a.g, <const double*>a.x, <double*>a.y, a.n,
+                        run)
+        else:
+            act.tanh_backward(<const float*>a.g, <const float*>a.x, <float*>a.y, a.n,
+                        run)
+    return y
+
+
+def softplus(x, out, double beta, double threshold):
+    """y = f(x) into out (or a new array), for mlkernels.activations.softplus."""
+    cdef Arrays a
+    y = forward_arrays(x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, False)
+    with nogil:
+        if a.f64:
+            act.softplus(<const double*>a.x, <double*>a.y, a.n, beta, threshold, run)
+        else:
+            act.softplus(<const float*>a.x, <float*>a.y, a.n, <float>beta, <float>threshold, run)
+    return y
+
+
+def softplus_backward(grad_out, x, out, double beta, double threshold):
+    """grad_x = grad_out·f'(x) into out (or a new array), for
+    mlkernels.activations.softplus_backward."""
+    cdef Arrays a
+    y = backward_arrays(grad_out, x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
+    with nogil:
+        if a.f64:
+            act.softplus_backward(<const double*>a.g, <const double*>a.x, <double*>a.y, a.n,
+                        beta, threshold, run)
+        else:
+            act.softplus_backward(<const float*>a.g, <const float*>a.x, <float*>a.y, a.n,
+                        <float>beta, <float>threshold, run)
+    return y
+
+
+def hardswish(x, out):
+    """y = f(x) into out (or a new array), for mlkernels.activations.hardswish."""
+    cdef Arrays a
+    y = forward_arrays(x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_MEMORY_BOUND, True)
+    with nogil:
+        if a.f64:
+            act.hardswish(<const double*>a.x, <double*>a.y, a.n, run)
+        else:
+            act.hardswish(<const float*>a.x, <float*>a.y, a.n, run)
+    return y
+
+
+def hardswish_backward(grad_out, x, out):
+    """grad_x = grad_out·f'(x) into out (or a new array), for
+    mlkernels.activations.hardswish_backward."""
+    cdef Arrays a
+    y = backward_arrays(grad_out, x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_MEMORY_BOUND, True)
+    with nogil:
+        if a.f64:
+            act.hardswish_backward(<const double*>a.g, <const double*>a.x, <double*>a.y, a.n,
+                        run)
+        else:
+            act.hardswish_backward(<const float*>a.g, <const float*>a.x, <float*>a.y, a.n,
+                        run)
+    return y
+
+
+def hardsigmoid(x, out):
+    """y = f(x) into out (or a new array), for mlkernels.activations.hardsigmoid."""
+    cdef Arrays a
+    y = forward_arrays(x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_MEMORY_BOUND, True)
+    with nogil:
+        if a.f64:
+            act.hardsigmoid(<const double*>a.x, <double*>a.y, a.n, run)
+        else:
+            act.hardsigmoid(<const float*>a.x, <float*>a.y, a.n, run)
+    return y
+
+
+def hardsigmoid_backward(grad_out, x, out):
+    """grad_x = grad_out·f'(x) into out (or a new array), for
+    mlkernels.activations.hardsigmoid_backward."""
+    cdef Arrays a
+    y = backward_arrays(grad_out, x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_MEMORY_BOUND, True)
+    with nogil:
+        if a.f64:
+            act.hardsigmoid_backward(<const double*>a.g, <const double*>a.x, <double*>a.y, a.n,
+                        run)
+        else:
+            act.hardsigmoid_backward(<const float*>a.g, <const float*>a.x, <float*>a.y, a.n,
+                        run)
+    return y
+
+
+def mish(x, out):
+    """y = f(x) into out (or a new array), for mlkernels.activations.mish."""
+    cdef Arrays a
+    y = forward_arrays(x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
+    with nogil:
+        if a.f64:
+            act.mish(<const double*>a.x, <double*>a.y, a.n, run)
+        else:
+            act.mish(<const float*>a.x, <float*>a.y, a.n, run)
+    return y
+
+
+def mish_backward(grad_out, x, out):
+    """grad_x = grad_out·f'(x) into out (or a new array), for
+    mlkernels.activations.mish_backward."""
+    cdef Arrays a
+    y = backward_arrays(grad_out, x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
+    with nogil:
+        if a.f64:
+            act.mish_backward(<const double*>a.g, <const double*>a.x, <double*>a.y, a.n,
+                        run)
+        else:
+            act.mish_backward(<const float*>a.g, <const float*>a.x, <float*>a.y, a.n,
+                        run)
+    return y
+
+
+# ================================================================================ PReLU
 # y = x if x > 0 else w[c]·x, with c the channel (axis 1; one channel when x.ndim < 2).
 # x is seen as (N, C, S): S = the product of the dimensions after the channel axis.
 # Reference: mlkernels/reference/activations.py (prelu, prelu_backward).
@@ -259,7 +633,7 @@ cdef double prelu_backward_run(const floating* g, const floating* x, floating sl
     double. Block by block: one loop forms the terms of the sum, another adds them (sum_of;
     a running sum in the first loop would be a serial chain and keep it scalar), then gx is
     written -- after the terms, as gx may be g itself. The terms select on the bits
-    (v_select): written `0 if x > 0 else g·x`, GCC loaded g masked by x ≤ 0 (see _act.pxd)."""
+    (v_select): written `0 if x > 0 else g·x`, GCC loaded g masked by x ≤ 0 (_vecmath.pxd)."""
     cdef floating term[PRELU_BLOCK]
     cdef Py_ssize_t start = 0, size, i
     cdef double total = 0
@@ -343,7 +717,7 @@ def prelu_backward(g, x, w, gx, gw, Py_ssize_t N, Py_ssize_t C, Py_ssize_t S):
                                       <float*>pgw, N, C, S)
 
 
-# ------------------------------------------------------------------ test hook
+# ================================================================================ test hook
 VECMATH_FLOAT = ["expf", "expm1f", "log1pf", "tanhf", "sigmoidf", "exp_half_sqf", "ndtrf",
                  "softplusf"]
 VECMATH_DOUBLE = ["exp", "expm1", "log1p", "tanh", "sigmoid", "exp_half_sq", "ndtr", "softplus"]
