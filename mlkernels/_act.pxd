@@ -86,7 +86,8 @@ cdef inline Run alone(Run run) noexcept nogil:
 # y = f(x): max(x, 0); NaN and -0 pass through
 # f'(x) = 1 if x > 0 else 0 (0 at the kink x = 0; NaN where x is NaN)
 # The backward selects on the bits (v_select): as a plain select GCC loaded g under a mask, and
-# ReLU's backward ran 1.4x slower from memory than leaky_relu's.
+# the loop ran slower from memory than leaky_relu's, which loads g for both arms
+# (docs/kernels/activations.md).
 # Reference: mlkernels/reference/activations.py, relu and relu_backward.
 # Run: both directions stream large outputs; a memory-bound loop (SERIAL_BELOW_MEMORY_BOUND).
 

@@ -108,7 +108,8 @@ ACTIVATIONS = (
         forward="y[i] = 0 if x[i] < 0 else x[i]",
         backward="gx[i] = v_select(x[i] > 0, g[i], x[i] if x[i] != x[i] else 0)",
         how="The backward selects on the bits (v_select): as a plain select GCC loaded g under "
-            "a mask, and ReLU's backward ran 1.4x slower from memory than leaky_relu's.",
+            "a mask, and the loop ran slower from memory than leaky_relu's, which loads g for "
+            "both arms (docs/kernels/activations.md).",
         memory_bound=True, linear=True, kinks=(0.0,),
         example=">>> mk.relu(np.array([-2.0, 0.0, 1.5]))\narray([0. , 0. , 1.5])",
         backward_example=">>> mk.relu_backward(np.ones(3), np.array([-2.0, 0.0, 1.5]))\n"

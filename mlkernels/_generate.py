@@ -208,10 +208,6 @@ class Kernel:
 
     # ---- _act.pxd
     @property
-    def param_decls(self) -> str:
-        return "".join(f"floating {p.name}, " for p in self.numbers)
-
-    @property
     def param_args(self) -> str:
         return "".join(f"{p.name}, " for p in self.numbers)
 

@@ -51,7 +51,7 @@ cdef extern from *:
     #include <string.h>
     /* c ? a : b on the bits: both a and b are computed for every element. Written as a plain
      * select, GCC turns `x > 0 ? g[i] : 0` into a load of g masked by x > 0, and ReLU's
-     * backward ran 1.4x slower from memory than leaky_relu's, which loads g for both arms
+     * backward ran slower from memory than leaky_relu's, which loads g for both arms
      * (docs/kernels/activations.md). The mask must be the sign-extended -(c != 0): spelled
      * 0u - (c != 0), GCC saw through it and made the masked load again (objdump: a
      * vmovdqu32 (..),%zmm{%k}{z} in the loop). */
