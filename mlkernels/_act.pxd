@@ -817,7 +817,8 @@ cdef inline void hardsigmoid_backward(const floating* g, const floating* x, floa
         if run.stream:               # or x: each tile is read before it is written)
             m = tile_len(out, n)
         for i in range(m):           # simd
-            s = v_select(v_abs(x[i]) < 3, g[i], x[i] if x[i] != x[i] else <floating>0)
+            s = v_select((x[i] > -3) & (x[i] < 3), g[i],
+                         x[i] if x[i] != x[i] else <floating>0)
             gx[i] = s * <floating>(1.0 / 6)
         if run.stream:
             stream_out(out, gx, m)

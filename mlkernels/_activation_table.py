@@ -371,7 +371,8 @@ ACTIVATIONS = (
                 "r = <floating>0 if r < 0 else r\n"
                 "r = <floating>6 if r > 6 else r\n"
                 "y[i] = r / <floating>6",
-        backward="s = v_select(v_abs(x[i]) < 3, g[i], x[i] if x[i] != x[i] else <floating>0)\n"
+        backward="s = v_select((x[i] > -3) & (x[i] < 3), g[i],\n"
+                 "             x[i] if x[i] != x[i] else <floating>0)\n"
                  "gx[i] = s * <floating>(1.0 / 6)",
         how="The backward selects, on the bits (v_select: no masked load of g), g inside the "
             "kinks, x where x is NaN and 0 elsewhere, then scales by 1/6.",
