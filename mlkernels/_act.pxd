@@ -21,9 +21,12 @@ Every kernel has the same skeleton around its loop:
   call (``_vecmath.pxd``'s inline math), constants typed ``<floating>``. Its marker comment
   (simd) is checked by the vectorization guard (docs/vectorization.md).
 * **Streaming**, in the directions whose large outputs memory bounds (the table's
-  ``streams``): with ``run.stream`` the loop writes a 512-byte tile in L1 that is then copied
-  out with non-temporal stores, tile after tile (``_stream.h``: the output's lines are not
-  read first). A kernel that does not stream has no tile code at all.
+  ``streams``): with ``run.stream`` the same loop runs tile after tile, writing a 512-byte
+  tile in L1 that is then copied out with non-temporal stores (``_stream.h``: the output's
+  lines are not read first). It is written out twice rather than once with a pointer that
+  is either the output or the tile: GCC compiled that single loop less well (tanh's backward
+  ran slower streamed; docs/kernels/activations.md). A kernel that does not stream has no
+  tile code at all.
 
 ``_vecmath.pxd``'s helpers come with this file: ``from mlkernels._act cimport v_exp`` works.
 Figures: docs/kernels/activations.md.
@@ -93,55 +96,58 @@ cdef inline Run alone(Run run) noexcept nogil:
 
 cdef inline void relu(const floating* x, floating* y, Py_ssize_t n, Run run) noexcept nogil:
     """y = max(x, 0); NaN and -0 pass through."""
-    cdef Py_ssize_t i, c, m = n
+    cdef Py_ssize_t i, c, m
     cdef TileMemory tile
-    cdef floating* out = y           # streaming: the loop writes y, a tile in L1, copied to out
+    cdef floating* out = y
     if run.threads > 1:
         for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
             relu(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), alone(run))
         return
-    if run.stream:
-        y = tile_in(&tile, out)
-    while n > 0:                     # one pass; or, streaming, tile after tile
-        if run.stream:
-            m = tile_len(out, n)
+    if not run.stream:
+        for i in range(n):           # simd
+            y[i] = 0 if x[i] < 0 else x[i]
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (y), copied out (_stream.h)
+    y = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
         for i in range(m):           # simd
             y[i] = 0 if x[i] < 0 else x[i]
-        if run.stream:
-            stream_out(out, y, m)
+        stream_out(out, y, m)
         x += m
         out += m
         n -= m
-    if run.stream:
-        mlk_stream_fence()
+    mlk_stream_fence()
 
 
 cdef inline void relu_backward(const floating* g, const floating* x, floating* gx, Py_ssize_t n,
                                Run run) noexcept nogil:
     """gx = g·f'(x), f'(x) = 1 if x > 0 else 0 (0 at the kink x = 0; NaN where x is NaN)."""
-    cdef Py_ssize_t i, c, m = n
+    cdef Py_ssize_t i, c, m
     cdef TileMemory tile
-    cdef floating* out = gx          # streaming: the loop writes gx, a tile in L1, copied to out
+    cdef floating* out = gx
     if run.threads > 1:
         for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
             relu_backward(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
                           alone(run))
         return
-    if run.stream:
-        gx = tile_in(&tile, out)
-    while n > 0:                     # one pass; or, streaming, tile after tile (gx may be g
-        if run.stream:               # or x: each tile is read before it is written)
-            m = tile_len(out, n)
+    if not run.stream:
+        for i in range(n):           # simd
+            gx[i] = v_select(x[i] > 0, g[i], x[i] if x[i] != x[i] else 0)
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (gx), copied out (_stream.h;
+    # out may be g or x: each tile is read before it is written)
+    gx = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
         for i in range(m):           # simd
             gx[i] = v_select(x[i] > 0, g[i], x[i] if x[i] != x[i] else 0)
-        if run.stream:
-            stream_out(out, gx, m)
+        stream_out(out, gx, m)
         g += m
         x += m
         out += m
         n -= m
-    if run.stream:
-        mlk_stream_fence()
+    mlk_stream_fence()
 
 
 # ================================================================================ leaky_relu
@@ -153,56 +159,59 @@ cdef inline void relu_backward(const floating* g, const floating* x, floating* g
 cdef inline void leaky_relu(const floating* x, floating* y, Py_ssize_t n, floating negative_slope,
                             Run run) noexcept nogil:
     """y = x if x > 0 else negative_slope·x."""
-    cdef Py_ssize_t i, c, m = n
+    cdef Py_ssize_t i, c, m
     cdef TileMemory tile
-    cdef floating* out = y           # streaming: the loop writes y, a tile in L1, copied to out
+    cdef floating* out = y
     if run.threads > 1:
         for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
             leaky_relu(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), negative_slope, alone(run))
         return
-    if run.stream:
-        y = tile_in(&tile, out)
-    while n > 0:                     # one pass; or, streaming, tile after tile
-        if run.stream:
-            m = tile_len(out, n)
+    if not run.stream:
+        for i in range(n):           # simd
+            y[i] = x[i] if x[i] > 0 else negative_slope * x[i]
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (y), copied out (_stream.h)
+    y = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
         for i in range(m):           # simd
             y[i] = x[i] if x[i] > 0 else negative_slope * x[i]
-        if run.stream:
-            stream_out(out, y, m)
+        stream_out(out, y, m)
         x += m
         out += m
         n -= m
-    if run.stream:
-        mlk_stream_fence()
+    mlk_stream_fence()
 
 
 cdef inline void leaky_relu_backward(const floating* g, const floating* x, floating* gx,
                                      Py_ssize_t n, floating negative_slope,
                                      Run run) noexcept nogil:
     """gx = g·f'(x), f'(x) = 1 if x > 0 else negative_slope."""
-    cdef Py_ssize_t i, c, m = n
+    cdef Py_ssize_t i, c, m
     cdef TileMemory tile
-    cdef floating* out = gx          # streaming: the loop writes gx, a tile in L1, copied to out
+    cdef floating* out = gx
     if run.threads > 1:
         for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
             leaky_relu_backward(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
                                 negative_slope, alone(run))
         return
-    if run.stream:
-        gx = tile_in(&tile, out)
-    while n > 0:                     # one pass; or, streaming, tile after tile (gx may be g
-        if run.stream:               # or x: each tile is read before it is written)
-            m = tile_len(out, n)
+    if not run.stream:
+        for i in range(n):           # simd
+            gx[i] = g[i] if x[i] > 0 else negative_slope * g[i]
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (gx), copied out (_stream.h;
+    # out may be g or x: each tile is read before it is written)
+    gx = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
         for i in range(m):           # simd
             gx[i] = g[i] if x[i] > 0 else negative_slope * g[i]
-        if run.stream:
-            stream_out(out, gx, m)
+        stream_out(out, gx, m)
         g += m
         x += m
         out += m
         n -= m
-    if run.stream:
-        mlk_stream_fence()
+    mlk_stream_fence()
 
 
 # ================================================================================ elu
@@ -231,31 +240,34 @@ cdef inline void elu(const floating* x, floating* y, Py_ssize_t n, floating alph
 cdef inline void elu_backward(const floating* g, const floating* x, floating* gx, Py_ssize_t n,
                               floating alpha, Run run) noexcept nogil:
     """gx = g·f'(x), f'(x) = 1 if x > 0 else alpha·e^x."""
-    cdef Py_ssize_t i, c, m = n
+    cdef Py_ssize_t i, c, m
     cdef TileMemory tile
-    cdef floating* out = gx          # streaming: the loop writes gx, a tile in L1, copied to out
+    cdef floating* out = gx
     cdef floating e
     if run.threads > 1:
         for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
             elu_backward(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c), alpha,
                          alone(run))
         return
-    if run.stream:
-        gx = tile_in(&tile, out)
-    while n > 0:                     # one pass; or, streaming, tile after tile (gx may be g
-        if run.stream:               # or x: each tile is read before it is written)
-            m = tile_len(out, n)
+    if not run.stream:
+        for i in range(n):           # simd
+            e = alpha * v_exp_nonpositive(x[i])
+            gx[i] = g[i] * (<floating>1 if x[i] > 0 else e)
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (gx), copied out (_stream.h;
+    # out may be g or x: each tile is read before it is written)
+    gx = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
         for i in range(m):           # simd
             e = alpha * v_exp_nonpositive(x[i])
             gx[i] = g[i] * (<floating>1 if x[i] > 0 else e)
-        if run.stream:
-            stream_out(out, gx, m)
+        stream_out(out, gx, m)
         g += m
         x += m
         out += m
         n -= m
-    if run.stream:
-        mlk_stream_fence()
+    mlk_stream_fence()
 
 
 # ================================================================================ selu
@@ -281,31 +293,34 @@ cdef inline void selu(const floating* x, floating* y, Py_ssize_t n, Run run) noe
 cdef inline void selu_backward(const floating* g, const floating* x, floating* gx, Py_ssize_t n,
                                Run run) noexcept nogil:
     """gx = g·f'(x), f'(x) = λ if x > 0 else λ·α·e^x."""
-    cdef Py_ssize_t i, c, m = n
+    cdef Py_ssize_t i, c, m
     cdef TileMemory tile
-    cdef floating* out = gx          # streaming: the loop writes gx, a tile in L1, copied to out
+    cdef floating* out = gx
     cdef floating e
     if run.threads > 1:
         for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
             selu_backward(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
                           alone(run))
         return
-    if run.stream:
-        gx = tile_in(&tile, out)
-    while n > 0:                     # one pass; or, streaming, tile after tile (gx may be g
-        if run.stream:               # or x: each tile is read before it is written)
-            m = tile_len(out, n)
+    if not run.stream:
+        for i in range(n):           # simd
+            e = <floating>SELU_ALPHA * v_exp_nonpositive(x[i])
+            gx[i] = g[i] * <floating>SELU_SCALE * (<floating>1 if x[i] > 0 else e)
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (gx), copied out (_stream.h;
+    # out may be g or x: each tile is read before it is written)
+    gx = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
         for i in range(m):           # simd
             e = <floating>SELU_ALPHA * v_exp_nonpositive(x[i])
             gx[i] = g[i] * <floating>SELU_SCALE * (<floating>1 if x[i] > 0 else e)
-        if run.stream:
-            stream_out(out, gx, m)
+        stream_out(out, gx, m)
         g += m
         x += m
         out += m
         n -= m
-    if run.stream:
-        mlk_stream_fence()
+    mlk_stream_fence()
 
 
 # ================================================================================ gelu
@@ -365,20 +380,29 @@ cdef inline void gelu_tanh(const floating* x, floating* y, Py_ssize_t n, Run run
 cdef inline void gelu_tanh_backward(const floating* g, const floating* x, floating* gx,
                                     Py_ssize_t n, Run run) noexcept nogil:
     """gx = g·f'(x), f'(x) = σ(2u) + 2x·σ'(2u)·u', u' = √(2/π)·(1 + 3·0.044715·x²)."""
-    cdef Py_ssize_t i, c, m = n
+    cdef Py_ssize_t i, c, m
     cdef TileMemory tile
-    cdef floating* out = gx          # streaming: the loop writes gx, a tile in L1, copied to out
+    cdef floating* out = gx
     cdef floating v, u, xc, d
     if run.threads > 1:
         for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
             gelu_tanh_backward(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
                                alone(run))
         return
-    if run.stream:
-        gx = tile_in(&tile, out)
-    while n > 0:                     # one pass; or, streaming, tile after tile (gx may be g
-        if run.stream:               # or x: each tile is read before it is written)
-            m = tile_len(out, n)
+    if not run.stream:
+        for i in range(n):           # simd
+            v = x[i]
+            u = <floating>SQRT_2_OVER_PI * (v + <floating>GELU_C * v * v * v)
+            # σ'(2u) is exactly 0 for |x| > 1e4: clamp x there so that x·u' stays finite
+            xc = v if v_abs(v) < 1e4 else (<floating>1e4 if v > 0 else <floating>-1e4)
+            d = <floating>SQRT_2_OVER_PI * (<floating>1 + <floating>(3 * GELU_C) * xc * xc)
+            gx[i] = g[i] * (v_sigmoid(u + u) + (xc + xc) * sigmoid_slope(u + u) * d)
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (gx), copied out (_stream.h;
+    # out may be g or x: each tile is read before it is written)
+    gx = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
         for i in range(m):           # simd
             v = x[i]
             u = <floating>SQRT_2_OVER_PI * (v + <floating>GELU_C * v * v * v)
@@ -386,14 +410,12 @@ cdef inline void gelu_tanh_backward(const floating* g, const floating* x, floati
             xc = v if v_abs(v) < 1e4 else (<floating>1e4 if v > 0 else <floating>-1e4)
             d = <floating>SQRT_2_OVER_PI * (<floating>1 + <floating>(3 * GELU_C) * xc * xc)
             gx[i] = g[i] * (v_sigmoid(u + u) + (xc + xc) * sigmoid_slope(u + u) * d)
-        if run.stream:
-            stream_out(out, gx, m)
+        stream_out(out, gx, m)
         g += m
         x += m
         out += m
         n -= m
-    if run.stream:
-        mlk_stream_fence()
+    mlk_stream_fence()
 
 
 # ================================================================================ silu
@@ -405,55 +427,58 @@ cdef inline void gelu_tanh_backward(const floating* g, const floating* x, floati
 
 cdef inline void silu(const floating* x, floating* y, Py_ssize_t n, Run run) noexcept nogil:
     """y = x·σ(x)."""
-    cdef Py_ssize_t i, c, m = n
+    cdef Py_ssize_t i, c, m
     cdef TileMemory tile
-    cdef floating* out = y           # streaming: the loop writes y, a tile in L1, copied to out
+    cdef floating* out = y
     if run.threads > 1:
         for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
             silu(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), alone(run))
         return
-    if run.stream:
-        y = tile_in(&tile, out)
-    while n > 0:                     # one pass; or, streaming, tile after tile
-        if run.stream:
-            m = tile_len(out, n)
+    if not run.stream:
+        for i in range(n):           # simd
+            y[i] = x[i] * v_sigmoid(x[i])
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (y), copied out (_stream.h)
+    y = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
         for i in range(m):           # simd
             y[i] = x[i] * v_sigmoid(x[i])
-        if run.stream:
-            stream_out(out, y, m)
+        stream_out(out, y, m)
         x += m
         out += m
         n -= m
-    if run.stream:
-        mlk_stream_fence()
+    mlk_stream_fence()
 
 
 cdef inline void silu_backward(const floating* g, const floating* x, floating* gx, Py_ssize_t n,
                                Run run) noexcept nogil:
     """gx = g·f'(x), f'(x) = σ(x) + x·σ'(x) = σ(x)·(1 + x·(1 − σ(x)))."""
-    cdef Py_ssize_t i, c, m = n
+    cdef Py_ssize_t i, c, m
     cdef TileMemory tile
-    cdef floating* out = gx          # streaming: the loop writes gx, a tile in L1, copied to out
+    cdef floating* out = gx
     if run.threads > 1:
         for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
             silu_backward(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
                           alone(run))
         return
-    if run.stream:
-        gx = tile_in(&tile, out)
-    while n > 0:                     # one pass; or, streaming, tile after tile (gx may be g
-        if run.stream:               # or x: each tile is read before it is written)
-            m = tile_len(out, n)
+    if not run.stream:
+        for i in range(n):           # simd
+            gx[i] = g[i] * (v_sigmoid(x[i]) + x[i] * sigmoid_slope(x[i]))
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (gx), copied out (_stream.h;
+    # out may be g or x: each tile is read before it is written)
+    gx = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
         for i in range(m):           # simd
             gx[i] = g[i] * (v_sigmoid(x[i]) + x[i] * sigmoid_slope(x[i]))
-        if run.stream:
-            stream_out(out, gx, m)
+        stream_out(out, gx, m)
         g += m
         x += m
         out += m
         n -= m
-    if run.stream:
-        mlk_stream_fence()
+    mlk_stream_fence()
 
 
 # ================================================================================ swish
@@ -465,57 +490,61 @@ cdef inline void silu_backward(const floating* g, const floating* x, floating* g
 cdef inline void swish(const floating* x, floating* y, Py_ssize_t n, floating beta,
                        Run run) noexcept nogil:
     """y = x·σ(beta·x)."""
-    cdef Py_ssize_t i, c, m = n
+    cdef Py_ssize_t i, c, m
     cdef TileMemory tile
-    cdef floating* out = y           # streaming: the loop writes y, a tile in L1, copied to out
+    cdef floating* out = y
     if run.threads > 1:
         for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
             swish(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), beta, alone(run))
         return
-    if run.stream:
-        y = tile_in(&tile, out)
-    while n > 0:                     # one pass; or, streaming, tile after tile
-        if run.stream:
-            m = tile_len(out, n)
+    if not run.stream:
+        for i in range(n):           # simd
+            y[i] = x[i] * v_sigmoid(beta * x[i])
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (y), copied out (_stream.h)
+    y = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
         for i in range(m):           # simd
             y[i] = x[i] * v_sigmoid(beta * x[i])
-        if run.stream:
-            stream_out(out, y, m)
+        stream_out(out, y, m)
         x += m
         out += m
         n -= m
-    if run.stream:
-        mlk_stream_fence()
+    mlk_stream_fence()
 
 
 cdef inline void swish_backward(const floating* g, const floating* x, floating* gx, Py_ssize_t n,
                                 floating beta, Run run) noexcept nogil:
     """gx = g·f'(x), f'(x) = σ(βx) + βx·σ'(βx) (the gradient with respect to x only)."""
-    cdef Py_ssize_t i, c, m = n
+    cdef Py_ssize_t i, c, m
     cdef TileMemory tile
-    cdef floating* out = gx          # streaming: the loop writes gx, a tile in L1, copied to out
+    cdef floating* out = gx
     cdef floating v
     if run.threads > 1:
         for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
             swish_backward(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c), beta,
                            alone(run))
         return
-    if run.stream:
-        gx = tile_in(&tile, out)
-    while n > 0:                     # one pass; or, streaming, tile after tile (gx may be g
-        if run.stream:               # or x: each tile is read before it is written)
-            m = tile_len(out, n)
+    if not run.stream:
+        for i in range(n):           # simd
+            v = beta * x[i]
+            gx[i] = g[i] * (v_sigmoid(v) + v * sigmoid_slope(v))
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (gx), copied out (_stream.h;
+    # out may be g or x: each tile is read before it is written)
+    gx = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
         for i in range(m):           # simd
             v = beta * x[i]
             gx[i] = g[i] * (v_sigmoid(v) + v * sigmoid_slope(v))
-        if run.stream:
-            stream_out(out, gx, m)
+        stream_out(out, gx, m)
         g += m
         x += m
         out += m
         n -= m
-    if run.stream:
-        mlk_stream_fence()
+    mlk_stream_fence()
 
 
 # ================================================================================ sigmoid
@@ -527,55 +556,58 @@ cdef inline void swish_backward(const floating* g, const floating* x, floating* 
 
 cdef inline void sigmoid(const floating* x, floating* y, Py_ssize_t n, Run run) noexcept nogil:
     """y = σ(x) = 1/(1 + e^−x)."""
-    cdef Py_ssize_t i, c, m = n
+    cdef Py_ssize_t i, c, m
     cdef TileMemory tile
-    cdef floating* out = y           # streaming: the loop writes y, a tile in L1, copied to out
+    cdef floating* out = y
     if run.threads > 1:
         for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
             sigmoid(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), alone(run))
         return
-    if run.stream:
-        y = tile_in(&tile, out)
-    while n > 0:                     # one pass; or, streaming, tile after tile
-        if run.stream:
-            m = tile_len(out, n)
+    if not run.stream:
+        for i in range(n):           # simd
+            y[i] = v_sigmoid(x[i])
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (y), copied out (_stream.h)
+    y = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
         for i in range(m):           # simd
             y[i] = v_sigmoid(x[i])
-        if run.stream:
-            stream_out(out, y, m)
+        stream_out(out, y, m)
         x += m
         out += m
         n -= m
-    if run.stream:
-        mlk_stream_fence()
+    mlk_stream_fence()
 
 
 cdef inline void sigmoid_backward(const floating* g, const floating* x, floating* gx, Py_ssize_t n,
                                   Run run) noexcept nogil:
     """gx = g·f'(x), f'(x) = σ'(x) = σ(x)·(1 − σ(x))."""
-    cdef Py_ssize_t i, c, m = n
+    cdef Py_ssize_t i, c, m
     cdef TileMemory tile
-    cdef floating* out = gx          # streaming: the loop writes gx, a tile in L1, copied to out
+    cdef floating* out = gx
     if run.threads > 1:
         for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
             sigmoid_backward(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
                              alone(run))
         return
-    if run.stream:
-        gx = tile_in(&tile, out)
-    while n > 0:                     # one pass; or, streaming, tile after tile (gx may be g
-        if run.stream:               # or x: each tile is read before it is written)
-            m = tile_len(out, n)
+    if not run.stream:
+        for i in range(n):           # simd
+            gx[i] = g[i] * sigmoid_slope(x[i])
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (gx), copied out (_stream.h;
+    # out may be g or x: each tile is read before it is written)
+    gx = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
         for i in range(m):           # simd
             gx[i] = g[i] * sigmoid_slope(x[i])
-        if run.stream:
-            stream_out(out, gx, m)
+        stream_out(out, gx, m)
         g += m
         x += m
         out += m
         n -= m
-    if run.stream:
-        mlk_stream_fence()
+    mlk_stream_fence()
 
 
 # ================================================================================ tanh
@@ -587,55 +619,58 @@ cdef inline void sigmoid_backward(const floating* g, const floating* x, floating
 
 cdef inline void tanh(const floating* x, floating* y, Py_ssize_t n, Run run) noexcept nogil:
     """y = tanh(x)."""
-    cdef Py_ssize_t i, c, m = n
+    cdef Py_ssize_t i, c, m
     cdef TileMemory tile
-    cdef floating* out = y           # streaming: the loop writes y, a tile in L1, copied to out
+    cdef floating* out = y
     if run.threads > 1:
         for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
             tanh(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), alone(run))
         return
-    if run.stream:
-        y = tile_in(&tile, out)
-    while n > 0:                     # one pass; or, streaming, tile after tile
-        if run.stream:
-            m = tile_len(out, n)
+    if not run.stream:
+        for i in range(n):           # simd
+            y[i] = v_tanh(x[i])
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (y), copied out (_stream.h)
+    y = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
         for i in range(m):           # simd
             y[i] = v_tanh(x[i])
-        if run.stream:
-            stream_out(out, y, m)
+        stream_out(out, y, m)
         x += m
         out += m
         n -= m
-    if run.stream:
-        mlk_stream_fence()
+    mlk_stream_fence()
 
 
 cdef inline void tanh_backward(const floating* g, const floating* x, floating* gx, Py_ssize_t n,
                                Run run) noexcept nogil:
     """gx = g·f'(x), f'(x) = 1 − tanh²(x)."""
-    cdef Py_ssize_t i, c, m = n
+    cdef Py_ssize_t i, c, m
     cdef TileMemory tile
-    cdef floating* out = gx          # streaming: the loop writes gx, a tile in L1, copied to out
+    cdef floating* out = gx
     if run.threads > 1:
         for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
             tanh_backward(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
                           alone(run))
         return
-    if run.stream:
-        gx = tile_in(&tile, out)
-    while n > 0:                     # one pass; or, streaming, tile after tile (gx may be g
-        if run.stream:               # or x: each tile is read before it is written)
-            m = tile_len(out, n)
+    if not run.stream:
+        for i in range(n):           # simd
+            gx[i] = g[i] * (<floating>4 * sigmoid_slope(x[i] + x[i]))
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (gx), copied out (_stream.h;
+    # out may be g or x: each tile is read before it is written)
+    gx = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
         for i in range(m):           # simd
             gx[i] = g[i] * (<floating>4 * sigmoid_slope(x[i] + x[i]))
-        if run.stream:
-            stream_out(out, gx, m)
+        stream_out(out, gx, m)
         g += m
         x += m
         out += m
         n -= m
-    if run.stream:
-        mlk_stream_fence()
+    mlk_stream_fence()
 
 
 # ================================================================================ softplus
@@ -666,32 +701,36 @@ cdef inline void softplus_backward(const floating* g, const floating* x, floatin
                                    Py_ssize_t n, floating beta, floating threshold,
                                    Run run) noexcept nogil:
     """gx = g·f'(x), f'(x) = σ(beta·x), or 1 where beta·x > threshold."""
-    cdef Py_ssize_t i, c, m = n
+    cdef Py_ssize_t i, c, m
     cdef TileMemory tile
-    cdef floating* out = gx          # streaming: the loop writes gx, a tile in L1, copied to out
+    cdef floating* out = gx
     cdef floating v, e
     if run.threads > 1:
         for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
             softplus_backward(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c), beta,
                               threshold, alone(run))
         return
-    if run.stream:
-        gx = tile_in(&tile, out)
-    while n > 0:                     # one pass; or, streaming, tile after tile (gx may be g
-        if run.stream:               # or x: each tile is read before it is written)
-            m = tile_len(out, n)
+    if not run.stream:
+        for i in range(n):           # simd
+            v = beta * x[i]
+            e = v_sigmoid(v)
+            gx[i] = g[i] * (<floating>1 if v > threshold else e)
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (gx), copied out (_stream.h;
+    # out may be g or x: each tile is read before it is written)
+    gx = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
         for i in range(m):           # simd
             v = beta * x[i]
             e = v_sigmoid(v)
             gx[i] = g[i] * (<floating>1 if v > threshold else e)
-        if run.stream:
-            stream_out(out, gx, m)
+        stream_out(out, gx, m)
         g += m
         x += m
         out += m
         n -= m
-    if run.stream:
-        mlk_stream_fence()
+    mlk_stream_fence()
 
 
 # ================================================================================ hardswish
@@ -704,62 +743,70 @@ cdef inline void softplus_backward(const floating* g, const floating* x, floatin
 
 cdef inline void hardswish(const floating* x, floating* y, Py_ssize_t n, Run run) noexcept nogil:
     """y = x·min(max(x + 3, 0), 6)/6."""
-    cdef Py_ssize_t i, c, m = n
+    cdef Py_ssize_t i, c, m
     cdef TileMemory tile
-    cdef floating* out = y           # streaming: the loop writes y, a tile in L1, copied to out
+    cdef floating* out = y
     cdef floating r
     if run.threads > 1:
         for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
             hardswish(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), alone(run))
         return
-    if run.stream:
-        y = tile_in(&tile, out)
-    while n > 0:                     # one pass; or, streaming, tile after tile
-        if run.stream:
-            m = tile_len(out, n)
+    if not run.stream:
+        for i in range(n):           # simd
+            r = x[i] + <floating>3        # relu6(x + 3); NaN passes through
+            r = <floating>0 if r < 0 else r
+            r = <floating>6 if r > 6 else r
+            y[i] = x[i] * r / <floating>6
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (y), copied out (_stream.h)
+    y = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
         for i in range(m):           # simd
             r = x[i] + <floating>3        # relu6(x + 3); NaN passes through
             r = <floating>0 if r < 0 else r
             r = <floating>6 if r > 6 else r
             y[i] = x[i] * r / <floating>6
-        if run.stream:
-            stream_out(out, y, m)
+        stream_out(out, y, m)
         x += m
         out += m
         n -= m
-    if run.stream:
-        mlk_stream_fence()
+    mlk_stream_fence()
 
 
 cdef inline void hardswish_backward(const floating* g, const floating* x, floating* gx,
                                     Py_ssize_t n, Run run) noexcept nogil:
     """gx = g·f'(x), f'(x) = 0 for x ≤ −3, x/3 + 1/2 for −3 < x < 3, 1 for x ≥ 3."""
-    cdef Py_ssize_t i, c, m = n
+    cdef Py_ssize_t i, c, m
     cdef TileMemory tile
-    cdef floating* out = gx          # streaming: the loop writes gx, a tile in L1, copied to out
+    cdef floating* out = gx
     cdef floating d
     if run.threads > 1:
         for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
             hardswish_backward(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
                                alone(run))
         return
-    if run.stream:
-        gx = tile_in(&tile, out)
-    while n > 0:                     # one pass; or, streaming, tile after tile (gx may be g
-        if run.stream:               # or x: each tile is read before it is written)
-            m = tile_len(out, n)
+    if not run.stream:
+        for i in range(n):           # simd
+            d = x[i] / <floating>3 + <floating>0.5      # the slope between the kinks
+            d = <floating>1 if x[i] >= 3 else d
+            gx[i] = v_select(x[i] <= -3, <floating>0, g[i] * d)
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (gx), copied out (_stream.h;
+    # out may be g or x: each tile is read before it is written)
+    gx = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
         for i in range(m):           # simd
             d = x[i] / <floating>3 + <floating>0.5      # the slope between the kinks
             d = <floating>1 if x[i] >= 3 else d
             gx[i] = v_select(x[i] <= -3, <floating>0, g[i] * d)
-        if run.stream:
-            stream_out(out, gx, m)
+        stream_out(out, gx, m)
         g += m
         x += m
         out += m
         n -= m
-    if run.stream:
-        mlk_stream_fence()
+    mlk_stream_fence()
 
 
 # ================================================================================ hardsigmoid
@@ -772,62 +819,70 @@ cdef inline void hardswish_backward(const floating* g, const floating* x, floati
 
 cdef inline void hardsigmoid(const floating* x, floating* y, Py_ssize_t n, Run run) noexcept nogil:
     """y = min(max(x + 3, 0), 6)/6."""
-    cdef Py_ssize_t i, c, m = n
+    cdef Py_ssize_t i, c, m
     cdef TileMemory tile
-    cdef floating* out = y           # streaming: the loop writes y, a tile in L1, copied to out
+    cdef floating* out = y
     cdef floating r
     if run.threads > 1:
         for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
             hardsigmoid(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), alone(run))
         return
-    if run.stream:
-        y = tile_in(&tile, out)
-    while n > 0:                     # one pass; or, streaming, tile after tile
-        if run.stream:
-            m = tile_len(out, n)
+    if not run.stream:
+        for i in range(n):           # simd
+            r = x[i] + <floating>3        # relu6(x + 3); NaN passes through
+            r = <floating>0 if r < 0 else r
+            r = <floating>6 if r > 6 else r
+            y[i] = r / <floating>6
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (y), copied out (_stream.h)
+    y = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
         for i in range(m):           # simd
             r = x[i] + <floating>3        # relu6(x + 3); NaN passes through
             r = <floating>0 if r < 0 else r
             r = <floating>6 if r > 6 else r
             y[i] = r / <floating>6
-        if run.stream:
-            stream_out(out, y, m)
+        stream_out(out, y, m)
         x += m
         out += m
         n -= m
-    if run.stream:
-        mlk_stream_fence()
+    mlk_stream_fence()
 
 
 cdef inline void hardsigmoid_backward(const floating* g, const floating* x, floating* gx,
                                       Py_ssize_t n, Run run) noexcept nogil:
     """gx = g·f'(x), f'(x) = 1/6 for −3 < x < 3, else 0 (0 at the kinks, as torch)."""
-    cdef Py_ssize_t i, c, m = n
+    cdef Py_ssize_t i, c, m
     cdef TileMemory tile
-    cdef floating* out = gx          # streaming: the loop writes gx, a tile in L1, copied to out
+    cdef floating* out = gx
     cdef floating s
     if run.threads > 1:
         for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
             hardsigmoid_backward(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
                                  alone(run))
         return
-    if run.stream:
-        gx = tile_in(&tile, out)
-    while n > 0:                     # one pass; or, streaming, tile after tile (gx may be g
-        if run.stream:               # or x: each tile is read before it is written)
-            m = tile_len(out, n)
+    if not run.stream:
+        for i in range(n):           # simd
+            s = v_select((x[i] > -3) & (x[i] < 3), g[i],
+                         x[i] if x[i] != x[i] else <floating>0)
+            gx[i] = s * <floating>(1.0 / 6)
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (gx), copied out (_stream.h;
+    # out may be g or x: each tile is read before it is written)
+    gx = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
         for i in range(m):           # simd
             s = v_select((x[i] > -3) & (x[i] < 3), g[i],
                          x[i] if x[i] != x[i] else <floating>0)
             gx[i] = s * <floating>(1.0 / 6)
-        if run.stream:
-            stream_out(out, gx, m)
+        stream_out(out, gx, m)
         g += m
         x += m
         out += m
         n -= m
-    if run.stream:
-        mlk_stream_fence()
+    mlk_stream_fence()
 
 
 # ================================================================================ mish
@@ -840,51 +895,66 @@ cdef inline void hardsigmoid_backward(const floating* g, const floating* x, floa
 
 cdef inline void mish(const floating* x, floating* y, Py_ssize_t n, Run run) noexcept nogil:
     """y = x·tanh(log(1 + e^x))."""
-    cdef Py_ssize_t i, c, m = n
+    cdef Py_ssize_t i, c, m
     cdef TileMemory tile
-    cdef floating* out = y           # streaming: the loop writes y, a tile in L1, copied to out
+    cdef floating* out = y
     cdef floating z, num
     if run.threads > 1:
         for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
             mish(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), alone(run))
         return
-    if run.stream:
-        y = tile_in(&tile, out)
-    while n > 0:                     # one pass; or, streaming, tile after tile
-        if run.stream:
-            m = tile_len(out, n)
+    if not run.stream:
+        for i in range(n):           # simd
+            z = v_exp_neg_abs(x[i])
+            # tanh(softplus(x)) = num/den, over z: x ≥ 0: (1 + 2z)/(1 + 2z + 2z²),
+            # x < 0: z(z + 2)/(z(z + 2) + 2)
+            num = (<floating>1 + z + z) if x[i] >= 0 else z * (z + <floating>2)
+            y[i] = x[i] * num / (num + (<floating>2 * z * z if x[i] >= 0 else <floating>2))
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (y), copied out (_stream.h)
+    y = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
         for i in range(m):           # simd
             z = v_exp_neg_abs(x[i])
             # tanh(softplus(x)) = num/den, over z: x ≥ 0: (1 + 2z)/(1 + 2z + 2z²),
             # x < 0: z(z + 2)/(z(z + 2) + 2)
             num = (<floating>1 + z + z) if x[i] >= 0 else z * (z + <floating>2)
             y[i] = x[i] * num / (num + (<floating>2 * z * z if x[i] >= 0 else <floating>2))
-        if run.stream:
-            stream_out(out, y, m)
+        stream_out(out, y, m)
         x += m
         out += m
         n -= m
-    if run.stream:
-        mlk_stream_fence()
+    mlk_stream_fence()
 
 
 cdef inline void mish_backward(const floating* g, const floating* x, floating* gx, Py_ssize_t n,
                                Run run) noexcept nogil:
     """gx = g·f'(x), f'(x) = tanh(sp) + x·σ(x)·(1 − tanh²(sp)), sp = softplus(x)."""
-    cdef Py_ssize_t i, c, m = n
+    cdef Py_ssize_t i, c, m
     cdef TileMemory tile
-    cdef floating* out = gx          # streaming: the loop writes gx, a tile in L1, copied to out
+    cdef floating* out = gx
     cdef floating z, num, r, q, s
     if run.threads > 1:
         for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
             mish_backward(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
                           alone(run))
         return
-    if run.stream:
-        gx = tile_in(&tile, out)
-    while n > 0:                     # one pass; or, streaming, tile after tile (gx may be g
-        if run.stream:               # or x: each tile is read before it is written)
-            m = tile_len(out, n)
+    if not run.stream:
+        for i in range(n):           # simd
+            z = v_exp_neg_abs(x[i])
+            num = (<floating>1 + z + z) if x[i] >= 0 else z * (z + <floating>2)
+            r = <floating>1 / (num + (<floating>2 * z * z if x[i] >= 0 else <floating>2))
+            # σ(x)·(1 − tanh²(softplus(x))) = 4z(1 + z)·q/den², q = z (x ≥ 0) or 1
+            q = z if x[i] >= 0 else <floating>1
+            s = <floating>4 * z * (<floating>1 + z) * q * r * r
+            gx[i] = g[i] * (num * r + x[i] * s)
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (gx), copied out (_stream.h;
+    # out may be g or x: each tile is read before it is written)
+    gx = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
         for i in range(m):           # simd
             z = v_exp_neg_abs(x[i])
             num = (<floating>1 + z + z) if x[i] >= 0 else z * (z + <floating>2)
@@ -893,14 +963,12 @@ cdef inline void mish_backward(const floating* g, const floating* x, floating* g
             q = z if x[i] >= 0 else <floating>1
             s = <floating>4 * z * (<floating>1 + z) * q * r * r
             gx[i] = g[i] * (num * r + x[i] * s)
-        if run.stream:
-            stream_out(out, gx, m)
+        stream_out(out, gx, m)
         g += m
         x += m
         out += m
         n -= m
-    if run.stream:
-        mlk_stream_fence()
+    mlk_stream_fence()
 # ================================================================================ fused linear
 
 cdef inline void forward_run(Op op, const floating* x, floating* y, Py_ssize_t n, floating a,
