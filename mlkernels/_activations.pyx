@@ -1,6 +1,6 @@
 # Generated from mlkernels/_activation_table.py by mlkernels/_generate.py
 # (template: mlkernels/_activations.pyx.tp); do not edit.
-"""Activation kernels: the entries of mlkernels/activations.py, PReLU, and a test hook.
+"""Activation kernels: one per activation and direction, each beside the entry that calls it.
 
 Reading guide
 -------------
@@ -8,16 +8,41 @@ Each public function of ``mlkernels/activations.py`` (``gelu``, ``gelu_backward`
 checks its parameters and calls the entry of the same name here (``gelu`` with
 ``approximate="tanh"`` calls ``gelu_tanh``). The entry takes the ndarrays themselves, reads
 their data pointers (no memoryviews: acquiring one costs more than a small call's whole
-work), chooses how the kernel runs (``Run``: threads, streaming) and calls the kernel of the
-same name in ``_act.pxd``, whose loop sits under its math. The entries and kernels are
-generated from ``_activation_table.py``; PReLU (a learned slope per channel: a weight array
-and a sum, not a table row) and the test hook of ``_vecmath.h`` are written in the template.
+work), chooses how the kernel runs (``Run``: threads, streaming) and calls its kernel, just
+below it: ``<name>_kernel`` / ``<name>_backward_kernel``, under the activation's math. The
+entries and kernels are generated from ``_activation_table.py``, each loop's body from its
+row; PReLU (a learned slope per channel: a weight array and a sum, not a table row) and the
+test hook of ``_vecmath.h`` are written in the template.
 
 An entry takes only *plain* arrays: float32 or float64, C-contiguous, aligned, native byte
 order, and an ``out`` of the input's shape and dtype that is the input itself or does not
 overlap it. Anything else returns ``NotImplemented``, and the public function checks every
 argument (naming what is wrong) and copies the input into shape before calling again: small
 calls with plain arrays pay for no checks they do not need.
+
+Every kernel has the same skeleton around its loop:
+
+* **Threads**: with ``run.threads > 1`` the kernel hands CHUNK-element pieces to an OpenMP
+  team, each calling the kernel again on one thread. The entry chooses: one thread below
+  ``SERIAL_BELOW_*`` elements (``_runtime.pxd``), where opening a parallel region costs more
+  than it saves.
+* **The loop** is the plain scalar loop, which GCC vectorizes (AVX-512: 16 float32 or 8
+  float64 lanes): no branch (``a if c else b`` is a select, both arms computed), no libm
+  call (``_vecmath.pxd``'s inline math), constants typed ``<floating>``. Its marker comment
+  (simd) is checked by the vectorization guard (docs/vectorization.md).
+* **Streaming**, in the directions whose large outputs memory bounds (the table's
+  ``streams``): with ``run.stream`` the same loop runs tile after tile, writing a 512-byte
+  tile in L1 that is then copied out with non-temporal stores (``_stream.h``: the output's
+  lines are not read first). It is written out twice rather than once with a pointer that
+  is either the output or the tile: GCC compiled that single loop less well (tanh's backward
+  ran slower streamed; docs/kernels/activations.md). A kernel that does not stream has no
+  tile code at all.
+
+The kernels are plain (not inline) functions of this module: GCC keeps one copy of each
+rather than one inside every caller (the entry, the OpenMP region), which kept the module
+within GCC's inlining budget -- past it, GCC leaves calls to the math in the loops, which
+then stay scalar. The fused linear's copies of the same loops are ``_act.pxd``'s
+``forward_run``. Figures: docs/kernels/activations.md.
 """
 from cython cimport floating
 from libc.stdlib cimport calloc, free
@@ -25,13 +50,16 @@ from libc.stdlib cimport calloc, free
 cimport numpy as cnp
 import numpy as np
 
-cimport mlkernels._act as act
-from mlkernels._act cimport Run
+from cython.parallel cimport prange
+
 from mlkernels._arrays cimport plain, same_shape, share_bytes
 from mlkernels._reduce cimport sum_of
 from mlkernels._runtime cimport (SERIAL_BELOW_COMPUTE_BOUND, SERIAL_BELOW_MEMORY_BOUND,
                                 kernel_threads, stream_from)
-from mlkernels._vecmath cimport v_select
+from mlkernels._stream cimport TileMemory, mlk_stream_fence, stream_out, tile_in, tile_len
+from mlkernels._vecmath cimport (GELU_C, SELU_ALPHA, SELU_SCALE, SQRT_2_OVER_PI, sigmoid_slope,
+                                 v_abs, v_exp, v_exp_neg_abs, v_exp_nonpositive, v_expm1,
+                                 v_ndtr, v_npdf, v_select, v_sigmoid, v_softplus, v_tanh)
 from mlkernels._vecmath cimport (mlk_expf, mlk_expm1f, mlk_log1pf, mlk_tanhf, mlk_sigmoidf,
                                  mlk_ndtrf, mlk_exp_half_sqf, mlk_softplusf, mlk_exp, mlk_expm1,
                                  mlk_log1p, mlk_tanh, mlk_sigmoid, mlk_ndtr, mlk_exp_half_sq,
@@ -41,6 +69,33 @@ cnp.import_array()
 
 
 # ================================================================================ plumbing
+
+cdef enum:
+    CHUNK = 16384                  # elements per OpenMP work item (64 KiB of float32)
+
+
+cdef struct Run:
+    # How a kernel runs, as its entry chose: on `threads` OpenMP threads (1: the calling
+    # thread, no parallel region); with `stream`, the output is written through an L1 tile
+    # with streaming stores (only the kernels that stream look at it).
+    int threads
+    bint stream
+
+
+cdef inline Py_ssize_t chunk_count(Py_ssize_t n) noexcept nogil:
+    return (n + CHUNK - 1) // CHUNK
+
+
+cdef inline Py_ssize_t chunk_len(Py_ssize_t n, Py_ssize_t c) noexcept nogil:
+    """The length of chunk c of n elements."""
+    return min(<Py_ssize_t>CHUNK, n - c * CHUNK)
+
+
+cdef inline Run alone(Run run) noexcept nogil:
+    """The same run on the calling thread (a chunk's)."""
+    run.threads = 1
+    return run
+
 
 cdef struct Arrays:
     # A plain call's data: what an entry hands its kernel.
@@ -119,9 +174,21 @@ cdef inline Run run_for(const Arrays* a, Py_ssize_t serial_below, bint streams) 
     return run
 
 
-# ================================================================================ entries
-# One pair per kernel: `<name>(x, out, params...)` -> y, `<name>_backward(grad_out, x, out,
-# params...)` -> grad_x, or NotImplemented (see the module's docstring).
+# ================================================================================ kernels
+# One pair per row of the table: `<name>(x, out, params...)` -> y, the entry, and
+# `<name>_kernel`, the loop; then `<name>_backward(grad_out, x, out, params...)` -> grad_x and
+# `<name>_backward_kernel`. An entry returns NotImplemented unless its arrays are plain (see
+# the module's docstring).
+
+
+# ================================================================================ relu
+# y = f(x): max(x, 0); NaN and -0 pass through
+# f'(x) = 1 if x > 0 else 0 (0 at the kink x = 0; NaN where x is NaN)
+# The backward selects on the bits (v_select): as a plain select GCC loaded g under a mask, and
+# the loop ran slower from memory than leaky_relu's, which loads g for both arms
+# (docs/kernels/activations.md).
+# Reference: mlkernels/reference/activations.py, relu and relu_backward.
+# Run: both directions stream large outputs; a memory-bound loop (SERIAL_BELOW_MEMORY_BOUND).
 
 
 def relu(x, out):
@@ -133,10 +200,36 @@ def relu(x, out):
     cdef Run run = run_for(&a, SERIAL_BELOW_MEMORY_BOUND, True)
     with nogil:
         if a.f64:
-            act.relu(<const double*>a.x, <double*>a.y, a.n, run)
+            relu_kernel[double](<const double*>a.x, <double*>a.y, a.n, run)
         else:
-            act.relu(<const float*>a.x, <float*>a.y, a.n, run)
+            relu_kernel[float](<const float*>a.x, <float*>a.y, a.n, run)
     return y
+
+
+cdef void relu_kernel(const floating* x, floating* y, Py_ssize_t n, Run run) noexcept nogil:
+    """y = max(x, 0); NaN and -0 pass through."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = y
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            relu_kernel(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            y[i] = 0 if x[i] < 0 else x[i]
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (y), copied out (_stream.h)
+    y = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            y[i] = 0 if x[i] < 0 else x[i]
+        stream_out(out, y, m)
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
 
 
 def relu_backward(grad_out, x, out):
@@ -149,12 +242,49 @@ def relu_backward(grad_out, x, out):
     cdef Run run = run_for(&a, SERIAL_BELOW_MEMORY_BOUND, True)
     with nogil:
         if a.f64:
-            act.relu_backward(<const double*>a.g, <const double*>a.x, <double*>a.y, a.n,
-                        run)
+            relu_backward_kernel[double](<const double*>a.g, <const double*>a.x,
+                        <double*>a.y, a.n, run)
         else:
-            act.relu_backward(<const float*>a.g, <const float*>a.x, <float*>a.y, a.n,
-                        run)
+            relu_backward_kernel[float](<const float*>a.g, <const float*>a.x,
+                        <float*>a.y, a.n, run)
     return y
+
+
+cdef void relu_backward_kernel(const floating* g, const floating* x, floating* gx, Py_ssize_t n,
+                               Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = 1 if x > 0 else 0 (0 at the kink x = 0; NaN where x is NaN)."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = gx
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            relu_backward_kernel(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
+                                 alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            gx[i] = v_select(x[i] > 0, g[i], x[i] if x[i] != x[i] else 0)
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (gx), copied out (_stream.h;
+    # out may be g or x: each tile is read before it is written)
+    gx = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            gx[i] = v_select(x[i] > 0, g[i], x[i] if x[i] != x[i] else 0)
+        stream_out(out, gx, m)
+        g += m
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
+
+
+# ================================================================================ leaky_relu
+# y = f(x): x if x > 0 else negative_slope·x
+# f'(x) = 1 if x > 0 else negative_slope
+# Reference: mlkernels/reference/activations.py, leaky_relu and leaky_relu_backward.
+# Run: both directions stream large outputs; a memory-bound loop (SERIAL_BELOW_MEMORY_BOUND).
 
 
 def leaky_relu(x, out, double negative_slope):
@@ -166,10 +296,38 @@ def leaky_relu(x, out, double negative_slope):
     cdef Run run = run_for(&a, SERIAL_BELOW_MEMORY_BOUND, True)
     with nogil:
         if a.f64:
-            act.leaky_relu(<const double*>a.x, <double*>a.y, a.n, negative_slope, run)
+            leaky_relu_kernel[double](<const double*>a.x, <double*>a.y, a.n, negative_slope, run)
         else:
-            act.leaky_relu(<const float*>a.x, <float*>a.y, a.n, <float>negative_slope, run)
+            leaky_relu_kernel[float](<const float*>a.x, <float*>a.y, a.n, <float>negative_slope, run)
     return y
+
+
+cdef void leaky_relu_kernel(const floating* x, floating* y, Py_ssize_t n, floating negative_slope,
+                            Run run) noexcept nogil:
+    """y = x if x > 0 else negative_slope·x."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = y
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            leaky_relu_kernel(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), negative_slope,
+                              alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            y[i] = x[i] if x[i] > 0 else negative_slope * x[i]
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (y), copied out (_stream.h)
+    y = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            y[i] = x[i] if x[i] > 0 else negative_slope * x[i]
+        stream_out(out, y, m)
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
 
 
 def leaky_relu_backward(grad_out, x, out, double negative_slope):
@@ -182,12 +340,53 @@ def leaky_relu_backward(grad_out, x, out, double negative_slope):
     cdef Run run = run_for(&a, SERIAL_BELOW_MEMORY_BOUND, True)
     with nogil:
         if a.f64:
-            act.leaky_relu_backward(<const double*>a.g, <const double*>a.x, <double*>a.y, a.n,
-                        negative_slope, run)
+            leaky_relu_backward_kernel[double](<const double*>a.g, <const double*>a.x,
+                        <double*>a.y, a.n, negative_slope, run)
         else:
-            act.leaky_relu_backward(<const float*>a.g, <const float*>a.x, <float*>a.y, a.n,
-                        <float>negative_slope, run)
+            leaky_relu_backward_kernel[float](<const float*>a.g, <const float*>a.x,
+                        <float*>a.y, a.n, <float>negative_slope, run)
     return y
+
+
+cdef void leaky_relu_backward_kernel(const floating* g, const floating* x, floating* gx,
+                                     Py_ssize_t n, floating negative_slope,
+                                     Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = 1 if x > 0 else negative_slope."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = gx
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            leaky_relu_backward_kernel(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK,
+                                       chunk_len(n, c), negative_slope, alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            gx[i] = g[i] if x[i] > 0 else negative_slope * g[i]
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (gx), copied out (_stream.h;
+    # out may be g or x: each tile is read before it is written)
+    gx = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            gx[i] = g[i] if x[i] > 0 else negative_slope * g[i]
+        stream_out(out, gx, m)
+        g += m
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
+
+
+# ================================================================================ elu
+# y = f(x): x if x > 0 else alpha·(e^x − 1)
+# f'(x) = 1 if x > 0 else alpha·e^x
+# e^x − 1 through expm1: full relative accuracy near 0. Both arms are computed for every
+# element, then one is selected.
+# Reference: mlkernels/reference/activations.py, elu and elu_backward.
+# Run: the backward streams large outputs, not the forward, whose arithmetic is its bound; a
+# compute-bound loop (SERIAL_BELOW_COMPUTE_BOUND).
 
 
 def elu(x, out, double alpha):
@@ -199,10 +398,24 @@ def elu(x, out, double alpha):
     cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, False)
     with nogil:
         if a.f64:
-            act.elu(<const double*>a.x, <double*>a.y, a.n, alpha, run)
+            elu_kernel[double](<const double*>a.x, <double*>a.y, a.n, alpha, run)
         else:
-            act.elu(<const float*>a.x, <float*>a.y, a.n, <float>alpha, run)
+            elu_kernel[float](<const float*>a.x, <float*>a.y, a.n, <float>alpha, run)
     return y
+
+
+cdef void elu_kernel(const floating* x, floating* y, Py_ssize_t n, floating alpha,
+                     Run run) noexcept nogil:
+    """y = x if x > 0 else alpha·(e^x − 1)."""
+    cdef Py_ssize_t i, c
+    cdef floating e
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            elu_kernel(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), alpha, alone(run))
+        return
+    for i in range(n):               # simd
+        e = alpha * v_expm1(x[i])
+        y[i] = x[i] if x[i] > 0 else e
 
 
 def elu_backward(grad_out, x, out, double alpha):
@@ -215,12 +428,53 @@ def elu_backward(grad_out, x, out, double alpha):
     cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
     with nogil:
         if a.f64:
-            act.elu_backward(<const double*>a.g, <const double*>a.x, <double*>a.y, a.n,
-                        alpha, run)
+            elu_backward_kernel[double](<const double*>a.g, <const double*>a.x,
+                        <double*>a.y, a.n, alpha, run)
         else:
-            act.elu_backward(<const float*>a.g, <const float*>a.x, <float*>a.y, a.n,
-                        <float>alpha, run)
+            elu_backward_kernel[float](<const float*>a.g, <const float*>a.x,
+                        <float*>a.y, a.n, <float>alpha, run)
     return y
+
+
+cdef void elu_backward_kernel(const floating* g, const floating* x, floating* gx, Py_ssize_t n,
+                              floating alpha, Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = 1 if x > 0 else alpha·e^x."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = gx
+    cdef floating e
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            elu_backward_kernel(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
+                                alpha, alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            e = alpha * v_exp_nonpositive(x[i])
+            gx[i] = g[i] * (<floating>1 if x[i] > 0 else e)
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (gx), copied out (_stream.h;
+    # out may be g or x: each tile is read before it is written)
+    gx = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            e = alpha * v_exp_nonpositive(x[i])
+            gx[i] = g[i] * (<floating>1 if x[i] > 0 else e)
+        stream_out(out, gx, m)
+        g += m
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
+
+
+# ================================================================================ selu
+# y = f(x): λ·(x if x > 0 else α·(e^x − 1)), α = 1.6732632423543772, λ = 1.0507009873554805
+# f'(x) = λ if x > 0 else λ·α·e^x
+# Reference: mlkernels/reference/activations.py, selu and selu_backward.
+# Run: the backward streams large outputs, not the forward, whose arithmetic is its bound; a
+# compute-bound loop (SERIAL_BELOW_COMPUTE_BOUND).
 
 
 def selu(x, out):
@@ -232,10 +486,23 @@ def selu(x, out):
     cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, False)
     with nogil:
         if a.f64:
-            act.selu(<const double*>a.x, <double*>a.y, a.n, run)
+            selu_kernel[double](<const double*>a.x, <double*>a.y, a.n, run)
         else:
-            act.selu(<const float*>a.x, <float*>a.y, a.n, run)
+            selu_kernel[float](<const float*>a.x, <float*>a.y, a.n, run)
     return y
+
+
+cdef void selu_kernel(const floating* x, floating* y, Py_ssize_t n, Run run) noexcept nogil:
+    """y = λ·(x if x > 0 else α·(e^x − 1)), α = 1.6732632423543772, λ = 1.0507009873554805."""
+    cdef Py_ssize_t i, c
+    cdef floating e
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            selu_kernel(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), alone(run))
+        return
+    for i in range(n):               # simd
+        e = <floating>SELU_ALPHA * v_expm1(x[i])
+        y[i] = <floating>SELU_SCALE * (x[i] if x[i] > 0 else e)
 
 
 def selu_backward(grad_out, x, out):
@@ -248,12 +515,54 @@ def selu_backward(grad_out, x, out):
     cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
     with nogil:
         if a.f64:
-            act.selu_backward(<const double*>a.g, <const double*>a.x, <double*>a.y, a.n,
-                        run)
+            selu_backward_kernel[double](<const double*>a.g, <const double*>a.x,
+                        <double*>a.y, a.n, run)
         else:
-            act.selu_backward(<const float*>a.g, <const float*>a.x, <float*>a.y, a.n,
-                        run)
+            selu_backward_kernel[float](<const float*>a.g, <const float*>a.x,
+                        <float*>a.y, a.n, run)
     return y
+
+
+cdef void selu_backward_kernel(const floating* g, const floating* x, floating* gx, Py_ssize_t n,
+                               Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = λ if x > 0 else λ·α·e^x."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = gx
+    cdef floating e
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            selu_backward_kernel(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
+                                 alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            e = <floating>SELU_ALPHA * v_exp_nonpositive(x[i])
+            gx[i] = g[i] * <floating>SELU_SCALE * (<floating>1 if x[i] > 0 else e)
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (gx), copied out (_stream.h;
+    # out may be g or x: each tile is read before it is written)
+    gx = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            e = <floating>SELU_ALPHA * v_exp_nonpositive(x[i])
+            gx[i] = g[i] * <floating>SELU_SCALE * (<floating>1 if x[i] > 0 else e)
+        stream_out(out, gx, m)
+        g += m
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
+
+
+# ================================================================================ gelu
+# y = f(x): x·Φ(x), Φ the standard normal CDF
+# f'(x) = Φ(x) + x·φ(x), φ the standard normal density
+# Φ and φ are _vecmath.h's vectorizable erfc-based pieces, relative in the left tail.
+# Reference: mlkernels/reference/activations.py, gelu and gelu_backward.
+# Run: neither direction streams: the arithmetic is the bound; a compute-bound loop
+# (SERIAL_BELOW_COMPUTE_BOUND).
 
 
 def gelu(x, out):
@@ -265,10 +574,21 @@ def gelu(x, out):
     cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, False)
     with nogil:
         if a.f64:
-            act.gelu(<const double*>a.x, <double*>a.y, a.n, run)
+            gelu_kernel[double](<const double*>a.x, <double*>a.y, a.n, run)
         else:
-            act.gelu(<const float*>a.x, <float*>a.y, a.n, run)
+            gelu_kernel[float](<const float*>a.x, <float*>a.y, a.n, run)
     return y
+
+
+cdef void gelu_kernel(const floating* x, floating* y, Py_ssize_t n, Run run) noexcept nogil:
+    """y = x·Φ(x), Φ the standard normal CDF."""
+    cdef Py_ssize_t i, c
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            gelu_kernel(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), alone(run))
+        return
+    for i in range(n):               # simd
+        y[i] = x[i] * v_ndtr(x[i])
 
 
 def gelu_backward(grad_out, x, out):
@@ -281,12 +601,34 @@ def gelu_backward(grad_out, x, out):
     cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, False)
     with nogil:
         if a.f64:
-            act.gelu_backward(<const double*>a.g, <const double*>a.x, <double*>a.y, a.n,
-                        run)
+            gelu_backward_kernel[double](<const double*>a.g, <const double*>a.x,
+                        <double*>a.y, a.n, run)
         else:
-            act.gelu_backward(<const float*>a.g, <const float*>a.x, <float*>a.y, a.n,
-                        run)
+            gelu_backward_kernel[float](<const float*>a.g, <const float*>a.x,
+                        <float*>a.y, a.n, run)
     return y
+
+
+cdef void gelu_backward_kernel(const floating* g, const floating* x, floating* gx, Py_ssize_t n,
+                               Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = Φ(x) + x·φ(x), φ the standard normal density."""
+    cdef Py_ssize_t i, c
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            gelu_backward_kernel(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
+                                 alone(run))
+        return
+    for i in range(n):               # simd
+        gx[i] = g[i] * (v_ndtr(x[i]) + x[i] * v_npdf(x[i]))
+
+
+# =================================================================== gelu_tanh (approximate="tanh")
+# y = f(x): 0.5·x·(1 + tanh(u)) = x·σ(2u), u = √(2/π)·(x + 0.044715·x³)
+# f'(x) = σ(2u) + 2x·σ'(2u)·u', u' = √(2/π)·(1 + 3·0.044715·x²)
+# The σ form: 1 + tanh(u) cancels for x << 0, 2σ(2u) does not.
+# Reference: mlkernels/reference/activations.py, gelu and gelu_backward (approximate="tanh").
+# Run: the backward streams large outputs, not the forward, whose arithmetic is its bound; a
+# compute-bound loop (SERIAL_BELOW_COMPUTE_BOUND).
 
 
 def gelu_tanh(x, out):
@@ -299,10 +641,24 @@ def gelu_tanh(x, out):
     cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, False)
     with nogil:
         if a.f64:
-            act.gelu_tanh(<const double*>a.x, <double*>a.y, a.n, run)
+            gelu_tanh_kernel[double](<const double*>a.x, <double*>a.y, a.n, run)
         else:
-            act.gelu_tanh(<const float*>a.x, <float*>a.y, a.n, run)
+            gelu_tanh_kernel[float](<const float*>a.x, <float*>a.y, a.n, run)
     return y
+
+
+cdef void gelu_tanh_kernel(const floating* x, floating* y, Py_ssize_t n, Run run) noexcept nogil:
+    """y = 0.5·x·(1 + tanh(u)) = x·σ(2u), u = √(2/π)·(x + 0.044715·x³)."""
+    cdef Py_ssize_t i, c
+    cdef floating v, u
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            gelu_tanh_kernel(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), alone(run))
+        return
+    for i in range(n):               # simd
+        v = x[i]
+        u = <floating>SQRT_2_OVER_PI * (v + <floating>GELU_C * v * v * v)
+        y[i] = v * v_sigmoid(u + u)
 
 
 def gelu_tanh_backward(grad_out, x, out):
@@ -315,12 +671,61 @@ def gelu_tanh_backward(grad_out, x, out):
     cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
     with nogil:
         if a.f64:
-            act.gelu_tanh_backward(<const double*>a.g, <const double*>a.x, <double*>a.y, a.n,
-                        run)
+            gelu_tanh_backward_kernel[double](<const double*>a.g, <const double*>a.x,
+                        <double*>a.y, a.n, run)
         else:
-            act.gelu_tanh_backward(<const float*>a.g, <const float*>a.x, <float*>a.y, a.n,
-                        run)
+            gelu_tanh_backward_kernel[float](<const float*>a.g, <const float*>a.x,
+                        <float*>a.y, a.n, run)
     return y
+
+
+cdef void gelu_tanh_backward_kernel(const floating* g, const floating* x, floating* gx,
+                                    Py_ssize_t n, Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = σ(2u) + 2x·σ'(2u)·u', u' = √(2/π)·(1 + 3·0.044715·x²)."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = gx
+    cdef floating v, u, xc, d
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            gelu_tanh_backward_kernel(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK,
+                                      chunk_len(n, c), alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            v = x[i]
+            u = <floating>SQRT_2_OVER_PI * (v + <floating>GELU_C * v * v * v)
+            # σ'(2u) is exactly 0 for |x| > 1e4: clamp x there so that x·u' stays finite
+            xc = v if v_abs(v) < 1e4 else (<floating>1e4 if v > 0 else <floating>-1e4)
+            d = <floating>SQRT_2_OVER_PI * (<floating>1 + <floating>(3 * GELU_C) * xc * xc)
+            gx[i] = g[i] * (v_sigmoid(u + u) + (xc + xc) * sigmoid_slope(u + u) * d)
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (gx), copied out (_stream.h;
+    # out may be g or x: each tile is read before it is written)
+    gx = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            v = x[i]
+            u = <floating>SQRT_2_OVER_PI * (v + <floating>GELU_C * v * v * v)
+            # σ'(2u) is exactly 0 for |x| > 1e4: clamp x there so that x·u' stays finite
+            xc = v if v_abs(v) < 1e4 else (<floating>1e4 if v > 0 else <floating>-1e4)
+            d = <floating>SQRT_2_OVER_PI * (<floating>1 + <floating>(3 * GELU_C) * xc * xc)
+            gx[i] = g[i] * (v_sigmoid(u + u) + (xc + xc) * sigmoid_slope(u + u) * d)
+        stream_out(out, gx, m)
+        g += m
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
+
+
+# ================================================================================ silu
+# y = f(x): x·σ(x)
+# f'(x) = σ(x) + x·σ'(x) = σ(x)·(1 + x·(1 − σ(x)))
+# σ and σ' share e^−|x| and 1/(1 + e^−|x|) in the backward (sigmoid_slope).
+# Reference: mlkernels/reference/activations.py, silu and silu_backward.
+# Run: both directions stream large outputs; a compute-bound loop (SERIAL_BELOW_COMPUTE_BOUND).
 
 
 def silu(x, out):
@@ -332,10 +737,36 @@ def silu(x, out):
     cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
     with nogil:
         if a.f64:
-            act.silu(<const double*>a.x, <double*>a.y, a.n, run)
+            silu_kernel[double](<const double*>a.x, <double*>a.y, a.n, run)
         else:
-            act.silu(<const float*>a.x, <float*>a.y, a.n, run)
+            silu_kernel[float](<const float*>a.x, <float*>a.y, a.n, run)
     return y
+
+
+cdef void silu_kernel(const floating* x, floating* y, Py_ssize_t n, Run run) noexcept nogil:
+    """y = x·σ(x)."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = y
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            silu_kernel(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            y[i] = x[i] * v_sigmoid(x[i])
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (y), copied out (_stream.h)
+    y = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            y[i] = x[i] * v_sigmoid(x[i])
+        stream_out(out, y, m)
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
 
 
 def silu_backward(grad_out, x, out):
@@ -348,12 +779,49 @@ def silu_backward(grad_out, x, out):
     cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
     with nogil:
         if a.f64:
-            act.silu_backward(<const double*>a.g, <const double*>a.x, <double*>a.y, a.n,
-                        run)
+            silu_backward_kernel[double](<const double*>a.g, <const double*>a.x,
+                        <double*>a.y, a.n, run)
         else:
-            act.silu_backward(<const float*>a.g, <const float*>a.x, <float*>a.y, a.n,
-                        run)
+            silu_backward_kernel[float](<const float*>a.g, <const float*>a.x,
+                        <float*>a.y, a.n, run)
     return y
+
+
+cdef void silu_backward_kernel(const floating* g, const floating* x, floating* gx, Py_ssize_t n,
+                               Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = σ(x) + x·σ'(x) = σ(x)·(1 + x·(1 − σ(x)))."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = gx
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            silu_backward_kernel(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
+                                 alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            gx[i] = g[i] * (v_sigmoid(x[i]) + x[i] * sigmoid_slope(x[i]))
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (gx), copied out (_stream.h;
+    # out may be g or x: each tile is read before it is written)
+    gx = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            gx[i] = g[i] * (v_sigmoid(x[i]) + x[i] * sigmoid_slope(x[i]))
+        stream_out(out, gx, m)
+        g += m
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
+
+
+# ================================================================================ swish
+# y = f(x): x·σ(beta·x)
+# f'(x) = σ(βx) + βx·σ'(βx) (the gradient with respect to x only)
+# Reference: mlkernels/reference/activations.py, swish and swish_backward.
+# Run: both directions stream large outputs; a compute-bound loop (SERIAL_BELOW_COMPUTE_BOUND).
 
 
 def swish(x, out, double beta):
@@ -365,10 +833,37 @@ def swish(x, out, double beta):
     cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
     with nogil:
         if a.f64:
-            act.swish(<const double*>a.x, <double*>a.y, a.n, beta, run)
+            swish_kernel[double](<const double*>a.x, <double*>a.y, a.n, beta, run)
         else:
-            act.swish(<const float*>a.x, <float*>a.y, a.n, <float>beta, run)
+            swish_kernel[float](<const float*>a.x, <float*>a.y, a.n, <float>beta, run)
     return y
+
+
+cdef void swish_kernel(const floating* x, floating* y, Py_ssize_t n, floating beta,
+                       Run run) noexcept nogil:
+    """y = x·σ(beta·x)."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = y
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            swish_kernel(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), beta, alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            y[i] = x[i] * v_sigmoid(beta * x[i])
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (y), copied out (_stream.h)
+    y = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            y[i] = x[i] * v_sigmoid(beta * x[i])
+        stream_out(out, y, m)
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
 
 
 def swish_backward(grad_out, x, out, double beta):
@@ -381,12 +876,53 @@ def swish_backward(grad_out, x, out, double beta):
     cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
     with nogil:
         if a.f64:
-            act.swish_backward(<const double*>a.g, <const double*>a.x, <double*>a.y, a.n,
-                        beta, run)
+            swish_backward_kernel[double](<const double*>a.g, <const double*>a.x,
+                        <double*>a.y, a.n, beta, run)
         else:
-            act.swish_backward(<const float*>a.g, <const float*>a.x, <float*>a.y, a.n,
-                        <float>beta, run)
+            swish_backward_kernel[float](<const float*>a.g, <const float*>a.x,
+                        <float*>a.y, a.n, <float>beta, run)
     return y
+
+
+cdef void swish_backward_kernel(const floating* g, const floating* x, floating* gx, Py_ssize_t n,
+                                floating beta, Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = σ(βx) + βx·σ'(βx) (the gradient with respect to x only)."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = gx
+    cdef floating v
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            swish_backward_kernel(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
+                                  beta, alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            v = beta * x[i]
+            gx[i] = g[i] * (v_sigmoid(v) + v * sigmoid_slope(v))
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (gx), copied out (_stream.h;
+    # out may be g or x: each tile is read before it is written)
+    gx = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            v = beta * x[i]
+            gx[i] = g[i] * (v_sigmoid(v) + v * sigmoid_slope(v))
+        stream_out(out, gx, m)
+        g += m
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
+
+
+# ================================================================================ sigmoid
+# y = f(x): σ(x) = 1/(1 + e^−x)
+# f'(x) = σ'(x) = σ(x)·(1 − σ(x))
+# σ' as z/(1 + z)², z = e^−|x|: no cancellation of 1 − σ near σ = 1.
+# Reference: mlkernels/reference/activations.py, sigmoid and sigmoid_backward.
+# Run: both directions stream large outputs; a compute-bound loop (SERIAL_BELOW_COMPUTE_BOUND).
 
 
 def sigmoid(x, out):
@@ -398,10 +934,36 @@ def sigmoid(x, out):
     cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
     with nogil:
         if a.f64:
-            act.sigmoid(<const double*>a.x, <double*>a.y, a.n, run)
+            sigmoid_kernel[double](<const double*>a.x, <double*>a.y, a.n, run)
         else:
-            act.sigmoid(<const float*>a.x, <float*>a.y, a.n, run)
+            sigmoid_kernel[float](<const float*>a.x, <float*>a.y, a.n, run)
     return y
+
+
+cdef void sigmoid_kernel(const floating* x, floating* y, Py_ssize_t n, Run run) noexcept nogil:
+    """y = σ(x) = 1/(1 + e^−x)."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = y
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            sigmoid_kernel(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            y[i] = v_sigmoid(x[i])
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (y), copied out (_stream.h)
+    y = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            y[i] = v_sigmoid(x[i])
+        stream_out(out, y, m)
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
 
 
 def sigmoid_backward(grad_out, x, out):
@@ -414,12 +976,50 @@ def sigmoid_backward(grad_out, x, out):
     cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
     with nogil:
         if a.f64:
-            act.sigmoid_backward(<const double*>a.g, <const double*>a.x, <double*>a.y, a.n,
-                        run)
+            sigmoid_backward_kernel[double](<const double*>a.g, <const double*>a.x,
+                        <double*>a.y, a.n, run)
         else:
-            act.sigmoid_backward(<const float*>a.g, <const float*>a.x, <float*>a.y, a.n,
-                        run)
+            sigmoid_backward_kernel[float](<const float*>a.g, <const float*>a.x,
+                        <float*>a.y, a.n, run)
     return y
+
+
+cdef void sigmoid_backward_kernel(const floating* g, const floating* x, floating* gx, Py_ssize_t n,
+                                  Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = σ'(x) = σ(x)·(1 − σ(x))."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = gx
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            sigmoid_backward_kernel(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
+                                    alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            gx[i] = g[i] * sigmoid_slope(x[i])
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (gx), copied out (_stream.h;
+    # out may be g or x: each tile is read before it is written)
+    gx = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            gx[i] = g[i] * sigmoid_slope(x[i])
+        stream_out(out, gx, m)
+        g += m
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
+
+
+# ================================================================================ tanh
+# y = f(x): tanh(x)
+# f'(x) = 1 − tanh²(x)
+# The backward as 1 − tanh²(x) = 4σ'(2x): no cancellation near tanh = ±1.
+# Reference: mlkernels/reference/activations.py, tanh and tanh_backward.
+# Run: both directions stream large outputs; a compute-bound loop (SERIAL_BELOW_COMPUTE_BOUND).
 
 
 def tanh(x, out):
@@ -431,10 +1031,36 @@ def tanh(x, out):
     cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
     with nogil:
         if a.f64:
-            act.tanh(<const double*>a.x, <double*>a.y, a.n, run)
+            tanh_kernel[double](<const double*>a.x, <double*>a.y, a.n, run)
         else:
-            act.tanh(<const float*>a.x, <float*>a.y, a.n, run)
+            tanh_kernel[float](<const float*>a.x, <float*>a.y, a.n, run)
     return y
+
+
+cdef void tanh_kernel(const floating* x, floating* y, Py_ssize_t n, Run run) noexcept nogil:
+    """y = tanh(x)."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = y
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            tanh_kernel(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            y[i] = v_tanh(x[i])
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (y), copied out (_stream.h)
+    y = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            y[i] = v_tanh(x[i])
+        stream_out(out, y, m)
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
 
 
 def tanh_backward(grad_out, x, out):
@@ -447,12 +1073,51 @@ def tanh_backward(grad_out, x, out):
     cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
     with nogil:
         if a.f64:
-            act.tanh_backward(<const double*>a.g, <const double*>a.x, <double*>a.y, a.n,
-                        run)
+            tanh_backward_kernel[double](<const double*>a.g, <const double*>a.x,
+                        <double*>a.y, a.n, run)
         else:
-            act.tanh_backward(<const float*>a.g, <const float*>a.x, <float*>a.y, a.n,
-                        run)
+            tanh_backward_kernel[float](<const float*>a.g, <const float*>a.x,
+                        <float*>a.y, a.n, run)
     return y
+
+
+cdef void tanh_backward_kernel(const floating* g, const floating* x, floating* gx, Py_ssize_t n,
+                               Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = 1 − tanh²(x)."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = gx
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            tanh_backward_kernel(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
+                                 alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            gx[i] = g[i] * (<floating>4 * sigmoid_slope(x[i] + x[i]))
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (gx), copied out (_stream.h;
+    # out may be g or x: each tile is read before it is written)
+    gx = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            gx[i] = g[i] * (<floating>4 * sigmoid_slope(x[i] + x[i]))
+        stream_out(out, gx, m)
+        g += m
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
+
+
+# ================================================================================ softplus
+# y = f(x): log(1 + e^(beta·x))/beta, or x where beta·x > threshold
+# f'(x) = σ(beta·x), or 1 where beta·x > threshold
+# log(1 + e^v) as max(v, 0) + log1p(e^−|v|): never overflows, relative in the left tail.
+# Reference: mlkernels/reference/activations.py, softplus and softplus_backward.
+# Run: the backward streams large outputs, not the forward, whose arithmetic is its bound; a
+# compute-bound loop (SERIAL_BELOW_COMPUTE_BOUND).
 
 
 def softplus(x, out, double beta, double threshold):
@@ -464,10 +1129,27 @@ def softplus(x, out, double beta, double threshold):
     cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, False)
     with nogil:
         if a.f64:
-            act.softplus(<const double*>a.x, <double*>a.y, a.n, beta, threshold, run)
+            softplus_kernel[double](<const double*>a.x, <double*>a.y, a.n, beta, threshold, run)
         else:
-            act.softplus(<const float*>a.x, <float*>a.y, a.n, <float>beta, <float>threshold, run)
+            softplus_kernel[float](<const float*>a.x, <float*>a.y, a.n, <float>beta, <float>threshold, run)
     return y
+
+
+cdef void softplus_kernel(const floating* x, floating* y, Py_ssize_t n, floating beta,
+                          floating threshold, Run run) noexcept nogil:
+    """y = log(1 + e^(beta·x))/beta, or x where beta·x > threshold."""
+    cdef Py_ssize_t i, c
+    cdef floating v, e, inv_beta
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            softplus_kernel(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), beta, threshold,
+                            alone(run))
+        return
+    inv_beta = 1 / beta           # one division per call, not per element
+    for i in range(n):               # simd
+        v = beta * x[i]
+        e = v_softplus(v) * inv_beta
+        y[i] = x[i] if v > threshold else e
 
 
 def softplus_backward(grad_out, x, out, double beta, double threshold):
@@ -480,12 +1162,57 @@ def softplus_backward(grad_out, x, out, double beta, double threshold):
     cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
     with nogil:
         if a.f64:
-            act.softplus_backward(<const double*>a.g, <const double*>a.x, <double*>a.y, a.n,
-                        beta, threshold, run)
+            softplus_backward_kernel[double](<const double*>a.g, <const double*>a.x,
+                        <double*>a.y, a.n, beta, threshold, run)
         else:
-            act.softplus_backward(<const float*>a.g, <const float*>a.x, <float*>a.y, a.n,
-                        <float>beta, <float>threshold, run)
+            softplus_backward_kernel[float](<const float*>a.g, <const float*>a.x,
+                        <float*>a.y, a.n, <float>beta, <float>threshold, run)
     return y
+
+
+cdef void softplus_backward_kernel(const floating* g, const floating* x, floating* gx,
+                                   Py_ssize_t n, floating beta, floating threshold,
+                                   Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = σ(beta·x), or 1 where beta·x > threshold."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = gx
+    cdef floating v, e
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            softplus_backward_kernel(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
+                                     beta, threshold, alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            v = beta * x[i]
+            e = v_sigmoid(v)
+            gx[i] = g[i] * (<floating>1 if v > threshold else e)
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (gx), copied out (_stream.h;
+    # out may be g or x: each tile is read before it is written)
+    gx = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            v = beta * x[i]
+            e = v_sigmoid(v)
+            gx[i] = g[i] * (<floating>1 if v > threshold else e)
+        stream_out(out, gx, m)
+        g += m
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
+
+
+# ================================================================================ hardswish
+# y = f(x): x·min(max(x + 3, 0), 6)/6
+# f'(x) = 0 for x ≤ −3, x/3 + 1/2 for −3 < x < 3, 1 for x ≥ 3
+# Arithmetic as torch's (x·r/6, x/3 + 1/2). min and max are selects written so that NaN passes
+# through.
+# Reference: mlkernels/reference/activations.py, hardswish and hardswish_backward.
+# Run: both directions stream large outputs; a memory-bound loop (SERIAL_BELOW_MEMORY_BOUND).
 
 
 def hardswish(x, out):
@@ -497,10 +1224,43 @@ def hardswish(x, out):
     cdef Run run = run_for(&a, SERIAL_BELOW_MEMORY_BOUND, True)
     with nogil:
         if a.f64:
-            act.hardswish(<const double*>a.x, <double*>a.y, a.n, run)
+            hardswish_kernel[double](<const double*>a.x, <double*>a.y, a.n, run)
         else:
-            act.hardswish(<const float*>a.x, <float*>a.y, a.n, run)
+            hardswish_kernel[float](<const float*>a.x, <float*>a.y, a.n, run)
     return y
+
+
+cdef void hardswish_kernel(const floating* x, floating* y, Py_ssize_t n, Run run) noexcept nogil:
+    """y = x·min(max(x + 3, 0), 6)/6."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = y
+    cdef floating r
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            hardswish_kernel(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            r = x[i] + <floating>3        # relu6(x + 3); NaN passes through
+            r = <floating>0 if r < 0 else r
+            r = <floating>6 if r > 6 else r
+            y[i] = x[i] * r / <floating>6
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (y), copied out (_stream.h)
+    y = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            r = x[i] + <floating>3        # relu6(x + 3); NaN passes through
+            r = <floating>0 if r < 0 else r
+            r = <floating>6 if r > 6 else r
+            y[i] = x[i] * r / <floating>6
+        stream_out(out, y, m)
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
 
 
 def hardswish_backward(grad_out, x, out):
@@ -513,12 +1273,56 @@ def hardswish_backward(grad_out, x, out):
     cdef Run run = run_for(&a, SERIAL_BELOW_MEMORY_BOUND, True)
     with nogil:
         if a.f64:
-            act.hardswish_backward(<const double*>a.g, <const double*>a.x, <double*>a.y, a.n,
-                        run)
+            hardswish_backward_kernel[double](<const double*>a.g, <const double*>a.x,
+                        <double*>a.y, a.n, run)
         else:
-            act.hardswish_backward(<const float*>a.g, <const float*>a.x, <float*>a.y, a.n,
-                        run)
+            hardswish_backward_kernel[float](<const float*>a.g, <const float*>a.x,
+                        <float*>a.y, a.n, run)
     return y
+
+
+cdef void hardswish_backward_kernel(const floating* g, const floating* x, floating* gx,
+                                    Py_ssize_t n, Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = 0 for x ≤ −3, x/3 + 1/2 for −3 < x < 3, 1 for x ≥ 3."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = gx
+    cdef floating d
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            hardswish_backward_kernel(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK,
+                                      chunk_len(n, c), alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            d = x[i] / <floating>3 + <floating>0.5      # the slope between the kinks
+            d = <floating>1 if x[i] >= 3 else d
+            gx[i] = v_select(x[i] <= -3, <floating>0, g[i] * d)
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (gx), copied out (_stream.h;
+    # out may be g or x: each tile is read before it is written)
+    gx = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            d = x[i] / <floating>3 + <floating>0.5      # the slope between the kinks
+            d = <floating>1 if x[i] >= 3 else d
+            gx[i] = v_select(x[i] <= -3, <floating>0, g[i] * d)
+        stream_out(out, gx, m)
+        g += m
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
+
+
+# ================================================================================ hardsigmoid
+# y = f(x): min(max(x + 3, 0), 6)/6
+# f'(x) = 1/6 for −3 < x < 3, else 0 (0 at the kinks, as torch)
+# The backward selects, on the bits (v_select: no masked load of g), g inside the kinks, x where
+# x is NaN and 0 elsewhere, then scales by 1/6.
+# Reference: mlkernels/reference/activations.py, hardsigmoid and hardsigmoid_backward.
+# Run: both directions stream large outputs; a memory-bound loop (SERIAL_BELOW_MEMORY_BOUND).
 
 
 def hardsigmoid(x, out):
@@ -530,10 +1334,43 @@ def hardsigmoid(x, out):
     cdef Run run = run_for(&a, SERIAL_BELOW_MEMORY_BOUND, True)
     with nogil:
         if a.f64:
-            act.hardsigmoid(<const double*>a.x, <double*>a.y, a.n, run)
+            hardsigmoid_kernel[double](<const double*>a.x, <double*>a.y, a.n, run)
         else:
-            act.hardsigmoid(<const float*>a.x, <float*>a.y, a.n, run)
+            hardsigmoid_kernel[float](<const float*>a.x, <float*>a.y, a.n, run)
     return y
+
+
+cdef void hardsigmoid_kernel(const floating* x, floating* y, Py_ssize_t n, Run run) noexcept nogil:
+    """y = min(max(x + 3, 0), 6)/6."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = y
+    cdef floating r
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            hardsigmoid_kernel(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            r = x[i] + <floating>3        # relu6(x + 3); NaN passes through
+            r = <floating>0 if r < 0 else r
+            r = <floating>6 if r > 6 else r
+            y[i] = r / <floating>6
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (y), copied out (_stream.h)
+    y = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            r = x[i] + <floating>3        # relu6(x + 3); NaN passes through
+            r = <floating>0 if r < 0 else r
+            r = <floating>6 if r > 6 else r
+            y[i] = r / <floating>6
+        stream_out(out, y, m)
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
 
 
 def hardsigmoid_backward(grad_out, x, out):
@@ -546,12 +1383,56 @@ def hardsigmoid_backward(grad_out, x, out):
     cdef Run run = run_for(&a, SERIAL_BELOW_MEMORY_BOUND, True)
     with nogil:
         if a.f64:
-            act.hardsigmoid_backward(<const double*>a.g, <const double*>a.x, <double*>a.y, a.n,
-                        run)
+            hardsigmoid_backward_kernel[double](<const double*>a.g, <const double*>a.x,
+                        <double*>a.y, a.n, run)
         else:
-            act.hardsigmoid_backward(<const float*>a.g, <const float*>a.x, <float*>a.y, a.n,
-                        run)
+            hardsigmoid_backward_kernel[float](<const float*>a.g, <const float*>a.x,
+                        <float*>a.y, a.n, run)
     return y
+
+
+cdef void hardsigmoid_backward_kernel(const floating* g, const floating* x, floating* gx,
+                                      Py_ssize_t n, Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = 1/6 for −3 < x < 3, else 0 (0 at the kinks, as torch)."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = gx
+    cdef floating s
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            hardsigmoid_backward_kernel(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK,
+                                        chunk_len(n, c), alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            s = v_select((x[i] > -3) & (x[i] < 3), g[i],
+                         x[i] if x[i] != x[i] else <floating>0)
+            gx[i] = s * <floating>(1.0 / 6)
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (gx), copied out (_stream.h;
+    # out may be g or x: each tile is read before it is written)
+    gx = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            s = v_select((x[i] > -3) & (x[i] < 3), g[i],
+                         x[i] if x[i] != x[i] else <floating>0)
+            gx[i] = s * <floating>(1.0 / 6)
+        stream_out(out, gx, m)
+        g += m
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
+
+
+# ================================================================================ mish
+# y = f(x): x·tanh(log(1 + e^x))
+# f'(x) = tanh(sp) + x·σ(x)·(1 − tanh²(sp)), sp = softplus(x)
+# One e^−|x| and one division per element; 1 − tanh² is formed from z, not by subtracting from
+# 1.
+# Reference: mlkernels/reference/activations.py, mish and mish_backward.
+# Run: both directions stream large outputs; a compute-bound loop (SERIAL_BELOW_COMPUTE_BOUND).
 
 
 def mish(x, out):
@@ -563,10 +1444,45 @@ def mish(x, out):
     cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
     with nogil:
         if a.f64:
-            act.mish(<const double*>a.x, <double*>a.y, a.n, run)
+            mish_kernel[double](<const double*>a.x, <double*>a.y, a.n, run)
         else:
-            act.mish(<const float*>a.x, <float*>a.y, a.n, run)
+            mish_kernel[float](<const float*>a.x, <float*>a.y, a.n, run)
     return y
+
+
+cdef void mish_kernel(const floating* x, floating* y, Py_ssize_t n, Run run) noexcept nogil:
+    """y = x·tanh(log(1 + e^x))."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = y
+    cdef floating z, num
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            mish_kernel(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            z = v_exp_neg_abs(x[i])
+            # tanh(softplus(x)) = num/den, over z: x ≥ 0: (1 + 2z)/(1 + 2z + 2z²),
+            # x < 0: z(z + 2)/(z(z + 2) + 2)
+            num = (<floating>1 + z + z) if x[i] >= 0 else z * (z + <floating>2)
+            y[i] = x[i] * num / (num + (<floating>2 * z * z if x[i] >= 0 else <floating>2))
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (y), copied out (_stream.h)
+    y = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            z = v_exp_neg_abs(x[i])
+            # tanh(softplus(x)) = num/den, over z: x ≥ 0: (1 + 2z)/(1 + 2z + 2z²),
+            # x < 0: z(z + 2)/(z(z + 2) + 2)
+            num = (<floating>1 + z + z) if x[i] >= 0 else z * (z + <floating>2)
+            y[i] = x[i] * num / (num + (<floating>2 * z * z if x[i] >= 0 else <floating>2))
+        stream_out(out, y, m)
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
 
 
 def mish_backward(grad_out, x, out):
@@ -579,12 +1495,55 @@ def mish_backward(grad_out, x, out):
     cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
     with nogil:
         if a.f64:
-            act.mish_backward(<const double*>a.g, <const double*>a.x, <double*>a.y, a.n,
-                        run)
+            mish_backward_kernel[double](<const double*>a.g, <const double*>a.x,
+                        <double*>a.y, a.n, run)
         else:
-            act.mish_backward(<const float*>a.g, <const float*>a.x, <float*>a.y, a.n,
-                        run)
+            mish_backward_kernel[float](<const float*>a.g, <const float*>a.x,
+                        <float*>a.y, a.n, run)
     return y
+
+
+cdef void mish_backward_kernel(const floating* g, const floating* x, floating* gx, Py_ssize_t n,
+                               Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = tanh(sp) + x·σ(x)·(1 − tanh²(sp)), sp = softplus(x)."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = gx
+    cdef floating z, num, r, q, s
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            mish_backward_kernel(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
+                                 alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            z = v_exp_neg_abs(x[i])
+            num = (<floating>1 + z + z) if x[i] >= 0 else z * (z + <floating>2)
+            r = <floating>1 / (num + (<floating>2 * z * z if x[i] >= 0 else <floating>2))
+            # σ(x)·(1 − tanh²(softplus(x))) = 4z(1 + z)·q/den², q = z (x ≥ 0) or 1
+            q = z if x[i] >= 0 else <floating>1
+            s = <floating>4 * z * (<floating>1 + z) * q * r * r
+            gx[i] = g[i] * (num * r + x[i] * s)
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (gx), copied out (_stream.h;
+    # out may be g or x: each tile is read before it is written)
+    gx = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            z = v_exp_neg_abs(x[i])
+            num = (<floating>1 + z + z) if x[i] >= 0 else z * (z + <floating>2)
+            r = <floating>1 / (num + (<floating>2 * z * z if x[i] >= 0 else <floating>2))
+            # σ(x)·(1 − tanh²(softplus(x))) = 4z(1 + z)·q/den², q = z (x ≥ 0) or 1
+            q = z if x[i] >= 0 else <floating>1
+            s = <floating>4 * z * (<floating>1 + z) * q * r * r
+            gx[i] = g[i] * (num * r + x[i] * s)
+        stream_out(out, gx, m)
+        g += m
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
 
 
 # ================================================================================ PReLU

@@ -219,10 +219,10 @@ class Kernel:
     def signature(self, backward: bool) -> str:
         """The kernel's cdef line, wrapped at the line length."""
         if backward:
-            head = f"cdef inline void {self.row.name}_backward("
+            head = f"cdef void {self.row.name}_backward_kernel("
             args = ["const floating* g", "const floating* x", "floating* gx", "Py_ssize_t n"]
         else:
-            head = f"cdef inline void {self.row.name}("
+            head = f"cdef void {self.row.name}_kernel("
             args = ["const floating* x", "floating* y", "Py_ssize_t n"]
         args += [f"floating {p.name}" for p in self.numbers] + ["Run run"]
         return _wrap_call(head, args, ") noexcept nogil:")
@@ -230,10 +230,10 @@ class Kernel:
     def chunk_call(self, backward: bool) -> str:
         """The kernel calling itself on chunk c, on one thread (in its prange)."""
         if backward:
-            head = f"            {self.row.name}_backward("
+            head = f"            {self.row.name}_backward_kernel("
             args = ["g + c * CHUNK", "x + c * CHUNK", "gx + c * CHUNK"]
         else:
-            head = f"            {self.row.name}("
+            head = f"            {self.row.name}_kernel("
             args = ["x + c * CHUNK", "y + c * CHUNK"]
         args += ["chunk_len(n, c)"] + [p.name for p in self.numbers] + ["alone(run)"]
         return _wrap_call(head, args, ")")
@@ -244,6 +244,12 @@ class Kernel:
                 else self.row.forward_setup + "\n" + self.row.forward)
         names = [n for n in self.row.scratch.split() if re.search(rf"\b{n}\b", code)]
         return f"\n    cdef floating {', '.join(names)}" if names else ""
+
+    @property
+    def math_comment(self) -> str:
+        """The forward's math as a comment after the `elif op == NAME:` of forward_run."""
+        text = f"  # {self.row.math}"
+        return text if len(text) + 30 <= WIDTH else ""
 
     def doc(self, backward: bool) -> str:
         """The kernel's docstring: its math."""
@@ -488,9 +494,14 @@ def render(root: Path = PACKAGE_DIR.parent) -> Dict[str, str]:
     out = {}
     for template, target in TARGETS:
         text = (root / template).read_text()
+        linear_kernels = [k for k in kernels if k.row.linear]
+        scratch = sorted({name for k in linear_kernels
+                          for name in k.scratch_decl(False).split("floating ")[-1].split(", ")
+                          if k.scratch_decl(False)})
         body = Template(text, name=template).substitute(
             kernels=kernels, functions=functions, header=header(template), wrap=wrap_list,
-            linear_kernels=[k for k in kernels if k.row.linear])
+            linear_kernels=linear_kernels,
+            linear_scratch=f"\n    cdef floating {', '.join(scratch)}" if scratch else "")
         out[target] = body
     return out
 
