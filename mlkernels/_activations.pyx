@@ -1,146 +1,109 @@
-"""Activation kernels: y = f(x) and grad_x = grad_out · f'(x), elementwise.
+# Generated from mlkernels/_activation_table.py by mlkernels/_generate.py
+# (template: mlkernels/_activations.pyx.tp); do not edit.
+"""Activation kernels: one per activation and direction, each beside the entry that calls it.
 
-How it is built
----------------
-* One loop per activation and direction, each branchless (selects, not ifs) and calling only
-  the inline math of ``_vecmath.h``, so GCC vectorizes it (AVX-512: 16 float32 or 8 float64
-  lanes).
-* One pass: read x (and grad_out), write y. A NumPy composition of GELU makes 5-10 passes and
-  calls scipy's scalar erf.
-* Large arrays are cut into chunks of ``CHUNK`` elements handed to OpenMP threads; below a
-  threshold the call stays serial (opening a parallel region costs microseconds).
-* The per-call cost on tiny arrays is kept small: ``unary``/``binary`` take the ndarray
-  objects and read their data pointers directly (no memoryview acquisition); anything
-  unusual (strides, byte order, a wrong ``out``...) returns ``NotImplemented`` and the
-  Python API (mlkernels/activations.py) takes the fully validated path instead.
+Reading guide
+-------------
+Each public function of ``mlkernels/activations.py`` (``gelu``, ``gelu_backward``, ...)
+checks its parameters and calls the entry of the same name here (``gelu`` with
+``approximate="tanh"`` calls ``gelu_tanh``). The entry takes the ndarrays themselves, reads
+their data pointers (no memoryviews: acquiring one costs more than a small call's whole
+work), chooses how the kernel runs (``Run``: threads, streaming) and calls its kernel, just
+below it: ``<name>_kernel`` / ``<name>_backward_kernel``, under the activation's math. The
+entries and kernels are generated from ``_activation_table.py``, each loop's body from its
+row; PReLU (a learned slope per channel: a weight array and a sum, not a table row) and the
+test hook of ``_vecmath.h`` are written in the template.
+
+An entry takes only *plain* arrays: float32 or float64, C-contiguous, aligned, native byte
+order, and an ``out`` of the input's shape and dtype that is the input itself or does not
+overlap it. Anything else returns ``NotImplemented``, and the public function checks every
+argument (naming what is wrong) and copies the input into shape before calling again: small
+calls with plain arrays pay for no checks they do not need.
+
+Every kernel has the same skeleton around its loop:
+
+* **Threads**: with ``run.threads > 1`` the kernel hands CHUNK-element pieces to an OpenMP
+  team, each calling the kernel again on one thread. The entry chooses: one thread below
+  ``SERIAL_BELOW_*`` elements (``_runtime.pxd``), where opening a parallel region costs more
+  than it saves.
+* **The loop** is the plain scalar loop, which GCC vectorizes (AVX-512: 16 float32 or 8
+  float64 lanes): no branch (``a if c else b`` is a select, both arms computed), no libm
+  call (``_vecmath.pxd``'s inline math), constants typed ``<floating>``. Its marker comment
+  (simd) is checked by the vectorization guard (docs/vectorization.md).
+* **Streaming**, in the directions whose large outputs memory bounds (the table's
+  ``streams``): with ``run.stream`` the same loop runs tile after tile, writing a 512-byte
+  tile in L1 that is then copied out with non-temporal stores (``_stream.h``: the output's
+  lines are not read first). It is written out twice rather than once with a pointer that
+  is either the output or the tile: GCC compiled that single loop less well (tanh's backward
+  ran slower streamed; docs/kernels/activations.md). A kernel that does not stream has no
+  tile code at all.
+
+The kernels are plain (not inline) functions of this module: GCC keeps one copy of each
+rather than one inside every caller (the entry, the OpenMP region), which kept the module
+within GCC's inlining budget -- past it, GCC leaves calls to the math in the loops, which
+then stay scalar. The fused linear's copies of the same loops are ``_act.pxd``'s
+``forward_run``. Figures: docs/kernels/activations.md.
 """
 from cython cimport floating
-from cython.parallel cimport prange
 from libc.stdlib cimport calloc, free
 
-from mlkernels._stream cimport (STREAM_FROM_BYTES, TILE_MAX, mlk_stream_fence, stream_out,
-                               tile_len)
-
-from mlkernels._act cimport (Op, RELU, LEAKY_RELU, ELU, SELU, GELU, GELU_TANH, SILU, SWISH,
-                             SIGMOID, TANH, SOFTPLUS, forward_run, backward_run, v_select)
-from mlkernels._act cimport mlk_expf, mlk_expm1f, mlk_log1pf, mlk_tanhf, mlk_sigmoidf
-from mlkernels._act cimport mlk_ndtrf, mlk_exp_half_sqf, mlk_softplusf
-from mlkernels._act cimport (mlk_exp, mlk_expm1, mlk_log1p, mlk_tanh, mlk_sigmoid, mlk_ndtr,
-                             mlk_exp_half_sq, mlk_softplus)
-from mlkernels._reduce cimport sum_of
-
 cimport numpy as cnp
-from mlkernels._arrays cimport plain, same_shape, share_bytes
 import numpy as np
 
-from mlkernels._runtime cimport kernel_threads
+from cython.parallel cimport prange
+
+from mlkernels._arrays cimport plain, same_shape, share_bytes
+from mlkernels._reduce cimport sum_of
+from mlkernels._runtime cimport (SERIAL_BELOW_COMPUTE_BOUND, SERIAL_BELOW_MEMORY_BOUND,
+                                kernel_threads, stream_from)
+from mlkernels._stream cimport TileMemory, mlk_stream_fence, stream_out, tile_in, tile_len
+from mlkernels._vecmath cimport (GELU_C, SELU_ALPHA, SELU_SCALE, SQRT_2_OVER_PI, sigmoid_slope,
+                                 v_abs, v_exp, v_exp_neg_abs, v_exp_nonpositive, v_expm1,
+                                 v_ndtr, v_npdf, v_select, v_sigmoid, v_softplus, v_tanh)
+from mlkernels._vecmath cimport (mlk_expf, mlk_expm1f, mlk_log1pf, mlk_tanhf, mlk_sigmoidf,
+                                 mlk_ndtrf, mlk_exp_half_sqf, mlk_softplusf, mlk_exp, mlk_expm1,
+                                 mlk_log1p, mlk_tanh, mlk_sigmoid, mlk_ndtr, mlk_exp_half_sq,
+                                 mlk_softplus)
 
 cnp.import_array()
 
-# Outputs of at least this many bytes are written with streaming stores (_stream.h; the same
-# threshold as the norm kernels', and why).
-cdef Py_ssize_t STREAM_FROM = STREAM_FROM_BYTES
 
-
-def set_stream_from(Py_ssize_t nbytes):
-    """Set the output size from which activations stream their output; returns the old
-    value. For tests (to drive the streaming path with small arrays) and measurements."""
-    global STREAM_FROM
-    old, STREAM_FROM = STREAM_FROM, nbytes
-    return old
-
+# ================================================================================ plumbing
 
 cdef enum:
     CHUNK = 16384                  # elements per OpenMP work item (64 KiB of float32)
-    SERIAL_BELOW_CHEAP = 262144    # relu-like ops: memory-bound, threads pay off late
-    SERIAL_BELOW = 32768           # ops with exp/erf/tanh: compute-bound, threads pay off early
-
-cdef inline bint is_cheap(Op op) noexcept nogil:
-    return op == RELU or op == LEAKY_RELU
 
 
-# Which large outputs are streamed (_stream.h): only where memory, not arithmetic, bounds the
-# loop. 16M float32, 2 threads, streamed against not, alternating in one process (ms):
-#   forward   relu 2.28-2.36 / 2.80-2.81, leaky_relu 2.31 / 2.78, silu 2.28-2.31 / 2.80-2.84,
-#             swish 2.39 / 2.78, sigmoid 2.30 / 2.79, tanh 2.48 / 2.80; but elu 3.05 / 2.83,
-#             selu 3.08 / 2.89, softplus 3.14 / 2.93-2.95, gelu 3.79-3.84 / 3.58-3.64,
-#             gelu-tanh 3.00 / 2.96: there the arithmetic is the bound, and the tile's
-#             extra pass through L1 is a loss.
-#   backward  every one gains (silu 3.14 / 4.20, softplus 3.10 / 4.05, gelu-tanh 3.81 / 4.27)
-#             but gelu, 4.92-5.04 / 4.80-4.83.
-cdef inline bint streams_forward(Op op) noexcept nogil:
-    return not (op == ELU or op == SELU or op == SOFTPLUS or op == GELU or op == GELU_TANH)
+cdef struct Run:
+    # How a kernel runs, as its entry chose: on `threads` OpenMP threads (1: the calling
+    # thread, no parallel region); with `stream`, the output is written through an L1 tile
+    # with streaming stores (only the kernels that stream look at it).
+    int threads
+    bint stream
 
 
-cdef inline bint streams_backward(Op op) noexcept nogil:
-    return op != GELU
+cdef inline Py_ssize_t chunk_count(Py_ssize_t n) noexcept nogil:
+    return (n + CHUNK - 1) // CHUNK
 
 
-cdef void forward_all(Op op, const floating* x, floating* y, Py_ssize_t n, floating a,
-                      floating b, int n_threads) noexcept nogil:
-    cdef Py_ssize_t c, n_chunks = (n + CHUNK - 1) // CHUNK
-    cdef bint stream = streams_forward(op) and n * <Py_ssize_t>sizeof(floating) >= STREAM_FROM
-    if n_threads <= 1:
-        forward_chunk(op, x, y, n, a, b, stream)
-    else:
-        for c in prange(n_chunks, num_threads=n_threads, schedule="static"):
-            forward_chunk(op, x + c * CHUNK, y + c * CHUNK,
-                          min(<Py_ssize_t>CHUNK, n - c * CHUNK), a, b, stream)
+cdef inline Py_ssize_t chunk_len(Py_ssize_t n, Py_ssize_t c) noexcept nogil:
+    """The length of chunk c of n elements."""
+    return min(<Py_ssize_t>CHUNK, n - c * CHUNK)
 
 
-cdef void forward_chunk(Op op, const floating* x, floating* y, Py_ssize_t n, floating a,
-                        floating b, bint stream) noexcept nogil:
-    """y = f(x); streamed: tile by tile into a line-aligned L1 buffer, then out (_stream.h)."""
-    cdef Py_ssize_t p = 0, m
-    cdef floating raw[TILE_MAX + 16]
-    cdef floating* buffer = <floating*>((<size_t>&raw[0] + 63) & ~(<size_t>63))
-    if not stream:
-        forward_run(op, x, y, n, a, b)
-        return
-    while p < n:
-        m = tile_len(y + p, n - p)
-        forward_run(op, x + p, buffer, m, a, b)
-        stream_out(y + p, buffer, m)
-        p += m
-    mlk_stream_fence()
+cdef inline Run alone(Run run) noexcept nogil:
+    """The same run on the calling thread (a chunk's)."""
+    run.threads = 1
+    return run
 
 
-cdef void backward_all(Op op, const floating* g, const floating* x, floating* gx, Py_ssize_t n,
-                       floating a, floating b, int n_threads) noexcept nogil:
-    cdef Py_ssize_t c, n_chunks = (n + CHUNK - 1) // CHUNK
-    cdef bint stream = streams_backward(op) and n * <Py_ssize_t>sizeof(floating) >= STREAM_FROM
-    if n_threads <= 1:
-        backward_chunk(op, g, x, gx, n, a, b, stream)
-    else:
-        for c in prange(n_chunks, num_threads=n_threads, schedule="static"):
-            backward_chunk(op, g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK,
-                           min(<Py_ssize_t>CHUNK, n - c * CHUNK), a, b, stream)
-
-
-cdef void backward_chunk(Op op, const floating* g, const floating* x, floating* gx,
-                         Py_ssize_t n, floating a, floating b, bint stream) noexcept nogil:
-    """grad_x = g·f'(x); streamed as forward_chunk (gx may be g or x: each tile is read
-    before it is written)."""
-    cdef Py_ssize_t p = 0, m
-    cdef floating raw[TILE_MAX + 16]
-    cdef floating* buffer = <floating*>((<size_t>&raw[0] + 63) & ~(<size_t>63))
-    if not stream:
-        backward_run(op, g, x, gx, n, a, b)
-        return
-    while p < n:
-        m = tile_len(gx + p, n - p)
-        backward_run(op, g + p, x + p, buffer, m, a, b)
-        stream_out(gx + p, buffer, m)
-        p += m
-    mlk_stream_fence()
-
-
-# ------------------------------------------------------------------ entry points
-
-cdef int threads_for(Op op, Py_ssize_t n):
-    if n < (SERIAL_BELOW_CHEAP if is_cheap(op) else SERIAL_BELOW):
-        return 1
-    return kernel_threads()
+cdef struct Arrays:
+    # A plain call's data: what an entry hands its kernel.
+    void* g                   # the gradient of the output (backward)
+    void* x
+    void* y                   # the output
+    Py_ssize_t n
+    bint f64
 
 
 cdef inline bint overlaps(cnp.ndarray a, cnp.ndarray b):
@@ -150,8 +113,8 @@ cdef inline bint overlaps(cnp.ndarray a, cnp.ndarray b):
 
 
 cdef object output_for(cnp.ndarray x, object out, int typenum):
-    """out itself if usable (right type/shape, C-contiguous, writeable, and either exactly x
-    or not overlapping it), a fresh array if out is None, else None (-> checked path)."""
+    """out itself if usable (right type and shape, C-contiguous, writeable), a fresh array if
+    out is None, else None."""
     if out is None:
         return cnp.PyArray_EMPTY(cnp.PyArray_NDIM(x), cnp.PyArray_DIMS(x), typenum, 0)
     if type(out) is not np.ndarray:
@@ -162,58 +125,1428 @@ cdef object output_for(cnp.ndarray x, object out, int typenum):
     return o
 
 
-def unary(int op, object x, object out, double a=0.0, double b=0.0):
-    """y = f(x) into ``out`` (or a new array). NotImplemented when x or out is not a plain
-    float array of matching shape: the caller then validates and copies."""
+cdef object forward_arrays(object x, object out, Arrays* a):
+    """The output (out, or a new array) and a's pointers when x and out are plain; None
+    otherwise."""
     if type(x) is not np.ndarray:
-        return NotImplemented
+        return None
     cdef cnp.ndarray xa = <cnp.ndarray>x
     cdef int typenum = cnp.PyArray_TYPE(xa)
     if (typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64) or not plain(xa, typenum):
-        return NotImplemented
+        return None
     y = output_for(xa, out, typenum)
     if y is None or overlaps(<cnp.ndarray>y, xa):
-        return NotImplemented
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(xa)
-    cdef int nt = threads_for(<Op>op, n)
-    cdef void* px = cnp.PyArray_DATA(xa)
-    cdef void* py = cnp.PyArray_DATA(<cnp.ndarray>y)
-    with nogil:
-        if typenum == cnp.NPY_FLOAT32:
-            forward_all[float](<Op>op, <float*>px, <float*>py, n, <float>a, <float>b, nt)
-        else:
-            forward_all[double](<Op>op, <double*>px, <double*>py, n, a, b, nt)
+        return None
+    a.x = cnp.PyArray_DATA(xa)
+    a.y = cnp.PyArray_DATA(<cnp.ndarray>y)
+    a.n = cnp.PyArray_SIZE(xa)
+    a.f64 = typenum == cnp.NPY_FLOAT64
     return y
 
 
-def binary(int op, object grad_out, object x, object out, double a=0.0, double b=0.0):
-    """grad_x = grad_out·f'(x) into ``out`` (which may be grad_out or x itself)."""
+cdef object backward_arrays(object grad_out, object x, object out, Arrays* a):
+    """As forward_arrays, with grad_out of x's shape and dtype (out may be grad_out or x)."""
     if type(x) is not np.ndarray or type(grad_out) is not np.ndarray:
-        return NotImplemented
+        return None
     cdef cnp.ndarray xa = <cnp.ndarray>x
     cdef cnp.ndarray ga = <cnp.ndarray>grad_out
     cdef int typenum = cnp.PyArray_TYPE(xa)
     if ((typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64) or not plain(xa, typenum)
             or not plain(ga, typenum) or not same_shape(ga, xa)):
-        return NotImplemented
+        return None
     y = output_for(xa, out, typenum)
     if y is None or overlaps(<cnp.ndarray>y, xa) or overlaps(<cnp.ndarray>y, ga):
-        return NotImplemented
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(xa)
-    cdef int nt = threads_for(<Op>op, n)
-    cdef void* pg = cnp.PyArray_DATA(ga)
-    cdef void* px = cnp.PyArray_DATA(xa)
-    cdef void* py = cnp.PyArray_DATA(<cnp.ndarray>y)
-    with nogil:
-        if typenum == cnp.NPY_FLOAT32:
-            backward_all[float](<Op>op, <float*>pg, <float*>px, <float*>py, n, <float>a,
-                                <float>b, nt)
-        else:
-            backward_all[double](<Op>op, <double*>pg, <double*>px, <double*>py, n, a, b, nt)
+        return None
+    a.g = cnp.PyArray_DATA(ga)
+    a.x = cnp.PyArray_DATA(xa)
+    a.y = cnp.PyArray_DATA(<cnp.ndarray>y)
+    a.n = cnp.PyArray_SIZE(xa)
+    a.f64 = typenum == cnp.NPY_FLOAT64
     return y
 
 
-# ------------------------------------------------------------------ PReLU
+cdef inline Run run_for(const Arrays* a, Py_ssize_t serial_below, bint streams) noexcept nogil:
+    """One thread below serial_below elements, else the runtime's count (_runtime.pxd);
+    streamed when the kernel streams and the output is large (stream_from())."""
+    cdef Run run
+    run.threads = 1 if a.n < serial_below else kernel_threads()
+    run.stream = streams and a.n * (8 if a.f64 else 4) >= stream_from()
+    return run
+
+
+# ================================================================================ kernels
+# One pair per row of the table: `<name>(x, out, params...)` -> y, the entry, and
+# `<name>_kernel`, the loop; then `<name>_backward(grad_out, x, out, params...)` -> grad_x and
+# `<name>_backward_kernel`. An entry returns NotImplemented unless its arrays are plain (see
+# the module's docstring).
+
+
+# ================================================================================ relu
+# y = f(x): max(x, 0); NaN and -0 pass through
+# f'(x) = 1 if x > 0 else 0 (0 at the kink x = 0; NaN where x is NaN)
+# The backward selects on the bits (v_select): as a plain select GCC loaded g under a mask, and
+# the loop ran slower from memory than leaky_relu's, which loads g for both arms
+# (docs/kernels/activations.md).
+# Reference: mlkernels/reference/activations.py, relu and relu_backward.
+# Run: both directions stream large outputs; a memory-bound loop (SERIAL_BELOW_MEMORY_BOUND).
+
+
+def relu(x, out):
+    """y = f(x) into out (or a new array), for mlkernels.activations.relu."""
+    cdef Arrays a
+    y = forward_arrays(x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_MEMORY_BOUND, True)
+    with nogil:
+        if a.f64:
+            relu_kernel[double](<const double*>a.x, <double*>a.y, a.n, run)
+        else:
+            relu_kernel[float](<const float*>a.x, <float*>a.y, a.n, run)
+    return y
+
+
+cdef void relu_kernel(const floating* x, floating* y, Py_ssize_t n, Run run) noexcept nogil:
+    """y = max(x, 0); NaN and -0 pass through."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = y
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            relu_kernel(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            y[i] = 0 if x[i] < 0 else x[i]
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (y), copied out (_stream.h)
+    y = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            y[i] = 0 if x[i] < 0 else x[i]
+        stream_out(out, y, m)
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
+
+
+def relu_backward(grad_out, x, out):
+    """grad_x = grad_out·f'(x) into out (or a new array), for
+    mlkernels.activations.relu_backward."""
+    cdef Arrays a
+    y = backward_arrays(grad_out, x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_MEMORY_BOUND, True)
+    with nogil:
+        if a.f64:
+            relu_backward_kernel[double](<const double*>a.g, <const double*>a.x,
+                        <double*>a.y, a.n, run)
+        else:
+            relu_backward_kernel[float](<const float*>a.g, <const float*>a.x,
+                        <float*>a.y, a.n, run)
+    return y
+
+
+cdef void relu_backward_kernel(const floating* g, const floating* x, floating* gx, Py_ssize_t n,
+                               Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = 1 if x > 0 else 0 (0 at the kink x = 0; NaN where x is NaN)."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = gx
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            relu_backward_kernel(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
+                                 alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            gx[i] = v_select(x[i] > 0, g[i], x[i] if x[i] != x[i] else 0)
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (gx), copied out (_stream.h;
+    # out may be g or x: each tile is read before it is written)
+    gx = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            gx[i] = v_select(x[i] > 0, g[i], x[i] if x[i] != x[i] else 0)
+        stream_out(out, gx, m)
+        g += m
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
+
+
+# ================================================================================ leaky_relu
+# y = f(x): x if x > 0 else negative_slope·x
+# f'(x) = 1 if x > 0 else negative_slope
+# Reference: mlkernels/reference/activations.py, leaky_relu and leaky_relu_backward.
+# Run: both directions stream large outputs; a memory-bound loop (SERIAL_BELOW_MEMORY_BOUND).
+
+
+def leaky_relu(x, out, double negative_slope):
+    """y = f(x) into out (or a new array), for mlkernels.activations.leaky_relu."""
+    cdef Arrays a
+    y = forward_arrays(x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_MEMORY_BOUND, True)
+    with nogil:
+        if a.f64:
+            leaky_relu_kernel[double](<const double*>a.x, <double*>a.y, a.n, negative_slope, run)
+        else:
+            leaky_relu_kernel[float](<const float*>a.x, <float*>a.y, a.n, <float>negative_slope, run)
+    return y
+
+
+cdef void leaky_relu_kernel(const floating* x, floating* y, Py_ssize_t n, floating negative_slope,
+                            Run run) noexcept nogil:
+    """y = x if x > 0 else negative_slope·x."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = y
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            leaky_relu_kernel(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), negative_slope,
+                              alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            y[i] = x[i] if x[i] > 0 else negative_slope * x[i]
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (y), copied out (_stream.h)
+    y = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            y[i] = x[i] if x[i] > 0 else negative_slope * x[i]
+        stream_out(out, y, m)
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
+
+
+def leaky_relu_backward(grad_out, x, out, double negative_slope):
+    """grad_x = grad_out·f'(x) into out (or a new array), for
+    mlkernels.activations.leaky_relu_backward."""
+    cdef Arrays a
+    y = backward_arrays(grad_out, x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_MEMORY_BOUND, True)
+    with nogil:
+        if a.f64:
+            leaky_relu_backward_kernel[double](<const double*>a.g, <const double*>a.x,
+                        <double*>a.y, a.n, negative_slope, run)
+        else:
+            leaky_relu_backward_kernel[float](<const float*>a.g, <const float*>a.x,
+                        <float*>a.y, a.n, <float>negative_slope, run)
+    return y
+
+
+cdef void leaky_relu_backward_kernel(const floating* g, const floating* x, floating* gx,
+                                     Py_ssize_t n, floating negative_slope,
+                                     Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = 1 if x > 0 else negative_slope."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = gx
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            leaky_relu_backward_kernel(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK,
+                                       chunk_len(n, c), negative_slope, alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            gx[i] = g[i] if x[i] > 0 else negative_slope * g[i]
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (gx), copied out (_stream.h;
+    # out may be g or x: each tile is read before it is written)
+    gx = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            gx[i] = g[i] if x[i] > 0 else negative_slope * g[i]
+        stream_out(out, gx, m)
+        g += m
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
+
+
+# ================================================================================ elu
+# y = f(x): x if x > 0 else alpha·(e^x − 1)
+# f'(x) = 1 if x > 0 else alpha·e^x
+# e^x − 1 through expm1: full relative accuracy near 0. Both arms are computed for every
+# element, then one is selected.
+# Reference: mlkernels/reference/activations.py, elu and elu_backward.
+# Run: the backward streams large outputs, not the forward, whose arithmetic is its bound; a
+# compute-bound loop (SERIAL_BELOW_COMPUTE_BOUND).
+
+
+def elu(x, out, double alpha):
+    """y = f(x) into out (or a new array), for mlkernels.activations.elu."""
+    cdef Arrays a
+    y = forward_arrays(x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, False)
+    with nogil:
+        if a.f64:
+            elu_kernel[double](<const double*>a.x, <double*>a.y, a.n, alpha, run)
+        else:
+            elu_kernel[float](<const float*>a.x, <float*>a.y, a.n, <float>alpha, run)
+    return y
+
+
+cdef void elu_kernel(const floating* x, floating* y, Py_ssize_t n, floating alpha,
+                     Run run) noexcept nogil:
+    """y = x if x > 0 else alpha·(e^x − 1)."""
+    cdef Py_ssize_t i, c
+    cdef floating e
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            elu_kernel(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), alpha, alone(run))
+        return
+    for i in range(n):               # simd
+        e = alpha * v_expm1(x[i])
+        y[i] = x[i] if x[i] > 0 else e
+
+
+def elu_backward(grad_out, x, out, double alpha):
+    """grad_x = grad_out·f'(x) into out (or a new array), for
+    mlkernels.activations.elu_backward."""
+    cdef Arrays a
+    y = backward_arrays(grad_out, x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
+    with nogil:
+        if a.f64:
+            elu_backward_kernel[double](<const double*>a.g, <const double*>a.x,
+                        <double*>a.y, a.n, alpha, run)
+        else:
+            elu_backward_kernel[float](<const float*>a.g, <const float*>a.x,
+                        <float*>a.y, a.n, <float>alpha, run)
+    return y
+
+
+cdef void elu_backward_kernel(const floating* g, const floating* x, floating* gx, Py_ssize_t n,
+                              floating alpha, Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = 1 if x > 0 else alpha·e^x."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = gx
+    cdef floating e
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            elu_backward_kernel(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
+                                alpha, alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            e = alpha * v_exp_nonpositive(x[i])
+            gx[i] = g[i] * (<floating>1 if x[i] > 0 else e)
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (gx), copied out (_stream.h;
+    # out may be g or x: each tile is read before it is written)
+    gx = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            e = alpha * v_exp_nonpositive(x[i])
+            gx[i] = g[i] * (<floating>1 if x[i] > 0 else e)
+        stream_out(out, gx, m)
+        g += m
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
+
+
+# ================================================================================ selu
+# y = f(x): λ·(x if x > 0 else α·(e^x − 1)), α = 1.6732632423543772, λ = 1.0507009873554805
+# f'(x) = λ if x > 0 else λ·α·e^x
+# Reference: mlkernels/reference/activations.py, selu and selu_backward.
+# Run: the backward streams large outputs, not the forward, whose arithmetic is its bound; a
+# compute-bound loop (SERIAL_BELOW_COMPUTE_BOUND).
+
+
+def selu(x, out):
+    """y = f(x) into out (or a new array), for mlkernels.activations.selu."""
+    cdef Arrays a
+    y = forward_arrays(x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, False)
+    with nogil:
+        if a.f64:
+            selu_kernel[double](<const double*>a.x, <double*>a.y, a.n, run)
+        else:
+            selu_kernel[float](<const float*>a.x, <float*>a.y, a.n, run)
+    return y
+
+
+cdef void selu_kernel(const floating* x, floating* y, Py_ssize_t n, Run run) noexcept nogil:
+    """y = λ·(x if x > 0 else α·(e^x − 1)), α = 1.6732632423543772, λ = 1.0507009873554805."""
+    cdef Py_ssize_t i, c
+    cdef floating e
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            selu_kernel(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), alone(run))
+        return
+    for i in range(n):               # simd
+        e = <floating>SELU_ALPHA * v_expm1(x[i])
+        y[i] = <floating>SELU_SCALE * (x[i] if x[i] > 0 else e)
+
+
+def selu_backward(grad_out, x, out):
+    """grad_x = grad_out·f'(x) into out (or a new array), for
+    mlkernels.activations.selu_backward."""
+    cdef Arrays a
+    y = backward_arrays(grad_out, x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
+    with nogil:
+        if a.f64:
+            selu_backward_kernel[double](<const double*>a.g, <const double*>a.x,
+                        <double*>a.y, a.n, run)
+        else:
+            selu_backward_kernel[float](<const float*>a.g, <const float*>a.x,
+                        <float*>a.y, a.n, run)
+    return y
+
+
+cdef void selu_backward_kernel(const floating* g, const floating* x, floating* gx, Py_ssize_t n,
+                               Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = λ if x > 0 else λ·α·e^x."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = gx
+    cdef floating e
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            selu_backward_kernel(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
+                                 alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            e = <floating>SELU_ALPHA * v_exp_nonpositive(x[i])
+            gx[i] = g[i] * <floating>SELU_SCALE * (<floating>1 if x[i] > 0 else e)
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (gx), copied out (_stream.h;
+    # out may be g or x: each tile is read before it is written)
+    gx = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            e = <floating>SELU_ALPHA * v_exp_nonpositive(x[i])
+            gx[i] = g[i] * <floating>SELU_SCALE * (<floating>1 if x[i] > 0 else e)
+        stream_out(out, gx, m)
+        g += m
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
+
+
+# ================================================================================ gelu
+# y = f(x): x·Φ(x), Φ the standard normal CDF
+# f'(x) = Φ(x) + x·φ(x), φ the standard normal density
+# Φ and φ are _vecmath.h's vectorizable erfc-based pieces, relative in the left tail.
+# Reference: mlkernels/reference/activations.py, gelu and gelu_backward.
+# Run: neither direction streams: the arithmetic is the bound; a compute-bound loop
+# (SERIAL_BELOW_COMPUTE_BOUND).
+
+
+def gelu(x, out):
+    """y = f(x) into out (or a new array), for mlkernels.activations.gelu."""
+    cdef Arrays a
+    y = forward_arrays(x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, False)
+    with nogil:
+        if a.f64:
+            gelu_kernel[double](<const double*>a.x, <double*>a.y, a.n, run)
+        else:
+            gelu_kernel[float](<const float*>a.x, <float*>a.y, a.n, run)
+    return y
+
+
+cdef void gelu_kernel(const floating* x, floating* y, Py_ssize_t n, Run run) noexcept nogil:
+    """y = x·Φ(x), Φ the standard normal CDF."""
+    cdef Py_ssize_t i, c
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            gelu_kernel(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), alone(run))
+        return
+    for i in range(n):               # simd
+        y[i] = x[i] * v_ndtr(x[i])
+
+
+def gelu_backward(grad_out, x, out):
+    """grad_x = grad_out·f'(x) into out (or a new array), for
+    mlkernels.activations.gelu_backward."""
+    cdef Arrays a
+    y = backward_arrays(grad_out, x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, False)
+    with nogil:
+        if a.f64:
+            gelu_backward_kernel[double](<const double*>a.g, <const double*>a.x,
+                        <double*>a.y, a.n, run)
+        else:
+            gelu_backward_kernel[float](<const float*>a.g, <const float*>a.x,
+                        <float*>a.y, a.n, run)
+    return y
+
+
+cdef void gelu_backward_kernel(const floating* g, const floating* x, floating* gx, Py_ssize_t n,
+                               Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = Φ(x) + x·φ(x), φ the standard normal density."""
+    cdef Py_ssize_t i, c
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            gelu_backward_kernel(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
+                                 alone(run))
+        return
+    for i in range(n):               # simd
+        gx[i] = g[i] * (v_ndtr(x[i]) + x[i] * v_npdf(x[i]))
+
+
+# =================================================================== gelu_tanh (approximate="tanh")
+# y = f(x): 0.5·x·(1 + tanh(u)) = x·σ(2u), u = √(2/π)·(x + 0.044715·x³)
+# f'(x) = σ(2u) + 2x·σ'(2u)·u', u' = √(2/π)·(1 + 3·0.044715·x²)
+# The σ form: 1 + tanh(u) cancels for x << 0, 2σ(2u) does not.
+# Reference: mlkernels/reference/activations.py, gelu and gelu_backward (approximate="tanh").
+# Run: the backward streams large outputs, not the forward, whose arithmetic is its bound; a
+# compute-bound loop (SERIAL_BELOW_COMPUTE_BOUND).
+
+
+def gelu_tanh(x, out):
+    """y = f(x) into out (or a new array), for mlkernels.activations.gelu
+    (approximate="tanh")."""
+    cdef Arrays a
+    y = forward_arrays(x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, False)
+    with nogil:
+        if a.f64:
+            gelu_tanh_kernel[double](<const double*>a.x, <double*>a.y, a.n, run)
+        else:
+            gelu_tanh_kernel[float](<const float*>a.x, <float*>a.y, a.n, run)
+    return y
+
+
+cdef void gelu_tanh_kernel(const floating* x, floating* y, Py_ssize_t n, Run run) noexcept nogil:
+    """y = 0.5·x·(1 + tanh(u)) = x·σ(2u), u = √(2/π)·(x + 0.044715·x³)."""
+    cdef Py_ssize_t i, c
+    cdef floating v, u
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            gelu_tanh_kernel(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), alone(run))
+        return
+    for i in range(n):               # simd
+        v = x[i]
+        u = <floating>SQRT_2_OVER_PI * (v + <floating>GELU_C * v * v * v)
+        y[i] = v * v_sigmoid(u + u)
+
+
+def gelu_tanh_backward(grad_out, x, out):
+    """grad_x = grad_out·f'(x) into out (or a new array), for
+    mlkernels.activations.gelu_backward (approximate="tanh")."""
+    cdef Arrays a
+    y = backward_arrays(grad_out, x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
+    with nogil:
+        if a.f64:
+            gelu_tanh_backward_kernel[double](<const double*>a.g, <const double*>a.x,
+                        <double*>a.y, a.n, run)
+        else:
+            gelu_tanh_backward_kernel[float](<const float*>a.g, <const float*>a.x,
+                        <float*>a.y, a.n, run)
+    return y
+
+
+cdef void gelu_tanh_backward_kernel(const floating* g, const floating* x, floating* gx,
+                                    Py_ssize_t n, Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = σ(2u) + 2x·σ'(2u)·u', u' = √(2/π)·(1 + 3·0.044715·x²)."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = gx
+    cdef floating v, u, xc, d
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            gelu_tanh_backward_kernel(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK,
+                                      chunk_len(n, c), alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            v = x[i]
+            u = <floating>SQRT_2_OVER_PI * (v + <floating>GELU_C * v * v * v)
+            # σ'(2u) is exactly 0 for |x| > 1e4: clamp x there so that x·u' stays finite
+            xc = v if v_abs(v) < 1e4 else (<floating>1e4 if v > 0 else <floating>-1e4)
+            d = <floating>SQRT_2_OVER_PI * (<floating>1 + <floating>(3 * GELU_C) * xc * xc)
+            gx[i] = g[i] * (v_sigmoid(u + u) + (xc + xc) * sigmoid_slope(u + u) * d)
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (gx), copied out (_stream.h;
+    # out may be g or x: each tile is read before it is written)
+    gx = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            v = x[i]
+            u = <floating>SQRT_2_OVER_PI * (v + <floating>GELU_C * v * v * v)
+            # σ'(2u) is exactly 0 for |x| > 1e4: clamp x there so that x·u' stays finite
+            xc = v if v_abs(v) < 1e4 else (<floating>1e4 if v > 0 else <floating>-1e4)
+            d = <floating>SQRT_2_OVER_PI * (<floating>1 + <floating>(3 * GELU_C) * xc * xc)
+            gx[i] = g[i] * (v_sigmoid(u + u) + (xc + xc) * sigmoid_slope(u + u) * d)
+        stream_out(out, gx, m)
+        g += m
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
+
+
+# ================================================================================ silu
+# y = f(x): x·σ(x)
+# f'(x) = σ(x) + x·σ'(x) = σ(x)·(1 + x·(1 − σ(x)))
+# σ and σ' share e^−|x| and 1/(1 + e^−|x|) in the backward (sigmoid_slope).
+# Reference: mlkernels/reference/activations.py, silu and silu_backward.
+# Run: both directions stream large outputs; a compute-bound loop (SERIAL_BELOW_COMPUTE_BOUND).
+
+
+def silu(x, out):
+    """y = f(x) into out (or a new array), for mlkernels.activations.silu."""
+    cdef Arrays a
+    y = forward_arrays(x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
+    with nogil:
+        if a.f64:
+            silu_kernel[double](<const double*>a.x, <double*>a.y, a.n, run)
+        else:
+            silu_kernel[float](<const float*>a.x, <float*>a.y, a.n, run)
+    return y
+
+
+cdef void silu_kernel(const floating* x, floating* y, Py_ssize_t n, Run run) noexcept nogil:
+    """y = x·σ(x)."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = y
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            silu_kernel(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            y[i] = x[i] * v_sigmoid(x[i])
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (y), copied out (_stream.h)
+    y = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            y[i] = x[i] * v_sigmoid(x[i])
+        stream_out(out, y, m)
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
+
+
+def silu_backward(grad_out, x, out):
+    """grad_x = grad_out·f'(x) into out (or a new array), for
+    mlkernels.activations.silu_backward."""
+    cdef Arrays a
+    y = backward_arrays(grad_out, x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
+    with nogil:
+        if a.f64:
+            silu_backward_kernel[double](<const double*>a.g, <const double*>a.x,
+                        <double*>a.y, a.n, run)
+        else:
+            silu_backward_kernel[float](<const float*>a.g, <const float*>a.x,
+                        <float*>a.y, a.n, run)
+    return y
+
+
+cdef void silu_backward_kernel(const floating* g, const floating* x, floating* gx, Py_ssize_t n,
+                               Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = σ(x) + x·σ'(x) = σ(x)·(1 + x·(1 − σ(x)))."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = gx
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            silu_backward_kernel(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
+                                 alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            gx[i] = g[i] * (v_sigmoid(x[i]) + x[i] * sigmoid_slope(x[i]))
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (gx), copied out (_stream.h;
+    # out may be g or x: each tile is read before it is written)
+    gx = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            gx[i] = g[i] * (v_sigmoid(x[i]) + x[i] * sigmoid_slope(x[i]))
+        stream_out(out, gx, m)
+        g += m
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
+
+
+# ================================================================================ swish
+# y = f(x): x·σ(beta·x)
+# f'(x) = σ(βx) + βx·σ'(βx) (the gradient with respect to x only)
+# Reference: mlkernels/reference/activations.py, swish and swish_backward.
+# Run: both directions stream large outputs; a compute-bound loop (SERIAL_BELOW_COMPUTE_BOUND).
+
+
+def swish(x, out, double beta):
+    """y = f(x) into out (or a new array), for mlkernels.activations.swish."""
+    cdef Arrays a
+    y = forward_arrays(x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
+    with nogil:
+        if a.f64:
+            swish_kernel[double](<const double*>a.x, <double*>a.y, a.n, beta, run)
+        else:
+            swish_kernel[float](<const float*>a.x, <float*>a.y, a.n, <float>beta, run)
+    return y
+
+
+cdef void swish_kernel(const floating* x, floating* y, Py_ssize_t n, floating beta,
+                       Run run) noexcept nogil:
+    """y = x·σ(beta·x)."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = y
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            swish_kernel(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), beta, alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            y[i] = x[i] * v_sigmoid(beta * x[i])
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (y), copied out (_stream.h)
+    y = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            y[i] = x[i] * v_sigmoid(beta * x[i])
+        stream_out(out, y, m)
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
+
+
+def swish_backward(grad_out, x, out, double beta):
+    """grad_x = grad_out·f'(x) into out (or a new array), for
+    mlkernels.activations.swish_backward."""
+    cdef Arrays a
+    y = backward_arrays(grad_out, x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
+    with nogil:
+        if a.f64:
+            swish_backward_kernel[double](<const double*>a.g, <const double*>a.x,
+                        <double*>a.y, a.n, beta, run)
+        else:
+            swish_backward_kernel[float](<const float*>a.g, <const float*>a.x,
+                        <float*>a.y, a.n, <float>beta, run)
+    return y
+
+
+cdef void swish_backward_kernel(const floating* g, const floating* x, floating* gx, Py_ssize_t n,
+                                floating beta, Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = σ(βx) + βx·σ'(βx) (the gradient with respect to x only)."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = gx
+    cdef floating v
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            swish_backward_kernel(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
+                                  beta, alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            v = beta * x[i]
+            gx[i] = g[i] * (v_sigmoid(v) + v * sigmoid_slope(v))
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (gx), copied out (_stream.h;
+    # out may be g or x: each tile is read before it is written)
+    gx = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            v = beta * x[i]
+            gx[i] = g[i] * (v_sigmoid(v) + v * sigmoid_slope(v))
+        stream_out(out, gx, m)
+        g += m
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
+
+
+# ================================================================================ sigmoid
+# y = f(x): σ(x) = 1/(1 + e^−x)
+# f'(x) = σ'(x) = σ(x)·(1 − σ(x))
+# σ' as z/(1 + z)², z = e^−|x|: no cancellation of 1 − σ near σ = 1.
+# Reference: mlkernels/reference/activations.py, sigmoid and sigmoid_backward.
+# Run: both directions stream large outputs; a compute-bound loop (SERIAL_BELOW_COMPUTE_BOUND).
+
+
+def sigmoid(x, out):
+    """y = f(x) into out (or a new array), for mlkernels.activations.sigmoid."""
+    cdef Arrays a
+    y = forward_arrays(x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
+    with nogil:
+        if a.f64:
+            sigmoid_kernel[double](<const double*>a.x, <double*>a.y, a.n, run)
+        else:
+            sigmoid_kernel[float](<const float*>a.x, <float*>a.y, a.n, run)
+    return y
+
+
+cdef void sigmoid_kernel(const floating* x, floating* y, Py_ssize_t n, Run run) noexcept nogil:
+    """y = σ(x) = 1/(1 + e^−x)."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = y
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            sigmoid_kernel(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            y[i] = v_sigmoid(x[i])
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (y), copied out (_stream.h)
+    y = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            y[i] = v_sigmoid(x[i])
+        stream_out(out, y, m)
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
+
+
+def sigmoid_backward(grad_out, x, out):
+    """grad_x = grad_out·f'(x) into out (or a new array), for
+    mlkernels.activations.sigmoid_backward."""
+    cdef Arrays a
+    y = backward_arrays(grad_out, x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
+    with nogil:
+        if a.f64:
+            sigmoid_backward_kernel[double](<const double*>a.g, <const double*>a.x,
+                        <double*>a.y, a.n, run)
+        else:
+            sigmoid_backward_kernel[float](<const float*>a.g, <const float*>a.x,
+                        <float*>a.y, a.n, run)
+    return y
+
+
+cdef void sigmoid_backward_kernel(const floating* g, const floating* x, floating* gx, Py_ssize_t n,
+                                  Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = σ'(x) = σ(x)·(1 − σ(x))."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = gx
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            sigmoid_backward_kernel(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
+                                    alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            gx[i] = g[i] * sigmoid_slope(x[i])
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (gx), copied out (_stream.h;
+    # out may be g or x: each tile is read before it is written)
+    gx = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            gx[i] = g[i] * sigmoid_slope(x[i])
+        stream_out(out, gx, m)
+        g += m
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
+
+
+# ================================================================================ tanh
+# y = f(x): tanh(x)
+# f'(x) = 1 − tanh²(x)
+# The backward as 1 − tanh²(x) = 4σ'(2x): no cancellation near tanh = ±1.
+# Reference: mlkernels/reference/activations.py, tanh and tanh_backward.
+# Run: both directions stream large outputs; a compute-bound loop (SERIAL_BELOW_COMPUTE_BOUND).
+
+
+def tanh(x, out):
+    """y = f(x) into out (or a new array), for mlkernels.activations.tanh."""
+    cdef Arrays a
+    y = forward_arrays(x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
+    with nogil:
+        if a.f64:
+            tanh_kernel[double](<const double*>a.x, <double*>a.y, a.n, run)
+        else:
+            tanh_kernel[float](<const float*>a.x, <float*>a.y, a.n, run)
+    return y
+
+
+cdef void tanh_kernel(const floating* x, floating* y, Py_ssize_t n, Run run) noexcept nogil:
+    """y = tanh(x)."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = y
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            tanh_kernel(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            y[i] = v_tanh(x[i])
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (y), copied out (_stream.h)
+    y = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            y[i] = v_tanh(x[i])
+        stream_out(out, y, m)
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
+
+
+def tanh_backward(grad_out, x, out):
+    """grad_x = grad_out·f'(x) into out (or a new array), for
+    mlkernels.activations.tanh_backward."""
+    cdef Arrays a
+    y = backward_arrays(grad_out, x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
+    with nogil:
+        if a.f64:
+            tanh_backward_kernel[double](<const double*>a.g, <const double*>a.x,
+                        <double*>a.y, a.n, run)
+        else:
+            tanh_backward_kernel[float](<const float*>a.g, <const float*>a.x,
+                        <float*>a.y, a.n, run)
+    return y
+
+
+cdef void tanh_backward_kernel(const floating* g, const floating* x, floating* gx, Py_ssize_t n,
+                               Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = 1 − tanh²(x)."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = gx
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            tanh_backward_kernel(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
+                                 alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            gx[i] = g[i] * (<floating>4 * sigmoid_slope(x[i] + x[i]))
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (gx), copied out (_stream.h;
+    # out may be g or x: each tile is read before it is written)
+    gx = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            gx[i] = g[i] * (<floating>4 * sigmoid_slope(x[i] + x[i]))
+        stream_out(out, gx, m)
+        g += m
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
+
+
+# ================================================================================ softplus
+# y = f(x): log(1 + e^(beta·x))/beta, or x where beta·x > threshold
+# f'(x) = σ(beta·x), or 1 where beta·x > threshold
+# log(1 + e^v) as max(v, 0) + log1p(e^−|v|): never overflows, relative in the left tail.
+# Reference: mlkernels/reference/activations.py, softplus and softplus_backward.
+# Run: the backward streams large outputs, not the forward, whose arithmetic is its bound; a
+# compute-bound loop (SERIAL_BELOW_COMPUTE_BOUND).
+
+
+def softplus(x, out, double beta, double threshold):
+    """y = f(x) into out (or a new array), for mlkernels.activations.softplus."""
+    cdef Arrays a
+    y = forward_arrays(x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, False)
+    with nogil:
+        if a.f64:
+            softplus_kernel[double](<const double*>a.x, <double*>a.y, a.n, beta, threshold, run)
+        else:
+            softplus_kernel[float](<const float*>a.x, <float*>a.y, a.n, <float>beta, <float>threshold, run)
+    return y
+
+
+cdef void softplus_kernel(const floating* x, floating* y, Py_ssize_t n, floating beta,
+                          floating threshold, Run run) noexcept nogil:
+    """y = log(1 + e^(beta·x))/beta, or x where beta·x > threshold."""
+    cdef Py_ssize_t i, c
+    cdef floating v, e, inv_beta
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            softplus_kernel(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), beta, threshold,
+                            alone(run))
+        return
+    inv_beta = 1 / beta           # one division per call, not per element
+    for i in range(n):               # simd
+        v = beta * x[i]
+        e = v_softplus(v) * inv_beta
+        y[i] = x[i] if v > threshold else e
+
+
+def softplus_backward(grad_out, x, out, double beta, double threshold):
+    """grad_x = grad_out·f'(x) into out (or a new array), for
+    mlkernels.activations.softplus_backward."""
+    cdef Arrays a
+    y = backward_arrays(grad_out, x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
+    with nogil:
+        if a.f64:
+            softplus_backward_kernel[double](<const double*>a.g, <const double*>a.x,
+                        <double*>a.y, a.n, beta, threshold, run)
+        else:
+            softplus_backward_kernel[float](<const float*>a.g, <const float*>a.x,
+                        <float*>a.y, a.n, <float>beta, <float>threshold, run)
+    return y
+
+
+cdef void softplus_backward_kernel(const floating* g, const floating* x, floating* gx,
+                                   Py_ssize_t n, floating beta, floating threshold,
+                                   Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = σ(beta·x), or 1 where beta·x > threshold."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = gx
+    cdef floating v, e
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            softplus_backward_kernel(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
+                                     beta, threshold, alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            v = beta * x[i]
+            e = v_sigmoid(v)
+            gx[i] = g[i] * (<floating>1 if v > threshold else e)
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (gx), copied out (_stream.h;
+    # out may be g or x: each tile is read before it is written)
+    gx = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            v = beta * x[i]
+            e = v_sigmoid(v)
+            gx[i] = g[i] * (<floating>1 if v > threshold else e)
+        stream_out(out, gx, m)
+        g += m
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
+
+
+# ================================================================================ hardswish
+# y = f(x): x·min(max(x + 3, 0), 6)/6
+# f'(x) = 0 for x ≤ −3, x/3 + 1/2 for −3 < x < 3, 1 for x ≥ 3
+# Arithmetic as torch's (x·r/6, x/3 + 1/2). min and max are selects written so that NaN passes
+# through.
+# Reference: mlkernels/reference/activations.py, hardswish and hardswish_backward.
+# Run: both directions stream large outputs; a memory-bound loop (SERIAL_BELOW_MEMORY_BOUND).
+
+
+def hardswish(x, out):
+    """y = f(x) into out (or a new array), for mlkernels.activations.hardswish."""
+    cdef Arrays a
+    y = forward_arrays(x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_MEMORY_BOUND, True)
+    with nogil:
+        if a.f64:
+            hardswish_kernel[double](<const double*>a.x, <double*>a.y, a.n, run)
+        else:
+            hardswish_kernel[float](<const float*>a.x, <float*>a.y, a.n, run)
+    return y
+
+
+cdef void hardswish_kernel(const floating* x, floating* y, Py_ssize_t n, Run run) noexcept nogil:
+    """y = x·min(max(x + 3, 0), 6)/6."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = y
+    cdef floating r
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            hardswish_kernel(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            r = x[i] + <floating>3        # relu6(x + 3); NaN passes through
+            r = <floating>0 if r < 0 else r
+            r = <floating>6 if r > 6 else r
+            y[i] = x[i] * r / <floating>6
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (y), copied out (_stream.h)
+    y = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            r = x[i] + <floating>3        # relu6(x + 3); NaN passes through
+            r = <floating>0 if r < 0 else r
+            r = <floating>6 if r > 6 else r
+            y[i] = x[i] * r / <floating>6
+        stream_out(out, y, m)
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
+
+
+def hardswish_backward(grad_out, x, out):
+    """grad_x = grad_out·f'(x) into out (or a new array), for
+    mlkernels.activations.hardswish_backward."""
+    cdef Arrays a
+    y = backward_arrays(grad_out, x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_MEMORY_BOUND, True)
+    with nogil:
+        if a.f64:
+            hardswish_backward_kernel[double](<const double*>a.g, <const double*>a.x,
+                        <double*>a.y, a.n, run)
+        else:
+            hardswish_backward_kernel[float](<const float*>a.g, <const float*>a.x,
+                        <float*>a.y, a.n, run)
+    return y
+
+
+cdef void hardswish_backward_kernel(const floating* g, const floating* x, floating* gx,
+                                    Py_ssize_t n, Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = 0 for x ≤ −3, x/3 + 1/2 for −3 < x < 3, 1 for x ≥ 3."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = gx
+    cdef floating d
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            hardswish_backward_kernel(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK,
+                                      chunk_len(n, c), alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            d = x[i] / <floating>3 + <floating>0.5      # the slope between the kinks
+            d = <floating>1 if x[i] >= 3 else d
+            gx[i] = v_select(x[i] <= -3, <floating>0, g[i] * d)
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (gx), copied out (_stream.h;
+    # out may be g or x: each tile is read before it is written)
+    gx = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            d = x[i] / <floating>3 + <floating>0.5      # the slope between the kinks
+            d = <floating>1 if x[i] >= 3 else d
+            gx[i] = v_select(x[i] <= -3, <floating>0, g[i] * d)
+        stream_out(out, gx, m)
+        g += m
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
+
+
+# ================================================================================ hardsigmoid
+# y = f(x): min(max(x + 3, 0), 6)/6
+# f'(x) = 1/6 for −3 < x < 3, else 0 (0 at the kinks, as torch)
+# The backward selects, on the bits (v_select: no masked load of g), g inside the kinks, x where
+# x is NaN and 0 elsewhere, then scales by 1/6.
+# Reference: mlkernels/reference/activations.py, hardsigmoid and hardsigmoid_backward.
+# Run: both directions stream large outputs; a memory-bound loop (SERIAL_BELOW_MEMORY_BOUND).
+
+
+def hardsigmoid(x, out):
+    """y = f(x) into out (or a new array), for mlkernels.activations.hardsigmoid."""
+    cdef Arrays a
+    y = forward_arrays(x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_MEMORY_BOUND, True)
+    with nogil:
+        if a.f64:
+            hardsigmoid_kernel[double](<const double*>a.x, <double*>a.y, a.n, run)
+        else:
+            hardsigmoid_kernel[float](<const float*>a.x, <float*>a.y, a.n, run)
+    return y
+
+
+cdef void hardsigmoid_kernel(const floating* x, floating* y, Py_ssize_t n, Run run) noexcept nogil:
+    """y = min(max(x + 3, 0), 6)/6."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = y
+    cdef floating r
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            hardsigmoid_kernel(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            r = x[i] + <floating>3        # relu6(x + 3); NaN passes through
+            r = <floating>0 if r < 0 else r
+            r = <floating>6 if r > 6 else r
+            y[i] = r / <floating>6
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (y), copied out (_stream.h)
+    y = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            r = x[i] + <floating>3        # relu6(x + 3); NaN passes through
+            r = <floating>0 if r < 0 else r
+            r = <floating>6 if r > 6 else r
+            y[i] = r / <floating>6
+        stream_out(out, y, m)
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
+
+
+def hardsigmoid_backward(grad_out, x, out):
+    """grad_x = grad_out·f'(x) into out (or a new array), for
+    mlkernels.activations.hardsigmoid_backward."""
+    cdef Arrays a
+    y = backward_arrays(grad_out, x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_MEMORY_BOUND, True)
+    with nogil:
+        if a.f64:
+            hardsigmoid_backward_kernel[double](<const double*>a.g, <const double*>a.x,
+                        <double*>a.y, a.n, run)
+        else:
+            hardsigmoid_backward_kernel[float](<const float*>a.g, <const float*>a.x,
+                        <float*>a.y, a.n, run)
+    return y
+
+
+cdef void hardsigmoid_backward_kernel(const floating* g, const floating* x, floating* gx,
+                                      Py_ssize_t n, Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = 1/6 for −3 < x < 3, else 0 (0 at the kinks, as torch)."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = gx
+    cdef floating s
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            hardsigmoid_backward_kernel(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK,
+                                        chunk_len(n, c), alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            s = v_select((x[i] > -3) & (x[i] < 3), g[i],
+                         x[i] if x[i] != x[i] else <floating>0)
+            gx[i] = s * <floating>(1.0 / 6)
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (gx), copied out (_stream.h;
+    # out may be g or x: each tile is read before it is written)
+    gx = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            s = v_select((x[i] > -3) & (x[i] < 3), g[i],
+                         x[i] if x[i] != x[i] else <floating>0)
+            gx[i] = s * <floating>(1.0 / 6)
+        stream_out(out, gx, m)
+        g += m
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
+
+
+# ================================================================================ mish
+# y = f(x): x·tanh(log(1 + e^x))
+# f'(x) = tanh(sp) + x·σ(x)·(1 − tanh²(sp)), sp = softplus(x)
+# One e^−|x| and one division per element; 1 − tanh² is formed from z, not by subtracting from
+# 1.
+# Reference: mlkernels/reference/activations.py, mish and mish_backward.
+# Run: both directions stream large outputs; a compute-bound loop (SERIAL_BELOW_COMPUTE_BOUND).
+
+
+def mish(x, out):
+    """y = f(x) into out (or a new array), for mlkernels.activations.mish."""
+    cdef Arrays a
+    y = forward_arrays(x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
+    with nogil:
+        if a.f64:
+            mish_kernel[double](<const double*>a.x, <double*>a.y, a.n, run)
+        else:
+            mish_kernel[float](<const float*>a.x, <float*>a.y, a.n, run)
+    return y
+
+
+cdef void mish_kernel(const floating* x, floating* y, Py_ssize_t n, Run run) noexcept nogil:
+    """y = x·tanh(log(1 + e^x))."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = y
+    cdef floating z, num
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            mish_kernel(x + c * CHUNK, y + c * CHUNK, chunk_len(n, c), alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            z = v_exp_neg_abs(x[i])
+            # tanh(softplus(x)) = num/den, over z: x ≥ 0: (1 + 2z)/(1 + 2z + 2z²),
+            # x < 0: z(z + 2)/(z(z + 2) + 2)
+            num = (<floating>1 + z + z) if x[i] >= 0 else z * (z + <floating>2)
+            y[i] = x[i] * num / (num + (<floating>2 * z * z if x[i] >= 0 else <floating>2))
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (y), copied out (_stream.h)
+    y = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            z = v_exp_neg_abs(x[i])
+            # tanh(softplus(x)) = num/den, over z: x ≥ 0: (1 + 2z)/(1 + 2z + 2z²),
+            # x < 0: z(z + 2)/(z(z + 2) + 2)
+            num = (<floating>1 + z + z) if x[i] >= 0 else z * (z + <floating>2)
+            y[i] = x[i] * num / (num + (<floating>2 * z * z if x[i] >= 0 else <floating>2))
+        stream_out(out, y, m)
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
+
+
+def mish_backward(grad_out, x, out):
+    """grad_x = grad_out·f'(x) into out (or a new array), for
+    mlkernels.activations.mish_backward."""
+    cdef Arrays a
+    y = backward_arrays(grad_out, x, out, &a)
+    if y is None:
+        return NotImplemented
+    cdef Run run = run_for(&a, SERIAL_BELOW_COMPUTE_BOUND, True)
+    with nogil:
+        if a.f64:
+            mish_backward_kernel[double](<const double*>a.g, <const double*>a.x,
+                        <double*>a.y, a.n, run)
+        else:
+            mish_backward_kernel[float](<const float*>a.g, <const float*>a.x,
+                        <float*>a.y, a.n, run)
+    return y
+
+
+cdef void mish_backward_kernel(const floating* g, const floating* x, floating* gx, Py_ssize_t n,
+                               Run run) noexcept nogil:
+    """gx = g·f'(x), f'(x) = tanh(sp) + x·σ(x)·(1 − tanh²(sp)), sp = softplus(x)."""
+    cdef Py_ssize_t i, c, m
+    cdef TileMemory tile
+    cdef floating* out = gx
+    cdef floating z, num, r, q, s
+    if run.threads > 1:
+        for c in prange(chunk_count(n), num_threads=run.threads, schedule="static"):
+            mish_backward_kernel(g + c * CHUNK, x + c * CHUNK, gx + c * CHUNK, chunk_len(n, c),
+                                 alone(run))
+        return
+    if not run.stream:
+        for i in range(n):           # simd
+            z = v_exp_neg_abs(x[i])
+            num = (<floating>1 + z + z) if x[i] >= 0 else z * (z + <floating>2)
+            r = <floating>1 / (num + (<floating>2 * z * z if x[i] >= 0 else <floating>2))
+            # σ(x)·(1 − tanh²(softplus(x))) = 4z(1 + z)·q/den², q = z (x ≥ 0) or 1
+            q = z if x[i] >= 0 else <floating>1
+            s = <floating>4 * z * (<floating>1 + z) * q * r * r
+            gx[i] = g[i] * (num * r + x[i] * s)
+        return
+    # streaming: the same loop, tile after tile, into a tile in L1 (gx), copied out (_stream.h;
+    # out may be g or x: each tile is read before it is written)
+    gx = tile_in(&tile, out)
+    while n > 0:
+        m = tile_len(out, n)
+        for i in range(m):           # simd
+            z = v_exp_neg_abs(x[i])
+            num = (<floating>1 + z + z) if x[i] >= 0 else z * (z + <floating>2)
+            r = <floating>1 / (num + (<floating>2 * z * z if x[i] >= 0 else <floating>2))
+            # σ(x)·(1 − tanh²(softplus(x))) = 4z(1 + z)·q/den², q = z (x ≥ 0) or 1
+            q = z if x[i] >= 0 else <floating>1
+            s = <floating>4 * z * (<floating>1 + z) * q * r * r
+            gx[i] = g[i] * (num * r + x[i] * s)
+        stream_out(out, gx, m)
+        g += m
+        x += m
+        out += m
+        n -= m
+    mlk_stream_fence()
+
+
+# ================================================================================ PReLU
 # y = x if x > 0 else w[c]·x, with c the channel (axis 1; one channel when x.ndim < 2).
 # x is seen as (N, C, S): S = the product of the dimensions after the channel axis.
 # Reference: mlkernels/reference/activations.py (prelu, prelu_backward).
@@ -259,7 +1592,7 @@ cdef double prelu_backward_run(const floating* g, const floating* x, floating sl
     double. Block by block: one loop forms the terms of the sum, another adds them (sum_of;
     a running sum in the first loop would be a serial chain and keep it scalar), then gx is
     written -- after the terms, as gx may be g itself. The terms select on the bits
-    (v_select): written `0 if x > 0 else g·x`, GCC loaded g masked by x ≤ 0 (see _act.pxd)."""
+    (v_select): written `0 if x > 0 else g·x`, GCC loaded g masked by x ≤ 0 (_vecmath.pxd)."""
     cdef floating term[PRELU_BLOCK]
     cdef Py_ssize_t start = 0, size, i
     cdef double total = 0
@@ -343,7 +1676,7 @@ def prelu_backward(g, x, w, gx, gw, Py_ssize_t N, Py_ssize_t C, Py_ssize_t S):
                                       <float*>pgw, N, C, S)
 
 
-# ------------------------------------------------------------------ test hook
+# ================================================================================ test hook
 VECMATH_FLOAT = ["expf", "expm1f", "log1pf", "tanhf", "sigmoidf", "exp_half_sqf", "ndtrf",
                  "softplusf"]
 VECMATH_DOUBLE = ["exp", "expm1", "log1p", "tanh", "sigmoid", "exp_half_sq", "ndtr", "softplus"]

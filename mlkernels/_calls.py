@@ -58,31 +58,14 @@ def cases() -> List[Tuple[str, Dict[str, Callable[[], object]]]]:
     add("linear_backward", lambda: mk.linear_backward(g, x, w, out=(gx, gw, gb)),
         lambda: (t["g"] @ t["w"], t["g"].T @ t["x"], t["g"].sum(0)))
 
-    # ---- activations (backwards: ATen's backward ops)
-    acts = [("relu", {}, lambda: F.relu(t["x"]),
-             lambda: torch.ops.aten.threshold_backward(t["g"], t["x"], 0)),
-            ("leaky_relu", {}, lambda: F.leaky_relu(t["x"]),
-             lambda: torch.ops.aten.leaky_relu_backward(t["g"], t["x"], 0.01, False)),
-            ("elu", {}, lambda: F.elu(t["x"]),
-             lambda: torch.ops.aten.elu_backward(t["g"], 1.0, 1.0, 1.0, False, t["x"])),
-            ("selu", {}, lambda: F.selu(t["x"]),
-             lambda: torch.ops.aten.elu_backward(t["g"], 1.6732632423543772,
-                                                 1.0507009873554805, 1.0, False, t["x"])),
-            ("gelu", {}, lambda: F.gelu(t["x"]),
-             lambda: torch.ops.aten.gelu_backward(t["g"], t["x"])),
-            ("silu", {}, lambda: F.silu(t["x"]),
-             lambda: torch.ops.aten.silu_backward(t["g"], t["x"])),
-            ("swish", {"beta": 1.0}, None, None),
-            ("sigmoid", {}, lambda: torch.sigmoid(t["x"]),
-             lambda: torch.ops.aten.sigmoid_backward(t["g"], t["x"])),
-            ("tanh", {}, lambda: torch.tanh(t["x"]),
-             lambda: torch.ops.aten.tanh_backward(t["g"], t["x"])),
-            ("softplus", {}, lambda: F.softplus(t["x"]),
-             lambda: torch.ops.aten.softplus_backward(t["g"], t["x"], 1.0, 20.0))]
-    for name, kw, tf, tb in acts:
+    # ---- activations, every one of the table (backwards: ATen's backward ops)
+    from .specs.activations import FUNCTIONS, torch_peers
+    t_y = torch.from_numpy(y) if torch is not None else None
+    for name in FUNCTIONS:
         f, fb = getattr(mk, name), getattr(mk, name + "_backward")
-        add(name, lambda f=f, kw=kw: f(x, **kw, out=y), tf)
-        add(name + "_backward", lambda fb=fb, kw=kw: fb(g, x, **kw, out=y), tb)
+        peers = torch_peers(name, torch, t["x"], t["g"], t_y) if torch is not None else {}
+        add(name, lambda f=f: f(x, out=y), peers.get("forward"))
+        add(name + "_backward", lambda fb=fb: fb(g, x, out=y), peers.get("backward"))
     alpha = np.full(1, 0.25, f32)
     galpha = np.empty_like(alpha)
     t_alpha = torch.from_numpy(alpha) if torch is not None else None

@@ -61,8 +61,10 @@ class _ActiveKernels:
     isa: str
 
     def __getattr__(self, module: str):
+        # kernel modules are `_<family>`; anything else, dunder names included (doctest and
+        # inspect look up `__wrapped__` on every module global), is no attribute
         if not module.startswith("_") or module.startswith("__"):
-            raise AttributeError(module)      # (dunder lookups -- doctest, copy -- are no modules)
+            raise AttributeError(module)
         loaded = importlib.import_module(f"mlkernels._isa_{self.isa}.{module}")
         setattr(self, module, loaded)  # later lookups are a plain attribute read
         return loaded

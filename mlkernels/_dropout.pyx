@@ -29,8 +29,8 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdint cimport uint16_t, uint32_t, uint64_t
 
-from mlkernels._stream cimport (STREAM_FROM_BYTES, TILE_MAX, mlk_stream_fence, stream_out,
-                               tile_len)
+from mlkernels._runtime cimport stream_from
+from mlkernels._stream cimport TILE_MAX, mlk_stream_fence, stream_out, tile_len
 
 cdef extern from "_philox.h" nogil:
     void mlk_philox4x32_10(uint32_t* ctr, const uint32_t* key)
@@ -44,15 +44,6 @@ cdef enum:
     CHUNK = 16384             # elements per OpenMP work unit
     SERIAL_BELOW = 32768      # the generator is arithmetic: threads pay off early
 
-cdef Py_ssize_t STREAM_FROM = STREAM_FROM_BYTES
-
-
-def set_stream_from(Py_ssize_t nbytes):
-    """Set the output size from which dropout streams its output; returns the old value (for
-    tests, to drive the streaming path with small arrays)."""
-    global STREAM_FROM
-    old, STREAM_FROM = STREAM_FROM, nbytes
-    return old
 
 
 cdef inline void mask_run(const floating* x, const uint16_t* u, floating* out, Py_ssize_t n,
@@ -106,7 +97,7 @@ def dropout_apply(const floating[::1] x,    # IN  (n,) the input (forward) or gr
     cdef Py_ssize_t n = x.shape[0], n_chunks = (n + CHUNK - 1) // CHUNK, c
     cdef uint32_t k0 = <uint32_t>seed, k1 = <uint32_t>(seed >> 32)
     cdef floating s = <floating>scale
-    cdef bint stream = n * <Py_ssize_t>sizeof(floating) >= STREAM_FROM
+    cdef bint stream = n * <Py_ssize_t>sizeof(floating) >= stream_from()
     cdef int nt = 1 if n < SERIAL_BELOW else n_threads
     if n == 0:
         return

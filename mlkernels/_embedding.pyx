@@ -28,8 +28,8 @@ from cython.parallel cimport prange, threadid
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
 
-from mlkernels._stream cimport (STREAM_FROM_BYTES, TILE_MAX, mlk_stream_fence, stream_out,
-                               tile_len)
+from mlkernels._runtime cimport stream_from
+from mlkernels._stream cimport TILE_MAX, mlk_stream_fence, stream_out, tile_len
 
 ctypedef fused index_t:
     int
@@ -39,15 +39,6 @@ cdef enum:
     ROWS_PER_UNIT = 64         # rows of grad_weight (or indices of the forward) per work unit
     SERIAL_BELOW = 65536       # elements moved under which one thread is faster
 
-cdef Py_ssize_t STREAM_FROM = STREAM_FROM_BYTES
-
-
-def set_stream_from(Py_ssize_t nbytes):
-    """Set the output size from which the kernels stream their output; returns the old value
-    (for tests, to drive the streaming path with small arrays)."""
-    global STREAM_FROM
-    old, STREAM_FROM = STREAM_FROM, nbytes
-    return old
 
 
 cdef inline int threads_for(Py_ssize_t elements, int n_threads) noexcept nogil:
@@ -80,7 +71,7 @@ def embedding_forward(const floating[:, ::1] weight,   # IN  (V, d)
     """out[i] = weight[indices[i]]. Indices are validated by mlkernels/embedding.py."""
     cdef Py_ssize_t n = indices.shape[0], d = weight.shape[1], u
     cdef Py_ssize_t n_units = (n + ROWS_PER_UNIT - 1) // ROWS_PER_UNIT
-    cdef bint stream = n * d * <Py_ssize_t>sizeof(floating) >= STREAM_FROM
+    cdef bint stream = n * d * <Py_ssize_t>sizeof(floating) >= stream_from()
     cdef int nt = threads_for(n * d, n_threads)
     if n == 0 or d == 0:
         return
@@ -189,7 +180,7 @@ def embedding_backward(const floating[:, ::1] grad_out,   # IN  (n, d)
     comment); deterministic for any thread count."""
     cdef Py_ssize_t n = indices.shape[0], V = grad_weight.shape[0], d = grad_weight.shape[1]
     cdef Py_ssize_t n_units = (V + ROWS_PER_UNIT - 1) // ROWS_PER_UNIT, u
-    cdef bint stream = V * d * <Py_ssize_t>sizeof(floating) >= STREAM_FROM
+    cdef bint stream = V * d * <Py_ssize_t>sizeof(floating) >= stream_from()
     cdef int nt = threads_for(V * d, n_threads)
     if V == 0 or d == 0:
         return

@@ -28,7 +28,7 @@ How they are built (what every kernel here shares)
   read-modify-write of twice the bytes).
 * Threads: a kernel given n_threads > 1 hands each thread a contiguous share of its rows (or
   parts, or channels) by calling itself with one thread inside a ``prange``; with one thread
-  it runs its loops directly. Calls below SERIAL_BELOW elements run on one thread without
+  it runs its loops directly. Calls below SERIAL_BELOW_NORM elements run on one thread without
   opening a parallel region (opening one costs microseconds).
 * Large outputs are written with streaming stores (``_stream.h``): the row norms compute a row
   into a per-thread buffer and stream it out, BatchNorm's second pass streams 512-byte tiles.
@@ -44,9 +44,9 @@ cimport numpy as cnp
 
 from mlkernels._reduce cimport (add4_centered_sums, add4_grad_sums, centered_sums, grad_sums,
                                sum_of, sum_sq_centered)
-from mlkernels._runtime cimport kernel_threads
-from mlkernels._stream cimport (STREAM_FROM_BYTES, TILE_BYTES, TILE_MAX, mlk_stream_fence,
-                               stream_out, tile_len)
+from mlkernels._runtime cimport SERIAL_BELOW_NORM, kernel_threads, stream_from
+from mlkernels._stream cimport (TILE_BYTES, TILE_MAX, TileMemory, mlk_stream_fence, stream_out,
+                               tile_in, tile_len)
 
 cnp.import_array()
 
@@ -54,29 +54,16 @@ cnp.import_array()
 # ================================================================================ plumbing
 
 cdef enum:
-    SERIAL_BELOW = 65536       # elements: below this, one thread and no parallel region
     ROWS_PER_BLOCK = 16        # rows summed in the array's type before joining double sums
     MAX_PARTS = 16             # at most this many parts (so threads) per cross-row sum
     PART_MIN = 32768           # elements: a part has at least this many (but one part at least)
     ROW_BUFFER_MAX = 64 * 1024     # bytes: a longer row is written straight to its output
 
 
-# Outputs of at least this many bytes are written with streaming stores (_stream.pxd: why).
-cdef Py_ssize_t STREAM_FROM = STREAM_FROM_BYTES
-
-
-def set_stream_from(Py_ssize_t nbytes):
-    """Set the output size from which the norm kernels stream their output; returns the old
-    value. For tests (to drive the streaming path with small arrays) and measurements."""
-    global STREAM_FROM
-    old, STREAM_FROM = STREAM_FROM, nbytes
-    return old
-
-
 cdef int threads_for(Py_ssize_t total, Py_ssize_t work_items):
     """Threads for a kernel over `total` elements split into `work_items`: one below
-    SERIAL_BELOW, else the runtime's count (mlkernels/_threads.py), at most work_items."""
-    if total < SERIAL_BELOW or work_items <= 1:
+    SERIAL_BELOW_NORM (_runtime.pxd), else the runtime's count, at most work_items."""
+    if total < SERIAL_BELOW_NORM or work_items <= 1:
         return 1
     return <int>min(<Py_ssize_t>kernel_threads(), work_items)
 
@@ -191,7 +178,7 @@ cdef struct RowBuffers:
 cdef RowBuffers row_buffers(Py_ssize_t rows, Py_ssize_t row_len, Py_ssize_t itemsize,
                             int n_threads) except *:
     cdef RowBuffers b
-    b.stream = (row_len > 0 and rows * row_len * itemsize >= STREAM_FROM
+    b.stream = (row_len > 0 and rows * row_len * itemsize >= stream_from()
                 and row_len * itemsize <= ROW_BUFFER_MAX)
     b.memory = NULL
     b.first = NULL
@@ -819,7 +806,7 @@ def batch_norm(cnp.ndarray x, running_mean, running_var, weight, bias, cnp.ndarr
     cdef Parts parts = parts_of(N, C * S, ROWS_PER_BLOCK if S == 1 else 1)
     cdef int nt_sums = threads_for(total, C if by_channel else parts.count)
     cdef int nt = threads_for(total, total // TILE_MAX + 1)
-    cdef bint f64 = is_double(x), stream = total * itemsize >= STREAM_FROM
+    cdef bint f64 = is_double(x), stream = total * itemsize >= stream_from()
     # per part [Σd C | Σd² C] (by channel: one part); per thread, S = 1: the block sums
     cdef Sums sums = sums_for(True, 1 if by_channel else parts.count, 2 * C,
                               2 * C * itemsize if training and S == 1 else 0, nt_sums)
@@ -993,7 +980,7 @@ def batch_norm_backward(cnp.ndarray grad_out, cnp.ndarray x, cnp.ndarray save_me
     cdef Parts parts = parts_of(N, C * S, ROWS_PER_BLOCK if S == 1 else 1)
     cdef int nt_sums = threads_for(total, parts.count)
     cdef int nt = threads_for(total, total // TILE_MAX + 1)
-    cdef bint f64 = is_double(x), stream = total * itemsize >= STREAM_FROM
+    cdef bint f64 = is_double(x), stream = total * itemsize >= stream_from()
     # per part [Σg C | Σg·(x − mean) C]; per thread, S = 1: the block sums
     cdef Sums sums = sums_for(True, parts.count, 2 * C,
                               2 * C * itemsize if need_sums and S == 1 else 0, nt_sums)
@@ -1146,8 +1133,8 @@ cdef void batch_norm_affine(const floating* g, const floating* x, const floating
     cdef const floating* c = coef + 3 * C
     cdef Py_ssize_t t, p = first, ch = (first // S) % C, s = first % S, m, k, run, i
     cdef floating mh, fa, fb, fc
-    cdef floating raw[TILE_MAX + 16]
-    cdef floating* buffer = <floating*>((<size_t>&raw[0] + 63) & ~(<size_t>63))  # line-aligned
+    cdef TileMemory tile
+    cdef floating* buffer = tile_in(&tile, out)   # line-aligned, in L1
     cdef floating* dst
     cdef floating* o
     cdef const floating* xs

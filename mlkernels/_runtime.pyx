@@ -5,6 +5,8 @@
 # by every ISA variant of the kernels.
 from scipy.linalg.cython_blas cimport sgemm
 
+from mlkernels._stream cimport STREAM_FROM_BYTES
+
 cdef extern from "_runtime.h" nogil:
     int mlk_default_threads
     int mlk_process_threads
@@ -32,6 +34,22 @@ cdef int kernel_threads() noexcept nogil:
 
 cdef void blas_single_thread() noexcept nogil:
     mlk_blas_single_thread()
+
+
+cdef Py_ssize_t stream_from_bytes = STREAM_FROM_BYTES
+
+
+cdef Py_ssize_t stream_from() noexcept nogil:
+    return stream_from_bytes
+
+
+def set_stream_from(Py_ssize_t nbytes):
+    """Set the output size (bytes) from which every kernel streams its output (_stream.h);
+    returns the old value. One setting for every kernel module and ISA variant: for tests
+    (to drive the streaming paths with small arrays) and measurements."""
+    global stream_from_bytes
+    old, stream_from_bytes = stream_from_bytes, nbytes
+    return old
 
 
 def num_threads():

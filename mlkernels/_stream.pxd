@@ -3,7 +3,10 @@ what it measured) with a fused-type face.
 
 A kernel computes a short tile in L1, then ``stream_out`` writes it to memory without first
 reading the destination lines. ``tile_len`` cuts a span into tiles that end on TILE_BYTES
-boundaries of the destination, so that every tile after the first is aligned.
+boundaries of the destination, so that every tile after the first is aligned. The tile itself
+is a ``TileMemory`` on the thread's stack, seen through ``tile_in`` (line-aligned). The size
+from which kernels stream is one setting for the whole process: ``stream_from()`` in
+_runtime.pxd (``mlkernels._runtime.set_stream_from`` changes it, for tests).
 """
 from cython cimport floating
 
@@ -36,3 +39,13 @@ cdef inline Py_ssize_t tile_len(const floating* dst, Py_ssize_t left) noexcept n
     cdef Py_ssize_t to_boundary = ((TILE_BYTES - 1 - <size_t>dst % TILE_BYTES) // sizeof(floating)
                                    + 1)
     return to_boundary if to_boundary < left else left
+
+
+ctypedef struct TileMemory:
+    # One tile on a thread's stack, with the slack to start it on a cache line.
+    char bytes[TILE_BYTES + 64]
+
+
+cdef inline floating* tile_in(TileMemory* memory, const floating* like) noexcept nogil:
+    """The line-aligned tile in memory, of like's element type (like's value is not used)."""
+    return <floating*>((<size_t>&memory.bytes[0] + 63) & ~(<size_t>63))

@@ -30,8 +30,7 @@
 
 /* Always inlined: the vectorizer needs each body inside the loop that calls it. Left to
  * itself, gcc stops inlining once a module has grown by its unit-growth limit, and the
- * loops it left with a call stayed scalar (measured, 1M float32 on one thread: the ELU and
- * SELU forwards took 7.1 and 7.3 ms with the calls, 1.0 and 0.8 ms once inlined). */
+ * loops it left with a call stayed scalar, several times slower (docs/vectorization.md). */
 #if defined(__GNUC__)
 #define MLK_INLINE static inline __attribute__((always_inline))
 #else
@@ -149,8 +148,8 @@ MLK_INLINE float mlk_log1pf(float x) {
  * on Chebyshev nodes: 5.4e-9 relative with float32 coefficients). One division and four FMAs,
  * no range reduction and no special cases; relative accuracy down to the smallest z (s = z/2).
  * (A division-free version -- reduction by sqrt(2), a degree-7 polynomial, compensated 1 + z --
- * took 0.50 ns per softplus element against 0.30 ns with this one: 1M floats, one thread,
- * AVX-512; the divider is not where these loops wait, the FMA pipes are.) */
+ * was slower: the divider is not where these loops wait, the FMA pipes are. Figures:
+ * docs/kernels/activations.md.) */
 MLK_INLINE float mlk_log1p_unitf(float z) {
     float s = z / (2.0f + z);
     float s2 = s * s;
@@ -163,9 +162,8 @@ MLK_INLINE float mlk_log1p_unitf(float z) {
 
 /* softplus(v) = log(1 + e^v) = max(v, 0) + log1p(e^-|v|): never overflows, relative accuracy
  * in the left tail (softplus(v) ~ e^v). Specialised pieces: e^-|v| needs no overflow or NaN
- * cases (NaN passes through), and log1p's argument lies in [0, 1]. (Through the general
- * mlk_expf and mlk_log1pf this took 0.89 ns per element, 0.30 ns this way: one thread,
- * AVX-512, 1M floats.) */
+ * cases (NaN passes through), and log1p's argument lies in [0, 1]: fewer operations than
+ * the general mlk_expf and mlk_log1pf (docs/kernels/activations.md has the figures). */
 MLK_INLINE float mlk_softplusf(float v) {
     return (v > 0.0f ? v : 0.0f) + mlk_log1p_unitf(mlk_exp_neg_absf(v));
 }
@@ -177,8 +175,8 @@ MLK_INLINE float mlk_softplusf(float v) {
  *   |x| >= 0.55: 1 - 2/(e^(2|x|) + 1): the result is above 0.5, so the subtraction does not
  *                cancel; |x| is clamped at 10, where tanh is 1 in float32;
  * then x's sign is copied on (so tanh(-0) = -0).
- * (It was sign(x) q/(q + 2) with q = expm1(2|x|): expm1's own range cases made it 1.4x a copy
- * of the array, against 1.0-1.2x for the other activations.) NaN passes through both pieces. */
+ * (It was sign(x) q/(q + 2) with q = expm1(2|x|): expm1's own range cases made it slower than
+ * the other activations; docs/kernels/activations.md.) NaN passes through both pieces. */
 MLK_INLINE float mlk_tanhf(float x) {
     float ax = __builtin_fabsf(x);
     float x2 = x * x;

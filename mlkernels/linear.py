@@ -12,11 +12,13 @@ import numpy as np
 from . import _validate as V
 from ._dispatch import K
 from ._threads import get_num_threads
+from .activations import FUSED_WITH_LINEAR
 
 __all__ = ["linear", "linear_backward", "ACTIVATIONS"]
 
-#: activations the fused linear accepts, with their operation codes in _act.pxd
-ACTIVATIONS = {"relu": 0, "gelu": 4, "gelu_tanh": 5, "silu": 6, "sigmoid": 8, "tanh": 9}
+#: activations the fused linear accepts, with their operation codes in _act.pxd (both from
+#: the activation table, mlkernels/_activation_table.py: its rows with linear=True)
+ACTIVATIONS = {name: code for name, (code, _, _) in FUSED_WITH_LINEAR.items()}
 _BAND_BYTES = 2 * 2**20    # fused linear + activation: a band of rows ≈ 2 MiB of output
 
 
@@ -45,7 +47,9 @@ def linear(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray] = None,
     x : array of shape (..., in_features), float32 or float64
     weight : array of shape (out_features, in_features)
     bias : array of shape (out_features,), optional
-    activation : "relu", "gelu", "gelu_tanh", "silu", "sigmoid", "tanh" or None
+    activation : str or None
+        A name in ``mlkernels.linear.ACTIVATIONS`` ("relu", "gelu", "gelu_tanh", "silu",
+        "sigmoid", "tanh", ...)
         Apply it to the product block by block, while each block is still in cache:
         ``y = act(x @ weight.T + bias)`` with no extra pass over memory.
     return_preactivation : bool
@@ -177,8 +181,7 @@ def linear_backward(grad_out: np.ndarray, x: np.ndarray, weight: np.ndarray, *,
         V.float_dtype(where, grad_out=grad_out, preactivation=preactivation)
         V.shape_is(where, "preactivation", preactivation, np.shape(grad_out),
                    "the shape of grad_out")
-        name, kw = (("gelu", {"approximate": "tanh"}) if activation == "gelu_tanh"
-                    else (activation, {}))
+        _, name, kw = FUSED_WITH_LINEAR[activation]
         grad_out = getattr(A, name + "_backward")(grad_out, preactivation, **kw)
     elif preactivation is not None:
         raise ValueError(f"{where}: preactivation is given without an activation")

@@ -13,7 +13,7 @@ from hypothesis import settings
 
 
 import mlkernels
-from mlkernels import _dispatch
+from mlkernels import _dispatch, _runtime
 
 
 # `pytest --hypothesis-profile=long`: every property test runs 50x its examples. The tests
@@ -49,11 +49,9 @@ def pytest_report_header(config):
 
 @pytest.fixture
 def stream_everything(isa):
-    modules = [_dispatch.K._norm, _dispatch.K._activations, _dispatch.K._dropout]
-    old = [m.set_stream_from(0) for m in modules]
+    old = _runtime.set_stream_from(0)          # one setting for every kernel module
     yield
-    for m, nbytes in zip(modules, old):
-        m.set_stream_from(nbytes)
+    _runtime.set_stream_from(old)
 
 
 @pytest.fixture

@@ -10,11 +10,11 @@ from hypothesis.extra import numpy as hnp
 
 import mlkernels as mk
 from mlkernels import reference as ref
+from mlkernels.specs.activations import FUNCTIONS
 from mlkernels.testing import assert_close
 
 pytestmark = pytest.mark.usefixtures("isa")
-UNARY = ["relu", "leaky_relu", "elu", "selu", "gelu", "silu", "swish", "sigmoid", "tanh",
-         "softplus"]
+UNARY = list(FUNCTIONS)           # every activation of the table (mlkernels/_activation_table.py)
 
 
 @pytest.mark.parametrize("name", UNARY)
@@ -125,3 +125,68 @@ def test_hypothesis_shapes_and_values(name, dtype, x):
     assert_close(f(arr), getattr(ref, name)(arr), dtype)
     g = np.ones_like(arr)
     assert_close(fb(g, arr), getattr(ref, name + "_backward")(g, arr), dtype)
+
+
+def test_docstring_examples_run():
+    """Every public function of mlkernels.activations has a numpydoc docstring (generated from
+    the table's rows) whose Examples run (with doctest here: pytest's own doctest collector is
+    not configured for the package)."""
+    import doctest
+    import mlkernels.activations as activations
+    finder = doctest.DocTestFinder(exclude_empty=True)
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    for name in activations.__all__:
+        doc = getattr(activations, name).__doc__
+        for section in ("Parameters", "Returns", "Raises", "Examples"):
+            assert f"\n    {section}\n    {'-' * len(section)}\n" in doc, (name, section)
+        examples = finder.find(getattr(activations, name), name, globs={})
+        assert examples and examples[0].examples, name
+        for example in examples:
+            runner.run(example)
+    result = runner.summarize(verbose=False)
+    assert result.attempted >= 2 * len(activations.__all__) and result.failed == 0
+    # the module as `pytest --doctest-modules` walks it: every global, the kernel dispatcher K
+    # included (inspect asks it for __wrapped__, which must be an AttributeError)
+    assert len(finder.find(activations)) >= len(activations.__all__)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_hard_and_mish_as_torch_at_the_kinks(dtype):
+    """hardswish, hardsigmoid and mish against PyTorch's kernels, forward and backward, at
+    the kinks ±3, one float step either side of them, 0 and -0, and across the range."""
+    torch = pytest.importorskip("torch")
+    t = dtype(3)
+    x = np.concatenate([[-t, np.nextafter(-t, -4 * t), np.nextafter(-t, 0), -0.0, 0.0,
+                         np.nextafter(t, 0), t, np.nextafter(t, 4 * t)],
+                        np.linspace(-8, 8, 97)]).astype(dtype)
+    g = np.random.default_rng(0).standard_normal(x.size).astype(dtype)
+    tx, tg = torch.from_numpy(x), torch.from_numpy(g)
+    aten = torch.ops.aten
+    for name in ("hardswish", "hardsigmoid", "mish"):
+        want = getattr(torch.nn.functional, name)(tx).numpy()
+        assert_close(getattr(mk, name)(x), want, dtype, err_msg=name)
+        want = getattr(aten, name + "_backward")(tg, tx).numpy()
+        # torch's float64 hardsigmoid backward multiplies by 1/6 rounded to float32
+        tol = {"rtol": 1e-7} if (name, dtype) == ("hardsigmoid", np.float64) else {}
+        assert_close(getattr(mk, name + "_backward")(g, x), want, dtype, err_msg=name, **tol)
+    # the kinks themselves, as torch: hardswish' is 0 at -3 and 1 at 3, hardsigmoid' 0 at both
+    ones = np.ones(2, dtype)
+    kinks = np.array([-3.0, 3.0], dtype)
+    assert mk.hardswish_backward(ones, kinks).tolist() == [0.0, 1.0]
+    assert mk.hardsigmoid_backward(ones, kinks).tolist() == [0.0, 0.0]
+
+
+def test_hard_and_mish_special_values():
+    """NaN passes through both directions (torch's backwards disagree between their scalar
+    and vector loops there); ±inf give the limits where they exist."""
+    x = np.array([np.nan, np.inf, -np.inf, 1e20, -1e20, 1e-40], np.float32)
+    g = np.ones_like(x)
+    for dtype in (np.float32, np.float64):
+        xd, gd = x.astype(dtype), g.astype(dtype)
+        assert np.isnan(mk.hardswish(xd)[0]) and np.isnan(mk.hardswish_backward(gd, xd)[0])
+        assert np.isnan(mk.hardsigmoid(xd)[0]) and np.isnan(mk.hardsigmoid_backward(gd, xd)[0])
+        assert np.isnan(mk.mish(xd)[0]) and np.isnan(mk.mish_backward(gd, xd)[0])
+        assert mk.hardswish(xd)[1] == np.inf and mk.hardsigmoid(xd)[1:3].tolist() == [1, 0]
+        assert mk.hardswish_backward(gd, xd)[1:5].tolist() == [1, 0, 1, 0]
+        assert mk.mish(xd)[1] == np.inf and mk.mish(xd)[3] == xd[3]
+        assert mk.mish_backward(gd, xd)[3:5].tolist() == [1, 0]

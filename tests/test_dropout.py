@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import mlkernels as mk
+from mlkernels import _runtime
 from mlkernels import _dispatch
 from mlkernels import reference as ref
 from mlkernels._dispatch import K
@@ -146,14 +147,14 @@ def test_same_bits_for_any_thread_count_isa_and_streaming():
             np.testing.assert_array_equal(mk.dropout(x, 0.3, 42, offset=5), want)
     for isa in mk.available_isas:
         with _dispatch.isa(isa):
-            old = K._dropout.set_stream_from(0)
+            old = _runtime.set_stream_from(0)
             try:
                 np.testing.assert_array_equal(mk.dropout(x, 0.3, 42, offset=5), want, isa)
                 y = x.copy()
                 mk.dropout(y, 0.3, 42, offset=5, out=y)                # in place, streamed
                 np.testing.assert_array_equal(y, want, isa)
             finally:
-                K._dropout.set_stream_from(old)
+                _runtime.set_stream_from(old)
             np.testing.assert_array_equal(mk.dropout(x, 0.3, 42, offset=5), want, isa)
 
 

@@ -9,7 +9,8 @@ from scipy.special import expit, ndtr
 __all__ = ["relu", "relu_backward", "leaky_relu", "leaky_relu_backward", "elu", "elu_backward",
            "selu", "selu_backward", "gelu", "gelu_backward", "silu", "silu_backward", "swish",
            "swish_backward", "sigmoid", "sigmoid_backward", "tanh", "tanh_backward", "softplus",
-           "softplus_backward", "prelu", "prelu_backward"]
+           "softplus_backward", "hardswish", "hardswish_backward", "hardsigmoid",
+           "hardsigmoid_backward", "mish", "mish_backward", "prelu", "prelu_backward"]
 
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
@@ -127,6 +128,38 @@ def softplus(x, beta=1.0, threshold=20.0):
 def softplus_backward(grad_out, x, beta=1.0, threshold=20.0):
     g, x = _f(grad_out), _f(x)
     return np.where(beta * x > threshold, g, g * expit(beta * x))
+
+
+def hardswish(x):
+    x = _f(x)
+    return x * np.clip(x + 3, 0, 6) / 6                  # x·relu6(x + 3)/6; NaN passes
+
+
+def hardswish_backward(grad_out, x):
+    g, x = _f(grad_out), _f(x)
+    # torch's derivative, kinks included: 0 for x ≤ −3, 1 for x ≥ 3; NaN x gives NaN
+    return np.where(x <= -3, 0.0, np.where(x >= 3, g, g * (x / 3 + 0.5)))
+
+
+def hardsigmoid(x):
+    return np.clip(_f(x) + 3, 0, 6) / 6                  # relu6(x + 3)/6; NaN passes
+
+
+def hardsigmoid_backward(grad_out, x):
+    g, x = _f(grad_out), _f(x)
+    # 1/6 strictly inside (−3, 3), 0 elsewhere and at the kinks (as torch); NaN x gives NaN
+    return np.where((x > -3) & (x < 3), g / 6, np.where(np.isnan(x), x, 0.0))
+
+
+def mish(x):
+    x = _f(x)
+    return x * np.tanh(np.logaddexp(0.0, x))             # x·tanh(softplus(x))
+
+
+def mish_backward(grad_out, x):
+    g, x = _f(grad_out), _f(x)
+    t = np.tanh(np.logaddexp(0.0, x))
+    return g * (t + x * expit(x) * (1 - t * t))
 
 
 def _channel_weight(x, weight):

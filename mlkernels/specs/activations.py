@@ -1,7 +1,11 @@
+# Generated from mlkernels/_activation_table.py by mlkernels/_generate.py
+# (template: mlkernels/specs/activations.py.tp); do not edit.
 """Spec rows of the activation family: every activation forward and backward.
 
 Rows tagged "elementwise" also run the elementwise battery (tests/test_elementwise_battery.py):
 SIMD tail sizes, strides with NaN in the gaps, in-place and shifted outputs, special values.
+The rows, the keyword arguments they test, the gradient checks' kinks and the bench's NumPy
+and PyTorch peers come from mlkernels/_activation_table.py.
 """
 from __future__ import annotations
 
@@ -13,20 +17,26 @@ from .. import reference as ref
 from ..testing import gradcheck
 from . import BenchCase, KernelSpec, torch_or_none
 
-# (row name, function name, keyword parameters)
+# (row name, function name, keyword parameters tested, where the derivative jumps)
 ACTIVATIONS = [
-    ("relu", "relu", {}),
-    ("leaky_relu", "leaky_relu", {"negative_slope": 0.1}),
-    ("elu", "elu", {"alpha": 1.3}),
-    ("selu", "selu", {}),
-    ("gelu", "gelu", {"approximate": "none"}),
-    ("gelu[tanh]", "gelu", {"approximate": "tanh"}),
-    ("silu", "silu", {}),
-    ("swish", "swish", {"beta": 1.7}),
-    ("sigmoid", "sigmoid", {}),
-    ("tanh", "tanh", {}),
-    ("softplus", "softplus", {"beta": 2.0, "threshold": 15.0}),
+    ("relu", "relu", {}, (0.0,)),
+    ("leaky_relu", "leaky_relu", {"negative_slope": 0.1}, (0.0,)),
+    ("elu", "elu", {"alpha": 1.3}, (0.0,)),
+    ("selu", "selu", {}, (0.0,)),
+    ("gelu", "gelu", {"approximate": "none"}, ()),
+    ("gelu[tanh]", "gelu", {"approximate": "tanh"}, ()),
+    ("silu", "silu", {}, ()),
+    ("swish", "swish", {"beta": 1.7}, ()),
+    ("sigmoid", "sigmoid", {}, ()),
+    ("tanh", "tanh", {}, ()),
+    ("softplus", "softplus", {"beta": 2.0, "threshold": 15.0}, ()),
+    ("hardswish", "hardswish", {}, (-3.0, 3.0)),
+    ("hardsigmoid", "hardsigmoid", {}, (-3.0, 3.0)),
+    ("mish", "mish", {}, ()),
 ]
+#: the public functions, in the table's order
+FUNCTIONS = ["relu", "leaky_relu", "elu", "selu", "gelu", "silu", "swish", "sigmoid", "tanh",
+             "softplus", "hardswish", "hardsigmoid", "mish"]
 SHAPES = [(0,), (1,), (7,), (8,), (9,), (15,), (16,), (17,), (31,), (32,), (33,), (812,), (),
           (3, 4, 5), (1029, 917), (40000,)]
 ELEMENTWISE = frozenset({"elementwise"})
@@ -43,15 +53,17 @@ def _forward_row(row, name, params):
                       SHAPES, tags=ELEMENTWISE | {"unary"})
 
 
-def _backward_row(row, name, params):
+def _backward_row(row, name, params, kinks):
     f, fb = getattr(fast, name), getattr(fast, name + "_backward")
 
     def make_args(rng, dtype, shape):
         return (np.asarray(rng.standard_normal(shape), dtype), _x(rng, dtype, shape)), dict(params)
 
     def check(rng):
-        x = rng.uniform(-3, 3, 24)
-        x += np.sign(x) * 0.05                      # away from the kinks at 0
+        x = rng.uniform(-4, 4, 24)
+        for kink in kinks:                          # at least 0.05 away from every kink
+            near = np.abs(x - kink) < 0.05
+            x[near] = kink + np.where(x[near] < kink, -0.05, 0.05)
         gradcheck(lambda x: f(x, **params), lambda r, x: (fb(r, x, **params),), (x,), (0,))
 
     return KernelSpec(row + "_backward", "activations", fb, getattr(ref, name + "_backward"),
@@ -80,33 +92,227 @@ def _prelu_check(rng):
 
 PRELU_SHAPES = [(0, 3), (1,), (5,), (2, 3), (4, 3, 5), (2, 7, 3, 3), (1, 1, 1)]
 
-# ------------------------------------------------------------------ benchmarks
-_NUMPY = {
-    "relu": lambda x, y: np.maximum(x, 0, out=y),
-    "leaky_relu": lambda x, y: np.where(x > 0, x, 0.1 * x),
-    "elu": lambda x, y: np.where(x > 0, x, 1.3 * np.expm1(x)),
-    "selu": lambda x, y: 1.0507 * np.where(x > 0, x, 1.6733 * np.expm1(x)),
-    "gelu": lambda x, y: 0.5 * x * (1 + sp.erf(x / np.float32(np.sqrt(2)))),
-    "gelu[tanh]": lambda x, y: 0.5 * x * (1 + np.tanh(np.float32(0.7978845608) *
-                                                      (x + np.float32(0.044715) * x ** 3))),
-    "silu": lambda x, y: x / (1 + np.exp(-x)),
-    "swish": lambda x, y: x / (1 + np.exp(-1.7 * x)),
-    "sigmoid": lambda x, y: sp.expit(x, out=y),
-    "tanh": lambda x, y: np.tanh(x, out=y),
-    "softplus": lambda x, y: np.logaddexp(0, 2 * x) / 2,
-}
-_NUMPY_BACKWARD = {
-    "gelu": lambda g, x: g * (0.5 * (1 + sp.erf(x / np.float32(np.sqrt(2))))
-                              + x * np.exp(-0.5 * x * x) * np.float32(0.3989422804)),
-    "silu": lambda g, x: g * sp.expit(x) * (1 + x * (1 - sp.expit(x))),
-    "relu": lambda g, x: np.where(x > 0, g, 0),
-}
-_TORCH = {"relu": "relu", "leaky_relu": "leaky_relu", "elu": "elu", "selu": "selu",
-          "gelu": "gelu", "silu": "silu", "sigmoid": "sigmoid", "tanh": "tanh",
-          "softplus": "softplus"}
+# ------------------------------------------------------------------ benchmark peers
+# What the bench times beside mlkernels, per row: NumPy's composition (forward over x with
+# the output buffer y; backward over g and x), and PyTorch's kernels (x, g, y tensors): the
+# functional op, its out= form, the aten backward autograd calls and its out= form. The
+# parameters are keyword arguments, defaulting to the values this row means.
+SQRT2, INV_SQRT_2PI = np.float32(np.sqrt(2)), np.float32(0.3989422804)
+SQRT_2_OVER_PI, GELU_C = np.float32(0.7978845608), np.float32(0.044715)
+SELU = (1.6732632423543772, 1.0507009873554805)     # (α, λ): torch's selu is elu(x, *SELU, 1.0)
 
 
-_SELU = (1.6732632423543772, 1.0507009873554805)
+def _numpy_relu(x, g, y):
+    return {"forward": lambda: np.maximum(x, 0, out=y),
+            "backward": lambda: np.where(x > 0, g, 0)}
+
+
+def _torch_relu(torch, x, g, y):
+    F, nn, aten = torch.nn.functional, torch._C._nn, torch.ops.aten
+    return {"forward": lambda: F.relu(x),
+            "forward out=": lambda: torch.clamp_min(x, 0, out=y),
+            "backward": lambda: aten.threshold_backward(g, x, 0),
+            "backward out=": lambda: aten.threshold_backward.grad_input(g, x, 0.0, grad_input=y)}
+
+
+def _numpy_leaky_relu(x, g, y, negative_slope=0.01):
+    return {"forward": lambda: np.where(x > 0, x, negative_slope * x),
+            "backward": None}
+
+
+def _torch_leaky_relu(torch, x, g, y, negative_slope=0.01):
+    F, nn, aten = torch.nn.functional, torch._C._nn, torch.ops.aten
+    return {"forward": lambda: F.leaky_relu(x, negative_slope),
+            "forward out=": lambda: nn.leaky_relu(x, negative_slope, out=y),
+            "backward": lambda: aten.leaky_relu_backward(g, x, negative_slope, False),
+            "backward out=":
+            lambda: aten.leaky_relu_backward.grad_input(g, x, negative_slope, False, grad_input=y)}
+
+
+def _numpy_elu(x, g, y, alpha=1.0):
+    return {"forward": lambda: np.where(x > 0, x, alpha * np.expm1(x)),
+            "backward": None}
+
+
+def _torch_elu(torch, x, g, y, alpha=1.0):
+    F, nn, aten = torch.nn.functional, torch._C._nn, torch.ops.aten
+    return {"forward": lambda: F.elu(x, alpha),
+            "forward out=": lambda: nn.elu(x, alpha, 1.0, 1.0, out=y),
+            "backward": lambda: aten.elu_backward(g, alpha, 1.0, 1.0, False, x),
+            "backward out=":
+            lambda: aten.elu_backward.grad_input(g, alpha, 1.0, 1.0, False, x, grad_input=y)}
+
+
+def _numpy_selu(x, g, y):
+    return {"forward": lambda: 1.0507 * np.where(x > 0, x, 1.6733 * np.expm1(x)),
+            "backward": None}
+
+
+def _torch_selu(torch, x, g, y):
+    F, nn, aten = torch.nn.functional, torch._C._nn, torch.ops.aten
+    return {"forward": lambda: F.selu(x),
+            "forward out=": lambda: nn.elu(x, *SELU, 1.0, out=y),
+            "backward": lambda: aten.elu_backward(g, *SELU, 1.0, False, x),
+            "backward out=":
+            lambda: aten.elu_backward.grad_input(g, *SELU, 1.0, False, x, grad_input=y)}
+
+
+def _numpy_gelu(x, g, y, approximate="none"):
+    return {"forward": lambda: 0.5 * x * (1 + sp.erf(x / SQRT2)),
+            "backward":
+            lambda: g * (0.5 * (1 + sp.erf(x / SQRT2)) + x * np.exp(-0.5 * x * x) * INV_SQRT_2PI)}
+
+
+def _torch_gelu(torch, x, g, y, approximate="none"):
+    F, nn, aten = torch.nn.functional, torch._C._nn, torch.ops.aten
+    return {"forward": lambda: F.gelu(x, approximate=approximate),
+            "forward out=": lambda: nn.gelu(x, approximate=approximate, out=y),
+            "backward": lambda: aten.gelu_backward(g, x, approximate=approximate),
+            "backward out=":
+            lambda: aten.gelu_backward.grad_input(g, x, approximate=approximate, grad_input=y)}
+
+
+def _numpy_gelu_tanh(x, g, y, approximate="tanh"):
+    return {"forward": lambda: 0.5 * x * (1 + np.tanh(SQRT_2_OVER_PI * (x + GELU_C * x ** 3))),
+            "backward": None}
+
+
+def _torch_gelu_tanh(torch, x, g, y, approximate="tanh"):
+    F, nn, aten = torch.nn.functional, torch._C._nn, torch.ops.aten
+    return {"forward": lambda: F.gelu(x, approximate=approximate),
+            "forward out=": lambda: nn.gelu(x, approximate=approximate, out=y),
+            "backward": lambda: aten.gelu_backward(g, x, approximate=approximate),
+            "backward out=":
+            lambda: aten.gelu_backward.grad_input(g, x, approximate=approximate, grad_input=y)}
+
+
+def _numpy_silu(x, g, y):
+    return {"forward": lambda: x / (1 + np.exp(-x)),
+            "backward": lambda: g * sp.expit(x) * (1 + x * (1 - sp.expit(x)))}
+
+
+def _torch_silu(torch, x, g, y):
+    F, nn, aten = torch.nn.functional, torch._C._nn, torch.ops.aten
+    return {"forward": lambda: F.silu(x),
+            "forward out=": lambda: nn.silu(x, out=y),
+            "backward": lambda: aten.silu_backward(g, x),
+            "backward out=": lambda: aten.silu_backward.grad_input(g, x, grad_input=y)}
+
+
+def _numpy_swish(x, g, y, beta=1.0):
+    return {"forward": lambda: x / (1 + np.exp(-beta * x)),
+            "backward": None}
+
+
+def _numpy_sigmoid(x, g, y):
+    return {"forward": lambda: sp.expit(x, out=y),
+            "backward": None}
+
+
+def _torch_sigmoid(torch, x, g, y):
+    F, nn, aten = torch.nn.functional, torch._C._nn, torch.ops.aten
+    return {"forward": lambda: torch.sigmoid(x),
+            "forward out=": lambda: torch.sigmoid(x, out=y),
+            "backward": lambda: aten.sigmoid_backward(g, x),
+            "backward out=": lambda: aten.sigmoid_backward.grad_input(g, x, grad_input=y)}
+
+
+def _numpy_tanh(x, g, y):
+    return {"forward": lambda: np.tanh(x, out=y),
+            "backward": None}
+
+
+def _torch_tanh(torch, x, g, y):
+    F, nn, aten = torch.nn.functional, torch._C._nn, torch.ops.aten
+    return {"forward": lambda: torch.tanh(x),
+            "forward out=": lambda: torch.tanh(x, out=y),
+            "backward": lambda: aten.tanh_backward(g, x),
+            "backward out=": lambda: aten.tanh_backward.grad_input(g, x, grad_input=y)}
+
+
+def _numpy_softplus(x, g, y, beta=1.0, threshold=20.0):
+    return {"forward": lambda: np.logaddexp(0, beta * x) / beta,
+            "backward": None}
+
+
+def _torch_softplus(torch, x, g, y, beta=1.0, threshold=20.0):
+    F, nn, aten = torch.nn.functional, torch._C._nn, torch.ops.aten
+    return {"forward": lambda: F.softplus(x, beta, threshold),
+            "forward out=": lambda: nn.softplus(x, beta, threshold, out=y),
+            "backward": lambda: aten.softplus_backward(g, x, beta, threshold),
+            "backward out=":
+            lambda: aten.softplus_backward.grad_input(g, x, beta, threshold, grad_input=y)}
+
+
+def _numpy_hardswish(x, g, y):
+    return {"forward": lambda: x * np.clip(x + 3, 0, 6) / 6,
+            "backward": lambda: np.where(x <= -3, 0, np.where(x >= 3, g, g * (x / 3 + 0.5)))}
+
+
+def _torch_hardswish(torch, x, g, y):
+    F, nn, aten = torch.nn.functional, torch._C._nn, torch.ops.aten
+    return {"forward": lambda: F.hardswish(x),
+            "forward out=": lambda: nn.hardswish(x, out=y),
+            "backward": lambda: aten.hardswish_backward(g, x),
+            "backward out=": lambda: aten.hardswish_backward.out(g, x, out=y)}
+
+
+def _numpy_hardsigmoid(x, g, y):
+    return {"forward": lambda: np.clip(x + 3, 0, 6) / 6,
+            "backward": lambda: np.where((x > -3) & (x < 3), g / 6, 0)}
+
+
+def _torch_hardsigmoid(torch, x, g, y):
+    F, nn, aten = torch.nn.functional, torch._C._nn, torch.ops.aten
+    return {"forward": lambda: F.hardsigmoid(x),
+            "forward out=": lambda: nn.hardsigmoid(x, out=y),
+            "backward": lambda: aten.hardsigmoid_backward(g, x),
+            "backward out=": lambda: aten.hardsigmoid_backward.grad_input(g, x, grad_input=y)}
+
+
+def _numpy_mish(x, g, y):
+    return {"forward": lambda: x * np.tanh(np.logaddexp(0, x)),
+            "backward": None}
+
+
+def _torch_mish(torch, x, g, y):
+    F, nn, aten = torch.nn.functional, torch._C._nn, torch.ops.aten
+    return {"forward": lambda: F.mish(x),
+            "forward out=": lambda: nn.mish(x, out=y),
+            "backward": lambda: aten.mish_backward(g, x),
+            "backward out=": None}
+
+
+_NUMPY = {"relu": _numpy_relu, "leaky_relu": _numpy_leaky_relu, "elu": _numpy_elu,
+          "selu": _numpy_selu, "gelu": _numpy_gelu, "gelu[tanh]": _numpy_gelu_tanh,
+          "silu": _numpy_silu, "swish": _numpy_swish, "sigmoid": _numpy_sigmoid,
+          "tanh": _numpy_tanh, "softplus": _numpy_softplus, "hardswish": _numpy_hardswish,
+          "hardsigmoid": _numpy_hardsigmoid, "mish": _numpy_mish}
+_TORCH = {"relu": _torch_relu, "leaky_relu": _torch_leaky_relu, "elu": _torch_elu,
+          "selu": _torch_selu, "gelu": _torch_gelu, "gelu[tanh]": _torch_gelu_tanh,
+          "silu": _torch_silu, "sigmoid": _torch_sigmoid, "tanh": _torch_tanh,
+          "softplus": _torch_softplus, "hardswish": _torch_hardswish,
+          "hardsigmoid": _torch_hardsigmoid, "mish": _torch_mish}
+
+
+def torch_peers(row, torch, x, g, y, **params):
+    """PyTorch's kernels for a row (tensors x, g, y), as _torch_<name> above; {} where torch
+    has none (swish). bench --family calls uses them too."""
+    make = _TORCH.get(row)
+    return {} if make is None else make(torch, x, g, y, **params)
+
+
+def _probed(fn):
+    """fn, or None when this torch version spells the operator differently."""
+    if fn is None:
+        return None
+    try:
+        fn()
+    except Exception:
+        return None
+    return fn
+
+
 _inputs_cache = {}
 
 
@@ -122,68 +328,32 @@ def _bench_inputs(n, dtype):
     return _inputs_cache[key]
 
 
-def _torch_out(torch, row, params, backward, tg, tx, ty):
-    """PyTorch's kernel for this row writing into ``ty`` (out=), or None where torch has no
-    such kernel (swish) or this torch version lacks the operator. The backward is the aten
-    operator autograd calls; for sigmoid and tanh it takes the forward's output (here x's
-    values stand in: the arithmetic is the same)."""
-    nn, aten = torch._C._nn, torch.ops.aten
-    slope, alpha = params.get("negative_slope", 0.01), params.get("alpha", 1.0)
-    beta, threshold = params.get("beta", 1.0), params.get("threshold", 20.0)
-    approx = params.get("approximate", "none")
-    forward = {
-        "relu": lambda: torch.clamp_min(tx, 0, out=ty),
-        "leaky_relu": lambda: nn.leaky_relu(tx, slope, out=ty),
-        "elu": lambda: nn.elu(tx, alpha, 1.0, 1.0, out=ty),
-        "selu": lambda: nn.elu(tx, _SELU[0], _SELU[1], 1.0, out=ty),
-        "gelu": lambda: nn.gelu(tx, approximate=approx, out=ty),
-        "gelu[tanh]": lambda: nn.gelu(tx, approximate=approx, out=ty),
-        "silu": lambda: nn.silu(tx, out=ty),
-        "sigmoid": lambda: torch.sigmoid(tx, out=ty),
-        "tanh": lambda: torch.tanh(tx, out=ty),
-        "softplus": lambda: nn.softplus(tx, beta, threshold, out=ty),
-    }
-    backward_ops = {
-        "relu": lambda: aten.threshold_backward.grad_input(tg, tx, 0.0, grad_input=ty),
-        "leaky_relu": lambda: aten.leaky_relu_backward.grad_input(tg, tx, slope, False,
-                                                                  grad_input=ty),
-        "elu": lambda: aten.elu_backward.grad_input(tg, alpha, 1.0, 1.0, False, tx,
-                                                    grad_input=ty),
-        "selu": lambda: aten.elu_backward.grad_input(tg, _SELU[0], _SELU[1], 1.0, False, tx,
-                                                     grad_input=ty),
-        "gelu": lambda: aten.gelu_backward.grad_input(tg, tx, approximate=approx,
-                                                      grad_input=ty),
-        "gelu[tanh]": lambda: aten.gelu_backward.grad_input(tg, tx, approximate=approx,
-                                                            grad_input=ty),
-        "silu": lambda: aten.silu_backward.grad_input(tg, tx, grad_input=ty),
-        "sigmoid": lambda: aten.sigmoid_backward.grad_input(tg, tx, grad_input=ty),
-        "tanh": lambda: aten.tanh_backward.grad_input(tg, tx, grad_input=ty),
-        "softplus": lambda: aten.softplus_backward.grad_input(tg, tx, beta, threshold,
-                                                              grad_input=ty),
-    }
-    fn = (backward_ops if backward else forward).get(row)
-    if fn is None:
-        return None
-    try:
-        fn()
-    except Exception:                    # an operator this torch version spells differently
-        return None
-    return fn
+def _torch_impls(row, params, backward, x, g, y):
+    """{"torch": ..., "torch (out=)": ...} for a row on the arrays x, g, y (empty without
+    PyTorch). A backward without an out= operator (mish) is timed allocating only."""
+    torch = torch_or_none()
+    if torch is None:
+        return {}
+    tx, tg, ty = torch.from_numpy(x), torch.from_numpy(g), torch.from_numpy(y)
+    peers = torch_peers(row, torch, tx, tg, ty, **params)
+    key = "backward" if backward else "forward"
+    impls = {"torch": _probed(peers.get(key)), "torch (out=)": _probed(peers.get(key + " out="))}
+    return {name: fn for name, fn in impls.items() if fn is not None}
 
 
 def _float64_case(row, name, params, n, backward):
-    """The float64 case: mlkernels and PyTorch, both with out=, against a copy of the same
-    bytes (1 copy for a forward, 1.5 for a backward: it reads two arrays and writes one)."""
+    """The float64 case: mlkernels and PyTorch (with out= where it has it) against a copy of
+    the same bytes (1 copy for a forward, 1.5 for a backward: it reads two arrays and writes
+    one)."""
     x, g, y = _bench_inputs(n, np.float64)
     f = getattr(fast, name + ("_backward" if backward else ""))
     impls = {"mlkernels": (lambda: f(g, x, **params, out=y)) if backward
              else (lambda: f(x, **params, out=y))}
-    torch = torch_or_none()
-    if torch is not None:
-        tx, tg, ty = torch.from_numpy(x), torch.from_numpy(g), torch.from_numpy(y)
-        fn = _torch_out(torch, row, params, backward, tg, tx, ty)
-        if fn is not None:
-            impls["torch (out=)"] = fn
+    torch = _torch_impls(row, params, backward, x, g, y)
+    if "torch (out=)" in torch:
+        impls["torch (out=)"] = torch["torch (out=)"]
+    elif "torch" in torch:
+        impls["torch"] = torch["torch"]
     return BenchCase(f"float64 {n // 2**20}M", impls, dtype="float64", shape=(n,),
                      nbytes=(24.0 if backward else 16.0) * n,
                      copy_nbytes=8 * n, copy_factor=1.5 if backward else 1.0)
@@ -192,23 +362,14 @@ def _float64_case(row, name, params, n, backward):
 def _bench_forward(row, name, params):
     def bench(quick):
         n = (4 if quick else 16) * 2**20
-        x, _, y = _bench_inputs(n, np.float32)
+        x, g, y = _bench_inputs(n, np.float32)
         f = getattr(fast, name)
         impls = {"mlkernels": lambda: f(x, **params, out=y),
-                 "mlkernels (no out=)": lambda: f(x, **params),
-                 "numpy": lambda: _NUMPY[row](x, y)}
-        torch = torch_or_none()
-        if torch is not None:
-            tx, ty = torch.from_numpy(x), torch.from_numpy(y)
-            if row == "gelu[tanh]":
-                impls["torch"] = lambda: torch.nn.functional.gelu(tx, approximate="tanh")
-            elif row in _TORCH:
-                tf = getattr(torch.nn.functional, _TORCH[row])
-                tp = {k: v for k, v in params.items() if k != "approximate"}
-                impls["torch"] = lambda: tf(tx, **tp)
-            fn = _torch_out(torch, row, params, False, None, tx, ty)
-            if fn is not None:
-                impls["torch (out=)"] = fn
+                 "mlkernels (no out=)": lambda: f(x, **params)}
+        numpy = _NUMPY[row](x, g, y, **params)["forward"]
+        if numpy is not None:
+            impls["numpy"] = numpy
+        impls.update(_torch_impls(row, params, False, x, g, y))
         cases = [BenchCase(f"float32 {n // 2**20}M", impls, shape=(n,), nbytes=8.0 * n,
                            copy_nbytes=4 * n, copy_factor=1.0)]
         if row in ("gelu", "relu"):
@@ -227,17 +388,10 @@ def _bench_backward(row, name, params):
         x, g, y = _bench_inputs(n, np.float32)
         fb = getattr(fast, name + "_backward")
         impls = {"mlkernels": lambda: fb(g, x, **params, out=y)}
-        if row in _NUMPY_BACKWARD:
-            impls["numpy"] = lambda: _NUMPY_BACKWARD[row](g, x)
-        torch = torch_or_none()
-        if torch is not None:
-            tg, tx, ty = torch.from_numpy(g), torch.from_numpy(x), torch.from_numpy(y)
-            if row in ("gelu", "gelu[tanh]"):
-                approx = params["approximate"]
-                impls["torch"] = lambda: torch.ops.aten.gelu_backward(tg, tx, approximate=approx)
-            fn = _torch_out(torch, row, params, True, tg, tx, ty)
-            if fn is not None:
-                impls["torch (out=)"] = fn
+        numpy = _NUMPY[row](x, g, y, **params)["backward"]
+        if numpy is not None:
+            impls["numpy"] = numpy
+        impls.update(_torch_impls(row, params, True, x, g, y))
         return [BenchCase(f"float32 {n // 2**20}M", impls, shape=(n,), nbytes=12.0 * n,
                           copy_nbytes=4 * n, copy_factor=1.5),
                 _float64_case(row, name, params, n, backward=True)]
@@ -245,10 +399,10 @@ def _bench_backward(row, name, params):
 
 
 SPECS = []
-for _row, _name, _params in ACTIVATIONS:
+for _row, _name, _params, _kinks in ACTIVATIONS:
     SPECS.append(_forward_row(_row, _name, _params))
     SPECS[-1] = KernelSpec(**{**SPECS[-1].__dict__, "bench": _bench_forward(_row, _name, _params)})
-    SPECS.append(_backward_row(_row, _name, _params))
+    SPECS.append(_backward_row(_row, _name, _params, _kinks))
     SPECS[-1] = KernelSpec(**{**SPECS[-1].__dict__,
                               "bench": _bench_backward(_row, _name, _params)})
 SPECS += [

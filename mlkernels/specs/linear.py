@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..activations import FUSED_WITH_LINEAR
 from ..linear import linear, linear_backward
 from .. import reference as ref
 from ..testing import gradcheck
@@ -109,7 +110,7 @@ def _fused_args(activation):
 
 
 def _fused_ref(x, w, b, activation):
-    name, kw = ("gelu", {"approximate": "tanh"}) if activation == "gelu_tanh" else (activation, {})
+    _, name, kw = FUSED_WITH_LINEAR[activation]
     return getattr(ref, name)(ref.linear(x, w, b), **kw)
 
 
@@ -123,7 +124,7 @@ def _fused_bwd_args(activation):
 
 
 def _fused_bwd_ref(g, x, w, activation, preactivation):
-    name, kw = ("gelu", {"approximate": "tanh"}) if activation == "gelu_tanh" else (activation, {})
+    _, name, kw = FUSED_WITH_LINEAR[activation]
     return ref.linear_backward(getattr(ref, name + "_backward")(g, preactivation, **kw), x, w)
 
 
@@ -179,7 +180,7 @@ SPECS = [
                _backward_args, SHAPES, scale=_backward_scale, gradcheck=_gradcheck,
                bench=_bench_backward, backward_of="linear"),
 ]
-for _act in ("relu", "gelu", "gelu_tanh", "silu", "tanh", "sigmoid"):
+for _act in FUSED_WITH_LINEAR:
     SPECS += [
         KernelSpec(f"linear[{_act}]", "linear", linear, _fused_ref, _fused_args(_act), SHAPES,
                    scale=_fused_scale, bench=_bench_fused if _act == "gelu" else None),
