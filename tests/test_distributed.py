@@ -31,11 +31,15 @@ def _mpiexec():
     return beside if os.access(beside, os.X_OK) else shutil.which("mpiexec")
 
 
-def _run_mpi(args, timeout):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+def _env():
+    """This environment, with the mlkernels under test first on the path."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(
         p for p in (os.path.dirname(os.path.dirname(mk.__file__)),
                     os.environ.get("PYTHONPATH")) if p))
-    return subprocess.run([_mpiexec(), "-n", "2", sys.executable, *args], env=env,
+
+
+def _run_mpi(args, timeout):
+    return subprocess.run([_mpiexec(), "-n", "2", sys.executable, *args], env=_env(),
                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           timeout=timeout)
 
@@ -58,6 +62,23 @@ def test_two_ranks_train_like_one_process_on_the_whole_batch(mpi):
     run = _run_mpi(["-m", "mpi4py", os.path.join(HERE, "mpi_equivalence.py")], 300)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "mpi equivalence: ok" in run.stdout
+
+
+def test_the_example_trains_the_same_on_two_ranks_as_on_one(mpi):
+    """examples/mlp_distributed.py: the loss curve of 2 ranks on half-batches is that of one
+    process on the whole batches (float32: to the printed 4 decimals)."""
+    example = os.path.join(os.path.dirname(HERE), "examples", "mlp_distributed.py")
+    if not os.path.exists(example):
+        pytest.skip("the examples are not part of an installed package")
+    args = [example, "--steps", "41", "--hidden", "32"]
+    two = _run_mpi(args, 300)
+    assert two.returncode == 0, two.stdout + two.stderr
+    one = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=300,
+                         stdin=subprocess.DEVNULL, env=_env())
+    assert one.returncode == 0, one.stdout + one.stderr
+    curve = [line for line in two.stdout.splitlines() if "loss" in line]
+    assert len(curve) == 2 and "2 rank(s)" in two.stdout and "1 rank(s)" in one.stdout
+    assert curve == [line for line in one.stdout.splitlines() if "loss" in line]
 
 
 def test_without_mpi4py_the_error_says_what_to_install(monkeypatch):
