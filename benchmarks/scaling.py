@@ -2,6 +2,7 @@
 
     python benchmarks/scaling.py mpi   [--json FILE]   # drives everything below, interleaved
     python benchmarks/scaling.py dask  [--json FILE]   # Dask map_blocks against whole arrays
+    python benchmarks/scaling.py table FILE.json       # the mpi run's tables, as markdown
 
 ``mpi`` alternates, round after round, three programs, so that the machine's noise falls on
 all of them alike:
@@ -235,7 +236,7 @@ def _machine() -> dict:
     return {"date": time.strftime("%Y-%m-%d"), "cpu": platform.processor() or platform.machine(),
             "cores": len(os.sched_getaffinity(0)), "python": platform.python_version(),
             "numpy": np.__version__, "mlkernels": mk.__version__, "isa": mk.active_isa(),
-            "mpi": MPI.Get_library_version().splitlines()[0].strip()}
+            "mpi": " ".join(MPI.Get_library_version().splitlines()[0].split())}
 
 
 def drive_mpi(rounds: int, samples: int, json_path: str = None) -> dict:
@@ -315,6 +316,16 @@ def drive_dask(rounds: int, json_path: str = None) -> dict:
                                      lock=False)
         variants[f"{name}|dask 4 chunks, {cores} workers x {cores} threads (no wrapper)"] = \
             lambda bare=bare: bare.compute(scheduler="threads", num_workers=cores)
+
+        def into_out(block, block_info=None, fn=fn):
+            """Each task writes its rows of ``out`` itself: no chunk allocated or copied."""
+            (r0, r1), _ = block_info[0]["array-location"]
+            fn(block, out[r0:r1])
+            return np.zeros((1, 1), np.int8)
+        tasks = chunked.map_blocks(with_threads(into_out), chunks=(1, 1), dtype=np.int8)
+        variants[f"{name}|dask 4 chunks, {cores} workers x 1 thread, each task writes its "
+                 f"rows of out"] = \
+            lambda tasks=tasks: tasks.compute(scheduler="threads", num_workers=cores)
     times: Dict[str, list] = {k: [] for k in variants}
     for r in range(rounds + 1):
         for k, call in variants.items():
@@ -331,6 +342,106 @@ def drive_dask(rounds: int, json_path: str = None) -> dict:
     return summary
 
 
+def fit_allreduce(seconds: Dict[str, float], ranks: int = 2) -> Tuple[float, float]:
+    """Latency α and bandwidth β of the ring model t(n) = 2(p−1)·α + 2(p−1)/p · n/β, fitted
+    by least squares (relative) to the measured Allreduce times."""
+    n = np.array([float(k) for k in seconds])
+    t = np.array(list(seconds.values()))
+    a = np.stack([np.full_like(n, 2 * (ranks - 1)), 2 * (ranks - 1) / ranks * n], 1)
+    (alpha, inv_beta), *_ = np.linalg.lstsq(a / t[:, None], np.ones_like(t), rcond=None)
+    return float(alpha), float(1 / inv_beta)
+
+
+def _ms(v: float) -> str:
+    return f"{v * 1e3:.2f}"
+
+
+def tables(json_path: str) -> str:
+    """The markdown tables of docs/scaling.md from a ``mpi --json`` file."""
+    with open(json_path) as f:
+        d = json.load(f)
+    m = d["machine"]
+    lines = [f"Measured {m['date']}: {m['cores']} cores, {m['mpi']}, mlkernels {m['mlkernels']} "
+             f"({m['isa']}), medians of {d['rounds']} interleaved rounds x "
+             f"{d['samples_per_round']} samples.", ""]
+    cores = m["cores"]
+    lines += ["| model (grad bytes) | how | step ms | fwd+bwd ms | Allreduce ms | AdamW ms |",
+              "|---|---|---|---|---|---|"]
+    for case, e in d["cases"].items():
+        name = f"{case} ({e['grad_bytes'] / 2 ** 20:.2f} MiB)"
+        for how, label in ((f"one process, {cores} threads", f"1 process x {cores} threads, "
+                            f"batch {e['batch']}"),
+                           ("one process, 1 thread", f"1 process x 1 thread, batch {e['batch']}"),
+                           ("2 ranks, blocking", f"2 ranks x 1 thread, {e['batch'] // 2} rows "
+                            f"each, one Allreduce"),
+                           ("2 ranks, overlapped", "2 ranks, Iallreduce per layer in the "
+                            "backward"),
+                           ("2 ranks, overlapped, MPICH_ASYNC_PROGRESS=1",
+                            "same, MPICH's progress thread on")):
+            r = e[how]
+            lines.append(f"| {name} | {label} | {_ms(r['step'])} | {_ms(r['compute'])} | "
+                         f"{_ms(r['allreduce']) if 'allreduce' in r else ''} | "
+                         f"{_ms(r['optimizer'])} |")
+            name = ""
+    alpha, beta = fit_allreduce(d["allreduce_seconds"])
+    lines += ["", "| Allreduce of | " + " | ".join(
+        f"{int(k) / 2 ** 20:g} MiB" if int(k) >= 2 ** 20 else f"{int(k) / 1024:g} KiB"
+        if int(k) >= 1024 else f"{k} B" for k in d["allreduce_seconds"]) + " |",
+        "|---" * (len(d["allreduce_seconds"]) + 1) + "|",
+        "| 2 ranks, µs | " + " | ".join(f"{v * 1e6:.1f}" for v in
+                                      d["allreduce_seconds"].values()) + " |", "",
+        f"Ring model fitted to these: α = {alpha * 1e6:.1f} µs, β = {beta / 1e9:.2f} GB/s."]
+    lines += ["", predictions(d, alpha, beta)]
+    return "\n".join(lines)
+
+
+#: (label, α seconds, β bytes/s) of the links the model is evaluated for; the last two are
+#: typical figures for such networks, assumed, not measured here
+NETWORKS = [("10 Gb/s Ethernet (assumed α 25 µs, β 1.2 GB/s)", 25e-6, 1.2e9),
+            ("100 Gb/s InfiniBand (assumed α 2 µs, β 12 GB/s)", 2e-6, 12e9)]
+RANKS = [1, 2, 4, 8, 16]
+
+
+def step_model(compute: float, optimizer: float, grad_bytes: float, p: int, alpha: float,
+               beta: float) -> float:
+    """T(p) = compute/p + optimizer + 2(p−1)·α + 2(p−1)/p · bytes/β: forward and backward
+    split over p ranks (one per node), the optimizer step repeated on every rank, and a ring
+    Allreduce of the gradients."""
+    ring = 2 * (p - 1) * alpha + 2 * (p - 1) / p * grad_bytes / beta if p > 1 else 0.0
+    return compute / p + optimizer + ring
+
+
+def predictions(d: dict, alpha: float, beta: float) -> str:
+    """Step time against ranks (one rank per node of this machine's kind, all its cores), from
+    the measured one-process step and the ring model."""
+    cores = d["machine"]["cores"]
+    lines = []
+    for case, e in d["cases"].items():          # the model against the measured 2 ranks
+        two = e["2 ranks, blocking"]
+        model = step_model(two["compute"] * 2, two["optimizer"], e["grad_bytes"], 2, alpha,
+                           beta)
+        lines.append(f"* {case}, 2 ranks on this node: measured {_ms(two['step'])} ms a step; "
+                     f"the model from its parts ({_ms(two['compute'])} ms forward and backward "
+                     f"on the slower rank, {_ms(two['optimizer'])} ms AdamW, the fitted ring "
+                     f"for {e['grad_bytes'] / 2 ** 20:.2f} MiB) gives {_ms(model)} ms.")
+    lines += ["", f"Predicted step time (and speedup) with p nodes like this one, one rank of "
+              f"{cores} threads each, the whole batch fixed (measured here: the 1-process step's "
+              f"forward+backward and AdamW):", ""]
+    lines += ["| model | link | " + " | ".join(f"p = {p}" for p in RANKS) + " |",
+             "|---|---" + "|---" * len(RANKS) + "|"]
+    for case, e in d["cases"].items():
+        one = e[f"one process, {cores} threads"]
+        for label, a, b in NETWORKS:
+            t1 = step_model(one["compute"], one["optimizer"], e["grad_bytes"], 1, a, b)
+            cells = []
+            for p in RANKS:
+                t = step_model(one["compute"], one["optimizer"], e["grad_bytes"], p, a, b)
+                cells.append(f"{t * 1e3:.2f} ms ({t1 / t:.2f}x)")
+            lines.append(f"| {case} | {label} | " + " | ".join(cells) + " |")
+            case = ""
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0].startswith("_"):                     # a child program
@@ -345,11 +456,15 @@ def main(argv=None) -> int:
             print(json.dumps(result))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["mpi", "dask"])
+    parser.add_argument("what", choices=["mpi", "dask", "table"])
+    parser.add_argument("file", nargs="?", help="table: the mpi --json file to render")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--samples", type=int, default=5)
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args(argv)
+    if args.what == "table":
+        print(tables(args.file))
+        return 0
     if args.what == "mpi":
         summary = drive_mpi(args.rounds, args.samples, args.json)
     else:

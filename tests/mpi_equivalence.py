@@ -9,7 +9,8 @@ binary floating point: the only difference left is the order of the sums (two ha
 then one add, against one sum over all rows), a few ulps that AdamW carries on. So float64
 agrees to 1e-12 relative.
 
-Also: ``broadcast_parameters`` (each rank starts from its own random weights), the shards
+Also: ``broadcast_parameters`` (each rank starts from its own random weights), the ranks'
+parameters identical bit for bit at the end, the shards
 covering the batch, a mismatched model refused on every rank (no hang), and that the
 comparison can fail (the sum instead of the mean differs).
 
@@ -68,6 +69,9 @@ def main() -> int:
     assert np.abs(parallel - start).max() > 1e-3, "training did not move the parameters"
     assert worst <= RTOL, f"rank {comm.rank}: relative difference {worst:.3g} > {RTOL:g}"
     worst_all = comm.allreduce(worst, op=MPI.MAX)
+    # the replicas stay identical, bit for bit: the same update on the same weights
+    replicas = comm.allgather(parallel)
+    assert np.array_equal(replicas[0], replicas[1]), "the ranks' parameters drifted apart"
 
     # the check can fail: summed (not averaged) gradients give other parameters
     model = mlp(DIMS, np.float64, seed=0)
