@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 
 import mlkernels as mk
-from mlkernels import nn, optim, testing
+from mlkernels import distributed, nn, optim, testing
 
 # Modules whose docstring examples are run (the package's own attributes shadow some module
 # names -- mk.linear is the function -- so they are taken from sys.modules).
 MODULES = ["mlkernels", "mlkernels.linear", "mlkernels.activations", "mlkernels.norm",
            "mlkernels.loss", "mlkernels.attention", "mlkernels.dropout", "mlkernels.embedding",
            "mlkernels.clip", "mlkernels.fused", "mlkernels.optim", "mlkernels.nn",
-           "mlkernels.testing", "mlkernels._threads", "mlkernels._info", "mlkernels._dispatch"]
+           "mlkernels.testing", "mlkernels._threads", "mlkernels._info", "mlkernels._dispatch",
+           "mlkernels.distributed"]
 
 
 def _public():
@@ -28,6 +29,7 @@ def _public():
             items.append((f"mk.{name}", obj))
     items += [(f"optim.{n}", getattr(optim, n)) for n in optim.__all__]
     items += [(f"nn.{n}", getattr(nn, n)) for n in nn.__all__ if callable(getattr(nn, n))]
+    items += [(f"distributed.{n}", getattr(distributed, n)) for n in distributed.__all__]
     items += [("testing.gradcheck", testing.gradcheck), ("testing.assert_close",
                                                         testing.assert_close)]
     return items
@@ -38,7 +40,9 @@ def test_public_docstrings_have_the_numpydoc_sections(name, obj):
     doc = inspect.getdoc(obj) or ""
     wanted = ["Examples"]
     if inspect.isfunction(obj) or inspect.isbuiltin(obj):
-        wanted += ["Parameters", "Returns"] if inspect.signature(obj).parameters else ["Returns"]
+        sig = inspect.signature(obj)
+        wanted += ["Parameters"] if sig.parameters else []
+        wanted += [] if sig.return_annotation in (None, "None") else ["Returns"]  # (-> None)
     elif inspect.isclass(obj) and inspect.signature(obj).parameters:
         wanted += ["Parameters"]
     missing = [w for w in wanted if w not in doc]
