@@ -17,7 +17,7 @@
  *        dV += Pᵀ·dO     A = P by columns,    B = dO             inner: queries
  *        dK += dSᵀ·Q     A = dS by columns,   B = Q              inner: queries
  *        dQ += dS·K      A = dS rows,         B = K              inner: keys
- *    Never BLAS: these run inside OpenMP regions (DESIGN.md, "two thread pools").
+ *    Never BLAS: these run inside OpenMP regions (docs/threads.md: BLAS is never called from inside a parallel region).
  *
  * 2. Passes over the rows of a score tile (mask, max, exp, sums): `omp simd` loops, with the
  *    exponentials of _vecmath.h (float32 and float64 alike: no libm call in a loop).

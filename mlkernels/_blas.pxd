@@ -9,8 +9,8 @@ Threads: OpenBLAS is kept single-threaded (``blas_single_thread``) and a product
 as many blocks of C as we have threads, each block one ordinary gemm call on one thread of our
 team (``gemm_parallel``). Why not OpenBLAS's own threads: its threaded gemm makes its threads
 wait for each other's packed panels, spinning, many times per call; when another process (or
-pool) holds a core, each of those waits lasts a scheduler time slice, and a product that takes
-0.3 ms can take 16 ms (measured, docs/threads.md). Independent blocks only meet at the end.
+pool) holds a core, each of those waits lasts a scheduler time slice, and a product can take
+50 times as long (docs/threads.md). Independent blocks only meet at the end.
 And one team serves kernels and products alike: no second pool spinning between them.
 """
 from cython cimport floating

@@ -29,7 +29,7 @@ from typing import Iterator, Optional
 
 __all__ = ["get_num_threads", "set_num_threads", "threads"]
 
-#: libgomp spin iterations before an idle thread sleeps (about 30 ns each on our machines).
+#: libgomp spin iterations before an idle thread sleeps (tens of nanoseconds each).
 _SPIN_COUNT = 1000
 
 

@@ -50,7 +50,7 @@ def _forward_row(row, name, params):
     def make_args(rng, dtype, shape):
         return (_x(rng, dtype, shape),), dict(params)
     return KernelSpec(row, "activations", getattr(fast, name), getattr(ref, name), make_args,
-                      SHAPES, tags=ELEMENTWISE | {"unary"})
+                      SHAPES, tags=ELEMENTWISE | {"forward"})
 
 
 def _backward_row(row, name, params, kinks):
@@ -68,7 +68,7 @@ def _backward_row(row, name, params, kinks):
 
     return KernelSpec(row + "_backward", "activations", fb, getattr(ref, name + "_backward"),
                       make_args, SHAPES, gradcheck=check, backward_of=row,
-                      tags=ELEMENTWISE | {"binary"})
+                      tags=ELEMENTWISE | {"backward"})
 
 
 def _prelu_args(rng, dtype, shape):
