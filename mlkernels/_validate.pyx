@@ -270,6 +270,31 @@ def number(str where, str name, value, *, low=None, high=None, bint low_open=Fal
     return v
 
 
+def integer(str where, str name, value, *, low=None, high=None, str expected=""):
+    """An integer argument (a Python or NumPy int, never a bool or a float) in [low, high]:
+    returns it as int. `expected` words the range in the message (default: the interval)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{where}: {name} must be an int, got {type(value).__name__}"
+                        + (f"; expected {expected}" if expected else ""))
+    cdef object v = int(value)
+    if (low is not None and v < low) or (high is not None and v > high):
+        interval = expected or (f"an int in [{'-inf' if low is None else low}, "
+                                f"{'inf' if high is None else high}]")
+        raise ValueError(f"{where}: {name} is {v}; expected {interval}")
+    return v
+
+
+def float_type(str where, dtype):
+    """A dtype argument that must name float32 or float64: returns the numpy dtype."""
+    try:
+        dt = None if dtype is None else np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt not in (np.float32, np.float64):
+        raise TypeError(f"{where}: dtype is {dtype!r}; expected numpy.float32 or numpy.float64")
+    return dt
+
+
 def choice(str where, str name, value, options):
     if not isinstance(value, str) or value not in options:
         raise ValueError(f"{where}: {name} is {value!r}; expected one of {tuple(options)}")

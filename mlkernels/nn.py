@@ -32,6 +32,8 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from . import _validate as V
+
 __all__ = ["Module", "Linear", "ReLU", "GELU", "SiLU", "Tanh", "Sigmoid", "LeakyReLU",
            "LayerNorm", "BatchNorm1d", "Sequential", "REFERENCE"]
 
@@ -78,6 +80,11 @@ class Module:
     ----------
     backend : module-like, optional
         What computes: ``mlkernels`` (default) or ``nn.REFERENCE`` (the NumPy oracles).
+
+    Raises
+    ------
+    RuntimeError
+        ``backward`` before a training-mode ``forward`` (no saved input).
 
     Examples
     --------
@@ -232,6 +239,16 @@ class Linear(Module):
     backend : optional
         ``mlkernels`` (default) or ``nn.REFERENCE``.
 
+    Raises
+    ------
+    TypeError
+        in_features/out_features not ints, dtype not float32/float64, rng not a Generator.
+    ValueError
+        Negative sizes.
+    TypeError, ValueError
+        From ``forward``/``backward``: the kernels' checks (dtype, shapes), before
+        anything is written. RuntimeError: ``backward`` before a training-mode ``forward``.
+
     Examples
     --------
     >>> import numpy as np
@@ -247,6 +264,13 @@ class Linear(Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
                  dtype=np.float32, rng: Optional[np.random.Generator] = None,
                  backend: Any = None) -> None:
+        where = "Linear()"
+        in_features = V.integer(where, "in_features", in_features, low=0)
+        out_features = V.integer(where, "out_features", out_features, low=0)
+        dtype = V.float_type(where, dtype)
+        if rng is not None and not isinstance(rng, np.random.Generator):
+            raise TypeError(f"{where}: rng must be a numpy.random.Generator, got "
+                            f"{type(rng).__name__}")
         super().__init__(backend)
         rng = rng if rng is not None else np.random.default_rng()
         bound = 1.0 / math.sqrt(in_features) if in_features else 0.0
@@ -316,6 +340,12 @@ class ReLU(_Activation):
     backend : optional
         ``mlkernels`` (default) or ``nn.REFERENCE``.
 
+    Raises
+    ------
+    TypeError, ValueError
+        From ``forward``/``backward``: the kernels' checks (dtype, shapes), before
+        anything is written. RuntimeError: ``backward`` before a training-mode ``forward``.
+
     Examples
     --------
     >>> import numpy as np
@@ -336,6 +366,14 @@ class GELU(_Activation):
     approximate : {"none", "tanh"}, default "none"
     backend : optional
 
+    Raises
+    ------
+    ValueError
+        approximate not "none" or "tanh".
+    TypeError, ValueError
+        From ``forward``/``backward``: the kernels' checks (dtype, shapes), before
+        anything is written. RuntimeError: ``backward`` before a training-mode ``forward``.
+
     Examples
     --------
     >>> import numpy as np
@@ -348,6 +386,7 @@ class GELU(_Activation):
     name = "gelu"
 
     def __init__(self, approximate: str = "none", backend: Any = None) -> None:
+        V.choice("GELU()", "approximate", approximate, ("none", "tanh"))
         super().__init__(backend, approximate=approximate)
 
 
@@ -358,6 +397,12 @@ class SiLU(_Activation):
     ----------
     backend : optional
         ``mlkernels`` (default) or ``nn.REFERENCE``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        From ``forward``/``backward``: the kernels' checks (dtype, shapes), before
+        anything is written. RuntimeError: ``backward`` before a training-mode ``forward``.
 
     Examples
     --------
@@ -379,6 +424,12 @@ class Tanh(_Activation):
     backend : optional
         ``mlkernels`` (default) or ``nn.REFERENCE``.
 
+    Raises
+    ------
+    TypeError, ValueError
+        From ``forward``/``backward``: the kernels' checks (dtype, shapes), before
+        anything is written. RuntimeError: ``backward`` before a training-mode ``forward``.
+
     Examples
     --------
     >>> import numpy as np
@@ -398,6 +449,12 @@ class Sigmoid(_Activation):
     ----------
     backend : optional
         ``mlkernels`` (default) or ``nn.REFERENCE``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        From ``forward``/``backward``: the kernels' checks (dtype, shapes), before
+        anything is written. RuntimeError: ``backward`` before a training-mode ``forward``.
 
     Examples
     --------
@@ -419,6 +476,14 @@ class LeakyReLU(_Activation):
     negative_slope : float, default 0.01
     backend : optional
 
+    Raises
+    ------
+    TypeError, ValueError
+        negative_slope not a finite real number.
+    TypeError, ValueError
+        From ``forward``/``backward``: the kernels' checks (dtype, shapes), before
+        anything is written. RuntimeError: ``backward`` before a training-mode ``forward``.
+
     Examples
     --------
     >>> import numpy as np
@@ -431,6 +496,7 @@ class LeakyReLU(_Activation):
     name = "leaky_relu"
 
     def __init__(self, negative_slope: float = 0.01, backend: Any = None) -> None:
+        V.number("LeakyReLU()", "negative_slope", negative_slope)
         super().__init__(backend, negative_slope=negative_slope)
 
 
@@ -448,6 +514,14 @@ class LayerNorm(Module):
     dtype : float32 (default) or float64
     backend : optional
 
+    Raises
+    ------
+    TypeError, ValueError
+        normalized_shape not positive ints, eps negative, dtype not float32/float64.
+    TypeError, ValueError
+        From ``forward``/``backward``: the kernels' checks (dtype, shapes), before
+        anything is written. RuntimeError: ``backward`` before a training-mode ``forward``.
+
     Examples
     --------
     >>> import numpy as np
@@ -461,8 +535,17 @@ class LayerNorm(Module):
 
     def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True,
                  *, dtype=np.float32, backend: Any = None) -> None:
+        where = "LayerNorm()"
+        dims = [normalized_shape] if not isinstance(normalized_shape, (tuple, list)) \
+            else list(normalized_shape)
+        shape = tuple(V.integer(where, "normalized_shape", d, low=1,
+                                expected="positive ints (an int or a tuple of them)")
+                      for d in dims)
+        if not shape:
+            raise ValueError(f"{where}: normalized_shape is empty; expected at least one size")
+        V.number(where, "eps", eps, low=0.0)
+        dtype = V.float_type(where, dtype)
         super().__init__(backend)
-        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
         self.normalized_shape, self.eps = shape, eps
         self.weight = np.ones(shape, dtype) if elementwise_affine else None
         self.bias = np.zeros(shape, dtype) if elementwise_affine else None
@@ -509,6 +592,15 @@ class BatchNorm1d(Module):
     dtype : float32 (default) or float64
     backend : optional
 
+    Raises
+    ------
+    TypeError, ValueError
+        num_features not a positive int, eps negative, momentum outside [0, 1], dtype
+        not float32/float64.
+    TypeError, ValueError
+        From ``forward``/``backward``: the kernels' checks (dtype, shapes), before
+        anything is written. RuntimeError: ``backward`` before a training-mode ``forward``.
+
     Examples
     --------
     >>> import numpy as np
@@ -525,6 +617,12 @@ class BatchNorm1d(Module):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1,
                  affine: bool = True, track_running_stats: bool = True, *, dtype=np.float32,
                  backend: Any = None) -> None:
+        where = "BatchNorm1d()"
+        num_features = V.integer(where, "num_features", num_features, low=1)
+        V.number(where, "eps", eps, low=0.0)
+        if momentum is not None:
+            V.number(where, "momentum", momentum, low=0.0, high=1.0)
+        dtype = V.float_type(where, dtype)
         super().__init__(backend)
         self.eps, self.momentum = eps, momentum
         self.weight = np.ones(num_features, dtype) if affine else None
@@ -571,6 +669,11 @@ class Sequential(Module):
     ----------
     *layers : Module
 
+    Raises
+    ------
+    TypeError
+        A layer that is not an ``nn.Module``.
+
     Examples
     --------
     >>> import numpy as np
@@ -591,6 +694,10 @@ class Sequential(Module):
     """
 
     def __init__(self, *layers: Module) -> None:
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Module):
+                raise TypeError(f"Sequential(): layer {i} is a {type(layer).__name__}; expected "
+                                f"an mlkernels.nn.Module (Linear, GELU, LayerNorm, ...)")
         super().__init__(backend=None)
         self.layers: Sequence[Module] = list(layers)
 

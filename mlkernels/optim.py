@@ -777,6 +777,16 @@ class SGD(Optimizer):
     max_grad_norm : float, optional
         Clip the gradients inside ``step`` (see ``Optimizer``).
 
+    Raises
+    ------
+    TypeError
+        params not a list of float32/float64 arrays (or of param-group dicts), or mixed
+        dtypes; a hyperparameter that is not a number.
+    ValueError
+        A hyperparameter out of its range (the message names it and the range), an
+        unknown group key, an empty list. ``step`` raises the same for its gradients
+        before any parameter or state is written.
+
     Examples
     --------
     >>> import numpy as np
@@ -820,6 +830,16 @@ class Adam(Optimizer):
     amsgrad, maximize : bool
     max_grad_norm : float, optional
         Clip the gradients inside ``step`` (see ``Optimizer``).
+
+    Raises
+    ------
+    TypeError
+        params not a list of float32/float64 arrays (or of param-group dicts), or mixed
+        dtypes; a hyperparameter that is not a number.
+    ValueError
+        A hyperparameter out of its range (the message names it and the range), an
+        unknown group key, an empty list. ``step`` raises the same for its gradients
+        before any parameter or state is written.
 
     Examples
     --------
@@ -869,6 +889,16 @@ class AdamW(Adam):
     max_grad_norm : float, optional
         Clip the gradients inside ``step`` (see ``Optimizer``).
 
+    Raises
+    ------
+    TypeError
+        params not a list of float32/float64 arrays (or of param-group dicts), or mixed
+        dtypes; a hyperparameter that is not a number.
+    ValueError
+        A hyperparameter out of its range (the message names it and the range), an
+        unknown group key, an empty list. ``step`` raises the same for its gradients
+        before any parameter or state is written.
+
     Examples
     --------
     >>> import numpy as np
@@ -906,6 +936,16 @@ class RMSprop(Optimizer):
     centered, maximize : bool
     max_grad_norm : float, optional
         Clip the gradients inside ``step`` (see ``Optimizer``).
+
+    Raises
+    ------
+    TypeError
+        params not a list of float32/float64 arrays (or of param-group dicts), or mixed
+        dtypes; a hyperparameter that is not a number.
+    ValueError
+        A hyperparameter out of its range (the message names it and the range), an
+        unknown group key, an empty list. ``step`` raises the same for its gradients
+        before any parameter or state is written.
 
     Examples
     --------
@@ -948,6 +988,16 @@ class Adagrad(Optimizer):
     maximize : bool
     max_grad_norm : float, optional
         Clip the gradients inside ``step`` (see ``Optimizer``).
+
+    Raises
+    ------
+    TypeError
+        params not a list of float32/float64 arrays (or of param-group dicts), or mixed
+        dtypes; a hyperparameter that is not a number.
+    ValueError
+        A hyperparameter out of its range (the message names it and the range), an
+        unknown group key, an empty list. ``step`` raises the same for its gradients
+        before any parameter or state is written.
 
     Examples
     --------

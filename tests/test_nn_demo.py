@@ -176,3 +176,22 @@ def test_gradients_can_live_in_one_flat_buffer():
         model.set_grad_arrays(views[:-1])
     with pytest.raises(ValueError, match="shape"):
         model.set_grad_arrays([np.zeros(1)] * len(views))
+
+
+@pytest.mark.parametrize("make, error, words", [
+    (lambda: nn.Linear(-1, 2), ValueError, "in_features is -1"),
+    (lambda: nn.Linear(3.5, 2), TypeError, "in_features must be an int"),
+    (lambda: nn.Linear(3, 2, dtype=np.int32), TypeError, "dtype"),
+    (lambda: nn.Linear(3, 2, rng=0), TypeError, "rng must be a numpy.random.Generator"),
+    (lambda: nn.GELU(approximate="fast"), ValueError, "approximate"),
+    (lambda: nn.LeakyReLU("a"), TypeError, "negative_slope"),
+    (lambda: nn.LayerNorm(-3), ValueError, "normalized_shape is -3"),
+    (lambda: nn.LayerNorm(()), ValueError, "normalized_shape is empty"),
+    (lambda: nn.LayerNorm(4, eps=-1.0), ValueError, "eps"),
+    (lambda: nn.BatchNorm1d(4, momentum=2), ValueError, "momentum"),
+    (lambda: nn.BatchNorm1d(0), ValueError, "num_features is 0"),
+    (lambda: nn.Sequential(nn.ReLU(), 3), TypeError, "layer 1 is a int"),
+])
+def test_layer_constructors_refuse_bad_arguments(make, error, words):
+    with pytest.raises(error, match=words):
+        make()
