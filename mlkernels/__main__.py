@@ -73,9 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("which", nargs="?", choices=("tour", "gpt"), default="tour",
                       help="tour (default): the fundamentals; gpt: a GPT on Shakespeare")
     demo.add_argument("--plot", metavar="FILE.png", help="save the loss curves (matplotlib)")
-    demo.add_argument("--steps", type=int, default=600, help="gpt: training steps (600)")
+    demo.add_argument("--steps", type=int, default=1000, help="gpt: training steps (1000)")
     demo.add_argument("--batch", type=int, default=16, help="gpt: sequences per step (16)")
-    demo.add_argument("--lr", type=float, default=2e-3, help="gpt: peak learning rate")
+    demo.add_argument("--lr", type=float, default=5e-3, help="gpt: peak learning rate (5e-3)")
     demo.add_argument("--seed", type=int, default=0, help="gpt: weights, batches, samples")
     from . import _vecreport
     vec = sub.add_parser("vecreport", help="did GCC vectorize every marked hot loop "

@@ -81,7 +81,7 @@ def _bar(done: int, total: int, width: int = 24) -> str:
     return "[" + "#" * filled + "." * (width - filled) + "]"
 
 
-def run(steps: int = 600, batch: int = 16, lr: float = 2e-3, seed: int = 0,
+def run(steps: int = 1000, batch: int = 16, lr: float = 5e-3, seed: int = 0,
         eval_every: int = 100, eval_batches: int = 8, sample_chars: int = 300,
         out=sys.stdout, plot: Optional[str] = None, text: Optional[str] = None) -> Dict[str, object]:
     """Train the demo's GPT; returns the losses, the validation losses, tokens/s, samples."""
