@@ -70,26 +70,37 @@ def mlkernels_step(model: nn.Sequential, x: np.ndarray, y: np.ndarray) -> Callab
     return step
 
 
-def reference_step(model: nn.Sequential, x: np.ndarray, y: np.ndarray) -> Callable[[], float]:
-    """The same step on the NumPy references (``model`` is switched to them)."""
+def reference_adamw(model: nn.Module) -> Callable[[], None]:
+    """An AdamW update of ``model``'s parameters by ``reference.adamw_step`` (its moments kept
+    here), in place: what ``optim.AdamW(...).step(model.grads())`` does, on the oracle."""
     from . import reference as ref
-    model.use_backend(nn.REFERENCE)
     params, grads = model.parameters(), model.grads()
     m = [np.zeros_like(p) for p in params]
     v = [np.zeros_like(p) for p in params]
     count = 0
 
-    def step() -> float:
+    def update() -> None:
         nonlocal count
         count += 1
-        logits = model.forward(x)
-        loss = ref.cross_entropy(logits, y)
-        model.backward(ref.cross_entropy_backward(1.0, logits, y).astype(x.dtype),
-                       need_input_grad=False)
         new_p, new_m, new_v = ref.adamw_step(params, grads, m, v, step=count, lr=LR,
                                              weight_decay=WEIGHT_DECAY)
         for old, new in zip(params + m + v, new_p + new_m + new_v):
             old[...] = new
+    return update
+
+
+def reference_step(model: nn.Sequential, x: np.ndarray, y: np.ndarray) -> Callable[[], float]:
+    """The same step on the NumPy references (``model`` is switched to them)."""
+    from . import reference as ref
+    model.use_backend(nn.REFERENCE)
+    update = reference_adamw(model)
+
+    def step() -> float:
+        logits = model.forward(x)
+        loss = ref.cross_entropy(logits, y)
+        model.backward(ref.cross_entropy_backward(1.0, logits, y).astype(x.dtype),
+                       need_input_grad=False)
+        update()
         return float(loss)
     return step
 
@@ -181,22 +192,13 @@ def gpt_mlkernels_step(model: nn.GPT, idx: np.ndarray, targets: np.ndarray
 def gpt_reference_step(model: nn.GPT, idx: np.ndarray, targets: np.ndarray
                        ) -> Callable[[], float]:
     """The same step on the NumPy references (``model`` is switched to them)."""
-    from . import reference as ref
     model.use_backend(nn.REFERENCE)
-    params, grads = model.parameters(), model.grads()
-    m = [np.zeros_like(p) for p in params]
-    v = [np.zeros_like(p) for p in params]
-    count = 0
+    update = reference_adamw(model)
 
     def step() -> float:
-        nonlocal count
-        count += 1
         loss = model.forward(idx, targets)
         model.backward()
-        new_p, new_m, new_v = ref.adamw_step(params, grads, m, v, step=count, lr=LR,
-                                             weight_decay=WEIGHT_DECAY)
-        for old, new in zip(params + m + v, new_p + new_m + new_v):
-            old[...] = new
+        update()
         return float(loss)
     return step
 

@@ -113,7 +113,7 @@ def test_twin_of_the_numpy_reference_backend_float64():
     m = [np.zeros_like(p) for p in params]
     v = [np.zeros_like(p) for p in params]
     theirs = []
-    for step in range(1, 11):
+    for step in range(1, 11):                  # reference.adamw_step: the oracle's update
         theirs.append(float(slow.forward(idx[:, :-1], idx[:, 1:])))
         slow.backward()
         new = ref.adamw_step(params, grads, m, v, step=step, lr=LR, weight_decay=WD)
