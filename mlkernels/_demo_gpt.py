@@ -83,7 +83,8 @@ def _bar(done: int, total: int, width: int = 24) -> str:
 
 def run(steps: int = 1000, batch: int = 16, lr: float = 5e-3, seed: int = 0,
         eval_every: int = 100, eval_batches: int = 8, sample_chars: int = 300,
-        out=sys.stdout, plot: Optional[str] = None, text: Optional[str] = None) -> Dict[str, object]:
+        out=sys.stdout, plot: Optional[str] = None, text: Optional[str] = None
+        ) -> Dict[str, object]:
     """Train the demo's GPT; returns the losses, the validation losses, tokens/s, samples."""
     from ._train import GPT_MODEL
     text = load_text() if text is None else text

@@ -24,7 +24,7 @@ The loss and its gradient come from one fused call (``linear_cross_entropy_with_
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional, Union
 
 import numpy as np
 
@@ -487,7 +487,8 @@ class GPT(_Composite):
             x = block.forward(x)
         return self.ln_f.forward(x)
 
-    def forward(self, idx, targets=None):
+    def forward(self, idx: np.ndarray, targets: Optional[np.ndarray] = None
+                ) -> Union[np.floating, np.ndarray]:
         """The mean next-token loss (with ``targets``) or the logits (without).
 
         Parameters
@@ -536,7 +537,8 @@ class GPT(_Composite):
             h, self.wte.weight, targets, out=(grad_h, head_grad, None))
         return loss
 
-    def backward(self, grad_out=None, *, need_input_grad=False):
+    def backward(self, grad_out: Optional[float] = None, *,
+                 need_input_grad: bool = False) -> None:
         """Propagate the gradient of the last ``forward(idx, targets)``'s loss into
         ``grads()`` (written, never accumulated into).
 
