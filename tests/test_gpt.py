@@ -392,3 +392,40 @@ def test_docstring_examples_run():
             runner.run(test)
             ran += len(test.examples)
     assert ran >= 40 and runner.failures == 0
+
+
+def test_kept_scratch_is_per_python_thread():
+    """Attention and linear_cross_entropy keep their scratch for the calling thread's next
+    call: Python threads calling them at once (different shapes) get the serial results."""
+    import threading
+    rng = np.random.default_rng(0)
+    jobs = []
+    for i, (n, t, d, v) in enumerate([(2, 33, 16, 11), (3, 70, 32, 40), (1, 9, 8, 300),
+                                      (4, 128, 32, 65)]):
+        q, k, w = (rng.standard_normal((n, t, d)).astype(np.float32) for _ in range(3))
+        W = rng.standard_normal((v, d)).astype(np.float32)
+        tgt = rng.integers(0, v, (n, t))
+
+        def job(q=q, k=k, w=w, W=W, tgt=tgt):
+            o, lse = mk.scaled_dot_product_attention(q, k, w, is_causal=True, return_lse=True)
+            grads = mk.scaled_dot_product_attention_backward(o, q, k, w, o, lse, is_causal=True)
+            loss, gx, gW, _ = mk.linear_cross_entropy_with_grad(o, W, tgt)
+            return [o, lse, *grads, np.float32(loss), gx, gW]
+        jobs.append(job)
+    serial = [job() for job in jobs]
+    results, errors = {}, []
+
+    def worker(i):
+        try:
+            for _ in range(10):
+                out = jobs[i]()
+                assert all(np.array_equal(a, b) for a, b in zip(out, serial[i]))
+            results[i] = True
+        except BaseException as e:         # (reported below)
+            errors.append(e)
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(jobs))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors and len(results) == len(jobs)
