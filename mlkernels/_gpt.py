@@ -49,6 +49,13 @@ class _Composite(Module):
         return self
 
 
+def _positive(where: str, **sizes: object) -> None:
+    """Each size must be an int > 0 (a bool is not one)."""
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+            raise ValueError(f"{where}: {name} is {value!r}; expected a positive int")
+
+
 def _normal(rng: np.random.Generator, shape: tuple, std: float, dtype) -> np.ndarray:
     return (rng.standard_normal(shape) * std).astype(dtype)
 
@@ -69,6 +76,12 @@ class Embedding(Module):
     backend : optional
         ``mlkernels`` (default) or ``nn.REFERENCE``.
 
+    Raises
+    ------
+    ValueError
+        If a size is not a positive int. (``forward`` raises as ``mlkernels.embedding``: an
+        index array that is not integer, or an index out of range.)
+
     Examples
     --------
     >>> import numpy as np
@@ -88,6 +101,7 @@ class Embedding(Module):
                  dtype=np.float32, rng: Optional[np.random.Generator] = None,
                  backend: Any = None) -> None:
         super().__init__(backend)
+        _positive("Embedding()", num_embeddings=num_embeddings, embedding_dim=embedding_dim)
         rng = rng if rng is not None else np.random.default_rng()
         self.weight = _normal(rng, (num_embeddings, embedding_dim), std, dtype)
         self.grad_weight = np.zeros_like(self.weight)
@@ -119,6 +133,11 @@ class Dropout(Module):
         The generator's key (give each Dropout of a model its own).
     backend : optional
 
+    Raises
+    ------
+    ValueError
+        If p is not in [0, 1) or seed is not an int in [0, 2**64).
+
     Examples
     --------
     >>> import numpy as np
@@ -133,8 +152,12 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.0, seed: int = 0, backend: Any = None) -> None:
         super().__init__(backend)
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"Dropout(): p is {p}; expected a probability in [0, 1)")
+        if isinstance(p, bool) or not isinstance(p, (int, float, np.floating, np.integer)) \
+                or not 0.0 <= p < 1.0:
+            raise ValueError(f"Dropout(): p is {p!r}; expected a probability in [0, 1)")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) \
+                or not 0 <= seed < 2**64:
+            raise ValueError(f"Dropout(): seed is {seed!r}; expected an int in [0, 2**64)")
         self.p, self.seed = float(p), int(seed)
         self.offset = 0                 # the Philox counter of the next forward's first element
 
@@ -187,7 +210,8 @@ class CausalSelfAttention(_Composite):
     Raises
     ------
     ValueError
-        If n_embd is not a multiple of n_head.
+        If a size is not a positive int, n_embd is not a multiple of n_head, or dropout is
+        not in [0, 1).
 
     Examples
     --------
@@ -204,7 +228,8 @@ class CausalSelfAttention(_Composite):
                  dtype=np.float32, rng: Optional[np.random.Generator] = None,
                  backend: Any = None) -> None:
         super().__init__(backend)
-        if n_head <= 0 or n_embd % n_head:
+        _positive("CausalSelfAttention()", n_embd=n_embd, n_head=n_head)
+        if n_embd % n_head:
             raise ValueError(f"CausalSelfAttention(): n_embd = {n_embd} is not a multiple of "
                              f"n_head = {n_head}; expected n_embd % n_head == 0")
         self.n_head = n_head
@@ -278,6 +303,11 @@ class MLP(_Composite):
     rng : numpy.random.Generator, optional
     backend : optional
 
+    Raises
+    ------
+    ValueError
+        If n_embd is not a positive int or dropout is not in [0, 1).
+
     Examples
     --------
     >>> import numpy as np
@@ -291,6 +321,7 @@ class MLP(_Composite):
     def __init__(self, n_embd: int, *, dropout: float = 0.0, seed: int = 0, dtype=np.float32,
                  rng: Optional[np.random.Generator] = None, backend: Any = None) -> None:
         super().__init__(backend)
+        _positive("MLP()", n_embd=n_embd)
         self.c_fc = Linear(n_embd, 4 * n_embd, dtype=dtype, rng=rng, backend=backend)
         self.gelu = GELU(backend=backend)
         self.c_proj = Linear(4 * n_embd, n_embd, dtype=dtype, rng=rng, backend=backend)
@@ -328,6 +359,12 @@ class TransformerBlock(_Composite):
     dtype : float32 (default) or float64
     rng : numpy.random.Generator, optional
     backend : optional
+
+    Raises
+    ------
+    ValueError
+        As ``CausalSelfAttention``: a size that is not a positive int, n_embd not a multiple of
+        n_head, dropout not in [0, 1).
 
     Examples
     --------
@@ -422,7 +459,8 @@ class GPT(_Composite):
     Raises
     ------
     ValueError
-        If a size is not positive or n_embd is not a multiple of n_head.
+        If a size is not a positive int, n_embd is not a multiple of n_head, or dropout is
+        not in [0, 1).
 
     Examples
     --------
@@ -444,10 +482,11 @@ class GPT(_Composite):
                  n_embd: int, dropout: float = 0.0, seed: int = 0, *, dtype=np.float32,
                  backend: Any = None) -> None:
         super().__init__(backend)
-        for name, value in (("vocab_size", vocab_size), ("block_size", block_size),
-                            ("n_layer", n_layer), ("n_head", n_head), ("n_embd", n_embd)):
-            if not isinstance(value, (int, np.integer)) or value <= 0:
-                raise ValueError(f"GPT(): {name} is {value!r}; expected a positive int")
+        _positive("GPT()", vocab_size=vocab_size, block_size=block_size, n_layer=n_layer,
+                  n_head=n_head, n_embd=n_embd)
+        if n_embd % n_head:
+            raise ValueError(f"GPT(): n_embd = {n_embd} is not a multiple of n_head = {n_head}; "
+                             f"expected n_embd % n_head == 0")
         self.vocab_size, self.block_size = int(vocab_size), int(block_size)
         self.n_layer, self.n_head, self.n_embd = int(n_layer), int(n_head), int(n_embd)
         rng = np.random.default_rng(seed)

@@ -429,3 +429,17 @@ def test_kept_scratch_is_per_python_thread():
     for th in threads:
         th.join()
     assert not errors and len(results) == len(jobs)
+
+
+def test_constructors_refuse_bad_sizes():
+    for make, words in ((lambda: nn.Embedding(0, 3), "num_embeddings is 0"),
+                        (lambda: nn.Embedding(4, 2.0), "embedding_dim is 2.0"),
+                        (lambda: nn.Dropout(1.0), "p is 1.0"),
+                        (lambda: nn.Dropout(0.1, seed=-1), "seed is -1"),
+                        (lambda: nn.CausalSelfAttention(8, 0), "n_head is 0"),
+                        (lambda: nn.MLP(True), "n_embd is True"),
+                        (lambda: nn.TransformerBlock(6, 4), "multiple of n_head"),
+                        (lambda: nn.GPT(10, 8, n_layer=0, n_head=1, n_embd=4), "n_layer is 0"),
+                        (lambda: nn.GPT(10, 8, 1, 1, 4, dropout=-0.1), "p is -0.1")):
+        with pytest.raises(ValueError, match=words):
+            make()
