@@ -120,7 +120,7 @@ def run(steps: int = 1000, batch: int = 16, lr: float = 5e-3, seed: int = 0,
     vals: List[tuple] = [(0, evaluate(model, val, batch, eval_batches, seed + 2))]
     say(f"step {0:5d}: validation loss {vals[-1][1]:.3f} nats/char")
     warmup = max(1, min(100, steps // 10))
-    train_seconds, every = 0.0, max(1, eval_every // 4)
+    train_seconds, every, width = 0.0, max(1, eval_every // 4), 0
     for step in range(steps):
         _batch(train, batch, T, rng, idx, targets)
         for group in opt.param_groups:
@@ -138,8 +138,9 @@ def run(steps: int = 1000, batch: int = 16, lr: float = 5e-3, seed: int = 0,
             vals.append((done, evaluate(model, val, batch, eval_batches, seed + 2)))
         line = (f"step {done:5d}/{steps} {_bar(done, steps)} loss {recent:.3f}  "
                 f"val {vals[-1][1]:.3f}  {rate:,.0f} tokens/s")
-        if tty:
-            say("\r" + line, end="")
+        if tty:                       # (padded: a shorter line must cover the last one)
+            say("\r" + line.ljust(width), end="")
+            width = len(line)
         elif done % every == 0 or done == steps:
             say(line)
     if tty:
