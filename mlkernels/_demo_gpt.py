@@ -160,12 +160,8 @@ def run(steps: int = 1000, batch: int = 16, lr: float = 5e-3, seed: int = 0,
 
 
 def _plot(results: Dict[str, object], path: str) -> None:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:
-        raise SystemExit("--plot needs matplotlib: pip install 'mlkernels[demo]'") from e
+    from ._demo import pyplot
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 5))
     ax.plot(range(1, len(results["losses"]) + 1), results["losses"], alpha=0.6,
             label="training loss (one batch)")

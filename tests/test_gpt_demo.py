@@ -57,3 +57,12 @@ def test_cli_demo_gpt(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "mlkernels", "demo", "gpt", "--steps", "0"],
                          capture_output=True, text=True, timeout=300, cwd=tempfile.gettempdir())
     assert bad.returncode == 2 and "--steps" in bad.stderr
+
+
+def test_plot_saves_the_loss_curve(tmp_path):
+    import pytest
+    pytest.importorskip("matplotlib", reason="--plot needs matplotlib (the demo extra)")
+    path = tmp_path / "loss.png"
+    _demo_gpt.run(steps=2, batch=2, eval_every=2, eval_batches=1, sample_chars=5, out=None,
+                  plot=str(path))
+    assert path.stat().st_size > 10_000
