@@ -7,6 +7,7 @@
     mlkernels info                          version, ISA variant, threads, BLAS
     mlkernels report results.json --plot figs   tables and plots of bench --json results
     mlkernels demo [--plot F.png]           a guided tour of training, each step measured
+    mlkernels demo gpt [--steps N] [--plot F.png]   a character-level GPT on Shakespeare
     mlkernels vecreport [--check]           which marked loops GCC vectorized (GCC, Cython)
 """
 from __future__ import annotations
@@ -67,8 +68,15 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--plot", metavar="DIR", help="save roofline.png and speedup.png there")
     report.add_argument("--update", action="append", default=[], metavar="FILE.md",
                         help="rewrite the <!-- report: ... --> blocks of this file (repeatable)")
-    demo = sub.add_parser("demo", help="the fundamentals of training, run and measured")
+    demo = sub.add_parser("demo", help="the fundamentals of training, run and measured "
+                                       "(tour), or a character-level GPT trained (gpt)")
+    demo.add_argument("which", nargs="?", choices=("tour", "gpt"), default="tour",
+                      help="tour (default): the fundamentals; gpt: a GPT on Shakespeare")
     demo.add_argument("--plot", metavar="FILE.png", help="save the loss curves (matplotlib)")
+    demo.add_argument("--steps", type=int, default=1000, help="gpt: training steps (1000)")
+    demo.add_argument("--batch", type=int, default=16, help="gpt: sequences per step (16)")
+    demo.add_argument("--lr", type=float, default=5e-3, help="gpt: peak learning rate (5e-3)")
+    demo.add_argument("--seed", type=int, default=0, help="gpt: weights, batches, samples")
     from . import _vecreport
     vec = sub.add_parser("vecreport", help="did GCC vectorize every marked hot loop "
                          "(docs/vectorization.md)")
@@ -94,6 +102,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "demo":
             from . import _demo
             plot = _writable(args.plot, "--plot") if args.plot else None
+            if args.which == "gpt":
+                from . import _demo_gpt
+                if args.steps < 1 or args.batch < 1:
+                    parser.error("--steps and --batch must be at least 1")
+                _demo_gpt.run(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
+                              out=sys.stdout, plot=plot)
+                return 0
             _demo.run(out=sys.stdout, plot=plot)
             return 0
         if args.command == "report":

@@ -56,6 +56,7 @@ from libc.string cimport memset
 
 cimport numpy as cnp
 import numpy as np
+import threading
 
 cnp.import_array()
 
@@ -561,14 +562,35 @@ cdef class Workspace:
         self.base = p + (-<size_t>p) % 64
 
 
-cdef void run(Kind kind, Problem* P, Workspace ws, Py_ssize_t n_items,
+#: a workspace up to this size is kept for the calling Python thread's next call
+KEEP_WORKSPACE_BYTES = 32 * 2**20
+_kept = threading.local()
+
+
+cdef Workspace workspace(int nt, Py_ssize_t nbytes):
+    """A workspace for nt threads of nbytes each: the one the calling Python thread kept from
+    its last call when it is large enough (so that a training loop's steady state allocates
+    nothing), else a new one, kept in turn when not too large. One per Python thread: two
+    threads calling attention at once never share one."""
+    cdef Workspace ws = getattr(_kept, "ws", None)
+    if ws is not None and ws.nt >= nt and ws.stride >= nbytes:
+        return ws
+    if ws is not None:
+        nt, nbytes = max(nt, ws.nt), max(nbytes, ws.stride)
+    ws = Workspace(nt, nbytes)
+    if ws.stride * ws.nt <= KEEP_WORKSPACE_BYTES:
+        _kept.ws = ws
+    return ws
+
+
+cdef void run(Kind kind, Problem* P, Workspace ws, int n_threads, Py_ssize_t n_items,
               floating dummy) noexcept nogil:
     """Every work item, handed out one at a time in increasing order to whichever thread is
     free (so that a thread slowed by another process on its core does less of the work).
     Which thread computes an item never changes how it is computed: same bits for any thread
     count."""
     cdef Py_ssize_t item
-    cdef int t, nt = <int>min(<Py_ssize_t>ws.nt, n_items)
+    cdef int t, nt = <int>min(<Py_ssize_t>min(n_threads, ws.nt), n_items)
     for t in range(nt):
         (<Py_ssize_t*>(ws.base + t * ws.stride))[0] = -1        # no head packed yet
     if nt == 1:
@@ -632,9 +654,10 @@ def forward(cnp.ndarray q, const long long[::1] q_off, Py_ssize_t q_rs,
     P.res_lse = &lse[0, 0]
     forward_layout(&P, NULL, sizeof(floating), &nbytes)
     cdef Py_ssize_t n_items = P.N * P.nqb
-    cdef Workspace ws = Workspace(min(threads_for(&P, 1, n_threads), n_items), nbytes)
+    cdef int nt = <int>min(<Py_ssize_t>threads_for(&P, 1, n_threads), n_items)
+    cdef Workspace ws = workspace(nt, nbytes)
     with nogil:
-        run(FORWARD, &P, ws, n_items, dummy)
+        run(FORWARD, &P, ws, nt, n_items, dummy)
 
 
 def backward(cnp.ndarray grad_out, const long long[::1] g_off, Py_ssize_t g_rs,
@@ -664,12 +687,12 @@ def backward(cnp.ndarray grad_out, const long long[::1] g_off, Py_ssize_t g_rs,
     P.res_dv = &dv[0, 0, 0]
     backward_layout(&P, NULL, sizeof(floating), &nbytes)
     cdef int nt = threads_for(&P, 2, n_threads)
-    cdef Workspace ws = Workspace(nt, nbytes)
+    cdef Workspace ws = workspace(nt, nbytes)
     if P.N >= nt and not force_split:
         with nogil:
-            run(BACKWARD_HEADS, &P, ws, P.N, dummy)
+            run(BACKWARD_HEADS, &P, ws, nt, P.N, dummy)
         return
     # Fewer heads than threads: key blocks in parallel (dk, dv), then query blocks (dq).
     with nogil:
-        run(BACKWARD_KEYS, &P, ws, P.N * P.nkb, dummy)
-        run(BACKWARD_QUERIES, &P, ws, P.N * P.nqb, dummy)
+        run(BACKWARD_KEYS, &P, ws, nt, P.N * P.nkb, dummy)
+        run(BACKWARD_QUERIES, &P, ws, nt, P.N * P.nqb, dummy)

@@ -83,8 +83,8 @@ def _numpy_name(impls: Sequence[str]) -> Optional[str]:
 
 
 def _train_cases(quick: bool) -> List[Tuple[str, BenchCase]]:
-    """Whole MLP training steps (mlkernels/_train.py): mlkernels, the NumPy references and
-    PyTorch, each from the same weights, timed side by side."""
+    """Whole training steps (mlkernels/_train.py) of the MLPs and of the demo's GPT:
+    mlkernels, the NumPy references and PyTorch, each from the same weights, side by side."""
     from . import _train
     cases = []
     models = _train.MODELS[:3] if quick else _train.MODELS
@@ -96,6 +96,14 @@ def _train_cases(quick: bool) -> List[Tuple[str, BenchCase]]:
         impls = _train.steps(dims, n, np.float32, reference=reference)
         cases.append((f"MLP {label}", BenchCase(f"float32 batch {n}", impls, shape=(n, dims[0]),
                                                  flops=flops)))
+    # the demo's GPT: B·T tokens per step; flops = 6 per token and weight (forward 2, backward
+    # 4) for the blocks' 12·C² weights and the tied head, plus the causal attention's products
+    m, B = _train.GPT_MODEL, _train.GPT_BATCH
+    T, C, L = m["block_size"], m["n_embd"], m["n_layer"]
+    flops = 6.0 * B * T * (12 * L * C * C + m["vocab_size"] * C) + 6.0 * L * B * T * T * C
+    cases.append((_train.GPT_LABEL, BenchCase(f"float32 batch {B}",
+                                              _train.gpt_steps(np.float32, reference=not quick),
+                                              shape=(B, T), flops=flops, tokens=B * T)))
     return cases
 
 
@@ -210,6 +218,8 @@ def run(selected: Optional[Sequence[str]] = None, quick: bool = True,
                 "copy_seconds": copy_t, "copy_factor": case.copy_factor,
                 "nbytes": case.nbytes or None, "flops": case.flops or None,
             }
+            if case.tokens:
+                row["tokens_per_s"] = case.tokens / sec
             del row["calls_per_sample"]
             peak = memory.get(impl)
             if peak is not None:
@@ -221,7 +231,9 @@ def run(selected: Optional[Sequence[str]] = None, quick: bool = True,
                   f"{_fmt(row['speedup_vs_torch'], 2, 'x'):>9} "
                   f"{_fmt(row['time_vs_copy'], 2, 'x'):>8}"
                   + (f"  peak {_fmt_mib(peak['traced'])} traced, {_fmt_mib(peak['rss'])} RSS"
-                     if peak is not None else ""), file=out, flush=True)
+                     if peak is not None else "")
+                  + (f"  {row['tokens_per_s']:,.0f} tokens/s" if case.tokens else ""),
+                  file=out, flush=True)
         for impl, figures in (case.memory() if case.memory else {}).items():
             rows.append({"family": spec.family, "kernel": spec.name, "case": case.label,
                          "impl": impl, "memory": dict(figures)})

@@ -290,13 +290,19 @@ def run(out=None, plot: Optional[str] = None) -> Dict[str, object]:
     return results
 
 
-def _plot(results: Dict[str, object], path: str) -> None:
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend, or a SystemExit saying how to get it."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as e:
         raise SystemExit("--plot needs matplotlib: pip install 'mlkernels[demo]'") from e
+    return plt
+
+
+def _plot(results: Dict[str, object], path: str) -> None:
+    plt = pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
     fig.suptitle("python -m mlkernels demo: training loss, step by step")
     lr = results["linear_regression"]["lr=0.1"]["history"]

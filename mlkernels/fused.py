@@ -10,6 +10,7 @@ target)`` -- a language model's output layer and loss -- computed in chunks of r
 """
 from __future__ import annotations
 
+import threading
 from typing import Optional, Tuple, Union
 
 import numpy as np
@@ -52,6 +53,23 @@ def _class_indices(where, target, C, ignore_index, classes):
 LCE_CHUNK_BYTES = 32 * 2**20
 LCE_BACKWARD_CHUNK_BYTES = 128 * 2**20
 
+#: scratch arrays (a chunk's logits, per-row losses and scales) up to this size are kept for
+#: the calling Python thread's next call: a training loop's steady state then allocates nothing
+KEEP_SCRATCH_BYTES = 32 * 2**20
+_kept = threading.local()
+
+
+def _scratch(name: str, shape: tuple, dtype) -> np.ndarray:
+    """An uninitialized array: the one of this name the calling thread kept from its last call
+    when shape and dtype match, else a new one (kept in turn when small enough). Never
+    returned to the caller: the kernels only write into it."""
+    kept = _kept.__dict__
+    a = kept.get(name)
+    if a is None or a.shape != shape or a.dtype != dtype:
+        a = np.empty(shape, dtype)
+        if a.nbytes <= KEEP_SCRATCH_BYTES:
+            kept[name] = a
+    return a
 
 
 def _lce_layout(where, x, weight, target, bias, reduction, label_smoothing, ignore_index,
@@ -138,8 +156,8 @@ def linear_cross_entropy(x: np.ndarray, weight: np.ndarray, target: np.ndarray,
     where = "linear_cross_entropy()"
     dtype, eps, ignore, t, x2, w, b, chunk = _lce_layout(
         where, x, weight, target, bias, reduction, label_smoothing, ignore_index, chunk_rows)
-    losses = np.empty(t.size)
-    scratch = np.empty((chunk if t.size else 0, w.shape[0]), dtype)
+    losses = _scratch("losses", (t.size,), np.dtype(np.float64))
+    scratch = _scratch("logits", (chunk if t.size else 0, w.shape[0]), dtype)
     K._loss.linear_cross_entropy_chunks(x2, w, b, t, losses, None, None, None, None, scratch,
                                         ignore, eps, get_num_threads())
     return _reduce_losses(losses, dtype, reduction, target.shape,
@@ -270,10 +288,11 @@ def _lce_gradients(where, grad_out, x, weight, target, bias, reduction, ignore_i
         scale = np.ascontiguousarray(g.astype(np.float64).reshape(-1))
     else:
         per = count if reduction == "mean" else 1
-        scale = np.full(t.size, float(g) / per if per else np.nan)
-    losses = np.empty(t.size) if want_loss else None
-    acc = np.empty(w.shape[0]) if b is not None else None
-    scratch = np.empty((chunk if t.size else 0, w.shape[0]), dtype)
+        scale = _scratch("scale", (t.size,), np.dtype(np.float64))
+        scale.fill(float(g) / per if per else np.nan)
+    losses = _scratch("losses", (t.size,), np.dtype(np.float64)) if want_loss else None
+    acc = _scratch("acc", (w.shape[0],), np.dtype(np.float64)) if b is not None else None
+    scratch = _scratch("logits", (chunk if t.size else 0, w.shape[0]), dtype)
     K._loss.linear_cross_entropy_chunks(x2, w, b, t, losses, scale, gx.reshape(x2.shape), gw,
                                         acc, scratch, ignore, eps, get_num_threads())
     if gb is not None:

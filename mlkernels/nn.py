@@ -35,7 +35,8 @@ import numpy as np
 from . import _validate as V
 
 __all__ = ["Module", "Linear", "ReLU", "GELU", "SiLU", "Tanh", "Sigmoid", "LeakyReLU",
-           "LayerNorm", "BatchNorm1d", "Sequential", "REFERENCE"]
+           "LayerNorm", "BatchNorm1d", "Sequential", "REFERENCE",
+           "Embedding", "Dropout", "CausalSelfAttention", "MLP", "TransformerBlock", "GPT"]
 
 
 class _Reference:
@@ -47,7 +48,8 @@ class _Reference:
         fn = getattr(reference, name)
 
         def call(*args, out=None, **kwargs):
-            dtype = next(a.dtype for a in args if isinstance(a, np.ndarray))
+            dtype = next((a.dtype for a in args if isinstance(a, np.ndarray)
+                          and a.dtype.kind == "f"), None)
             result = fn(*args, **kwargs)
             if not isinstance(result, tuple):
                 result = np.asarray(result, dtype)
@@ -63,6 +65,14 @@ class _Reference:
                     np.copyto(o, r)
             return tuple(r if o is None else o for o, r in zip(out, result))
         return call
+
+    def linear_cross_entropy_with_grad(self, x, weight, target, bias=None, *, grad_out=1.0,
+                                       out=None, **kwargs):
+        """The reference loss, then its reference gradients (the fused kernel's contract)."""
+        loss = self.linear_cross_entropy(x, weight, target, bias, **kwargs)
+        grads = self.linear_cross_entropy_backward(grad_out, x, weight, target, bias,
+                                                   out=out, **kwargs)
+        return (loss,) + tuple(grads)
 
 
 REFERENCE = _Reference()
@@ -731,3 +741,7 @@ class Sequential(Module):
     def __repr__(self):
         inner = ",\n  ".join(repr(layer) for layer in self.layers)
         return f"Sequential(\n  {inner}\n)"
+
+
+from ._gpt import (CausalSelfAttention, Dropout, Embedding, GPT, MLP,  # noqa: E402
+                  TransformerBlock)

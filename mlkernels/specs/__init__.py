@@ -52,6 +52,8 @@ class BenchCase:
     copy_factor: float = 1.0
     roofline: Optional[Callable[[], object]] = None
     memory: Optional[Callable[[], Mapping[str, Mapping[str, object]]]] = None
+    #: tokens one call processes (a language model's training step): reported as tokens/s
+    tokens: int = 0
 
 
 @dataclass(frozen=True)
