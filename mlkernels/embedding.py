@@ -54,13 +54,10 @@ def _padding(where: str, padding_idx: object, num_embeddings: int) -> int:
     """padding_idx as a row in [0, num_embeddings), or -1 for none."""
     if padding_idx is None:
         return -1
-    if isinstance(padding_idx, bool) or not isinstance(padding_idx, (int, np.integer)):
-        raise TypeError(f"{where}: padding_idx must be an int or None, got "
-                        f"{type(padding_idx).__name__}")
-    if not -num_embeddings <= padding_idx < num_embeddings:
-        raise ValueError(f"{where}: padding_idx is {padding_idx}; expected an int in "
-                         f"[-num_embeddings, num_embeddings) = [{-num_embeddings}, "
-                         f"{num_embeddings}) (or None)")
+    padding_idx = V.integer(where, "padding_idx", padding_idx, low=-num_embeddings,
+                            high=num_embeddings - 1,
+                            expected=f"an int in [-num_embeddings, num_embeddings) = "
+                                     f"[{-num_embeddings}, {num_embeddings}) (or None)")
     return int(padding_idx) % num_embeddings
 
 
@@ -152,12 +149,8 @@ def embedding_backward(grad_out: np.ndarray, indices: np.ndarray, num_embeddings
     """
     where = "embedding_backward()"
     dtype = V.float_dtype(where, grad_out=grad_out)
-    if isinstance(num_embeddings, bool) or not isinstance(num_embeddings, (int, np.integer)):
-        raise TypeError(f"{where}: num_embeddings must be an int, got "
-                        f"{type(num_embeddings).__name__}")
-    if num_embeddings < 0:
-        raise ValueError(f"{where}: num_embeddings is {num_embeddings}; expected an int >= 0")
-    num_embeddings = int(num_embeddings)
+    num_embeddings = V.integer(where, "num_embeddings", num_embeddings, low=0,
+                               expected="an int >= 0")
     pad = _padding(where, padding_idx, num_embeddings)
     if not isinstance(indices, np.ndarray):
         _indices(where, indices, num_embeddings)          # raises the TypeError

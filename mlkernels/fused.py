@@ -77,8 +77,7 @@ def _lce_layout(where, x, weight, target, bias, reduction, label_smoothing, igno
     dtype = V.float_dtype(where, x=x, weight=weight, bias=bias, optional=("bias",))
     V.choice(where, "reduction", reduction, REDUCTIONS)
     eps = V.number(where, "label_smoothing", label_smoothing, low=0.0, high=1.0)
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
-        raise TypeError(f"{where}: ignore_index must be an int, got {type(ignore_index).__name__}")
+    ignore_index = V.integer(where, "ignore_index", ignore_index)
     if weight.ndim != 2:
         raise ValueError(f"{where}: weight has shape {weight.shape}; expected 2-d "
                          f"(num_classes, in_features)")
@@ -96,9 +95,9 @@ def _lce_layout(where, x, weight, target, bias, reduction, label_smoothing, igno
     t = _class_indices(where, target, n_classes, ignore_index, "the rows of weight")
     if chunk_rows is None:
         chunk_rows = max(1, chunk_bytes // max(1, n_classes * dtype.itemsize))
-    elif isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) \
-            or chunk_rows < 1:
-        raise ValueError(f"{where}: chunk_rows is {chunk_rows!r}; expected an int >= 1 or None")
+    else:
+        chunk_rows = V.integer(where, "chunk_rows", chunk_rows, low=1,
+                               expected="an int >= 1 or None")
     rows = t.size
     x2 = V.c_array(x, dtype).reshape(rows, in_features)
     b = None if bias is None else V.c_array(bias, dtype)

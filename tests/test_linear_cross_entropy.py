@@ -171,7 +171,7 @@ def test_bad_input_writes_nothing():
         (dict(reduction="avg"), ValueError, "reduction"),
         (dict(label_smoothing=2.0), ValueError, "label_smoothing"),
         (dict(chunk_rows=0), ValueError, "chunk_rows"),
-        (dict(chunk_rows=2.5), ValueError, "chunk_rows"),
+        (dict(chunk_rows=2.5), TypeError, "chunk_rows must be an int"),
     ]
     for change, exc, match in cases:
         kw = dict(x=x, weight=w, target=t, bias=b)
