@@ -43,19 +43,38 @@ def _rows(x: np.ndarray, axis: int, dtype) -> np.ndarray:
     return V.c_array(np.moveaxis(x, axis, -1), dtype)
 
 
+# 16-bit storage (bfloat16 of ml_dtypes, float16): the float32 row kernels on rows widened in
+# cache (_loss.half_rows), each output value rounded once: the float32 result, rounded.
+# Losses are float32 (and their gradients' grad_out), never rounded to 16 bits.
+_HALF_SOFTMAX, _HALF_SOFTMAX_BACKWARD, _HALF_CE, _HALF_CE_BACKWARD = 0, 1, 2, 3
+
+
+def _softmax_kernel(dtype, log_, op=_HALF_SOFTMAX):
+    """kernel(a, b, out, M, C): the float or 16-bit row kernel for dtype."""
+    kind = V.storage_kind(dtype)
+    if kind:
+        return lambda a, b, o, M, C: K._loss.half_rows(op, kind, a, b, o, None, None, None, 0.0,
+                                                       M, C, log_, 0, 0.0, get_num_threads())
+    if op == _HALF_SOFTMAX:
+        return lambda a, b, o, M, C: K._loss.softmax_rows(a, o, M, C, log_, get_num_threads())
+    return lambda a, b, o, M, C: K._loss.softmax_backward_rows(a, b, o, M, C, log_,
+                                                               get_num_threads())
+
+
 def _softmax(where, x, axis, out, log_):
-    dtype = V.float_dtype(where, x=x)
+    dtype = V.storage_dtype(where, x=x)
     axis = _axis(where, x, axis)
     y = V.output(where, out, x.shape, dtype, inputs=(x,), inplace_ok=(x,))
     if x.size == 0:
         return y
     C = x.shape[axis]
     rows = _rows(x, axis, dtype)
+    kernel = _softmax_kernel(dtype, log_)
     if axis == x.ndim - 1:
-        K._loss.softmax_rows(rows, y, x.size // C, C, log_, get_num_threads())
+        kernel(rows, None, y, x.size // C, C)
     else:
         tmp = np.empty_like(rows)
-        K._loss.softmax_rows(rows, tmp, x.size // C, C, log_, get_num_threads())
+        kernel(rows, None, tmp, x.size // C, C)
         y[...] = np.moveaxis(tmp, -1, axis)
     return y
 
@@ -67,7 +86,8 @@ def softmax(x: np.ndarray, axis: int = -1, *, out: Optional[np.ndarray] = None) 
     Parameters
     ----------
     x : numpy.ndarray
-        The logits, float32 or float64, any shape with at least one dimension, any strides.
+        The logits, float32 or float64, any shape with at least one dimension, any strides;
+        or 16-bit storage (bfloat16 of ml_dtypes, float16): the float32 result, rounded once.
     axis : int, default -1
         The axis to normalize over.
     out : numpy.ndarray, optional
@@ -103,7 +123,8 @@ def log_softmax(x: np.ndarray, axis: int = -1, *, out: Optional[np.ndarray] = No
     Parameters
     ----------
     x : numpy.ndarray
-        The logits, float32 or float64, any shape with at least one dimension, any strides.
+        The logits, float32 or float64, any shape with at least one dimension, any strides;
+        or 16-bit storage (bfloat16 of ml_dtypes, float16): the float32 result, rounded once.
     axis : int, default -1
         The axis to normalize over.
     out : numpy.ndarray, optional
@@ -131,7 +152,7 @@ def log_softmax(x: np.ndarray, axis: int = -1, *, out: Optional[np.ndarray] = No
 
 
 def _softmax_backward(where, grad_out, y, axis, out, log_):
-    dtype = V.float_dtype(where, grad_out=grad_out, y=y)
+    dtype = V.storage_dtype(where, grad_out=grad_out, y=y)
     axis = _axis(where, y, axis)
     V.shape_is(where, "grad_out", grad_out, y.shape, "the shape of y")
     gx = V.output(where, out, y.shape, dtype, inputs=(grad_out, y), inplace_ok=(grad_out,))
@@ -139,13 +160,12 @@ def _softmax_backward(where, grad_out, y, axis, out, log_):
         return gx
     C = y.shape[axis]
     g_rows, y_rows = _rows(grad_out, axis, dtype), _rows(y, axis, dtype)
+    kernel = _softmax_kernel(dtype, log_, _HALF_SOFTMAX_BACKWARD)
     if axis == y.ndim - 1:      # (gx may be grad_out itself: each row is read, then written)
-        K._loss.softmax_backward_rows(g_rows, y_rows, gx, y.size // C, C, log_,
-                                      get_num_threads())
+        kernel(g_rows, y_rows, gx, y.size // C, C)
     else:
         res = np.empty_like(y_rows)
-        K._loss.softmax_backward_rows(g_rows, y_rows, res, y.size // C, C, log_,
-                                      get_num_threads())
+        kernel(g_rows, y_rows, res, y.size // C, C)
         gx[...] = np.moveaxis(res, -1, axis)
     return gx
 
@@ -227,7 +247,7 @@ def log_softmax_backward(grad_out: np.ndarray, y: np.ndarray, axis: int = -1, *,
 # ------------------------------------------------------------------ cross-entropy
 
 def _ce_layout(where, logits, target, reduction, label_smoothing, ignore_index):
-    dtype = V.float_dtype(where, logits=logits)
+    dtype = V.storage_dtype(where, logits=logits)
     V.choice(where, "reduction", reduction, REDUCTIONS)
     eps = V.number(where, "label_smoothing", label_smoothing, low=0.0, high=1.0)
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
@@ -275,7 +295,8 @@ def cross_entropy(logits: np.ndarray, target: np.ndarray, reduction: str = "mean
     Parameters
     ----------
     logits : numpy.ndarray
-        (N, C), (N, C, d1, ...) or (C,) (with a 0-d target), float32 or float64.
+        (N, C), (N, C, d1, ...) or (C,) (with a 0-d target), float32 or float64, or
+        bfloat16 (ml_dtypes) / float16 storage: the loss is then float32.
     target : numpy.ndarray
         Integer class indices in [0, C) (or ``ignore_index``), of shape (N,), (N, d1, ...)
         or () to match logits; any integer dtype.
@@ -307,8 +328,13 @@ def cross_entropy(logits: np.ndarray, target: np.ndarray, reduction: str = "mean
     dtype, eps, ignore, t, rows, shape, C = _ce_layout(where, logits, target, reduction,
                                                        label_smoothing, ignore_index)
     losses = np.empty(t.size) if reduction == "none" else None
-    total = K._loss.cross_entropy_rows(rows, t, losses, t.size, C, ignore, eps,
-                                       get_num_threads())
+    if V.storage_kind(dtype):       # 16-bit logits: the loss in float32
+        total = K._loss.half_rows(_HALF_CE, V.storage_kind(dtype), rows, None, None, t, losses,
+                                  None, 0.0, t.size, C, False, ignore, eps, get_num_threads())
+        dtype = V.compute_dtype(dtype)
+    else:
+        total = K._loss.cross_entropy_rows(rows, t, losses, t.size, C, ignore, eps,
+                                           get_num_threads())
     if reduction == "none":
         return losses.astype(dtype).reshape(shape)
     if reduction == "sum":
@@ -367,7 +393,7 @@ def cross_entropy_backward(grad_out, logits: np.ndarray, target: np.ndarray,
     where = "cross_entropy_backward()"
     dtype, eps, ignore, t, rows, shape, C = _ce_layout(where, logits, target, reduction,
                                                        label_smoothing, ignore_index)
-    g = _grad_out(where, grad_out, dtype, shape, reduction)
+    g = _grad_out(where, grad_out, V.compute_dtype(dtype), shape, reduction)
     grad = V.output(where, out, logits.shape, dtype, inputs=(logits,))
     scales, scale = None, 0.0
     if reduction == "none":
@@ -377,13 +403,20 @@ def cross_entropy_backward(grad_out, logits: np.ndarray, target: np.ndarray,
         scale = float(g) / count if count else np.nan
     if logits.size == 0:
         return grad
+    kind = V.storage_kind(dtype)
+
+    def kernel(dst):
+        if kind:
+            K._loss.half_rows(_HALF_CE_BACKWARD, kind, rows, None, dst, t, None, scales, scale,
+                              t.size, C, False, ignore, eps, get_num_threads())
+        else:
+            K._loss.cross_entropy_backward_rows(rows, t, scales, scale, dst, t.size, C, ignore,
+                                                eps, get_num_threads())
     if logits.ndim <= 2:        # the classes are the last axis: rows straight into grad
-        K._loss.cross_entropy_backward_rows(rows, t, scales, scale, grad, t.size, C, ignore,
-                                            eps, get_num_threads())
+        kernel(grad)
         return grad
     res = np.empty_like(rows)
-    K._loss.cross_entropy_backward_rows(rows, t, scales, scale, res, t.size, C, ignore, eps,
-                                        get_num_threads())
+    kernel(res)
     grad[...] = np.moveaxis(res, -1, 1)
     return grad
 
