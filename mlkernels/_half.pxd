@@ -1,12 +1,13 @@
 """16-bit storage (bfloat16, float16): the C of _half.h, which says how values are widened to
 float32 and rounded back (to nearest even, once), by which path, and why."""
-from libc.stdint cimport uint16_t
+from libc.stdint cimport uint16_t, uint32_t
 
 cdef extern from "_half.h" nogil:
     enum:
         MLK_NATIVE      # float32/float64 arrays: no conversion
         MLK_BF16
         MLK_F16
+    uint32_t mlk_float_bits(float f)
     float mlk_bf16_widen(uint16_t h)
     uint16_t mlk_bf16_round(float f)
     float mlk_f16_widen(uint16_t h)
