@@ -201,3 +201,28 @@ def test_property_all_kernels(rows, cols, seed, half, scale):
     same_bits(mk.softmax(x), mk.softmax(f32(x)), half)
     same_bits(mk.log_softmax(x, 0), mk.log_softmax(f32(x), 0), half)
     same_bits(mk.dropout(x, 0.5, seed), mk.dropout(f32(x), 0.5, seed), half)
+
+
+# ---------------------------------------------------------------- linear
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+@pytest.mark.parametrize("shape", [(0, 3, 4), (1, 1, 1), (5, 7, 3), (2, 3, 33, 17), (300, 64, 48)],
+                         ids=str)
+def test_linear(isa, dtype, shape):
+    *lead, n_in, n_out = shape
+    x = data(tuple(lead) + (n_in,), dtype, 0, specials=False)
+    w, b = data((n_out, n_in), dtype, 1, False, 0.3), data(n_out, dtype, 2, False)
+    for bias in [b, None]:
+        same_bits(mk.linear(x, w, bias), mk.linear(f32(x), f32(w), f32(bias)), dtype)
+        y32 = np.empty(tuple(lead) + (n_out,), np.float32)
+        assert mk.linear(x, w, bias, out=y32) is y32                   # float32 output
+        np.testing.assert_array_equal(y32, mk.linear(f32(x), f32(w), f32(bias)))
+    g = data(tuple(lead) + (n_out,), dtype, 3, specials=False)
+    got = mk.linear_backward(g, x, w, bias=True)
+    want = mk.linear_backward(f32(g), f32(x), f32(w), bias=True)
+    for a, e in zip(got, want):
+        same_bits(a, e, dtype)
+    with pytest.raises(ValueError, match="activation= is not available"):
+        mk.linear(x, w, b, activation="relu")
+    with pytest.raises(TypeError, match="weight has dtype float32 but x has dtype"):
+        mk.linear(x, f32(w))
