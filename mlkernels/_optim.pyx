@@ -266,15 +266,8 @@ def all_usable_as_is(list params, list grads, list states):
     return True
 
 
-def fused_step(int kind, bint is_double, list columns, dict hyper, int n_threads):
-    """Run one optimizer step over lists of arrays, in place.
-
-    ``columns`` is a list of up to five lists, all of the same length (one entry per parameter
-    array): params, grads, then the state arrays in the order of the optimizer's run function;
-    an entry is None where a state is unused. Everything has been validated by
-    mlkernels/optim.py: same dtype, same size, C-contiguous, params and state writeable.
-    """
-    cdef Py_ssize_t n_arrays = len(columns[0]), a, c
+cdef Hyper hyper_of(dict hyper):
+    """The run functions' Hyper from optim.py's dict of per-step scalars (absent: neutral)."""
     cdef Hyper h
     h.lr = hyper.get("lr", 0.0); h.momentum = hyper.get("momentum", 0.0)
     h.dampening = hyper.get("dampening", 0.0); h.weight_decay = hyper.get("weight_decay", 0.0)
@@ -288,6 +281,19 @@ def fused_step(int kind, bint is_double, list columns, dict hyper, int n_threads
     h.nesterov = hyper.get("nesterov", False); h.first_step = hyper.get("first_step", False)
     h.amsgrad = hyper.get("amsgrad", False); h.centered = hyper.get("centered", False)
     h.has_momentum = h.momentum != 0
+    return h
+
+
+def fused_step(int kind, bint is_double, list columns, dict hyper, int n_threads):
+    """Run one optimizer step over lists of arrays, in place.
+
+    ``columns`` is a list of up to five lists, all of the same length (one entry per parameter
+    array): params, grads, then the state arrays in the order of the optimizer's run function;
+    an entry is None where a state is unused. Everything has been validated by
+    mlkernels/optim.py: same dtype, same size, C-contiguous, params and state writeable.
+    """
+    cdef Py_ssize_t n_arrays = len(columns[0]), a, c
+    cdef Hyper h = hyper_of(hyper)
     cdef void** table = <void**>malloc(max(n_arrays, 1) * MAX_SLOTS * sizeof(void*))
     cdef Py_ssize_t* sizes = <Py_ssize_t*>malloc(max(n_arrays, 1) * sizeof(Py_ssize_t))
     if table == NULL or sizes == NULL:
@@ -404,17 +410,7 @@ def fused_step_half(int kind, int storage, int state_kind, int rounding, list co
     stochastic rounding of element e of the step draws Philox(seed) at counter + e, e counted
     across the params in order. Validated by mlkernels/optim.py."""
     cdef Py_ssize_t n_arrays = len(columns[0]), a, c, u, n_units = 0, total = 0, size
-    cdef Hyper h
-    h.lr = hyper.get("lr", 0.0); h.momentum = hyper.get("momentum", 0.0)
-    h.dampening = hyper.get("dampening", 0.0); h.weight_decay = hyper.get("weight_decay", 0.0)
-    h.sign = (-1.0 if hyper.get("maximize", False) else 1.0) * hyper.get("grad_scale", 1.0)
-    h.beta1 = hyper.get("beta1", 0.0); h.beta2 = hyper.get("beta2", 0.0)
-    h.eps = hyper.get("eps", 0.0); h.step_size = hyper.get("step_size", 0.0)
-    h.bias_correction2_sqrt = hyper.get("bias_correction2_sqrt", 1.0)
-    h.decay = hyper.get("decay", 1.0); h.alpha = hyper.get("alpha", 0.0)
-    h.nesterov = hyper.get("nesterov", False); h.first_step = hyper.get("first_step", False)
-    h.amsgrad = hyper.get("amsgrad", False); h.centered = False
-    h.has_momentum = h.momentum != 0
+    cdef Hyper h = hyper_of(hyper)
     for a in range(n_arrays):
         size = cnp.PyArray_SIZE(<cnp.ndarray>columns[0][a])
         n_units += (size + UNIT - 1) // UNIT

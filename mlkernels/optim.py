@@ -169,8 +169,14 @@ def _is_half(a: object) -> bool:
         V.storage_kind(a.dtype) != 0
 
 
+_HALF_STEPS = ("sgd_step()", "adam_step()", "adamw_step()")
+
+
 def _columns_half(where, params, grads, states, state_lists):
     dtype = V.storage_dtype(where, **{f"params[{i}]": p for i, p in enumerate(params)})
+    if where not in _HALF_STEPS:
+        raise TypeError(f"{where}: params[0] has dtype {dtype}; expected float32 or float64 "
+                        f"(16-bit params are taken by {', '.join(_HALF_STEPS)})")
     state_dtype = None
     out_grads = []
     for i, (p, g) in enumerate(zip(params, grads)):

@@ -168,4 +168,10 @@ def test_errors_write_nothing():
         optim.adamw_step(p, g, m, v, step=1, master_params=[p.copy()])
     with pytest.raises(ValueError, match=r"master_params\[0\] shares memory"):
         optim.adamw_step(p, g, m, v, step=1, master_params=[m])
+    with pytest.raises(TypeError, match=r"rmsprop_step\(\): params\[0\] has dtype bfloat16"):
+        optim.rmsprop_step(p, g, [m], lr=0.1)
+    with pytest.raises(TypeError, match=r"adagrad_step\(\): params\[0\] has dtype bfloat16"):
+        optim.adagrad_step(p, g, [m], step=1)
+    with pytest.raises(TypeError, match="does not take 16-bit"):
+        optim.AdamW([p])
     unchanged()
