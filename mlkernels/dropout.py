@@ -65,7 +65,7 @@ def _apply(where, name, x, p, seed, offset, out, identity):
         if not V.same_memory(y, x):
             np.copyto(y, x)
         return y
-    if V.storage_kind(dtype):   # 16-bit storage: the float32 result, rounded once
+    if dtype.itemsize == 2:     # 16-bit storage: the float32 result, rounded once
         K._dropout.dropout_apply_half(V.c_array(x, dtype).reshape(-1).view(np.uint16),
                                       y.reshape(-1).view(np.uint16), V.storage_kind(dtype),
                                       seed, offset, threshold, scale, get_num_threads())

@@ -49,18 +49,6 @@ def _rows(x: np.ndarray, axis: int, dtype) -> np.ndarray:
 _HALF_SOFTMAX, _HALF_SOFTMAX_BACKWARD, _HALF_CE, _HALF_CE_BACKWARD = 0, 1, 2, 3
 
 
-def _softmax_kernel(dtype, log_, op=_HALF_SOFTMAX):
-    """kernel(a, b, out, M, C): the float or 16-bit row kernel for dtype."""
-    kind = V.storage_kind(dtype)
-    if kind:
-        return lambda a, b, o, M, C: K._loss.half_rows(op, kind, a, b, o, None, None, None, 0.0,
-                                                       M, C, log_, 0, 0.0, get_num_threads())
-    if op == _HALF_SOFTMAX:
-        return lambda a, b, o, M, C: K._loss.softmax_rows(a, o, M, C, log_, get_num_threads())
-    return lambda a, b, o, M, C: K._loss.softmax_backward_rows(a, b, o, M, C, log_,
-                                                               get_num_threads())
-
-
 def _softmax(where, x, axis, out, log_):
     dtype = V.storage_dtype(where, x=x)
     axis = _axis(where, x, axis)
@@ -69,13 +57,14 @@ def _softmax(where, x, axis, out, log_):
         return y
     C = x.shape[axis]
     rows = _rows(x, axis, dtype)
-    kernel = _softmax_kernel(dtype, log_)
-    if axis == x.ndim - 1:
-        kernel(rows, None, y, x.size // C, C)
+    dst = y if axis == x.ndim - 1 else np.empty_like(rows)
+    if dtype.itemsize == 2:
+        K._loss.half_rows(_HALF_SOFTMAX, V.storage_kind(dtype), rows, None, dst, None, None,
+                          None, 0.0, x.size // C, C, log_, 0, 0.0, get_num_threads())
     else:
-        tmp = np.empty_like(rows)
-        kernel(rows, None, tmp, x.size // C, C)
-        y[...] = np.moveaxis(tmp, -1, axis)
+        K._loss.softmax_rows(rows, dst, x.size // C, C, log_, get_num_threads())
+    if dst is not y:
+        y[...] = np.moveaxis(dst, -1, axis)
     return y
 
 
@@ -160,12 +149,16 @@ def _softmax_backward(where, grad_out, y, axis, out, log_):
         return gx
     C = y.shape[axis]
     g_rows, y_rows = _rows(grad_out, axis, dtype), _rows(y, axis, dtype)
-    kernel = _softmax_kernel(dtype, log_, _HALF_SOFTMAX_BACKWARD)
-    if axis == y.ndim - 1:      # (gx may be grad_out itself: each row is read, then written)
-        kernel(g_rows, y_rows, gx, y.size // C, C)
+    # (gx may be grad_out itself: each row is read, then written)
+    res = gx if axis == y.ndim - 1 else np.empty_like(y_rows)
+    if dtype.itemsize == 2:
+        K._loss.half_rows(_HALF_SOFTMAX_BACKWARD, V.storage_kind(dtype), g_rows, y_rows, res,
+                          None, None, None, 0.0, y.size // C, C, log_, 0, 0.0,
+                          get_num_threads())
     else:
-        res = np.empty_like(y_rows)
-        kernel(g_rows, y_rows, res, y.size // C, C)
+        K._loss.softmax_backward_rows(g_rows, y_rows, res, y.size // C, C, log_,
+                                      get_num_threads())
+    if res is not gx:
         gx[...] = np.moveaxis(res, -1, axis)
     return gx
 
@@ -328,7 +321,7 @@ def cross_entropy(logits: np.ndarray, target: np.ndarray, reduction: str = "mean
     dtype, eps, ignore, t, rows, shape, C = _ce_layout(where, logits, target, reduction,
                                                        label_smoothing, ignore_index)
     losses = np.empty(t.size) if reduction == "none" else None
-    if V.storage_kind(dtype):       # 16-bit logits: the loss in float32
+    if dtype.itemsize == 2:         # 16-bit logits: the loss in float32
         total = K._loss.half_rows(_HALF_CE, V.storage_kind(dtype), rows, None, None, t, losses,
                                   None, 0.0, t.size, C, False, ignore, eps, get_num_threads())
         dtype = V.compute_dtype(dtype)
@@ -403,7 +396,7 @@ def cross_entropy_backward(grad_out, logits: np.ndarray, target: np.ndarray,
         scale = float(g) / count if count else np.nan
     if logits.size == 0:
         return grad
-    kind = V.storage_kind(dtype)
+    kind = V.storage_kind(dtype) if dtype.itemsize == 2 else 0
 
     def kernel(dst):
         if kind:
