@@ -32,6 +32,8 @@ from libc.stdint cimport uint16_t, uint32_t, uint64_t
 from mlkernels._runtime cimport stream_from
 from mlkernels._stream cimport TILE_MAX, mlk_stream_fence, stream_out, tile_len
 
+from mlkernels._half cimport mlk_widen, mlk_narrow, mlk_narrow_stream
+
 cdef extern from "_philox.h" nogil:
     void mlk_philox4x32_10(uint32_t* ctr, const uint32_t* key)
     void mlk_philox_tile(uint64_t t, uint32_t k0, uint32_t k1, uint32_t* words)
@@ -110,6 +112,55 @@ def dropout_apply(const floating[::1] x,    # IN  (n,) the input (forward) or gr
             for c in prange(n_chunks, num_threads=nt, schedule="static"):
                 dropout_chunk(px + c * CHUNK, po + c * CHUNK, min(<Py_ssize_t>CHUNK, n - c * CHUNK),
                               offset + <uint64_t>(c * CHUNK), k0, k1, threshold, s, stream)
+
+
+# ------------------------------------------------------------------ 16-bit storage
+
+cdef void dropout_chunk_half(int kind, const uint16_t* x, uint16_t* out, Py_ssize_t n,
+                             uint64_t e0, uint32_t k0, uint32_t k1, uint32_t threshold,
+                             float scale, bint stream) noexcept nogil:
+    """dropout_chunk on 16-bit values (storage kind of _half.h): each block widened to float32
+    (in L1), masked as float32 is, rounded once on store: out = round16(float32 result).
+    Why it is fast: 2 bytes read and 2 written per value in place of 4 and 4."""
+    cdef uint16_t u[BLOCK]
+    cdef float xs[BLOCK]
+    cdef float ys[BLOCK]
+    cdef Py_ssize_t start = 0, m
+    while start < n:
+        m = min(<Py_ssize_t>BLOCK, n - start)
+        mlk_philox_u16(e0 + <uint64_t>start, m, k0, k1, u)
+        mlk_widen(kind, x + start, xs, m)
+        mask_run(<const float*>xs, u, ys, m, threshold, scale)
+        if stream:
+            mlk_narrow_stream(kind, ys, out + start, m)
+        else:
+            mlk_narrow(kind, ys, out + start, m)
+        start += BLOCK
+    if stream:
+        mlk_stream_fence()
+
+
+def dropout_apply_half(const uint16_t[::1] x, uint16_t[::1] out, int kind, uint64_t seed,
+                       uint64_t offset, uint32_t threshold, double scale, int n_threads):
+    """dropout_apply of 16-bit storage seen as uint16 (kind 1 bfloat16, 2 float16): the same
+    mask, the float32 result rounded. out may be x itself."""
+    cdef Py_ssize_t n = x.shape[0], n_chunks = (n + CHUNK - 1) // CHUNK, c
+    cdef uint32_t k0 = <uint32_t>seed, k1 = <uint32_t>(seed >> 32)
+    cdef float s = <float>scale
+    cdef bint stream = n * 2 >= stream_from()
+    cdef int nt = 1 if n < SERIAL_BELOW else n_threads
+    if n == 0:
+        return
+    cdef const uint16_t* px = &x[0]
+    cdef uint16_t* po = &out[0]
+    with nogil:
+        if nt <= 1:
+            dropout_chunk_half(kind, px, po, n, offset, k0, k1, threshold, s, stream)
+        else:
+            for c in prange(n_chunks, num_threads=nt, schedule="static"):
+                dropout_chunk_half(kind, px + c * CHUNK, po + c * CHUNK,
+                                   min(<Py_ssize_t>CHUNK, n - c * CHUNK),
+                                   offset + <uint64_t>(c * CHUNK), k0, k1, threshold, s, stream)
 
 
 # ------------------------------------------------------------------ the generator, exposed

@@ -1,6 +1,7 @@
 """``mlkernels.info()``: what this installation runs on."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 from typing import Any, Dict
@@ -57,7 +58,10 @@ def info() -> Dict[str, Any]:
         Plain values (JSON-serializable): ``version``, ``isa``, ``isas_available``,
         ``cpu_supports``, ``num_threads``, ``openmp``, ``openmp_library``,
         ``openmp_wait_policy``, ``blas_on_our_threads``, ``blas`` (name, version, threads,
-        source), ``numpy``, ``scipy``, ``python``, ``machine``, ``cpu``, ``cores``.
+        source), ``numpy``, ``scipy``, ``python``, ``machine``, ``cpu``, ``cores``,
+        ``storage16`` (how this variant rounds bfloat16 and float16: the hardware
+        conversion or the portable one, and whether ml_dtypes, the optional extra that
+        brings bfloat16, is installed).
 
     Examples
     --------
@@ -83,4 +87,6 @@ def info() -> Dict[str, Any]:
         "cpu": _cpu_model(),
         "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
         else os.cpu_count(),
+        "storage16": dict(_dispatch.K._convert.paths(),
+                          ml_dtypes=importlib.util.find_spec("ml_dtypes") is not None),
     }

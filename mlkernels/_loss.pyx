@@ -27,6 +27,8 @@ from libc.stdlib cimport free, malloc
 
 from mlkernels._act cimport v_exp, v_sigmoid, v_softplus
 from mlkernels._reduce cimport sum_of, dot_of, max_of
+from libc.stdint cimport uint16_t
+from mlkernels._half cimport mlk_widen, mlk_narrow
 
 cimport numpy as cnp
 from mlkernels._arrays cimport data_or_null, is_double
@@ -585,3 +587,101 @@ def linear_cross_entropy_chunks(
                         column_sums_add(pz, rows, V, pgb, c * LCE_COLUMN_BLOCK,
                                         min(V, (c + 1) * LCE_COLUMN_BLOCK))
             r0 += rows
+
+
+# ------------------------------------------------------------------ 16-bit storage
+
+cdef enum:
+    HALF_BLOCK = 8192          # float32 values of a block of rows widened at once (32 KiB)
+    HALF_SOFTMAX = 0           # out = (log_)softmax(a)
+    HALF_SOFTMAX_BACKWARD = 1  # out = (log_)softmax_backward(grad_out a, y b)
+    HALF_CE = 2                # losses[i] = cross-entropy of row a_i
+    HALF_CE_BACKWARD = 3       # out = its gradient
+
+
+def half_rows(int op, int kind, a, b, out, target, losses, scales, double scale,
+              Py_ssize_t M, Py_ssize_t C, bint log_, long long ignore_index, double smoothing,
+              int n_threads):
+    """The row kernels above on 16-bit rows (storage kind of _half.h: 1 bfloat16, 2 float16):
+    op HALF_* on the M rows of C values of a (and b), C-contiguous arrays checked by
+    mlkernels/loss.py; out 16-bit (may be a); losses float64 (M,), or None when only the sum
+    is wanted. Returns Σ losses (cross-entropy) added in row order, else 0."""
+    cdef int nt = threads_for(M * C, n_threads), t
+    cdef Py_ssize_t block = max(<Py_ssize_t>1, HALF_BLOCK // max(C, <Py_ssize_t>1)), i
+    cdef Py_ssize_t per_thread = (3 * block * C + 16) // 16 * 16
+    cdef double total = 0
+    if M == 0:
+        return 0.0
+    nt = <int>min(<Py_ssize_t>nt, M)
+    cdef float* work = <float*>malloc(nt * per_thread * sizeof(float) + 64)
+    cdef double* per = <double*>data_or_null(losses)
+    if op == HALF_CE and per == NULL:
+        per = <double*>malloc(M * sizeof(double) + 8)
+    if work == NULL or (op == HALF_CE and per == NULL):
+        free(work)
+        if per != <double*>data_or_null(losses):
+            free(per)
+        raise MemoryError()
+    cdef float* aligned = <float*>((<size_t>work + 63) & ~(<size_t>63))
+    cdef const uint16_t* pa = <const uint16_t*>data_or_null(a)
+    cdef const uint16_t* pb = <const uint16_t*>data_or_null(b)
+    cdef uint16_t* po = <uint16_t*>data_or_null(out)
+    cdef const long long* pt = <const long long*>data_or_null(target)
+    cdef const double* ps = <const double*>data_or_null(scales)
+    with nogil:
+        if nt == 1:
+            half_block_rows(op, kind, pa, pb, po, pt, per, ps, scale, 0, M, C, log_,
+                            ignore_index, smoothing, aligned, block)
+        else:
+            for t in prange(nt, num_threads=nt, schedule="static"):
+                half_block_rows(op, kind, pa, pb, po, pt, per, ps, scale, M * t // nt,
+                                M * (t + 1) // nt, C, log_, ignore_index, smoothing,
+                                aligned + t * per_thread, block)
+        if op == HALF_CE:
+            for i in range(M):
+                total += per[i]
+    free(work)
+    if per != <double*>data_or_null(losses):
+        free(per)
+    return total
+
+
+cdef void half_block_rows(int op, int kind, const uint16_t* a, const uint16_t* b,
+                          uint16_t* out, const long long* target, double* losses,
+                          const double* scales, double scale, Py_ssize_t first, Py_ssize_t end,
+                          Py_ssize_t C, bint log_, long long ignore_index, double smoothing,
+                          float* work, Py_ssize_t block) noexcept nogil:
+    """Rows [first, end): blocks of `block` rows widened to float32 (in cache), the float32
+    row kernel on each row, the block's results rounded once on store.
+
+    Scalar math: out_i = round16(kernel_float32(widen(a_i)[, widen(b_i)])): the float32
+    result, rounded, by construction; cross-entropy's losses stay in double, as float32's.
+    Why it is fast: 2 bytes read and written per value in place of 4; the widening and
+    rounding passes run on a block that is in cache. Reference: mlkernels/reference/loss.py.
+    """
+    cdef float* xs = work
+    cdef float* ys = work + block * C
+    cdef float* zs = work + 2 * block * C
+    cdef Py_ssize_t r0 = first, m, i, r
+    while r0 < end:
+        m = min(block, end - r0)
+        mlk_widen(kind, a + r0 * C, xs, m * C)
+        if op == HALF_SOFTMAX_BACKWARD:
+            mlk_widen(kind, b + r0 * C, zs, m * C)
+        for i in range(m):
+            r = r0 + i
+            if op == HALF_SOFTMAX:
+                softmax_row(<const float*>(xs + i * C), ys + i * C, C, log_)
+            elif op == HALF_SOFTMAX_BACKWARD:
+                softmax_backward_row(<const float*>(xs + i * C), <const float*>(zs + i * C),
+                                     ys + i * C, C, log_)
+            elif op == HALF_CE:
+                losses[r] = ce_row(<const float*>(xs + i * C), C, target[r], ignore_index,
+                                   smoothing)
+            else:
+                ce_backward_row(<const float*>(xs + i * C), ys + i * C, C, target[r],
+                                ignore_index, smoothing,
+                                scales[r] if scales != NULL else scale)
+        if op != HALF_CE:
+            mlk_narrow(kind, ys, out + r0 * C, m * C)
+        r0 += m

@@ -42,6 +42,9 @@ from libc.stdlib cimport calloc, free
 
 cimport numpy as cnp
 
+from libc.stdint cimport uint16_t
+
+from mlkernels._half cimport mlk_widen, mlk_narrow, mlk_narrow_stream
 from mlkernels._reduce cimport (add4_centered_sums, add4_grad_sums, centered_sums, grad_sums,
                                sum_of, sum_sq_centered)
 from mlkernels._runtime cimport SERIAL_BELOW_NORM, kernel_threads, stream_from
@@ -1192,3 +1195,78 @@ cdef inline Py_ssize_t split_at(const floating* dst, Py_ssize_t first, Py_ssize_
     if first < p < end and <size_t>(dst + p) % TILE_BYTES != 0:
         p += tile_len(dst + p, end - p)
     return p
+
+
+# ================================================================================ 16-bit storage
+
+cdef enum:
+    HALF_BLOCK = 8192          # float32 values a thread widens at once (32 KiB, and as much out)
+    NORM_LAYER = 0
+    NORM_RMS = 1
+
+
+def half_norm(int norm, int kind, cnp.ndarray x, weight, bias, cnp.ndarray y, mean,
+              cnp.ndarray rstd, Py_ssize_t rows, Py_ssize_t cols, double eps):
+    """LayerNorm (norm 0) or RMSNorm (norm 1) forward of 16-bit x into 16-bit y (storage kind
+    of _half.h: 1 bfloat16, 2 float16): weight and bias float32 (cols,) or None, mean (None
+    for RMSNorm) and rstd float32 (rows,), all validated C-contiguous (mlkernels/norm.py)."""
+    cdef int nt = threads_for(rows * cols, rows)
+    cdef Py_ssize_t block_rows = max(<Py_ssize_t>1, HALF_BLOCK // max(cols, <Py_ssize_t>1))
+    cdef Py_ssize_t per_thread = (2 * block_rows * cols + 16) // 16 * 16     # floats
+    cdef float* work = <float*>scratch(nt * per_thread * sizeof(float) + 64)
+    cdef float* aligned = <float*>((<size_t>work + 63) & ~(<size_t>63))
+    cdef bint stream = rows * cols * 2 >= stream_from()
+    cdef const uint16_t* px = <const uint16_t*>data(x)
+    cdef uint16_t* py = <uint16_t*>data(y)
+    cdef const float* pw = <const float*>data(weight)
+    cdef const float* pb = <const float*>data(bias)
+    cdef float* pm = <float*>data(mean)
+    cdef float* pr = <float*>data(rstd)
+    cdef int t
+    try:
+        with nogil:
+            if nt == 1:
+                half_norm_rows(norm, kind, px, pw, pb, py, pm, pr, 0, rows, cols, eps,
+                               aligned, block_rows, stream)
+            else:
+                for t in prange(nt, num_threads=nt, schedule="static"):
+                    half_norm_rows(norm, kind, px, pw, pb, py, pm, pr, rows * t // nt,
+                                   rows * (t + 1) // nt, cols, eps, aligned + t * per_thread,
+                                   block_rows, stream)
+    finally:
+        free(work)
+
+
+cdef void half_norm_rows(int norm, int kind, const uint16_t* x, const float* weight,
+                         const float* bias, uint16_t* y, float* mean, float* rstd,
+                         Py_ssize_t first, Py_ssize_t end, Py_ssize_t n, double eps,
+                         float* work, Py_ssize_t block_rows, bint stream) noexcept nogil:
+    """Rows [first, end) of a 16-bit x: the float32 kernel (layer_norm_rows, rms_norm_rows) on
+    blocks of block_rows rows widened to float32, each block's result rounded once on store.
+
+    Scalar math: y[r, i] = round16(norm_float32(widen(x[r, :]))[i]): the float32 kernel's
+    result, rounded, by construction (the same function on the same float32 values).
+    Why it is fast: memory moves 2 bytes in and 2 out per value, half of float32's; the
+    float32 copies of a block (32 KiB each) stay in cache, so the widening and rounding passes
+    cost arithmetic, not traffic. Reference: mlkernels/reference/norm.py (in float64).
+    """
+    cdef RowBuffers direct                  # the float32 kernel writes straight into work
+    direct.stream, direct.memory, direct.first, direct.stride = False, NULL, NULL, 0
+    cdef float* xs = work
+    cdef float* ys = work + block_rows * n
+    cdef Py_ssize_t r0 = first, m
+    while r0 < end:
+        m = min(block_rows, end - r0)
+        mlk_widen(kind, x + r0 * n, xs, m * n)
+        if norm == NORM_LAYER:
+            layer_norm_rows(<const float*>xs, weight, bias, ys, mean + r0, rstd + r0, 0, m, n,
+                            1, eps, &direct, 1, 0)
+        else:
+            rms_norm_rows(<const float*>xs, weight, ys, rstd + r0, 0, m, n, eps, &direct, 1, 0)
+        if stream:
+            mlk_narrow_stream(kind, ys, y + r0 * n, m * n)
+        else:
+            mlk_narrow(kind, ys, y + r0 * n, m * n)
+        r0 += m
+    if stream:
+        mlk_stream_fence()

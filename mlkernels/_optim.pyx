@@ -22,6 +22,9 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport sqrt as sqrt_double, sqrtf
 from libc.stdlib cimport malloc, free
+from libc.stdint cimport uint16_t, uint32_t, uint64_t
+
+from mlkernels._half cimport mlk_widen, mlk_narrow, mlk_float_bits
 
 cimport numpy as cnp
 from mlkernels._arrays cimport plain, same_shape, share_bytes
@@ -263,15 +266,8 @@ def all_usable_as_is(list params, list grads, list states):
     return True
 
 
-def fused_step(int kind, bint is_double, list columns, dict hyper, int n_threads):
-    """Run one optimizer step over lists of arrays, in place.
-
-    ``columns`` is a list of up to five lists, all of the same length (one entry per parameter
-    array): params, grads, then the state arrays in the order of the optimizer's run function;
-    an entry is None where a state is unused. Everything has been validated by
-    mlkernels/optim.py: same dtype, same size, C-contiguous, params and state writeable.
-    """
-    cdef Py_ssize_t n_arrays = len(columns[0]), a, c
+cdef Hyper hyper_of(dict hyper):
+    """The run functions' Hyper from optim.py's dict of per-step scalars (absent: neutral)."""
     cdef Hyper h
     h.lr = hyper.get("lr", 0.0); h.momentum = hyper.get("momentum", 0.0)
     h.dampening = hyper.get("dampening", 0.0); h.weight_decay = hyper.get("weight_decay", 0.0)
@@ -285,6 +281,19 @@ def fused_step(int kind, bint is_double, list columns, dict hyper, int n_threads
     h.nesterov = hyper.get("nesterov", False); h.first_step = hyper.get("first_step", False)
     h.amsgrad = hyper.get("amsgrad", False); h.centered = hyper.get("centered", False)
     h.has_momentum = h.momentum != 0
+    return h
+
+
+def fused_step(int kind, bint is_double, list columns, dict hyper, int n_threads):
+    """Run one optimizer step over lists of arrays, in place.
+
+    ``columns`` is a list of up to five lists, all of the same length (one entry per parameter
+    array): params, grads, then the state arrays in the order of the optimizer's run function;
+    an entry is None where a state is unused. Everything has been validated by
+    mlkernels/optim.py: same dtype, same size, C-contiguous, params and state writeable.
+    """
+    cdef Py_ssize_t n_arrays = len(columns[0]), a, c
+    cdef Hyper h = hyper_of(hyper)
     cdef void** table = <void**>malloc(max(n_arrays, 1) * MAX_SLOTS * sizeof(void*))
     cdef Py_ssize_t* sizes = <Py_ssize_t*>malloc(max(n_arrays, 1) * sizeof(Py_ssize_t))
     if table == NULL or sizes == NULL:
@@ -303,3 +312,145 @@ def fused_step(int kind, bint is_double, list columns, dict hyper, int n_threads
     finally:
         free(table)
         free(sizes)
+
+
+# ------------------------------------------------------------------------------ 16-bit params
+# bfloat16 / float16 parameters (and grads), states float32 or 16-bit, optional float32 master
+# copies: blocks of HALF_BLOCK elements are widened into float32 buffers on the stack, the
+# float32 run function above updates them, and the results are stored back -- p rounded to
+# nearest even, or (bfloat16) stochastically, or from the master copy. The float32 math is the
+# float32 optimizer's own, so with master weights p is exactly float32 AdamW's result, rounded.
+
+cdef extern from "_philox.h" nogil:
+    void mlk_philox_u16(uint64_t e0, Py_ssize_t n, uint32_t k0, uint32_t k1, uint16_t* u)
+
+cdef enum:
+    HALF_BLOCK = 1024            # elements widened at once: 5 float32 buffers, 20 KiB of stack
+    ROUND_NEAREST = 0
+    ROUND_STOCHASTIC = 1
+
+
+cdef inline uint16_t bf16_round_stochastic(float f, uint16_t r) noexcept nogil:
+    """bfloat16 of f rounded up with probability (dropped low 16 bits)/2^16, else down: the
+    16 random bits r added under the kept part, then truncated. Unbiased: E[result] = f, so
+    updates far below half a unit in the last place still move p on average (round to nearest
+    would drop every one of them). NaN: the quiet NaN of its sign; a carry out of the
+    largest finite value gives inf, as rounding up should."""
+    cdef uint32_t u = mlk_float_bits(f)
+    cdef uint32_t a = u & 0x7FFFFFFF
+    cdef uint32_t quiet_nan = ((u >> 16) & 0x8000) | 0x7FC0
+    cdef uint32_t noise = 0 if a >= 0x7F800000 else r        # (selects: the loop vectorizes)
+    return <uint16_t>(quiet_nan if a > 0x7F800000 else (u + noise) >> 16)
+
+
+cdef void half_unit(Kind kind, int storage, int state_kind, int rounding, void** slots,
+                    float* master, Py_ssize_t start, Py_ssize_t n, uint64_t e0, uint32_t k0,
+                    uint32_t k1, const Hyper* h) noexcept nogil:
+    """Elements [start, start + n) of one parameter: slots p, g, then up to three states
+    (16-bit when state_kind != 0, else float32); master (float32) or NULL. e0: the
+    stochastic-rounding counter of element `start`."""
+    cdef float bp[HALF_BLOCK]
+    cdef float bg[HALF_BLOCK]
+    cdef float bs[3][HALF_BLOCK]
+    cdef uint16_t r[HALF_BLOCK]
+    cdef float* s[3]
+    cdef float* pf
+    cdef uint16_t* p16
+    cdef Py_ssize_t off = start, m, j, i, end = start + n
+    cdef int n_states = 1 if kind == SGD else 3
+    while off < end:
+        m = min(<Py_ssize_t>HALF_BLOCK, end - off)
+        p16 = <uint16_t*>slots[0] + off
+        if master != NULL:
+            pf = master + off
+        else:
+            pf = bp
+            mlk_widen(storage, p16, bp, m)
+        mlk_widen(storage, <uint16_t*>slots[1] + off, bg, m)
+        for j in range(n_states):
+            if slots[2 + j] == NULL:
+                s[j] = NULL
+            elif state_kind == 0:
+                s[j] = <float*>slots[2 + j] + off
+            else:
+                s[j] = bs[j]
+                mlk_widen(state_kind, <uint16_t*>slots[2 + j] + off, bs[j], m)
+        if kind == SGD:
+            sgd_run(pf, <const float*>bg, s[0], m, h)
+        else:
+            adam_run(pf, <const float*>bg, s[0], s[1], s[2], m, h)
+        if state_kind != 0:
+            for j in range(n_states):
+                if slots[2 + j] != NULL:
+                    mlk_narrow(state_kind, bs[j], <uint16_t*>slots[2 + j] + off, m)
+        if rounding == ROUND_STOCHASTIC:
+            mlk_philox_u16(e0 + <uint64_t>(off - start), m, k0, k1, r)
+            for i in range(m):  # simd
+                p16[i] = bf16_round_stochastic(pf[i], r[i])
+        else:
+            mlk_narrow(storage, pf, p16, m)
+        off += m
+
+
+cdef inline void half_step_unit(Kind kind, int storage, int state_kind, int rounding,
+                                void** table, const Py_ssize_t* info, Py_ssize_t u,
+                                uint64_t counter, uint32_t k0, uint32_t k1,
+                                const Hyper* h) noexcept nogil:
+    """Work unit u: (array, start, length, number of its first element in the step)."""
+    cdef void** slots = table + info[4 * u] * (MAX_SLOTS + 1)
+    half_unit(kind, storage, state_kind, rounding, slots, <float*>slots[MAX_SLOTS],
+              info[4 * u + 1], info[4 * u + 2], counter + <uint64_t>info[4 * u + 3], k0, k1, h)
+
+
+def fused_step_half(int kind, int storage, int state_kind, int rounding, list columns,
+                    list masters, dict hyper, uint64_t seed, uint64_t counter, int n_threads):
+    """fused_step for 16-bit params (storage kind of _half.h: 1 bfloat16, 2 float16): columns
+    as fused_step's (params and grads 16-bit; states 16-bit if state_kind else float32);
+    masters: float32 copies of the params (or a list of None); rounding ROUND_*; the
+    stochastic rounding of element e of the step draws Philox(seed) at counter + e, e counted
+    across the params in order. Validated by mlkernels/optim.py."""
+    cdef Py_ssize_t n_arrays = len(columns[0]), a, c, u, n_units = 0, total = 0, size
+    cdef Hyper h = hyper_of(hyper)
+    for a in range(n_arrays):
+        size = cnp.PyArray_SIZE(<cnp.ndarray>columns[0][a])
+        n_units += (size + UNIT - 1) // UNIT
+        total += size
+    if n_units == 0:
+        return
+    cdef void** table = <void**>malloc(n_arrays * (MAX_SLOTS + 1) * sizeof(void*))
+    cdef Py_ssize_t* unit_info = <Py_ssize_t*>malloc(4 * n_units * sizeof(Py_ssize_t))
+    if table == NULL or unit_info == NULL:
+        free(table); free(unit_info)
+        raise MemoryError()
+    cdef uint32_t k0 = <uint32_t>seed, k1 = <uint32_t>(seed >> 32)
+    cdef Py_ssize_t first = 0, st
+    cdef int nt = 1 if total < SERIAL_BELOW else n_threads
+    try:
+        u = 0
+        for a in range(n_arrays):
+            size = cnp.PyArray_SIZE(<cnp.ndarray>columns[0][a])
+            for c in range(MAX_SLOTS):
+                table[a * (MAX_SLOTS + 1) + c] = (data_or_null(columns[c][a])
+                                                  if c < len(columns) else NULL)
+            table[a * (MAX_SLOTS + 1) + MAX_SLOTS] = data_or_null(masters[a])
+            st = 0
+            while st < size:
+                unit_info[4 * u] = a
+                unit_info[4 * u + 1] = st
+                unit_info[4 * u + 2] = min(<Py_ssize_t>UNIT, size - st)
+                unit_info[4 * u + 3] = first + st        # the element's number in the step
+                st += UNIT
+                u += 1
+            first += size
+        with nogil:
+            if nt <= 1:
+                for u in range(n_units):
+                    half_step_unit(<Kind>kind, storage, state_kind, rounding, table, unit_info,
+                                   u, counter, k0, k1, &h)
+            else:
+                for u in prange(n_units, num_threads=nt, schedule="static"):
+                    half_step_unit(<Kind>kind, storage, state_kind, rounding, table, unit_info,
+                                   u, counter, k0, k1, &h)
+    finally:
+        free(table)
+        free(unit_info)

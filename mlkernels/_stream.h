@@ -67,6 +67,19 @@ static inline void mlk_stream_##SUFFIX(T* dst, const T* src, ptrdiff_t n) {     
 
 MLK_STREAM_COPY(float, f32, ps)
 MLK_STREAM_COPY(double, f64, pd)
+#undef MLK_STREAM_VECTOR
+
+/* 16-bit values (bfloat16, float16 storage: _half.h), the same way, with integer vectors */
+#if !MLK_HAVE_STREAM
+#define MLK_STREAM_VECTOR(PS, d, s)
+#elif defined(__AVX512F__)
+#define MLK_STREAM_VECTOR(PS, d, s) _mm512_stream_si512((void*)(d), _mm512_loadu_si512((const void*)(s)))
+#elif defined(__AVX__)
+#define MLK_STREAM_VECTOR(PS, d, s) _mm256_stream_si256((__m256i*)(d), _mm256_loadu_si256((const __m256i*)(s)))
+#else
+#define MLK_STREAM_VECTOR(PS, d, s) _mm_stream_si128((__m128i*)(d), _mm_loadu_si128((const __m128i*)(s)))
+#endif
+MLK_STREAM_COPY(uint16_t, u16, si)
 
 #undef MLK_STREAM_COPY
 #undef MLK_STREAM_VECTOR

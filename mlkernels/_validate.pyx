@@ -15,6 +15,7 @@ against the inputs, for instance, is arithmetic on the arrays' extents in C rath
 call of ``np.may_share_memory`` per pair). Built once, with the baseline flags.
 """
 import numbers
+import sys
 
 import numpy as np
 cimport numpy as cnp
@@ -54,7 +55,9 @@ def float_dtype(str where, *, optional=(), **arrays):
         else:
             dt = a.dtype
             if dt.kind != "f" or dt.itemsize not in (4, 8):
-                raise TypeError(f"{where}: {name} has dtype {dt}; expected {_SUPPORTED}")
+                hint = (" (this function does not take 16-bit storage dtypes)"
+                        if dt.itemsize == 2 and (dt.kind == "f" or "bfloat16" in str(dt)) else "")
+                raise TypeError(f"{where}: {name} has dtype {dt}; expected {_SUPPORTED}{hint}")
             dt = dt.newbyteorder("=")      # a byte-swapped float32/float64
         if dtype is None:
             dtype, first = dt, name
@@ -65,6 +68,106 @@ def float_dtype(str where, *, optional=(), **arrays):
                 f"with .astype())")
     if dtype is None:
         raise TypeError(f"{where}: no array argument given; expected arrays of {_SUPPORTED}")
+    return dtype
+
+
+# ---------------------------------------------------------------- 16-bit storage dtypes
+# ml_dtypes.bfloat16 and numpy.float16 arrays hold data only: the kernels that take them widen
+# to float32, compute as float32 does and round each result once (_half.h). Rules for a call:
+# * all its data arrays (inputs, parameters such as a norm's weight, out=) share one dtype:
+#   a bfloat16 input with a float32 weight, or bfloat16 with float16, is a TypeError, as
+#   float32 with float64 is; cast one with .astype();
+# * what the kernel keeps in float32 stays float32 whatever the storage: saved statistics
+#   (mean, rstd), losses, optimizer states unless asked otherwise, master weights.
+# ml_dtypes is optional: it is never imported here. A bfloat16 array of ml_dtypes exists
+# only once ml_dtypes is imported, so sys.modules tells whether a dtype is its bfloat16.
+BF16_INSTALL = 'pip install "mlkernels[bf16]"'
+STORAGE_KIND_NATIVE, STORAGE_KIND_BF16, STORAGE_KIND_F16 = 0, 1, 2   # _half.h's MLK_* kinds
+FLOAT16 = np.dtype(np.float16)
+_SUPPORTED_STORAGE = "float32, float64, bfloat16 (ml_dtypes) or float16"
+
+
+def bfloat16():
+    """np.dtype(ml_dtypes.bfloat16) when ml_dtypes is importable, else None (imports it)."""
+    import importlib
+    try:
+        return np.dtype(importlib.import_module("ml_dtypes").bfloat16)
+    except ImportError:
+        return None
+
+
+cdef inline bint _is_bf16(object dt):
+    m = sys.modules.get("ml_dtypes")
+    return m is not None and dt.type is m.bfloat16
+
+
+cdef inline bint _bf16_like(object dt):
+    return "bfloat16" in str(dt).lower() and not _is_bf16(dt)
+
+
+def storage_kind(dtype) -> int:
+    """_half.h's storage kind of a dtype accepted by ``storage_dtype``: 0 float32/float64,
+    1 bfloat16, 2 float16."""
+    if dtype == FLOAT16:
+        return STORAGE_KIND_F16
+    return STORAGE_KIND_BF16 if _is_bf16(dtype) else STORAGE_KIND_NATIVE
+
+
+def compute_dtype(dtype):
+    """The dtype a kernel computes and keeps its float results in: float32 for 16-bit storage."""
+    return dtype if dtype.itemsize >= 4 else FLOAT_DTYPES[0]
+
+
+def _foreign_bf16(str where, str name, dt):
+    if sys.modules.get("ml_dtypes") is None:
+        return TypeError(f"{where}: {name} has dtype {dt}, which needs ml_dtypes, not installed; "
+                         f"expected an ml_dtypes.bfloat16 array: install it with {BF16_INSTALL}")
+    return TypeError(f"{where}: {name} has dtype {dt}, a bfloat16 not from ml_dtypes; expected "
+                     f"ml_dtypes.bfloat16 (convert with .astype(ml_dtypes.bfloat16))")
+
+
+def storage_dtype(str where, *, optional=(), **arrays):
+    """``float_dtype`` for the kernels that also take 16-bit storage: the one dtype shared by
+    the arrays, float32, float64, ml_dtypes.bfloat16 or numpy.float16.
+
+    Raises TypeError for a non-array, another dtype, arrays of different dtypes (16-bit storage
+    included: bfloat16 with float32 is refused as float32 with float64 is), and for a bfloat16
+    dtype that is not ml_dtypes' -- when ml_dtypes is not installed the message says to
+    ``pip install "mlkernels[bf16]"``.
+    """
+    cdef object dtype = None, dt
+    cdef str first = None, name
+    cdef cnp.dtype d
+    for name, a in arrays.items():
+        if a is None and name in optional:
+            continue
+        if not isinstance(a, np.ndarray):
+            if _bf16_like(getattr(a, "dtype", "")):
+                raise _foreign_bf16(where, name, a.dtype)
+            raise TypeError(f"{where}: {name} must be a numpy.ndarray, got {_describe(a)}; "
+                            f"expected an array of {_SUPPORTED_STORAGE}")
+        d = (<cnp.ndarray>a).descr
+        if d.type_num == cnp.NPY_FLOAT32 or d.type_num == cnp.NPY_FLOAT64:
+            dt = FLOAT_DTYPES[0] if d.type_num == cnp.NPY_FLOAT32 else FLOAT_DTYPES[1]
+        else:
+            dt = a.dtype
+            if _is_bf16(dt) or (dt.kind == "f" and dt.itemsize == 2):
+                dt = dt.newbyteorder("=")
+            elif _bf16_like(dt):
+                raise _foreign_bf16(where, name, dt)
+            elif dt.kind != "f" or dt.itemsize not in (4, 8):
+                raise TypeError(f"{where}: {name} has dtype {dt}; expected {_SUPPORTED_STORAGE}")
+            else:
+                dt = dt.newbyteorder("=")      # a byte-swapped float32/float64
+        if dtype is None:
+            dtype, first = dt, name
+        elif dt is not dtype and dt != dtype:
+            raise TypeError(
+                f"{where}: {name} has dtype {dt} but {first} has dtype {dtype}; expected one "
+                f"dtype for all arrays (mlkernels never mixes float dtypes in one call, 16-bit "
+                f"storage included: cast one with .astype())")
+    if dtype is None:
+        raise TypeError(f"{where}: no array argument given; expected arrays of {_SUPPORTED_STORAGE}")
     return dtype
 
 

@@ -58,12 +58,17 @@ def _mask_parameters(where: str, p: object, seed: object, offset: object, n: int
 
 
 def _apply(where, name, x, p, seed, offset, out, identity):
-    dtype = V.float_dtype(where, **{name: x})
+    dtype = V.storage_dtype(where, **{name: x})
     p, seed, offset, threshold, scale = _mask_parameters(where, p, seed, offset, x.size)
     y = V.output(where, out, x.shape, dtype, inputs=(x,), inplace_ok=(x,))
     if identity or p == 0.0:
         if not V.same_memory(y, x):
             np.copyto(y, x)
+        return y
+    if dtype.itemsize == 2:     # 16-bit storage: the float32 result, rounded once
+        K._dropout.dropout_apply_half(V.c_array(x, dtype).reshape(-1).view(np.uint16),
+                                      y.reshape(-1).view(np.uint16), V.storage_kind(dtype),
+                                      seed, offset, threshold, scale, get_num_threads())
         return y
     K._dropout.dropout_apply(V.c_array(x, dtype).reshape(-1), y.reshape(-1), seed, offset,
                              threshold, scale, get_num_threads())
@@ -76,7 +81,8 @@ def dropout(x: np.ndarray, p: float, seed: int, *, offset: int = 0, training: bo
 
     Parameters
     ----------
-    x : array of float32 or float64, any shape and strides
+    x : array of float32 or float64, or 16-bit storage (bfloat16 of ml_dtypes, float16)
+        Any shape and strides. 16-bit: the float32 result (same mask), rounded once.
     p : float in [0, 1]
         The probability of dropping an element. p = 0 is the identity; p = 1 gives x·0
         (zeros, NaN where x is NaN or ±inf, as torch).
@@ -126,7 +132,7 @@ def dropout_backward(grad_out: np.ndarray, p: float, seed: int, *, offset: int =
 
     Parameters
     ----------
-    grad_out : array of float32 or float64 (the shape of the forward's x)
+    grad_out : array of float32, float64, bfloat16 or float16 (the shape of the forward's x)
     p, seed, offset : the forward's
     out : C-contiguous array like grad_out, optional; may be ``grad_out`` itself.
 

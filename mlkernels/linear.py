@@ -45,6 +45,9 @@ def linear(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray] = None,
     Parameters
     ----------
     x : array of shape (..., in_features), float32 or float64
+        Or bfloat16 (ml_dtypes) / float16 storage, with weight and bias of that dtype: the
+        float32 product of the widened operands, rounded once to x's dtype (or written as is
+        into a float32 ``out``); no ``activation`` then.
     weight : array of shape (out_features, in_features)
     bias : array of shape (out_features,), optional
     activation : str or None
@@ -93,9 +96,12 @@ def linear(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray] = None,
     if return_preactivation and activation is None:
         raise ValueError(f"{where}: return_preactivation=True needs an activation; expected "
                          f"one of {tuple(ACTIVATIONS)}")
-    dtype = V.float_dtype(where, x=x, weight=weight, bias=bias, optional=("bias",))
+    dtype = V.storage_dtype(where, x=x, weight=weight, bias=bias, optional=("bias",))
     out_features, in_features = _check_weight(where, x, weight)
     V.shape_is(where, "bias", bias, (out_features,), "out_features")
+    if dtype.itemsize == 2:
+        return _linear_16(where, x, weight, bias, dtype, activation, out, out_features,
+                          in_features)
     y = V.output(where, out, x.shape[:-1] + (out_features,), dtype, inputs=(x, weight, bias))
     rows = prod(x.shape[:-1])
     x_c, w_c = V.c_array(x, dtype), V.c_array(weight, dtype)
@@ -109,6 +115,50 @@ def linear(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray] = None,
     K._linear.linear_act_forward(x_c, w_c, b_c, y, z, ACTIVATIONS[activation], rows,
                                  out_features, in_features, band_rows, get_num_threads())
     return (y, z) if return_preactivation else y
+
+
+# 16-bit storage (bfloat16 of ml_dtypes, float16): the operands are widened to float32 once
+# (_convert, vectorized) and the float32 sgemm path runs; results are rounded once to the
+# storage dtype (or written as float32 into a float32 out=). So a 16-bit result is the float32
+# linear's on the widened operands, rounded. Why not a bf16 dot-product kernel (vdpbf16ps):
+# DESIGN.md's rule is BLAS for the product, and the widening is O(n²) against the product's
+# O(n³) (docs/kernels/bf16.md has the measurement).
+
+def _widened(a, dtype):
+    """A float32 copy of the 16-bit array a (C-contiguous), or None for None."""
+    if a is None:
+        return None
+    a = V.c_array(a, dtype)
+    wide = np.empty(a.shape, np.float32)
+    K._convert.widen(a.reshape(-1).view(np.uint16), wide.reshape(-1), V.storage_kind(dtype))
+    return wide
+
+
+def _rounded_into(result32, target, dtype):
+    """target (16-bit, C-contiguous) = result32 rounded; or result32 itself when target is it."""
+    if target is not result32:
+        K._convert.narrow(result32.reshape(-1), target.reshape(-1).view(np.uint16),
+                          V.storage_kind(dtype))
+    return target
+
+
+def _output_16(where, out, shape, dtype, inputs, name="out"):
+    """A 16-bit call's output: the storage dtype (default) or a float32 out=."""
+    if isinstance(out, np.ndarray) and out.dtype == np.float32:
+        return V.output(where, out, shape, np.dtype(np.float32), inputs, name=name)
+    return V.output(where, out, shape, dtype, inputs, name=name)
+
+
+def _linear_16(where, x, weight, bias, dtype, activation, out, out_features, in_features):
+    if activation is not None:
+        raise ValueError(f"{where}: activation= is not available for {dtype} inputs yet; "
+                         f"expected activation=None (apply the activation separately)")
+    y = _output_16(where, out, x.shape[:-1] + (out_features,), dtype, (x, weight, bias))
+    y32 = y if y.dtype == np.float32 else np.empty(y.shape, np.float32)
+    K._linear.linear_forward(_widened(x, dtype), _widened(weight, dtype),
+                             _widened(bias, dtype), y32, prod(x.shape[:-1]), out_features,
+                             in_features, get_num_threads())
+    return _rounded_into(y32, y, dtype)
 
 
 def linear_backward(grad_out: np.ndarray, x: np.ndarray, weight: np.ndarray, *,
@@ -185,7 +235,7 @@ def linear_backward(grad_out: np.ndarray, x: np.ndarray, weight: np.ndarray, *,
         grad_out = getattr(A, name + "_backward")(grad_out, preactivation, **kw)
     elif preactivation is not None:
         raise ValueError(f"{where}: preactivation is given without an activation")
-    dtype = V.float_dtype(where, grad_out=grad_out, x=x, weight=weight)
+    dtype = V.storage_dtype(where, grad_out=grad_out, x=x, weight=weight)
     out_features, in_features = _check_weight(where, x, weight)
     V.shape_is(where, "grad_out", grad_out, x.shape[:-1] + (out_features,),
                "x.shape[:-1] + (out_features,)")
@@ -195,22 +245,31 @@ def linear_backward(grad_out: np.ndarray, x: np.ndarray, weight: np.ndarray, *,
         raise TypeError(f"{where}: out must be a tuple (grad_x, grad_weight, grad_bias) of "
                         f"arrays or None, got {type(out).__name__}")
     inputs = (grad_out, x, weight)
+    output = V.output if dtype.itemsize != 2 else _output_16
     if compute_grad_x:
-        grad_x = V.output(where, out[0], x.shape, dtype, inputs, name="out[0] (grad_x)")
+        grad_x = output(where, out[0], x.shape, dtype, inputs, name="out[0] (grad_x)")
     elif out[0] is not None:
         raise ValueError(f"{where}: out[0] (grad_x) is given but compute_grad_x=False; "
                          f"expected None")
     else:
         grad_x = None
-    grad_weight = V.output(where, out[1], weight.shape, dtype, inputs + (grad_x,),
-                           name="out[1] (grad_weight)")
+    grad_weight = output(where, out[1], weight.shape, dtype, inputs + (grad_x,),
+                         name="out[1] (grad_weight)")
     grad_bias = None
     if bias:
-        grad_bias = V.output(where, out[2], (out_features,), dtype,
-                             inputs + (grad_x, grad_weight), name="out[2] (grad_bias)")
+        grad_bias = output(where, out[2], (out_features,), dtype,
+                           inputs + (grad_x, grad_weight), name="out[2] (grad_bias)")
     elif out[2] is not None:
         raise ValueError(f"{where}: out[2] (grad_bias) is given but bias=False; expected None")
     rows = prod(x.shape[:-1])
+    if dtype.itemsize == 2:     # float32 on the widened operands, each result rounded once
+        wide = [None if a is None else a if a.dtype == np.float32 else
+                np.empty(a.shape, np.float32) for a in (grad_x, grad_weight, grad_bias)]
+        K._linear.linear_backward(_widened(grad_out, dtype), _widened(x, dtype),
+                                  _widened(weight, dtype), *wide, rows, out_features,
+                                  in_features, get_num_threads())
+        return tuple(None if a is None else _rounded_into(w, a, dtype)
+                     for w, a in zip(wide, (grad_x, grad_weight, grad_bias)))
     K._linear.linear_backward(V.c_array(grad_out, dtype), V.c_array(x, dtype),
                               V.c_array(weight, dtype), grad_x, grad_weight, grad_bias,
                               rows, out_features, in_features, get_num_threads())

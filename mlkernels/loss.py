@@ -43,20 +43,28 @@ def _rows(x: np.ndarray, axis: int, dtype) -> np.ndarray:
     return V.c_array(np.moveaxis(x, axis, -1), dtype)
 
 
+# 16-bit storage (bfloat16 of ml_dtypes, float16): the float32 row kernels on rows widened in
+# cache (_loss.half_rows), each output value rounded once: the float32 result, rounded.
+# Losses are float32 (and their gradients' grad_out), never rounded to 16 bits.
+_HALF_SOFTMAX, _HALF_SOFTMAX_BACKWARD, _HALF_CE, _HALF_CE_BACKWARD = 0, 1, 2, 3
+
+
 def _softmax(where, x, axis, out, log_):
-    dtype = V.float_dtype(where, x=x)
+    dtype = V.storage_dtype(where, x=x)
     axis = _axis(where, x, axis)
     y = V.output(where, out, x.shape, dtype, inputs=(x,), inplace_ok=(x,))
     if x.size == 0:
         return y
     C = x.shape[axis]
     rows = _rows(x, axis, dtype)
-    if axis == x.ndim - 1:
-        K._loss.softmax_rows(rows, y, x.size // C, C, log_, get_num_threads())
+    dst = y if axis == x.ndim - 1 else np.empty_like(rows)
+    if dtype.itemsize == 2:
+        K._loss.half_rows(_HALF_SOFTMAX, V.storage_kind(dtype), rows, None, dst, None, None,
+                          None, 0.0, x.size // C, C, log_, 0, 0.0, get_num_threads())
     else:
-        tmp = np.empty_like(rows)
-        K._loss.softmax_rows(rows, tmp, x.size // C, C, log_, get_num_threads())
-        y[...] = np.moveaxis(tmp, -1, axis)
+        K._loss.softmax_rows(rows, dst, x.size // C, C, log_, get_num_threads())
+    if dst is not y:
+        y[...] = np.moveaxis(dst, -1, axis)
     return y
 
 
@@ -67,7 +75,8 @@ def softmax(x: np.ndarray, axis: int = -1, *, out: Optional[np.ndarray] = None) 
     Parameters
     ----------
     x : numpy.ndarray
-        The logits, float32 or float64, any shape with at least one dimension, any strides.
+        The logits, float32 or float64, any shape with at least one dimension, any strides;
+        or 16-bit storage (bfloat16 of ml_dtypes, float16): the float32 result, rounded once.
     axis : int, default -1
         The axis to normalize over.
     out : numpy.ndarray, optional
@@ -103,7 +112,8 @@ def log_softmax(x: np.ndarray, axis: int = -1, *, out: Optional[np.ndarray] = No
     Parameters
     ----------
     x : numpy.ndarray
-        The logits, float32 or float64, any shape with at least one dimension, any strides.
+        The logits, float32 or float64, any shape with at least one dimension, any strides;
+        or 16-bit storage (bfloat16 of ml_dtypes, float16): the float32 result, rounded once.
     axis : int, default -1
         The axis to normalize over.
     out : numpy.ndarray, optional
@@ -131,7 +141,7 @@ def log_softmax(x: np.ndarray, axis: int = -1, *, out: Optional[np.ndarray] = No
 
 
 def _softmax_backward(where, grad_out, y, axis, out, log_):
-    dtype = V.float_dtype(where, grad_out=grad_out, y=y)
+    dtype = V.storage_dtype(where, grad_out=grad_out, y=y)
     axis = _axis(where, y, axis)
     V.shape_is(where, "grad_out", grad_out, y.shape, "the shape of y")
     gx = V.output(where, out, y.shape, dtype, inputs=(grad_out, y), inplace_ok=(grad_out,))
@@ -139,13 +149,16 @@ def _softmax_backward(where, grad_out, y, axis, out, log_):
         return gx
     C = y.shape[axis]
     g_rows, y_rows = _rows(grad_out, axis, dtype), _rows(y, axis, dtype)
-    if axis == y.ndim - 1:      # (gx may be grad_out itself: each row is read, then written)
-        K._loss.softmax_backward_rows(g_rows, y_rows, gx, y.size // C, C, log_,
-                                      get_num_threads())
+    # (gx may be grad_out itself: each row is read, then written)
+    res = gx if axis == y.ndim - 1 else np.empty_like(y_rows)
+    if dtype.itemsize == 2:
+        K._loss.half_rows(_HALF_SOFTMAX_BACKWARD, V.storage_kind(dtype), g_rows, y_rows, res,
+                          None, None, None, 0.0, y.size // C, C, log_, 0, 0.0,
+                          get_num_threads())
     else:
-        res = np.empty_like(y_rows)
         K._loss.softmax_backward_rows(g_rows, y_rows, res, y.size // C, C, log_,
                                       get_num_threads())
+    if res is not gx:
         gx[...] = np.moveaxis(res, -1, axis)
     return gx
 
@@ -227,7 +240,7 @@ def log_softmax_backward(grad_out: np.ndarray, y: np.ndarray, axis: int = -1, *,
 # ------------------------------------------------------------------ cross-entropy
 
 def _ce_layout(where, logits, target, reduction, label_smoothing, ignore_index):
-    dtype = V.float_dtype(where, logits=logits)
+    dtype = V.storage_dtype(where, logits=logits)
     V.choice(where, "reduction", reduction, REDUCTIONS)
     eps = V.number(where, "label_smoothing", label_smoothing, low=0.0, high=1.0)
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
@@ -275,7 +288,8 @@ def cross_entropy(logits: np.ndarray, target: np.ndarray, reduction: str = "mean
     Parameters
     ----------
     logits : numpy.ndarray
-        (N, C), (N, C, d1, ...) or (C,) (with a 0-d target), float32 or float64.
+        (N, C), (N, C, d1, ...) or (C,) (with a 0-d target), float32 or float64, or
+        bfloat16 (ml_dtypes) / float16 storage: the loss is then float32.
     target : numpy.ndarray
         Integer class indices in [0, C) (or ``ignore_index``), of shape (N,), (N, d1, ...)
         or () to match logits; any integer dtype.
@@ -307,8 +321,13 @@ def cross_entropy(logits: np.ndarray, target: np.ndarray, reduction: str = "mean
     dtype, eps, ignore, t, rows, shape, C = _ce_layout(where, logits, target, reduction,
                                                        label_smoothing, ignore_index)
     losses = np.empty(t.size) if reduction == "none" else None
-    total = K._loss.cross_entropy_rows(rows, t, losses, t.size, C, ignore, eps,
-                                       get_num_threads())
+    if dtype.itemsize == 2:         # 16-bit logits: the loss in float32
+        total = K._loss.half_rows(_HALF_CE, V.storage_kind(dtype), rows, None, None, t, losses,
+                                  None, 0.0, t.size, C, False, ignore, eps, get_num_threads())
+        dtype = V.compute_dtype(dtype)
+    else:
+        total = K._loss.cross_entropy_rows(rows, t, losses, t.size, C, ignore, eps,
+                                           get_num_threads())
     if reduction == "none":
         return losses.astype(dtype).reshape(shape)
     if reduction == "sum":
@@ -367,7 +386,7 @@ def cross_entropy_backward(grad_out, logits: np.ndarray, target: np.ndarray,
     where = "cross_entropy_backward()"
     dtype, eps, ignore, t, rows, shape, C = _ce_layout(where, logits, target, reduction,
                                                        label_smoothing, ignore_index)
-    g = _grad_out(where, grad_out, dtype, shape, reduction)
+    g = _grad_out(where, grad_out, V.compute_dtype(dtype), shape, reduction)
     grad = V.output(where, out, logits.shape, dtype, inputs=(logits,))
     scales, scale = None, 0.0
     if reduction == "none":
@@ -377,13 +396,20 @@ def cross_entropy_backward(grad_out, logits: np.ndarray, target: np.ndarray,
         scale = float(g) / count if count else np.nan
     if logits.size == 0:
         return grad
+    kind = V.storage_kind(dtype) if dtype.itemsize == 2 else 0
+
+    def kernel(dst):
+        if kind:
+            K._loss.half_rows(_HALF_CE_BACKWARD, kind, rows, None, dst, t, None, scales, scale,
+                              t.size, C, False, ignore, eps, get_num_threads())
+        else:
+            K._loss.cross_entropy_backward_rows(rows, t, scales, scale, dst, t.size, C, ignore,
+                                                eps, get_num_threads())
     if logits.ndim <= 2:        # the classes are the last axis: rows straight into grad
-        K._loss.cross_entropy_backward_rows(rows, t, scales, scale, grad, t.size, C, ignore,
-                                            eps, get_num_threads())
+        kernel(grad)
         return grad
     res = np.empty_like(rows)
-    K._loss.cross_entropy_backward_rows(rows, t, scales, scale, res, t.size, C, ignore, eps,
-                                        get_num_threads())
+    kernel(res)
     grad[...] = np.moveaxis(res, -1, 1)
     return grad
 

@@ -62,6 +62,37 @@ def _c(a, dtype):
     return None if a is None else V.c_array(a, dtype)
 
 
+# 16-bit storage (bfloat16 of ml_dtypes, float16): x, weight, bias and y in the storage dtype,
+# computed as float32 computes (the float32 row kernel on blocks widened in cache), each value
+# of y rounded once; mean and rstd stay float32 (what the backward needs to full precision).
+
+_F32 = np.dtype(np.float32)
+
+
+def _half_outputs(where, out, names, shapes, dtype, inputs):
+    """y (the storage dtype) and the float32 statistics, every one checked before any write."""
+    listed = isinstance(out, (tuple, list))
+    if listed and len(out) != len(names) or not (listed or out is None
+                                                  or isinstance(out, np.ndarray)):
+        raise TypeError(f"{where}: out must be an array or a tuple ({', '.join(names)}) of "
+                        f"arrays or None, got {type(out).__name__}")
+    entries = tuple(out) if listed else (out,) + (None,) * (len(names) - 1)
+    y = V.output(where, entries[0], shapes[0], dtype, inputs, name=f"out ({names[0]})")
+    stats = V.outputs(where, entries[1:], names[1:], shapes[1:], _F32, inputs + (y,))
+    return [y] + stats
+
+
+def _half_norm(norm, where, x, weight, bias, dtype, shape, rows, cols, lead, eps, out):
+    names, shapes = (("y", "mean", "rstd"), (x.shape, lead, lead)) if norm == 0 else \
+        (("y", "rstd"), (x.shape, lead))
+    results = _half_outputs(where, out, names, shapes, dtype, (x, weight, bias))
+    w = None if weight is None else np.ascontiguousarray(weight, dtype=_F32)
+    b = None if bias is None else np.ascontiguousarray(bias, dtype=_F32)
+    K._norm.half_norm(norm, V.storage_kind(dtype), V.c_array(x, dtype), w, b, results[0],
+                      results[1] if norm == 0 else None, results[-1], rows, cols, eps)
+    return tuple(results)
+
+
 # ------------------------------------------------------------------ LayerNorm
 
 def layer_norm(x: np.ndarray, normalized_shape: Shape, weight: Optional[np.ndarray] = None,
@@ -74,7 +105,10 @@ def layer_norm(x: np.ndarray, normalized_shape: Shape, weight: Optional[np.ndarr
 
     Parameters
     ----------
-    x : ndarray, float32 or float64
+    x : ndarray, float32 or float64, or 16-bit storage: bfloat16 (ml_dtypes) or float16
+        16-bit x (and weight, bias, y of the same dtype) is computed as float32 computes and
+        each value of y rounded once: y is the float32 result, rounded; mean and rstd are
+        float32.
         Trailing dimensions ``normalized_shape``; any strides (a copy is made if needed).
     normalized_shape : int or tuple of int
     weight, bias : ndarray of shape ``normalized_shape``, optional
@@ -111,12 +145,14 @@ def layer_norm(x: np.ndarray, normalized_shape: Shape, weight: Optional[np.ndarr
     array([2., 1.])
     """
     where = "layer_norm()"
-    dtype = V.float_dtype(where, x=x, weight=weight, bias=bias, optional=("weight", "bias"))
+    dtype = V.storage_dtype(where, x=x, weight=weight, bias=bias, optional=("weight", "bias"))
     shape, rows, cols = _normalized(where, x, normalized_shape)
     V.shape_is(where, "weight", weight, shape, "normalized_shape")
     V.shape_is(where, "bias", bias, shape, "normalized_shape")
     eps = _eps(where, eps)
     lead = x.shape[:x.ndim - len(shape)]
+    if dtype.itemsize == 2:
+        return _half_norm(0, where, x, weight, bias, dtype, shape, rows, cols, lead, eps, out)
     y, mean, rstd = V.outputs(where, out, ("y", "mean", "rstd"), (x.shape, lead, lead), dtype,
                               (x, weight, bias))
     K._norm.layer_norm(V.c_array(x, dtype), _c(weight, dtype), _c(bias, dtype), y, mean, rstd,
@@ -211,7 +247,10 @@ def rms_norm(x: np.ndarray, normalized_shape: Shape, weight: Optional[np.ndarray
 
     Parameters
     ----------
-    x : ndarray, float32 or float64
+    x : ndarray, float32 or float64, or 16-bit storage: bfloat16 (ml_dtypes) or float16
+        16-bit x (and weight, bias, y of the same dtype) is computed as float32 computes and
+        each value of y rounded once: y is the float32 result, rounded; mean and rstd are
+        float32.
     normalized_shape : int or tuple of int
     weight : ndarray of shape ``normalized_shape``, optional
     eps : float, optional
@@ -242,11 +281,13 @@ def rms_norm(x: np.ndarray, normalized_shape: Shape, weight: Optional[np.ndarray
     (array([[0.4629, 0.9258, 1.3887]]), array([0.4629]))
     """
     where = "rms_norm()"
-    dtype = V.float_dtype(where, x=x, weight=weight, optional=("weight",))
+    dtype = V.storage_dtype(where, x=x, weight=weight, optional=("weight",))
     shape, rows, cols = _normalized(where, x, normalized_shape)
     V.shape_is(where, "weight", weight, shape, "normalized_shape")
-    eps = float(np.finfo(dtype).eps) if eps is None else _eps(where, eps)
+    eps = float(np.finfo(V.compute_dtype(dtype)).eps) if eps is None else _eps(where, eps)
     lead = x.shape[:x.ndim - len(shape)]
+    if dtype.itemsize == 2:
+        return _half_norm(1, where, x, weight, None, dtype, shape, rows, cols, lead, eps, out)
     y, rstd = V.outputs(where, out, ("y", "rstd"), (x.shape, lead), dtype, (x, weight))
     K._norm.rms_norm(V.c_array(x, dtype), _c(weight, dtype), y, rstd, rows, cols, eps)
     return y, rstd

@@ -94,6 +94,8 @@ def _columns(where: str, params: Arrays, grads: Arrays,
     if K._optim.all_usable_as_is(params, grads, state_lists):
         # (every check below, done in C: one float dtype, shapes, layouts, no overlaps)
         return [params, grads] + state_lists, params[0].dtype
+    if _is_half(params[0]):
+        return _columns_half(where, params, grads, states, state_lists)
     dtype = V.float_dtype(where, **{f"params[{i}]": p for i, p in enumerate(params)})
     out_grads = []
     for i, (p, g) in enumerate(zip(params, grads)):
@@ -144,6 +146,114 @@ def _run(kind: int, columns: list, dtype: np.dtype, hyper: dict) -> None:
         K._optim.fused_step(kind, dtype == np.float64, columns, hyper, get_num_threads())
 
 
+# ============================================================================ 16-bit parameters
+# bfloat16 (ml_dtypes) or float16 params and grads. The update is computed in float32 -- the
+# float32 optimizer's own arithmetic, weight decay included (in bf16, lr·wd·p is below half a
+# unit in the last place of p and would be lost) -- and p is stored in one of three ways:
+# * round to nearest even (the default): updates smaller than half a unit of p are lost;
+# * master_params (float32 copies of the params, one per param): the update goes into the
+#   master, p is the master rounded -- p equals float32's result, rounded;
+# * stochastic_rounding=True (bfloat16): p is rounded up with probability equal to the
+#   dropped fraction, so small updates survive on average; the random bits are Philox4x32-10
+#   of (seed, counter), the counter (step − 1)·(elements per step) + the element's number
+#   among all the params: a run is reproducible from the seed and the step numbers.
+# States are float32 (12 bytes per param with Adam's two moments and the 16-bit param,
+# in place of 16 = 4 + 4 + 4 + 4 ... per float32 param) or, on request, the params' 16-bit
+# dtype (arrays of that dtype passed as states): 6 bytes of state per param.
+
+_F32 = np.dtype(np.float32)
+
+
+def _is_half(a: object) -> bool:
+    return isinstance(a, np.ndarray) and a.dtype.itemsize == 2 and \
+        V.storage_kind(a.dtype) != 0
+
+
+_HALF_STEPS = ("sgd_step()", "adam_step()", "adamw_step()")
+
+
+def _columns_half(where, params, grads, states, state_lists):
+    dtype = V.storage_dtype(where, **{f"params[{i}]": p for i, p in enumerate(params)})
+    if where not in _HALF_STEPS:
+        raise TypeError(f"{where}: params[0] has dtype {dtype}; expected float32 or float64 "
+                        f"(16-bit params are taken by {', '.join(_HALF_STEPS)})")
+    state_dtype = None
+    out_grads = []
+    for i, (p, g) in enumerate(zip(params, grads)):
+        _in_place(where, f"params[{i}]", p, dtype, p.shape)
+        if not isinstance(g, np.ndarray):
+            raise TypeError(f"{where}: grads[{i}] must be a numpy.ndarray, got "
+                            f"{type(g).__name__}")
+        V.storage_dtype(where, **{f"params[{i}]": p, f"grads[{i}]": g})
+        if g.shape != p.shape:
+            raise ValueError(f"{where}: grads[{i}] has shape {g.shape}; expected {p.shape} (the "
+                             f"shape of params[{i}])")
+        out_grads.append(V.c_array(g, dtype))
+        mine = [p]
+        for (name, _, _), arrays in zip(states, state_lists):
+            st = arrays[i]
+            if st is None:
+                continue
+            if not isinstance(st, np.ndarray):
+                raise TypeError(f"{where}: {name}[{i}] must be a numpy.ndarray, got "
+                                f"{type(st).__name__}")
+            if state_dtype is None:
+                if st.dtype not in (_F32, dtype):
+                    raise TypeError(f"{where}: {name}[{i}] has dtype {st.dtype}; expected "
+                                    f"float32 (the default for {dtype} params) or {dtype}")
+                state_dtype = st.dtype
+            _in_place(where, f"{name}[{i}]", st, state_dtype, p.shape)
+            for other in mine:
+                if st.size and np.may_share_memory(st, other):
+                    raise ValueError(f"{where}: {name}[{i}] shares memory with params[{i}] or "
+                                     f"another of its state arrays; expected separate arrays")
+            mine.append(st)
+    return [params, out_grads] + state_lists, dtype
+
+
+def _run_step(where, prepared, master_params, stochastic_rounding, seed, step):
+    """Run a prepared step: the float kernels, or the 16-bit one with its rounding mode."""
+    kind, columns, dtype, h = prepared
+    if dtype.itemsize != 2:
+        if master_params is not None or stochastic_rounding:
+            raise ValueError(f"{where}: master_params and stochastic_rounding are for "
+                             f"bfloat16/float16 params; got {dtype} params")
+        return _run(kind, columns, dtype, h)
+    params = columns[0]
+    masters = [None] * len(params)
+    if master_params is not None:
+        if stochastic_rounding:
+            raise ValueError(f"{where}: master_params and stochastic_rounding=True are "
+                             f"different modes; expected one of them")
+        masters = _as_list(where, "master_params", master_params)
+        if len(masters) != len(params):
+            raise ValueError(f"{where}: {len(masters)} master_params for {len(params)} params; "
+                             f"expected one per parameter")
+        for i, (m, p) in enumerate(zip(masters, params)):
+            _in_place(where, f"master_params[{i}]", m, _F32, p.shape)
+            for other in [p] + [c[i] for c in columns[2:] if c[i] is not None]:
+                if m.size and np.may_share_memory(m, other):
+                    raise ValueError(f"{where}: master_params[{i}] shares memory with params[{i}]"
+                                     f" or its state; expected separate arrays")
+    if stochastic_rounding and V.storage_kind(dtype) != V.STORAGE_KIND_BF16:
+        raise ValueError(f"{where}: stochastic_rounding=True is for bfloat16 params; got "
+                         f"{dtype} (use master_params)")
+    seed = int(seed)
+    if not 0 <= seed < 2**64:
+        raise ValueError(f"{where}: seed is {seed}; expected an int in [0, 2**64)")
+    states = [c for c in columns[2:] if any(a is not None for a in c)]
+    state_kind = 0
+    for c in states:
+        state_kind = V.storage_kind(next(a for a in c if a is not None).dtype)
+        break
+    total = sum(p.size for p in params)
+    if not params:
+        return
+    K._optim.fused_step_half(kind, V.storage_kind(dtype), state_kind, int(bool(stochastic_rounding)),
+                             columns, masters, h, seed, ((step - 1) * total) % 2**64,
+                             get_num_threads())
+
+
 # ============================================================================ functional steps
 # Each ``_prepare_*`` validates everything and returns the kernel call (kind, columns, dtype,
 # scalars) without writing anything; the public step runs it. The optimizer classes prepare
@@ -165,7 +275,9 @@ def _prepare_sgd(params, grads, momentum_buffers, step, lr, momentum, dampening,
 
 def sgd_step(params: Arrays, grads: Arrays, momentum_buffers: Optional[Arrays] = None, *,
              step: int = 1, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
-             weight_decay: float = 0.0, nesterov: bool = False, maximize: bool = False) -> None:
+             weight_decay: float = 0.0, nesterov: bool = False, maximize: bool = False,
+             master_params: Optional[Arrays] = None, stochastic_rounding: bool = False,
+             seed: int = 0) -> None:
     """One SGD step, in place (torch.optim.SGD)::
 
         d = ±g + wd·p
@@ -189,6 +301,14 @@ def sgd_step(params: Arrays, grads: Arrays, momentum_buffers: Optional[Arrays] =
     lr, momentum, dampening, weight_decay : float
         Non-negative.
     nesterov, maximize : bool
+    master_params : list of numpy.ndarray, optional
+        For bfloat16/float16 params: float32 copies of them, one per param, updated in place;
+        p becomes its master rounded to nearest even.
+    stochastic_rounding : bool, default False
+        For bfloat16 params: round the updated p up with probability equal to the dropped
+        fraction (unbiased), from Philox4x32-10 of (seed, (step − 1)·elements + element).
+    seed : int, default 0
+        The stochastic rounding's key, in [0, 2**64).
 
     Returns
     -------
@@ -213,8 +333,9 @@ def sgd_step(params: Arrays, grads: Arrays, momentum_buffers: Optional[Arrays] =
     >>> p
     array([0.95, 2.05])
     """
-    _run(*_prepare_sgd(params, grads, momentum_buffers, step, lr, momentum, dampening,
-                       weight_decay, nesterov, maximize))
+    _run_step("sgd_step()", _prepare_sgd(params, grads, momentum_buffers, step, lr, momentum,
+                                         dampening, weight_decay, nesterov, maximize),
+              master_params, stochastic_rounding, seed, step)
 
 
 def _prepare_adam(where, decoupled, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
@@ -237,7 +358,9 @@ def _prepare_adam(where, decoupled, params, grads, exp_avgs, exp_avg_sqs, max_ex
 def adam_step(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
               max_exp_avg_sqs: Optional[Arrays] = None, *, step: int, lr: float = 1e-3,
               betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-              weight_decay: float = 0.0, amsgrad: bool = False, maximize: bool = False) -> None:
+              weight_decay: float = 0.0, amsgrad: bool = False, maximize: bool = False,
+              master_params: Optional[Arrays] = None, stochastic_rounding: bool = False,
+              seed: int = 0) -> None:
     """One Adam step, in place (torch.optim.Adam; weight_decay is L2, added to g)::
 
         g = ±g + wd·p
@@ -264,6 +387,14 @@ def adam_step(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arra
     betas : (float, float)
         In [0, 1).
     amsgrad, maximize : bool
+    master_params : list of numpy.ndarray, optional
+        For bfloat16/float16 params: float32 copies of them, one per param, updated in place;
+        p becomes its master rounded to nearest even.
+    stochastic_rounding : bool, default False
+        For bfloat16 params: round the updated p up with probability equal to the dropped
+        fraction (unbiased), from Philox4x32-10 of (seed, (step − 1)·elements + element).
+    seed : int, default 0
+        The stochastic rounding's key, in [0, 2**64).
 
     Returns
     -------
@@ -289,14 +420,18 @@ def adam_step(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arra
     >>> p
     array([0.9])
     """
-    _run(*_prepare_adam("adam_step()", False, params, grads, exp_avgs, exp_avg_sqs,
-                        max_exp_avg_sqs, step, lr, betas, eps, weight_decay, amsgrad, maximize))
+    _run_step("adam_step()", _prepare_adam("adam_step()", False, params, grads, exp_avgs,
+                                           exp_avg_sqs, max_exp_avg_sqs, step, lr, betas, eps,
+                                           weight_decay, amsgrad, maximize),
+              master_params, stochastic_rounding, seed, step)
 
 
 def adamw_step(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
                max_exp_avg_sqs: Optional[Arrays] = None, *, step: int, lr: float = 1e-3,
                betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-               weight_decay: float = 1e-2, amsgrad: bool = False, maximize: bool = False) -> None:
+               weight_decay: float = 1e-2, amsgrad: bool = False, maximize: bool = False,
+               master_params: Optional[Arrays] = None, stochastic_rounding: bool = False,
+               seed: int = 0) -> None:
     """One AdamW step, in place (torch.optim.AdamW): decoupled weight decay
     p = p·(1 − lr·wd) first, then the Adam update of ``adam_step`` without the L2 term.
 
@@ -306,6 +441,14 @@ def adamw_step(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arr
         As for ``adam_step``.
     weight_decay : float, default 1e-2
         The decoupled decay (non-negative).
+    master_params : list of numpy.ndarray, optional
+        For bfloat16/float16 params: float32 copies of them, one per param, updated in place;
+        p becomes its master rounded to nearest even.
+    stochastic_rounding : bool, default False
+        For bfloat16 params: round the updated p up with probability equal to the dropped
+        fraction (unbiased), from Philox4x32-10 of (seed, (step − 1)·elements + element).
+    seed : int, default 0
+        The stochastic rounding's key, in [0, 2**64).
 
     Returns
     -------
@@ -331,8 +474,10 @@ def adamw_step(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arr
     >>> p
     array([0.95])
     """
-    _run(*_prepare_adam("adamw_step()", True, params, grads, exp_avgs, exp_avg_sqs,
-                        max_exp_avg_sqs, step, lr, betas, eps, weight_decay, amsgrad, maximize))
+    _run_step("adamw_step()", _prepare_adam("adamw_step()", True, params, grads, exp_avgs,
+                                            exp_avg_sqs, max_exp_avg_sqs, step, lr, betas, eps,
+                                            weight_decay, amsgrad, maximize),
+              master_params, stochastic_rounding, seed, step)
 
 
 def _prepare_rmsprop(params, grads, square_avgs, momentum_buffers, grad_avgs, lr, alpha, eps,

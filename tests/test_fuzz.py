@@ -27,6 +27,11 @@ NAMES = sorted(SPECS)
 ALL_DTYPES = [np.bool_, np.int8, np.uint8, np.int16, np.int32, np.int64, np.uint64,
               np.float16, np.float32, np.float64, np.longdouble, np.complex64, np.complex128,
               object, ">f4", ">f8", "<f4", "<f8"]
+try:    # the 16-bit storage dtypes (kernels that take them must match the reference too)
+    import ml_dtypes
+    ALL_DTYPES.append(ml_dtypes.bfloat16)
+except ImportError:
+    pass
 
 
 def snapshot(args, kwargs):
@@ -147,5 +152,6 @@ def test_fuzz_every_kernel(data):
     out_dtype = next((g.dtype for g in got if isinstance(g, (np.ndarray, np.generic))), dtype)
     scales = spec.scale(ref_args, ref_kwargs) if spec.scale else [None] * len(want)
     for g, w, s in zip(got, want, scales):
-        assert_close(g, w, out_dtype if out_dtype.kind == "f" else dtype, scale=s,
+        assert_close(g, w, out_dtype if out_dtype.kind == "f" or out_dtype.name == "bfloat16"
+                     else dtype, scale=s,
                      err_msg=f"{spec.name} ({what})")

@@ -61,7 +61,8 @@ def layer_norm_backward(grad_out, x, normalized_shape, mean, rstd, weight=None, 
 
 def rms_norm(x, normalized_shape, weight=None, eps=None):
     if eps is None:
-        eps = float(np.finfo(np.asarray(x).dtype).eps)   # of the input's dtype, as torch
+        dtype = np.asarray(x).dtype      # of the input's dtype, as torch; of float32, the
+        eps = float(np.finfo(np.float32 if dtype.itemsize == 2 else dtype).eps)  # 16-bit's math
     x, weight = _f(x), _f(weight)
     axes = _axes(x, normalized_shape)
     rstd = 1 / np.sqrt((x * x).mean(axis=axes, keepdims=True) + eps)

@@ -13,6 +13,7 @@ from ..dropout import dropout, dropout_backward
 from .. import reference as ref
 from ..testing import gradcheck
 from . import BenchCase, KernelSpec, torch_or_none
+from .storage16 import with_storage16
 from .activations import SHAPES
 
 ELEMENTWISE = frozenset({"elementwise"})
@@ -81,7 +82,7 @@ def _bench_backward(quick):
 
 SPECS = [
     KernelSpec("dropout", "dropout", dropout, ref.dropout, _forward_args(0.3), SHAPES,
-               tags=ELEMENTWISE, bench=_bench_forward),
+               tags=ELEMENTWISE, bench=with_storage16(_bench_forward, "dropout")),
     KernelSpec("dropout[p=0.9]", "dropout", dropout, ref.dropout, _forward_args(0.9),
                SHAPES[:12], tags=ELEMENTWISE),
     KernelSpec("dropout[p=1]", "dropout", dropout, ref.dropout, _forward_args(1.0),

@@ -7,6 +7,7 @@ from .. import loss as fast
 from .. import reference as ref
 from ..testing import gradcheck
 from . import BenchCase, KernelSpec, torch_or_none
+from .storage16 import with_storage16
 
 SM_SHAPES = [(1, 1), (3, 5), (4, 17), (2, 3, 9), (0, 4), (7, 1000), (33,), (5, 0)]
 CE_SHAPES = [(1, 1), (4, 5), (16, 10), (3, 4, 6), (0, 3), (64, 1000), (1, 7)]
@@ -134,18 +135,18 @@ def _bench_for(name):
 
 SPECS = [
     KernelSpec("softmax", "loss", fast.softmax, ref.softmax, _sm_args(-1), SM_SHAPES,
-               bench=_bench_for("softmax")),
+               bench=with_storage16(_bench_for("softmax"), "softmax")),
     KernelSpec("softmax[axis=0]", "loss", fast.softmax, ref.softmax, _sm_args(0), SM_SHAPES),
     KernelSpec("softmax_backward", "loss", fast.softmax_backward, ref.softmax_backward,
                _sm_bwd_args(False, -1), SM_SHAPES, gradcheck=_sm_check(False),
                backward_of="softmax"),
     KernelSpec("log_softmax", "loss", fast.log_softmax, ref.log_softmax, _sm_args(-1),
-               SM_SHAPES),
+               SM_SHAPES, bench=with_storage16(None, "log_softmax")),
     KernelSpec("log_softmax_backward", "loss", fast.log_softmax_backward,
                ref.log_softmax_backward, _sm_bwd_args(True, 0), SM_SHAPES,
                gradcheck=_sm_check(True), backward_of="log_softmax"),
     KernelSpec("cross_entropy", "loss", fast.cross_entropy, ref.cross_entropy, _ce_args,
-               CE_SHAPES, bench=_bench_for("cross_entropy")),
+               CE_SHAPES, bench=with_storage16(_bench_for("cross_entropy"), "cross_entropy")),
     KernelSpec("cross_entropy_backward", "loss", fast.cross_entropy_backward,
                ref.cross_entropy_backward, _ce_bwd_args, CE_SHAPES, gradcheck=_ce_check,
                backward_of="cross_entropy"),

@@ -7,6 +7,7 @@ from .. import norm as fast
 from .. import reference as ref
 from ..testing import gradcheck
 from . import BenchCase, KernelSpec, torch_or_none
+from .storage16 import with_storage16
 
 
 def _arr(rng, shape, dtype, scale=1.0, offset=0.0):
@@ -317,12 +318,13 @@ def _bench(key, which):
 
 SPECS = [
     KernelSpec("layer_norm", "norm", fast.layer_norm, ref.layer_norm, _ln_args, LN_SHAPES,
-               bench=_bench("ln", 0)),
+               bench=with_storage16(_bench("ln", 0), "layer_norm")),
     KernelSpec("layer_norm_backward", "norm", fast.layer_norm_backward,
                ref.layer_norm_backward, _ln_bwd_args, LN_SHAPES, gradcheck=_ln_check,
                scale=_ln_scale,
                backward_of="layer_norm", bench=_bench("ln", 1)),
-    KernelSpec("rms_norm", "norm", fast.rms_norm, ref.rms_norm, _rms_args, LN_SHAPES),
+    KernelSpec("rms_norm", "norm", fast.rms_norm, ref.rms_norm, _rms_args, LN_SHAPES,
+               bench=with_storage16(None, "rms_norm")),
     KernelSpec("rms_norm_backward", "norm", fast.rms_norm_backward, ref.rms_norm_backward,
                _rms_bwd_args, LN_SHAPES, gradcheck=_rms_check, backward_of="rms_norm",
                scale=_rms_scale),

@@ -10,6 +10,7 @@ import numpy as np
 from .. import optim as fast
 from .. import reference as ref
 from . import BenchCase, KernelSpec, torch_or_none
+from .storage16 import with_storage16
 
 SHAPES = [((1,),), ((7,), (3, 5)), ((33,),), ((0,), (4,)), ((2, 3, 4), (17,), (1,)),
           ((40000,),), ((1000,), (16385,))]
@@ -177,7 +178,7 @@ SPECS = [
     KernelSpec("adamw_step", "optim",
                _in_place(fast.adamw_step, lambda a, k: [0, 2, 3, 4] if k.get("amsgrad") else [0, 2, 3]),
                ref.adamw_step, lambda r, d, s: _adam_args(r, d, s), SHAPES, outputs=_outputs,
-               bench=_bench_for("adamw_step")),
+               bench=with_storage16(_bench_for("adamw_step"), "adamw_step")),
     KernelSpec("rmsprop_step", "optim",
                _in_place(fast.rmsprop_step,
                          lambda a, k: [0, 2] + ([3] if k.get("momentum") else [])

@@ -1,0 +1,192 @@
+"""Bench cases of the 16-bit storage dtypes (bfloat16 of ml_dtypes, float16): a kernel on
+16M elements in bfloat16 and float16 against the same kernel in float32 and PyTorch's
+bfloat16 CPU kernel, in one run (interleaved samples). The rows of the families add them to
+their own cases with ``with_storage16``; no spec rows here (their correctness tests are
+tests/test_half_kernels.py). Skipped when ml_dtypes is not installed.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, List
+
+import numpy as np
+
+from . import BenchCase, torch_or_none
+
+SPECS: list = []
+
+
+def _bf16():
+    try:
+        import ml_dtypes
+    except ImportError:
+        return None
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+def _dtypes():
+    bf16 = _bf16()
+    return None if bf16 is None else {"bfloat16": bf16, "float16": np.dtype(np.float16),
+                                      "float32": np.dtype(np.float32)}
+
+
+def _case(label, n, make: Callable[[np.dtype], Callable[[], object]],
+          torch_make=None, values_moved=2.0) -> List[BenchCase]:
+    """make(dtype) -> the call on inputs of dtype; torch_make(torch_dtype) likewise; nbytes
+    counts the bf16 traffic (values_moved values of 2 bytes per element)."""
+    dtypes = _dtypes()
+    if dtypes is None:
+        return []
+    impls: Dict[str, Callable[[], object]] = {}
+    for name in ("bfloat16", "float32", "float16"):
+        impls[f"mlkernels {name}"] = make(dtypes[name])
+    torch = torch_or_none()
+    if torch is not None and torch_make is not None:
+        impls["torch bfloat16"] = torch_make(torch, torch.bfloat16)
+        impls["torch float32"] = torch_make(torch, torch.float32)
+    return [BenchCase(f"16-bit storage: {label}", impls, dtype="bfloat16",
+                      nbytes=2.0 * values_moved * n, copy_nbytes=2 * n,
+                      copy_factor=values_moved / 2)]
+
+
+def _x(shape, dtype, seed=0):
+    return (np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
+            .astype(dtype))
+
+
+def _norm_cases(quick):
+    from .. import norm
+    rows, cols = (1024 if quick else 4096), 4096
+    n = rows * cols
+
+    def ln(dtype):
+        x, w, b = _x((rows, cols), dtype), _x(cols, dtype, 1), _x(cols, dtype, 2)
+        out = (np.empty_like(x), np.empty(rows, np.float32 if dtype.itemsize == 2 else dtype),
+               np.empty(rows, np.float32 if dtype.itemsize == 2 else dtype))
+        return lambda: norm.layer_norm(x, cols, w, b, out=out)
+
+    def rms(dtype):
+        x, w = _x((rows, cols), dtype), _x(cols, dtype, 1)
+        out = (np.empty_like(x), np.empty(rows, np.float32 if dtype.itemsize == 2 else dtype))
+        return lambda: norm.rms_norm(x, cols, w, 1e-6, out=out)
+
+    def t_ln(torch, dt):
+        x = torch.randn(rows, cols).to(dt)
+        w, b = torch.randn(cols).to(dt), torch.randn(cols).to(dt)
+        return lambda: torch.nn.functional.layer_norm(x, (cols,), w, b)
+
+    def t_rms(torch, dt):
+        x, w = torch.randn(rows, cols).to(dt), torch.randn(cols).to(dt)
+        return lambda: torch.nn.functional.rms_norm(x, (cols,), w, 1e-6)
+    return {"layer_norm": _case(f"layer_norm {rows}x{cols}", n, ln, t_ln),
+            "rms_norm": _case(f"rms_norm {rows}x{cols}", n, rms, t_rms)}
+
+
+def _loss_cases(quick):
+    from .. import loss
+    rows, cols = (4096 if quick else 16384), 1024
+    n = rows * cols
+
+    def sm(fn):
+        def make(dtype):
+            x = _x((rows, cols), dtype)
+            y = np.empty_like(x)
+            return lambda: fn(x, -1, out=y)
+        return make
+
+    def ce(dtype):
+        x = _x((rows, cols), dtype)
+        t = np.random.default_rng(3).integers(0, cols, rows)
+        return lambda: loss.cross_entropy(x, t)
+
+    def t_sm(fn):
+        def make(torch, dt):
+            x = torch.randn(rows, cols).to(dt)
+            return lambda: fn(x, -1)
+        return make
+
+    def t_ce(torch, dt):
+        x = torch.randn(rows, cols).to(dt)
+        t = torch.randint(0, cols, (rows,))
+        return lambda: torch.nn.functional.cross_entropy(x, t)
+    torch = torch_or_none()
+    return {"softmax": _case(f"softmax {rows}x{cols}", n, sm(loss.softmax),
+                             t_sm(torch.softmax) if torch else None),
+            "log_softmax": _case(f"log_softmax {rows}x{cols}", n, sm(loss.log_softmax),
+                                 t_sm(torch.log_softmax) if torch else None),
+            "cross_entropy": _case(f"cross_entropy {rows}x{cols}", n, ce, t_ce, 1.0)}
+
+
+def _dropout_cases(quick):
+    from ..dropout import dropout as dropout_fn
+    n = (4 if quick else 16) * 2**20
+
+    def make(dtype):
+        x = _x(n, dtype)
+        y = np.empty_like(x)
+        return lambda: dropout_fn(x, 0.1, 1234, out=y)
+
+    def t_make(torch, dt):
+        x = torch.randn(n).to(dt)
+        return lambda: torch.nn.functional.dropout(x, 0.1)
+    return {"dropout": _case(f"dropout {n // 2**20}M p=0.1", n, make, t_make)}
+
+
+def _adamw_cases(quick):
+    """AdamW over 16M params: bf16 params and grads with float32 states (2 + 2 + 4 + 4 bytes
+    read and 2 + 4 + 4 written per param: 22) against float32 (4 + 4 + 4 + 4 read, 12
+    written: 28), and the bf16 modes (master weights: + 4 + 4; bf16 states: 14)."""
+    from ..optim import adamw_step
+    dtypes = _dtypes()
+    if dtypes is None:
+        return {"adamw_step": []}
+    n = (4 if quick else 16) * 2**20
+    bf16 = dtypes["bfloat16"]
+
+    def arrays(pdt, sdt):
+        p, g = _x(n, pdt), _x(n, pdt, 1)
+        return p, g, np.zeros(n, sdt), np.zeros(n, sdt)
+    step = [0]
+
+    def make(pdt, sdt, **kw):
+        p, g, m, v = arrays(pdt, sdt)
+        if kw.pop("master", False):
+            kw["master_params"] = [p.astype(np.float32)]
+
+        def run():
+            step[0] += 1
+            adamw_step(p, g, m, v, step=step[0] % 1000 + 1, lr=1e-4, **kw)
+        return run
+    impls = {"mlkernels bf16 params, f32 states": make(bf16, np.float32),
+             "mlkernels float32": make(np.float32, np.float32),
+             "mlkernels bf16 + master weights": make(bf16, np.float32, master=True),
+             "mlkernels bf16 stochastic rounding": make(bf16, np.float32,
+                                                        stochastic_rounding=True, seed=1),
+             "mlkernels bf16 params, bf16 states": make(bf16, bf16)}
+    torch = torch_or_none()
+    if torch is not None:
+        for name, dt in (("torch bf16 (fused)", torch.bfloat16), ("torch float32 (fused)",
+                                                                   torch.float32)):
+            p = torch.randn(n).to(dt).requires_grad_()
+            p.grad = torch.randn(n).to(dt)
+            opt = torch.optim.AdamW([p], lr=1e-4, fused=True)
+            impls[name] = opt.step
+    return {"adamw_step": [BenchCase(f"16-bit storage: AdamW {n // 2**20}M params", impls,
+                                     dtype="bfloat16", nbytes=22.0 * n, copy_nbytes=2 * n,
+                                     copy_factor=5.5)]}
+
+
+_BUILDERS = {"adamw_step": _adamw_cases, "layer_norm": _norm_cases, "rms_norm": _norm_cases, "softmax": _loss_cases,
+             "log_softmax": _loss_cases, "cross_entropy": _loss_cases,
+             "dropout": _dropout_cases}
+
+
+def storage16_cases(kernel: str, quick: bool) -> List[BenchCase]:
+    """The 16-bit storage bench case of `kernel` (one of _BUILDERS), [] without ml_dtypes."""
+    return _BUILDERS[kernel](quick)[kernel]
+
+
+def with_storage16(bench, kernel: str):
+    """A spec row's bench function, plus the 16-bit storage case of `kernel`."""
+    def both(quick):
+        return (list(bench(quick)) if bench is not None else []) + storage16_cases(kernel, quick)
+    return both

@@ -1,0 +1,228 @@
+"""Kernels on 16-bit storage (bfloat16 of ml_dtypes, numpy float16): each result is the
+float32 kernel's result on the widened inputs, rounded once to nearest even -- bit for bit,
+NaN included -- on every ISA variant, threaded and serial sizes, streamed outputs, strided
+inputs, empty and size-1 shapes, special values. Statistics (mean, rstd) and losses stay
+float32 and equal the float32 kernel's exactly.
+"""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import mlkernels as mk
+
+ml_dtypes = pytest.importorskip("ml_dtypes")
+BF16 = np.dtype(ml_dtypes.bfloat16)
+HALF = [BF16, np.dtype(np.float16)]
+IDS = ["bfloat16", "float16"]
+SPECIALS = [np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, 1e30, -3e38, 1e-30, 6e-8, 65504.0,
+            70000.0]
+
+
+def f32(a):
+    return None if a is None else a.astype(np.float32)
+
+
+def same_bits(got, expected_f32, dtype):
+    """got (16-bit) == the float32 result rounded with ml_dtypes / NumPy, bit for bit."""
+    assert got.dtype == dtype
+    with np.errstate(all="ignore"):
+        expected = np.asarray(expected_f32, np.float32).astype(dtype)
+    assert got.shape == expected.shape
+    g, e = got.view(np.uint16), expected.view(np.uint16)
+    bad = np.flatnonzero(g.reshape(-1) != e.reshape(-1))
+    assert bad.size == 0, (bad[:5], g.reshape(-1)[bad[:5]], e.reshape(-1)[bad[:5]])
+
+
+def same_f32(got, expected):
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, expected)
+
+
+def data(shape, dtype, seed=0, specials=True, scale=3.0):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(shape) * scale).astype(np.float32)
+    if specials and x.size >= 2 * len(SPECIALS):
+        flat = x.reshape(-1)
+        where = rng.choice(flat.size, len(SPECIALS), replace=False)
+        flat[where] = SPECIALS
+    with np.errstate(over="ignore"):
+        return x.astype(dtype)
+
+
+SHAPES = [(0, 5), (1, 1), (3, 1), (5, 7), (7, 300), (2, 3, 40), (300, 260), (64, 4096)]
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_layer_norm(isa, dtype, shape):
+    x = data(shape, dtype)
+    w, b = data(shape[-1:], dtype, 1, False, 1.0), data(shape[-1:], dtype, 2, False, 1.0)
+    for args in [(w, b), (w, None), (None, b), (None, None)]:
+        y, mean, rstd = mk.layer_norm(x, shape[-1], *args)
+        ye, me, re = mk.layer_norm(f32(x), shape[-1], *map(f32, args))
+        same_bits(y, ye, dtype)
+        same_f32(mean, me)
+        same_f32(rstd, re)
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_rms_norm(isa, dtype, shape):
+    x = data(shape, dtype)
+    w = data(shape[-1:], dtype, 1, False, 1.0)
+    for weight in [w, None]:
+        for eps in [None, 1e-5]:
+            y, rstd = mk.rms_norm(x, shape[-1], weight, eps)
+            ye, re = mk.rms_norm(f32(x), shape[-1], f32(weight), eps)
+            same_bits(y, ye, dtype)
+            same_f32(rstd, re)
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+def test_norms_streamed_and_multidim(stream_everything, dtype):
+    x = data((6, 4, 50), dtype)
+    y, mean, rstd = mk.layer_norm(x, (4, 50))
+    ye, me, re = mk.layer_norm(f32(x), (4, 50))
+    same_bits(y, ye, dtype)
+    same_f32(mean, me)
+    y, rstd = mk.rms_norm(x[:, ::2], 50)         # strided: copied once
+    ye, re = mk.rms_norm(f32(x[:, ::2]), 50)
+    same_bits(y, ye, dtype)
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+def test_norm_nan_row_stays_nan(isa, dtype):
+    x = data((4, 16), dtype, specials=False)
+    x[1, 3] = np.nan
+    y, mean, rstd = mk.layer_norm(x, 16)
+    assert np.isnan(f32(y[1])).all() and not np.isnan(f32(y[[0, 2, 3]])).any()
+    assert np.isnan(mean[1])
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+def test_norm_out_and_errors(dtype):
+    x = data((4, 8), dtype)
+    y, mean, rstd = np.empty((4, 8), dtype), np.empty(4, np.float32), np.empty(4, np.float32)
+    r = mk.layer_norm(x, 8, out=(y, mean, rstd))
+    assert r[0] is y and r[1] is mean and r[2] is rstd
+    with pytest.raises(ValueError, match=r"out \(mean\) has dtype .*; expected float32"):
+        mk.layer_norm(x, 8, out=(y, np.empty(4, dtype), rstd))
+    with pytest.raises(ValueError, match=r"out \(y\) has dtype float32; expected"):
+        mk.layer_norm(x, 8, out=(np.empty((4, 8), np.float32), None, None))
+    with pytest.raises(TypeError, match="weight has dtype float32 but x has dtype"):
+        mk.layer_norm(x, 8, np.ones(8, np.float32))
+    with pytest.raises(ValueError, match="overlaps"):
+        mk.rms_norm(x, 8, out=(x, None))
+
+
+# ---------------------------------------------------------------- softmax family, losses
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+@pytest.mark.parametrize("shape,axis", [((0, 4), -1), ((1, 1), -1), ((5, 9), -1), ((5, 9), 0),
+                                        ((3, 7, 11), 1), ((200, 1000), -1)], ids=str)
+@pytest.mark.parametrize("log_", [False, True], ids=["softmax", "log_softmax"])
+def test_softmax(isa, dtype, shape, axis, log_):
+    fwd = mk.log_softmax if log_ else mk.softmax
+    bwd = mk.log_softmax_backward if log_ else mk.softmax_backward
+    x = data(shape, dtype)
+    y = fwd(x, axis)
+    same_bits(y, fwd(f32(x), axis), dtype)
+    g = data(shape, dtype, 5, specials=False)
+    same_bits(bwd(g, y, axis), bwd(f32(g), f32(y), axis), dtype)
+    if x.ndim == 2 and x.size:
+        inplace = x.copy()
+        assert fwd(inplace, axis, out=inplace) is inplace
+        same_bits(inplace, fwd(f32(x), axis), dtype)
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+@pytest.mark.parametrize("shape", [(0, 5), (1, 1), (6, 10), (4, 5, 3), (300, 512)], ids=str)
+def test_cross_entropy(isa, dtype, shape):
+    rng = np.random.default_rng(3)
+    logits = data(shape, dtype, specials=False)
+    tshape = (shape[0],) + shape[2:]
+    t = rng.integers(0, shape[1], tshape)
+    if t.size:
+        t.reshape(-1)[0] = -100
+    for reduction in ["mean", "sum", "none"]:
+        for smoothing in [0.0, 0.1]:
+            got = mk.cross_entropy(logits, t, reduction, smoothing)
+            expected = mk.cross_entropy(f32(logits), t, reduction, smoothing)
+            assert np.asarray(got).dtype == np.float32
+            np.testing.assert_array_equal(got, expected)
+            g = np.float32(0.5) if reduction != "none" else \
+                rng.standard_normal(tshape).astype(np.float32)
+            gx = mk.cross_entropy_backward(g, logits, t, reduction, smoothing)
+            same_bits(gx, mk.cross_entropy_backward(g, f32(logits), t, reduction, smoothing),
+                      dtype)
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+def test_cross_entropy_nan_logit(dtype):
+    logits = data((3, 4), dtype, specials=False)
+    logits[1, 2] = np.nan
+    loss = mk.cross_entropy(logits, np.array([0, 1, 2]), "none")
+    assert np.isnan(loss[1]) and not np.isnan(loss[[0, 2]]).any()
+
+
+# ---------------------------------------------------------------- dropout
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+@pytest.mark.parametrize("n", [0, 1, 100, 2049, 40000, 200003])
+def test_dropout(isa, dtype, n):
+    x = data((n,), dtype)
+    for p in [0.0, 0.3, 0.9]:
+        y = mk.dropout(x, p, seed=7, offset=11)
+        same_bits(y, mk.dropout(f32(x), p, seed=7, offset=11), dtype)
+        g = mk.dropout_backward(x, p, seed=7, offset=11)
+        same_bits(g, mk.dropout_backward(f32(x), p, seed=7, offset=11), dtype)
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+def test_dropout_streamed_inplace_strided(stream_everything, dtype):
+    x = data((300, 70), dtype)
+    expected = mk.dropout(f32(x), 0.25, seed=1)
+    same_bits(mk.dropout(x[:, ::2], 0.25, seed=1), mk.dropout(f32(x[:, ::2]), 0.25, seed=1),
+              dtype)
+    inplace = x.copy()
+    assert mk.dropout(inplace, 0.25, seed=1, out=inplace) is inplace
+    same_bits(inplace, expected, dtype)
+
+
+# ---------------------------------------------------------------- property test
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.integers(0, 9), cols=st.integers(1, 70), seed=st.integers(0, 2**31),
+       half=st.sampled_from(HALF), scale=st.sampled_from([1e-6, 1.0, 300.0, 3e4]))
+def test_property_all_kernels(rows, cols, seed, half, scale):
+    x = data((rows, cols), half, seed, specials=True, scale=scale)
+    same_bits(mk.layer_norm(x, cols)[0], mk.layer_norm(f32(x), cols)[0], half)
+    same_bits(mk.rms_norm(x, cols)[0], mk.rms_norm(f32(x), cols)[0], half)
+    same_bits(mk.softmax(x), mk.softmax(f32(x)), half)
+    same_bits(mk.log_softmax(x, 0), mk.log_softmax(f32(x), 0), half)
+    same_bits(mk.dropout(x, 0.5, seed), mk.dropout(f32(x), 0.5, seed), half)
+
+
+# ---------------------------------------------------------------- linear
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+@pytest.mark.parametrize("shape", [(0, 3, 4), (1, 1, 1), (5, 7, 3), (2, 3, 33, 17), (300, 64, 48)],
+                         ids=str)
+def test_linear(isa, dtype, shape):
+    *lead, n_in, n_out = shape
+    x = data(tuple(lead) + (n_in,), dtype, 0, specials=False)
+    w, b = data((n_out, n_in), dtype, 1, False, 0.3), data(n_out, dtype, 2, False)
+    for bias in [b, None]:
+        same_bits(mk.linear(x, w, bias), mk.linear(f32(x), f32(w), f32(bias)), dtype)
+        y32 = np.empty(tuple(lead) + (n_out,), np.float32)
+        assert mk.linear(x, w, bias, out=y32) is y32                   # float32 output
+        np.testing.assert_array_equal(y32, mk.linear(f32(x), f32(w), f32(bias)))
+    g = data(tuple(lead) + (n_out,), dtype, 3, specials=False)
+    got = mk.linear_backward(g, x, w, bias=True)
+    want = mk.linear_backward(f32(g), f32(x), f32(w), bias=True)
+    for a, e in zip(got, want):
+        same_bits(a, e, dtype)
+    with pytest.raises(ValueError, match="activation= is not available"):
+        mk.linear(x, w, b, activation="relu")
+    with pytest.raises(TypeError, match="weight has dtype float32 but x has dtype"):
+        mk.linear(x, f32(w))
