@@ -104,8 +104,9 @@ def machine(runs: Sequence[dict]) -> str:
     return (f"{info.get('cpu', info.get('machine'))}, {info.get('cores', '?')} cores, ISA "
             f"{info['isa']}, {info['num_threads']} threads; mlkernels {info['version']}, NumPy "
             f"{info['numpy']}, SciPy {info['scipy']}" + (f", PyTorch {torch}" if torch else "")
-            + f"; {', '.join(dates)}; medians of {runs[0]['samples']} samples "
-            f"(`{runs[0].get('command', 'mlkernels bench')} --json`)")
+            + f"; {', '.join(dates)}; " + "; ".join(
+                f"medians of {r['samples']} samples (`{r.get('command', 'mlkernels bench')}`)"
+                for r in runs))
 
 
 def headline(runs: Sequence[dict]) -> str:
