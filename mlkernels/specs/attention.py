@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
 import sys
 
 import numpy as np
@@ -240,6 +241,17 @@ def _rss_mark() -> int:
     return _status("VmRSS")
 
 
+def _same_package_env() -> dict:
+    """The environment of a child Python that imports the mlkernels this process imported
+    (run from a neutral folder: from a repository's root, '' would find the source tree)."""
+    import mlkernels
+    home = os.path.dirname(os.path.dirname(os.path.abspath(mlkernels.__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([home] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH")
+                                                   else []))
+    return env
+
+
 def probe_memory(impl: str, shape, direction: str) -> dict:
     """Peak memory of one causal float32 call of ``impl`` ("mlkernels" or "torch") on q, k, v
     of ``shape`` (B, H, T, d), run in a fresh process (``_memory``): how far the resident
@@ -304,7 +316,8 @@ def _memory(shape, direction, impls):
         code = ("import json, sys; from mlkernels.specs.attention import probe_memory; "
                 "print(json.dumps(probe_memory(*json.loads(sys.argv[1]))))")
         done = subprocess.run([sys.executable, "-c", code, json.dumps([impl, shape, direction])],
-                              capture_output=True, text=True, env=dict(os.environ))
+                              capture_output=True, text=True, env=_same_package_env(),
+                              cwd=tempfile.gettempdir())
         if done.returncode:
             results[impl] = {"text": f"probe failed: {done.stderr.strip().splitlines()[-1:]}"}
             continue
