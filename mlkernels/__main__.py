@@ -8,6 +8,7 @@
     mlkernels report results.json --plot figs   tables and plots of bench --json results
     mlkernels demo [--plot F.png]           a guided tour of training, each step measured
     mlkernels demo gpt [--steps N] [--plot F.png]   a character-level GPT on Shakespeare
+    mpiexec -n 2 mlkernels demo gpt --distributed   the same, data parallel over MPI
     mlkernels vecreport [--check]           which marked loops GCC vectorized (GCC, Cython)
 """
 from __future__ import annotations
@@ -77,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--batch", type=int, default=16, help="gpt: sequences per step (16)")
     demo.add_argument("--lr", type=float, default=5e-3, help="gpt: peak learning rate (5e-3)")
     demo.add_argument("--seed", type=int, default=0, help="gpt: weights, batches, samples")
+    demo.add_argument("--distributed", action="store_true",
+                      help="gpt: data parallel over MPI (mpiexec -n P mlkernels demo gpt "
+                           "--distributed; pip install 'mlkernels[dist]')")
     from . import _vecreport
     vec = sub.add_parser("vecreport", help="did GCC vectorize every marked hot loop "
                          "(docs/vectorization.md)")
@@ -107,7 +111,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 if args.steps < 1 or args.batch < 1:
                     parser.error("--steps and --batch must be at least 1")
                 _demo_gpt.run(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
-                              out=sys.stdout, plot=plot)
+                              out=sys.stdout, plot=plot, distributed=args.distributed)
                 return 0
             _demo.run(out=sys.stdout, plot=plot)
             return 0

@@ -83,10 +83,27 @@ def _bar(done: int, total: int, width: int = 24) -> str:
 
 def run(steps: int = 1000, batch: int = 16, lr: float = 5e-3, seed: int = 0,
         eval_every: int = 100, eval_batches: int = 8, sample_chars: int = 300,
-        out=sys.stdout, plot: Optional[str] = None, text: Optional[str] = None
-        ) -> Dict[str, object]:
-    """Train the demo's GPT; returns the losses, the validation losses, tokens/s, samples."""
+        out=sys.stdout, plot: Optional[str] = None, text: Optional[str] = None,
+        distributed: bool = False) -> Dict[str, object]:
+    """Train the demo's GPT; returns the losses, the validation losses, tokens/s, samples.
+
+    ``distributed``: data parallel over MPI (run under ``mpiexec -n P``): every rank draws
+    the same batch and computes on its ``batch / P`` rows, one Allreduce averages the
+    gradients (``mlkernels.distributed``), every rank takes the same step; rank 0 evaluates,
+    samples and prints. The losses are those of one process on the whole batch, up to the
+    order of the sums."""
     from ._train import GPT_MODEL
+    comm, rows = None, slice(0, batch)
+    if distributed:
+        from . import distributed as dist
+        comm = dist.world()
+        if batch % comm.size:
+            raise SystemExit(f"mlkernels demo gpt --distributed: --batch {batch} must be a "
+                             f"multiple of the {comm.size} ranks")
+        dist.set_threads_per_rank(comm)
+        rows = dist.shard(batch, comm.rank, comm.size)
+        if comm.rank != 0:
+            out, plot = None, None
     text = load_text() if text is None else text
     chars = Chars(text)
     data = chars.encode(text)
@@ -101,6 +118,9 @@ def run(steps: int = 1000, batch: int = 16, lr: float = 5e-3, seed: int = 0,
     no_decay = [p for p in model.parameters() if p.ndim < 2]
     opt = optim.AdamW([{"params": decay, "weight_decay": 0.1},
                        {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.99))
+    if comm is not None:                   # rank 0's weights; the gradients in one buffer
+        dist.broadcast_parameters(model, comm=comm)
+        flat = dist.flat_grads(model)
     grads = [g for p, g in zip(model.parameters(), model.grads()) if p.ndim == 2] + \
         [g for p, g in zip(model.parameters(), model.grads()) if p.ndim < 2]
     say = (lambda s="", end="\n": print(s, end=end, file=out, flush=True)) if out is not None \
@@ -110,14 +130,17 @@ def run(steps: int = 1000, batch: int = 16, lr: float = 5e-3, seed: int = 0,
         f"{GPT_MODEL['n_embd']}, {GPT_MODEL['n_head']} heads, context {T}; {n_params:,} "
         f"parameters) on {len(text):,} characters of Shakespeare ({len(chars.chars)} distinct; "
         f"the last 10% held out)")
-    say(f"{steps} steps of {batch} x {T} characters, AdamW (lr {lr:g}, warm-up and cosine decay)")
-    before = sample(model, chars, sample_chars, seed)
+    say(f"{steps} steps of {batch} x {T} characters, AdamW (lr {lr:g}, warm-up and cosine decay)"
+        + (f"; {comm.size} ranks, {batch // comm.size} sequences each" if comm else ""))
+    root = comm is None or comm.rank == 0
+    before = sample(model, chars, sample_chars, seed) if root else ""
     say("\nSample before training:\n" + before.rstrip() + "\n")
 
     rng = np.random.default_rng(seed + 1)
     idx, targets = np.empty((batch, T), np.int64), np.empty((batch, T), np.int64)
     losses: List[float] = []
-    vals: List[tuple] = [(0, evaluate(model, val, batch, eval_batches, seed + 2))]
+    vals: List[tuple] = [(0, evaluate(model, val, batch, eval_batches, seed + 2) if root
+                          else float("nan"))]
     say(f"step {0:5d}: validation loss {vals[-1][1]:.3f} nats/char")
     warmup = max(1, min(100, steps // 10))
     train_seconds, every, width = 0.0, max(1, eval_every // 4), 0
@@ -126,15 +149,18 @@ def run(steps: int = 1000, batch: int = 16, lr: float = 5e-3, seed: int = 0,
         for group in opt.param_groups:
             group["lr"] = _lr(step, steps, lr, warmup)
         t0 = time.perf_counter()
-        loss = model.forward(idx, targets)
+        loss = model.forward(idx[rows], targets[rows])
         model.backward()
+        if comm is not None:
+            dist.allreduce_grads(flat, comm)        # the whole batch's gradient, everywhere
+            loss = comm.allreduce(float(loss)) / comm.size
         opt.step(grads)
         train_seconds += time.perf_counter() - t0
         losses.append(float(loss))
         done = step + 1
         rate = batch * T * done / train_seconds
         recent = float(np.mean(losses[-20:]))
-        if done % eval_every == 0 or done == steps:
+        if root and (done % eval_every == 0 or done == steps):
             vals.append((done, evaluate(model, val, batch, eval_batches, seed + 2)))
         line = (f"step {done:5d}/{steps} {_bar(done, steps)} loss {recent:.3f}  "
                 f"val {vals[-1][1]:.3f}  {rate:,.0f} tokens/s")
@@ -145,7 +171,7 @@ def run(steps: int = 1000, batch: int = 16, lr: float = 5e-3, seed: int = 0,
             say(line)
     if tty:
         say()
-    after = sample(model, chars, sample_chars, seed)
+    after = sample(model, chars, sample_chars, seed) if root else ""
     tokens_per_s = batch * T * steps / train_seconds if steps else 0.0
     say(f"\nvalidation loss {vals[0][1]:.3f} -> {vals[-1][1]:.3f} nats/char; "
         f"{tokens_per_s:,.0f} tokens/s over {train_seconds:.1f} s of training")

@@ -4,6 +4,7 @@ recipe (skipped without dask)."""
 import os
 import shutil
 import subprocess
+import tempfile
 import sys
 import threading
 
@@ -38,10 +39,15 @@ def _env():
                     os.environ.get("PYTHONPATH")) if p))
 
 
+#: an empty folder to start child interpreters in: with -m, Python puts the current folder
+#: first on sys.path, and in the repository's root the source tree would shadow the package
+NEUTRAL = tempfile.mkdtemp(prefix="mlkernels-neutral-")
+
+
 def _run_mpi(args, timeout):
     return subprocess.run([_mpiexec(), "-n", "2", sys.executable, *args], env=_env(),
                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, cwd=NEUTRAL)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +80,7 @@ def test_the_example_trains_the_same_on_two_ranks_as_on_one(mpi):
     two = _run_mpi(args, 300)
     assert two.returncode == 0, two.stdout + two.stderr
     one = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=300,
-                         stdin=subprocess.DEVNULL, env=_env())
+                         stdin=subprocess.DEVNULL, env=_env(), cwd=NEUTRAL)
     assert one.returncode == 0, one.stdout + one.stderr
     curve = [line for line in two.stdout.splitlines() if "loss" in line]
     assert len(curve) == 2 and "2 rank(s)" in two.stdout and "1 rank(s)" in one.stdout
@@ -224,3 +230,24 @@ def test_docstring_examples_run():
             runner.run(example)
     result = runner.summarize(verbose=False)
     assert result.attempted >= 10 and result.failed == 0
+
+
+def test_the_gpt_demo_trains_the_same_on_two_ranks_as_on_one(mpi):
+    """mpiexec -n 2 mlkernels demo gpt --distributed: each rank on half of every batch, one
+    Allreduce a step; its losses are one process's on the whole batch (float32: to the
+    printed 3 decimals)."""
+    args = ["-m", "mlkernels", "demo", "gpt", "--steps", "3", "--batch", "4"]
+    two = _run_mpi(args + ["--distributed"], 300)
+    assert two.returncode == 0, two.stdout + two.stderr
+    one = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=300,
+                         stdin=subprocess.DEVNULL, env=_env(), cwd=NEUTRAL)
+    assert one.returncode == 0, one.stdout + one.stderr
+    assert "2 ranks, 2 sequences each" in two.stdout
+    last = [[line for line in run.stdout.splitlines() if "step     3/3" in line][-1]
+            for run in (two, one)]
+    loss = [line.split("loss ")[1].split()[0] for line in last]
+    assert loss[0] == loss[1], last
+    assert two.stdout.count("Sample after training") == 1      # rank 0 alone prints
+    bad = _run_mpi(["-m", "mlkernels", "demo", "gpt", "--steps", "1", "--batch", "3",
+                    "--distributed"], 120)
+    assert bad.returncode != 0 and "multiple of the 2 ranks" in bad.stdout + bad.stderr

@@ -51,11 +51,11 @@ def test_a_short_run_learns_and_prints_its_progress():
 def test_cli_demo_gpt(tmp_path):
     r = subprocess.run([sys.executable, "-m", "mlkernels", "demo", "gpt", "--steps", "2",
                         "--batch", "2"], capture_output=True, text=True, timeout=300,
-                       cwd=tempfile.gettempdir())
+                       cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "Sample after training" in r.stdout and "step     2/2" in r.stdout
     bad = subprocess.run([sys.executable, "-m", "mlkernels", "demo", "gpt", "--steps", "0"],
-                         capture_output=True, text=True, timeout=300, cwd=tempfile.gettempdir())
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert bad.returncode == 2 and "--steps" in bad.stderr
 
 

@@ -5,10 +5,15 @@ baseline variant always takes, and avx2 for bfloat16; `portable=True` forces it 
 And the dtype rules of _validate.storage_dtype, with and without ml_dtypes.
 """
 import subprocess
+import tempfile
 import sys
 
 import numpy as np
 import pytest
+
+#: an empty folder for child interpreters (not the repository's root, whose source tree would
+#: shadow the installed package)
+NEUTRAL = tempfile.mkdtemp(prefix="mlkernels-neutral-")
 
 from mlkernels import _dispatch
 from mlkernels import _validate as V
@@ -135,7 +140,7 @@ def test_forced_variant_takes_portable_path():
     for isa, expected in [("baseline", "portable portable"), ("avx2", "portable f16c")]:
         if isa not in _dispatch.available_isas:
             continue
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=NEUTRAL,
                              env={**__import__("os").environ, "MLKERNELS_ISA": isa}, check=True)
         assert out.stdout.split() == expected.split()
 
@@ -184,12 +189,14 @@ def test_import_without_ml_dtypes():
             "import numpy as np, mlkernels\n"
             "assert 'ml_dtypes' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
             "print(mlkernels.relu(np.array([-1.0, 2.0], np.float32)))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=NEUTRAL)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[0. 2.]"
 
 
 def test_import_does_not_import_ml_dtypes():
     code = "import sys, mlkernels; print('ml_dtypes' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=NEUTRAL)
     assert out.stdout.strip() == "False"

@@ -16,7 +16,7 @@ from mlkernels.testing import GradcheckError, assert_close, gradcheck
 
 # Subprocesses start in a neutral folder: from the repository root, the source tree (with no
 # compiled kernels in it) would shadow the installed package.
-NEUTRAL = tempfile.gettempdir()
+NEUTRAL = tempfile.mkdtemp(prefix="mlkernels-neutral-")   # empty: no stray module there
 
 
 def run_python(code, **env):

@@ -18,6 +18,9 @@ from mlkernels import reference as ref
 from mlkernels.testing import assert_close
 
 runtime = _threads._runtime
+#: an empty folder for child interpreters: in the repository's root the source tree would
+#: shadow the package, and a shared folder such as /tmp may hold stray modules
+NEUTRAL = tempfile.mkdtemp(prefix="mlkernels-neutral-")
 
 
 def _python(code: str, **env) -> str:
@@ -28,7 +31,7 @@ def _python(code: str, **env) -> str:
     # (from a neutral folder: in the repository root the source tree would shadow the package)
     return subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True,
                           text=True, check=True, timeout=120,
-                          cwd=tempfile.gettempdir()).stdout.strip()
+                          cwd=NEUTRAL).stdout.strip()
 
 
 # ------------------------------------------------------------------ the thread count

@@ -317,7 +317,7 @@ def _memory(shape, direction, impls):
                 "print(json.dumps(probe_memory(*json.loads(sys.argv[1]))))")
         done = subprocess.run([sys.executable, "-c", code, json.dumps([impl, shape, direction])],
                               capture_output=True, text=True, env=_same_package_env(),
-                              cwd=tempfile.gettempdir())
+                              cwd=tempfile.mkdtemp(prefix="mlkernels-probe-"))
         if done.returncode:
             results[impl] = {"text": f"probe failed: {done.stderr.strip().splitlines()[-1:]}"}
             continue
