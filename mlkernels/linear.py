@@ -121,8 +121,8 @@ def linear(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray] = None,
 # (_convert, vectorized) and the float32 sgemm path runs; results are rounded once to the
 # storage dtype (or written as float32 into a float32 out=). So a 16-bit result is the float32
 # linear's on the widened operands, rounded. Why not a bf16 dot-product kernel (vdpbf16ps):
-# DESIGN.md's rule is BLAS for the product, and the widening is O(n²) against the product's
-# O(n³) (docs/kernels/bf16.md has the measurement).
+# the rule is BLAS for the product (docs/design.md), and the widening is O(n²) against the
+# product's O(n³) (docs/kernels/bf16.md has the measurement).
 
 def _widened(a, dtype):
     """A float32 copy of the 16-bit array a (C-contiguous), or None for None."""
