@@ -55,7 +55,7 @@ def check_both(q, k, v, g=None, is_causal=False, scale=None, rng=None):
 @pytest.mark.parametrize("is_causal", [False, True])
 @pytest.mark.parametrize("Tq, Tk", [(7, 7), (5, 9), (9, 4), (70, 130)])
 def test_matches_torch_float64(is_causal, Tq, Tk):
-    torch = pytest.importorskip("torch", reason="torch is only a comparison peer")
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed (a comparison peer)")
     F = torch.nn.functional
     rng = np.random.default_rng(1)
     q, k, v = inputs(rng, (2, 3), Tq, Tk, 8, 5)
@@ -77,7 +77,7 @@ def test_matches_torch_float64(is_causal, Tq, Tk):
 
 def test_empty_keys_follow_torch():
     """No keys: torch returns 0 (and its gradients are 0); lse = log 0 = −inf."""
-    torch = pytest.importorskip("torch", reason="torch is only a comparison peer")
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed (a comparison peer)")
     q = np.random.default_rng(0).standard_normal((2, 3, 4))
     k, v = np.zeros((2, 0, 4)), np.zeros((2, 0, 5))
     tq = torch.from_numpy(q).requires_grad_()
@@ -100,7 +100,7 @@ def test_head_size_zero_is_uniform_as_torch():
                  np.float64)
     causal = sdpa(q, k, v, is_causal=True)
     assert_close(causal[:, 1], v[:, :2].mean(axis=1), np.float64)
-    torch = pytest.importorskip("torch", reason="torch is only a comparison peer")
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed (a comparison peer)")
     assert_close(sdpa(q, k, v), torch.nn.functional.scaled_dot_product_attention(
         *(torch.from_numpy(a) for a in (q, k, v))).numpy(), np.float64)
 

@@ -21,7 +21,7 @@ def _grads(dtype=np.float64, seed=0, shapes=((5,), (300, 7), (70001,), (1,))):
 
 
 def _torch_clip(grads, max_norm, norm_type, error_if_nonfinite=False):
-    torch = pytest.importorskip("torch", reason="torch is only a comparison peer")
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed (a comparison peer)")
     params = [torch.zeros(g.shape, dtype=torch.float64) for g in grads]
     for p, g in zip(params, grads):
         p.grad = torch.from_numpy(g.astype(np.float64))
@@ -176,7 +176,7 @@ def test_max_grad_norm_equals_clip_then_step_bit_for_bit(name, opts, dtype):
 
 
 def test_max_grad_norm_matches_torch_adamw():
-    torch = pytest.importorskip("torch", reason="torch is only a comparison peer")
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed (a comparison peer)")
     params = _grads(seed=3)
     tparams = [torch.tensor(p.copy(), requires_grad=True) for p in params]
     opt = optim.AdamW(params, lr=0.01, max_grad_norm=1.0)

@@ -185,7 +185,7 @@ def test_p1_gives_x_times_zero_as_torch(dtype):
         y = f()
         np.testing.assert_array_equal(y, want)
         assert np.array_equal(np.signbit(y), np.signbit(want))
-    torch = pytest.importorskip("torch", reason="torch is only a comparison peer")
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed (a comparison peer)")
     t = torch.nn.functional.dropout(torch.from_numpy(x.copy()), 1.0).numpy()
     np.testing.assert_array_equal(mk.dropout(x, 1.0, 3), t)
 
@@ -193,7 +193,7 @@ def test_p1_gives_x_times_zero_as_torch(dtype):
 def test_kept_values_and_dropped_nan_as_torch():
     """Masks differ (another generator), but where both keep an element the values are the
     same bits (x·(1/(1 − p)) in float64), and a dropped NaN or inf becomes NaN in both."""
-    torch = pytest.importorskip("torch", reason="torch is only a comparison peer")
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed (a comparison peer)")
     x = np.random.default_rng(0).standard_normal(4000)
     x[::97] = np.nan
     x[5::97] = np.inf

@@ -17,7 +17,7 @@ DTYPES = [np.float32, np.float64]
 @pytest.mark.parametrize("padding_idx", [None, 0, 3, -1, -7])
 @pytest.mark.parametrize("index_dtype", [np.int64, np.int32])
 def test_matches_torch_float64(padding_idx, index_dtype):
-    torch = pytest.importorskip("torch", reason="torch is only a comparison peer")
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed (a comparison peer)")
     rng = np.random.default_rng(0)
     w = rng.standard_normal((9, 5))
     idx = rng.integers(0, 9, (4, 6)).astype(index_dtype)

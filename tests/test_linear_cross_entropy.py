@@ -28,7 +28,7 @@ def _problem(dtype=np.float64, N=40, d=12, V=30, seed=0, bias=True):
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
 @pytest.mark.parametrize("bias", [True, False])
 def test_matches_torch_float64(reduction, label_smoothing, bias):
-    torch = pytest.importorskip("torch", reason="torch is only a comparison peer")
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed (a comparison peer)")
     x, w, t, b = _problem(bias=bias)
     kw = dict(reduction=reduction, label_smoothing=label_smoothing)
     tx, tw = (torch.from_numpy(a.copy()).requires_grad_() for a in (x, w))
