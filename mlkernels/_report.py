@@ -111,11 +111,17 @@ def machine(runs: Sequence[dict]) -> str:
 
 def headline(runs: Sequence[dict]) -> str:
     cases = _cases(runs)
-    lines = [HEADER] + [_line(k, c, cases[(f, k, c)]) for f, k, c in HEADLINE
-                        if (f, k, c) in cases]
+    shown = [key for key in HEADLINE if key in cases]
+    lines = [HEADER] + [_line(k, c, cases[(f, k, c)]) for f, k, c in shown]
+    # the footer names only the runs whose rows the table shows (a later run's row wins)
+    source = {}
+    for i, run in enumerate(runs):
+        for row in run["rows"]:
+            source[(row.get("family"), row.get("kernel"), row.get("case"))] = i
+    used = sorted({source[key] for key in shown if key in source})
     note = ("vs NumPy / vs PyTorch: their time over ours (above 1: we are faster); vs copy: our "
             "time over a copy of the same bytes (1.00x: the memory's speed).")
-    return "\n".join(lines) + "\n\n" + machine(runs) + ". " + note
+    return "\n".join(lines) + "\n\n" + machine([runs[i] for i in used] or runs) + ". " + note
 
 
 def family(runs: Sequence[dict], name: str) -> str:
