@@ -40,35 +40,7 @@ def float_dtype(str where, *, optional=(), **arrays):
     float16, object, ...), or float32 mixed with float64 in one call. Byte-swapped float
     arrays are accepted (they are converted by ``c_array``).
     """
-    cdef object dtype = None, dt
-    cdef str first = None, name
-    cdef cnp.dtype d
-    for name, a in arrays.items():
-        if a is None and name in optional:
-            continue
-        if not isinstance(a, np.ndarray):
-            raise TypeError(f"{where}: {name} must be a numpy.ndarray, got {_describe(a)}; "
-                            f"expected an array of {_SUPPORTED}")
-        d = (<cnp.ndarray>a).descr
-        if d.type_num == cnp.NPY_FLOAT32 or d.type_num == cnp.NPY_FLOAT64:
-            dt = FLOAT_DTYPES[0] if d.type_num == cnp.NPY_FLOAT32 else FLOAT_DTYPES[1]
-        else:
-            dt = a.dtype
-            if dt.kind != "f" or dt.itemsize not in (4, 8):
-                hint = (" (this function does not take 16-bit storage dtypes)"
-                        if dt.itemsize == 2 and (dt.kind == "f" or "bfloat16" in str(dt)) else "")
-                raise TypeError(f"{where}: {name} has dtype {dt}; expected {_SUPPORTED}{hint}")
-            dt = dt.newbyteorder("=")      # a byte-swapped float32/float64
-        if dtype is None:
-            dtype, first = dt, name
-        elif dt is not dtype and dt != dtype:
-            raise TypeError(
-                f"{where}: {name} has dtype {dt} but {first} has dtype {dtype}; expected one "
-                f"dtype for all arrays (mlkernels never mixes float32 and float64: cast one "
-                f"with .astype())")
-    if dtype is None:
-        raise TypeError(f"{where}: no array argument given; expected arrays of {_SUPPORTED}")
-    return dtype
+    return _one_dtype(where, optional, arrays, False)
 
 
 # ---------------------------------------------------------------- 16-bit storage dtypes
@@ -135,39 +107,51 @@ def storage_dtype(str where, *, optional=(), **arrays):
     dtype that is not ml_dtypes' -- when ml_dtypes is not installed the message says to
     ``pip install "mlkernels[bf16]"``.
     """
+    return _one_dtype(where, optional, arrays, True)
+
+
+cdef object _one_dtype(str where, tuple optional, dict arrays, bint storage):
+    """The loop of float_dtype (storage False: float32/float64 only) and storage_dtype
+    (storage True: bfloat16 and float16 too)."""
     cdef object dtype = None, dt
     cdef str first = None, name
     cdef cnp.dtype d
+    supported = _SUPPORTED_STORAGE if storage else _SUPPORTED
     for name, a in arrays.items():
         if a is None and name in optional:
             continue
         if not isinstance(a, np.ndarray):
-            if _bf16_like(getattr(a, "dtype", "")):
+            if storage and _bf16_like(getattr(a, "dtype", "")):
                 raise _foreign_bf16(where, name, a.dtype)
             raise TypeError(f"{where}: {name} must be a numpy.ndarray, got {_describe(a)}; "
-                            f"expected an array of {_SUPPORTED_STORAGE}")
+                            f"expected an array of {supported}")
         d = (<cnp.ndarray>a).descr
         if d.type_num == cnp.NPY_FLOAT32 or d.type_num == cnp.NPY_FLOAT64:
             dt = FLOAT_DTYPES[0] if d.type_num == cnp.NPY_FLOAT32 else FLOAT_DTYPES[1]
         else:
             dt = a.dtype
-            if _is_bf16(dt) or (dt.kind == "f" and dt.itemsize == 2):
+            if storage and (_is_bf16(dt) or (dt.kind == "f" and dt.itemsize == 2)):
                 dt = dt.newbyteorder("=")
-            elif _bf16_like(dt):
+            elif storage and _bf16_like(dt):
                 raise _foreign_bf16(where, name, dt)
             elif dt.kind != "f" or dt.itemsize not in (4, 8):
-                raise TypeError(f"{where}: {name} has dtype {dt}; expected {_SUPPORTED_STORAGE}")
+                hint = (" (this function does not take 16-bit storage dtypes)"
+                        if not storage and dt.itemsize == 2
+                        and (dt.kind == "f" or "bfloat16" in str(dt)) else "")
+                raise TypeError(f"{where}: {name} has dtype {dt}; expected {supported}{hint}")
             else:
                 dt = dt.newbyteorder("=")      # a byte-swapped float32/float64
         if dtype is None:
             dtype, first = dt, name
         elif dt is not dtype and dt != dtype:
+            mixing = ("float dtypes in one call, 16-bit storage included" if storage
+                      else "float32 and float64")
             raise TypeError(
                 f"{where}: {name} has dtype {dt} but {first} has dtype {dtype}; expected one "
-                f"dtype for all arrays (mlkernels never mixes float dtypes in one call, 16-bit "
-                f"storage included: cast one with .astype())")
+                f"dtype for all arrays (mlkernels never mixes {mixing}: cast one with "
+                f".astype())")
     if dtype is None:
-        raise TypeError(f"{where}: no array argument given; expected arrays of {_SUPPORTED_STORAGE}")
+        raise TypeError(f"{where}: no array argument given; expected arrays of {supported}")
     return dtype
 
 
