@@ -1738,18 +1738,26 @@ cdef void apply_vecmath(int which, const floating* x, floating* y, Py_ssize_t n)
                 y[i] = mlk_softplus(x[i])
 
 
-def vecmath(str name, const floating[::1] x):
+def vecmath(str name, x):
     """Apply one function of _vecmath.h to x: a float32 one (``VECMATH_FLOAT``) to float32 x,
-    a float64 one (``VECMATH_DOUBLE``) to float64 x. For tests/test_vecmath.py, which
+    a float64 one (``VECMATH_DOUBLE``) to float64 x (1-d). For tests/test_vecmath.py, which
     measures ulps."""
-    cdef Py_ssize_t n = x.shape[0]
-    names = VECMATH_FLOAT if floating is float else VECMATH_DOUBLE
+    cdef cnp.ndarray xs = np.ascontiguousarray(x)
+    if xs.ndim != 1 or xs.dtype not in (np.float32, np.float64):
+        raise TypeError(f"vecmath: x must be a 1-d float32 or float64 array, got {xs.dtype} of {xs.ndim} dimension(s)")
+    cdef bint f64 = xs.dtype == np.float64
+    names = VECMATH_DOUBLE if f64 else VECMATH_FLOAT
     if name not in names:
-        raise ValueError(f"vecmath: {name!r} is not one of {names} (for {np.asarray(x).dtype})")
+        raise ValueError(f"vecmath: {name!r} is not one of {names} (for {xs.dtype})")
     cdef int which = names.index(name)
-    y = np.empty(n, np.float32 if floating is float else np.float64)
-    cdef floating[::1] out = y
+    cdef Py_ssize_t n = xs.shape[0]
+    cdef cnp.ndarray y = np.empty(n, xs.dtype)
+    cdef void* px = cnp.PyArray_DATA(xs)
+    cdef void* py = cnp.PyArray_DATA(y)
     if n:
         with nogil:
-            apply_vecmath(which, &x[0], &out[0], n)
+            if f64:
+                apply_vecmath(which, <const double*>px, <double*>py, n)
+            else:
+                apply_vecmath(which, <const float*>px, <float*>py, n)
     return y

@@ -601,10 +601,12 @@ cdef void run(Kind kind, Problem* P, Workspace ws, int n_threads, Py_ssize_t n_i
         run_item(kind, P, ws.base + threadid() * ws.stride, item, dummy)
 
 
-cdef Heads heads_of(cnp.ndarray a, const long long[::1] offsets, Py_ssize_t row_stride):
+cdef Heads heads_of(cnp.ndarray a, cnp.ndarray offsets, Py_ssize_t row_stride):
+    """Head n of a starts offsets[n] elements into a's data (offsets: C-contiguous int64, one
+    per head, checked by mlkernels/attention.py), its rows row_stride elements apart."""
     cdef Heads h
     h.data = cnp.PyArray_DATA(a)
-    h.offsets = &offsets[0]
+    h.offsets = <const long long*>cnp.PyArray_DATA(offsets)
     h.row_stride = row_stride
     return h
 
@@ -634,65 +636,82 @@ cdef int threads_for(Problem* P, int directions, int n_threads):
     return 1 if P.N * pairs * (P.d + P.dv) * directions < SERIAL_BELOW else n_threads
 
 
-def forward(cnp.ndarray q, const long long[::1] q_off, Py_ssize_t q_rs,
-            cnp.ndarray k, const long long[::1] k_off, Py_ssize_t k_rs,
-            cnp.ndarray v, const long long[::1] v_off, Py_ssize_t v_rs,
-            floating[:, :, ::1] out, floating[:, ::1] lse, Py_ssize_t Tk, Py_ssize_t d,
+# The entries take ndarrays, not typed memoryviews (no memoryview code in the module, no
+# views to acquire per call); the float type is read off the output and chosen once.
+
+def forward(cnp.ndarray q, cnp.ndarray q_off, Py_ssize_t q_rs,
+            cnp.ndarray k, cnp.ndarray k_off, Py_ssize_t k_rs,
+            cnp.ndarray v, cnp.ndarray v_off, Py_ssize_t v_rs,
+            cnp.ndarray out, cnp.ndarray lse, Py_ssize_t Tk, Py_ssize_t d,
             double scale, bint causal, int n_threads):
-    """out (N, Tq, dv) and lse (N, Tq) of N heads. The arrays and their head offsets and
-    row strides are checked by mlkernels/attention.py; N, Tq, Tk >= 1 (it handles the rest).
-    """
+    """out (N, Tq, dv) and lse (N, Tq) of N heads, C-contiguous, of q's float type. The arrays,
+    their head offsets (int64) and row strides are checked by mlkernels/attention.py; N, Tq,
+    Tk >= 1 (it handles the rest)."""
     cdef Problem P
-    cdef floating dummy = 0
     cdef Py_ssize_t nbytes
-    setup(&P, out.shape[0], out.shape[1], Tk, d, out.shape[2], scale, causal, nr_of(dummy),
-          sizeof(floating))
+    cdef bint f64 = cnp.PyArray_TYPE(out) == cnp.NPY_FLOAT64
+    cdef int item = 8 if f64 else 4
+    setup(&P, cnp.PyArray_DIM(out, 0), cnp.PyArray_DIM(out, 1), Tk, d, cnp.PyArray_DIM(out, 2),
+          scale, causal, nr_of(<double>0) if f64 else nr_of(<float>0), item)
     P.q = heads_of(q, q_off, q_rs)
     P.k = heads_of(k, k_off, k_rs)
     P.v = heads_of(v, v_off, v_rs)
-    P.res_out = &out[0, 0, 0]
-    P.res_lse = &lse[0, 0]
-    forward_layout(&P, NULL, sizeof(floating), &nbytes)
+    P.res_out = cnp.PyArray_DATA(out)
+    P.res_lse = cnp.PyArray_DATA(lse)
+    forward_layout(&P, NULL, item, &nbytes)
     cdef Py_ssize_t n_items = P.N * P.nqb
     cdef int nt = <int>min(<Py_ssize_t>threads_for(&P, 1, n_threads), n_items)
     cdef Workspace ws = workspace(nt, nbytes)
     with nogil:
-        run(FORWARD, &P, ws, nt, n_items, dummy)
+        if f64:
+            run(FORWARD, &P, ws, nt, n_items, <double>0)
+        else:
+            run(FORWARD, &P, ws, nt, n_items, <float>0)
 
 
-def backward(cnp.ndarray grad_out, const long long[::1] g_off, Py_ssize_t g_rs,
-             cnp.ndarray q, const long long[::1] q_off, Py_ssize_t q_rs,
-             cnp.ndarray k, const long long[::1] k_off, Py_ssize_t k_rs,
-             cnp.ndarray v, const long long[::1] v_off, Py_ssize_t v_rs,
-             cnp.ndarray out, const long long[::1] o_off, Py_ssize_t o_rs,
-             const floating[:, ::1] lse, floating[:, :, ::1] dq, floating[:, :, ::1] dk,
-             floating[:, :, ::1] dv, double scale, bint causal, int n_threads,
-             bint force_split=False):
-    """dq (N, Tq, d), dk (N, Tk, d), dv (N, Tk, dv) of N heads (N, Tq, Tk >= 1; checked by
-    mlkernels/attention.py). ``force_split`` takes the two-pass schedule whatever the thread
-    count (for the tests: both schedules must give the same bits)."""
+def backward(cnp.ndarray grad_out, cnp.ndarray g_off, Py_ssize_t g_rs,
+             cnp.ndarray q, cnp.ndarray q_off, Py_ssize_t q_rs,
+             cnp.ndarray k, cnp.ndarray k_off, Py_ssize_t k_rs,
+             cnp.ndarray v, cnp.ndarray v_off, Py_ssize_t v_rs,
+             cnp.ndarray out, cnp.ndarray o_off, Py_ssize_t o_rs,
+             cnp.ndarray lse, cnp.ndarray dq, cnp.ndarray dk, cnp.ndarray dv,
+             double scale, bint causal, int n_threads, bint force_split=False):
+    """dq (N, Tq, d), dk (N, Tk, d), dv (N, Tk, dv) of N heads, C-contiguous, of q's float type
+    (N, Tq, Tk >= 1; checked by mlkernels/attention.py). ``force_split`` takes the two-pass
+    schedule whatever the thread count (for the tests: both schedules must give the same bits)."""
     cdef Problem P
-    cdef floating dummy = 0
     cdef Py_ssize_t nbytes
-    setup(&P, dq.shape[0], dq.shape[1], dk.shape[1], dq.shape[2], dv.shape[2], scale, causal,
-          nr_of(dummy), sizeof(floating))
+    cdef bint f64 = cnp.PyArray_TYPE(dq) == cnp.NPY_FLOAT64
+    cdef int item = 8 if f64 else 4
+    setup(&P, cnp.PyArray_DIM(dq, 0), cnp.PyArray_DIM(dq, 1), cnp.PyArray_DIM(dk, 1),
+          cnp.PyArray_DIM(dq, 2), cnp.PyArray_DIM(dv, 2), scale, causal,
+          nr_of(<double>0) if f64 else nr_of(<float>0), item)
     P.grad_out = heads_of(grad_out, g_off, g_rs)
     P.q = heads_of(q, q_off, q_rs)
     P.k = heads_of(k, k_off, k_rs)
     P.v = heads_of(v, v_off, v_rs)
     P.out = heads_of(out, o_off, o_rs)
-    P.lse = &lse[0, 0]
-    P.res_dq = &dq[0, 0, 0]
-    P.res_dk = &dk[0, 0, 0]
-    P.res_dv = &dv[0, 0, 0]
-    backward_layout(&P, NULL, sizeof(floating), &nbytes)
+    P.lse = cnp.PyArray_DATA(lse)
+    P.res_dq = cnp.PyArray_DATA(dq)
+    P.res_dk = cnp.PyArray_DATA(dk)
+    P.res_dv = cnp.PyArray_DATA(dv)
+    backward_layout(&P, NULL, item, &nbytes)
     cdef int nt = threads_for(&P, 2, n_threads)
     cdef Workspace ws = workspace(nt, nbytes)
-    if P.N >= nt and not force_split:
-        with nogil:
-            run(BACKWARD_HEADS, &P, ws, nt, P.N, dummy)
-        return
-    # Fewer heads than threads: key blocks in parallel (dk, dv), then query blocks (dq).
+    cdef bint by_heads = P.N >= nt and not force_split
     with nogil:
-        run(BACKWARD_KEYS, &P, ws, nt, P.N * P.nkb, dummy)
-        run(BACKWARD_QUERIES, &P, ws, nt, P.N * P.nqb, dummy)
+        if f64:
+            backward_runs(&P, ws, nt, by_heads, <double>0)
+        else:
+            backward_runs(&P, ws, nt, by_heads, <float>0)
+
+
+cdef void backward_runs(Problem* P, Workspace ws, int nt, bint by_heads,
+                        floating dummy) noexcept nogil:
+    """One item per head; or, with fewer heads than threads, key blocks in parallel (dk, dv),
+    then query blocks (dq). (dummy: the float type.)"""
+    if by_heads:
+        run(BACKWARD_HEADS, P, ws, nt, P.N, dummy)
+    else:
+        run(BACKWARD_KEYS, P, ws, nt, P.N * P.nkb, dummy)
+        run(BACKWARD_QUERIES, P, ws, nt, P.N * P.nqb, dummy)

@@ -185,10 +185,12 @@ cdef void scale_all(const Units* t, floating** data, floating coef, int n_thread
             scale_unit(data[t.unit_array[u]] + t.unit_start[u], unit_len(t, u), coef)
 
 
-def norm_partials(list arrays, bint is_double, int kind, double p, double[::1] result,
+def norm_partials(list arrays, bint is_double, int kind, double p, cnp.ndarray result,
                   int n_threads):
     """result[a] = Σ_j |arrays[a][j]|^p (or max/min |x|, or the count of nonzeros: ``kind``)
-    for C-contiguous, aligned, native arrays of one float type (validated by clip.py)."""
+    for C-contiguous, aligned, native arrays of one float type, into result, a C-contiguous
+    float64 array of len(arrays) (all validated by clip.py)."""
+    cdef double* sums = <double*>cnp.PyArray_DATA(result)
     cdef Units t
     make_units(arrays, &t)
     cdef double* partial = <double*>malloc((t.n_units + 1) * sizeof(double))
@@ -198,11 +200,11 @@ def norm_partials(list arrays, bint is_double, int kind, double p, double[::1] r
     try:
         with nogil:
             if is_double:
-                partials_all[double](<Kind>kind, &t, <double**>t.data, p, partial,
-                                     &result[0] if t.n_arrays else NULL, n_threads)
+                partials_all[double](<Kind>kind, &t, <double**>t.data, p, partial, sums,
+                                     n_threads)
             else:
-                partials_all[float](<Kind>kind, &t, <float**>t.data, p, partial,
-                                    &result[0] if t.n_arrays else NULL, n_threads)
+                partials_all[float](<Kind>kind, &t, <float**>t.data, p, partial, sums,
+                                    n_threads)
     finally:
         free(partial)
         free_units(&t)

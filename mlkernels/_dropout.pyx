@@ -40,6 +40,9 @@ cdef extern from "_philox.h" nogil:
     void mlk_philox_u16(uint64_t e0, Py_ssize_t n, uint32_t k0, uint32_t k1, uint16_t* u)
 
 import numpy as np
+cimport numpy as cnp
+
+cnp.import_array()
 
 cdef enum:
     BLOCK = 2048              # elements whose uniforms are drawn at once (4 KiB, on the stack)
@@ -90,28 +93,44 @@ cdef void dropout_chunk(const floating* x, floating* out, Py_ssize_t n, uint64_t
         mlk_stream_fence()
 
 
-def dropout_apply(const floating[::1] x,    # IN  (n,) the input (forward) or grad_out
-                  floating[::1] out,        # OUT (n,) may be x itself
+def dropout_apply(cnp.ndarray x,      # IN  (n,) the input (forward) or grad_out
+                  cnp.ndarray out,    # OUT (n,) may be x itself
                   uint64_t seed, uint64_t offset, uint32_t threshold, double scale,
                   int n_threads):
     """out = x·mask, mask[i] = scale if u(seed, offset + i) >= threshold/65536 else 0.
-    Validated by mlkernels/dropout.py: same length, offset + n <= 2^64, threshold <= 65535."""
-    cdef Py_ssize_t n = x.shape[0], n_chunks = (n + CHUNK - 1) // CHUNK, c
+    Validated by mlkernels/dropout.py: x and out C-contiguous of one float type and the same
+    length, offset + n <= 2^64, threshold <= 65535. (ndarrays rather than typed memoryviews:
+    no memoryview code in the module, and no view to acquire per call.)"""
+    cdef void* px = cnp.PyArray_DATA(x)
+    cdef void* po = cnp.PyArray_DATA(out)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
+    cdef bint f64 = cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT64
+    with nogil:
+        if f64:
+            dropout_run[double](<const double*>px, <double*>po, n, seed, offset, threshold,
+                                scale, n_threads)
+        else:
+            dropout_run[float](<const float*>px, <float*>po, n, seed, offset, threshold,
+                               scale, n_threads)
+
+
+cdef void dropout_run(const floating* px, floating* po, Py_ssize_t n, uint64_t seed,
+                      uint64_t offset, uint32_t threshold, double scale,
+                      int n_threads) noexcept nogil:
+    """dropout_apply's work: chunks of CHUNK elements over the team (or on this thread)."""
+    cdef Py_ssize_t n_chunks = (n + CHUNK - 1) // CHUNK, c
     cdef uint32_t k0 = <uint32_t>seed, k1 = <uint32_t>(seed >> 32)
     cdef floating s = <floating>scale
     cdef bint stream = n * <Py_ssize_t>sizeof(floating) >= stream_from()
     cdef int nt = 1 if n < SERIAL_BELOW else n_threads
     if n == 0:
         return
-    cdef const floating* px = &x[0]
-    cdef floating* po = &out[0]
-    with nogil:
-        if nt <= 1:
-            dropout_chunk(px, po, n, offset, k0, k1, threshold, s, stream)
-        else:
-            for c in prange(n_chunks, num_threads=nt, schedule="static"):
-                dropout_chunk(px + c * CHUNK, po + c * CHUNK, min(<Py_ssize_t>CHUNK, n - c * CHUNK),
-                              offset + <uint64_t>(c * CHUNK), k0, k1, threshold, s, stream)
+    if nt <= 1:
+        dropout_chunk(px, po, n, offset, k0, k1, threshold, s, stream)
+    else:
+        for c in prange(n_chunks, num_threads=nt, schedule="static"):
+            dropout_chunk(px + c * CHUNK, po + c * CHUNK, min(<Py_ssize_t>CHUNK, n - c * CHUNK),
+                          offset + <uint64_t>(c * CHUNK), k0, k1, threshold, s, stream)
 
 
 # ------------------------------------------------------------------ 16-bit storage
@@ -140,7 +159,7 @@ cdef void dropout_chunk_half(int kind, const uint16_t* x, uint16_t* out, Py_ssiz
         mlk_stream_fence()
 
 
-def dropout_apply_half(const uint16_t[::1] x, uint16_t[::1] out, int kind, uint64_t seed,
+def dropout_apply_half(cnp.ndarray x, cnp.ndarray out, int kind, uint64_t seed,
                        uint64_t offset, uint32_t threshold, double scale, int n_threads):
     """dropout_apply of 16-bit storage seen as uint16 (kind 1 bfloat16, 2 float16): the same
     mask, the float32 result rounded. out may be x itself."""
@@ -151,8 +170,8 @@ def dropout_apply_half(const uint16_t[::1] x, uint16_t[::1] out, int kind, uint6
     cdef int nt = 1 if n < SERIAL_BELOW else n_threads
     if n == 0:
         return
-    cdef const uint16_t* px = &x[0]
-    cdef uint16_t* po = &out[0]
+    cdef const uint16_t* px = <const uint16_t*>cnp.PyArray_DATA(x)
+    cdef uint16_t* po = <uint16_t*>cnp.PyArray_DATA(out)
     with nogil:
         if nt <= 1:
             dropout_chunk_half(kind, px, po, n, offset, k0, k1, threshold, s, stream)
@@ -165,19 +184,30 @@ def dropout_apply_half(const uint16_t[::1] x, uint16_t[::1] out, int kind, uint6
 
 # ------------------------------------------------------------------ the generator, exposed
 
-def philox4x32_10(uint32_t[::1] counter, uint32_t[::1] key):
+cdef uint32_t* words_of(cnp.ndarray a, Py_ssize_t at_least) except NULL:
+    """The data of a test hook's uint32 array, checked (the hooks are not behind the API)."""
+    if (cnp.PyArray_TYPE(a) != cnp.NPY_UINT32 or cnp.PyArray_SIZE(a) < at_least
+            or not cnp.PyArray_CHKFLAGS(a, cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_WRITEABLE)):
+        raise ValueError(f"expected a writeable C-contiguous uint32 array of at least {at_least} values")
+    return <uint32_t*>cnp.PyArray_DATA(a)
+
+
+def philox4x32_10(cnp.ndarray counter, cnp.ndarray key):
     """Philox4x32-10 of one 128-bit counter (4 words) under a 64-bit key (2 words), in place
     (the known-answer tests call it)."""
-    mlk_philox4x32_10(&counter[0], &key[0])
+    mlk_philox4x32_10(words_of(counter, 4), words_of(key, 2))
 
 
-def philox_tile(uint64_t tile, uint32_t k0, uint32_t k1, uint32_t[::1] words):
+def philox_tile(uint64_t tile, uint32_t k0, uint32_t k1, cnp.ndarray words):
     """The 64 words of counters 16·tile ... 16·tile + 15 (``mlk_philox_tile``): words[16j + l]
     is word j of counter 16·tile + l."""
-    mlk_philox_tile(tile, k0, k1, &words[0])
+    mlk_philox_tile(tile, k0, k1, words_of(words, 64))
 
 
-def philox_u16(uint64_t e0, uint32_t k0, uint32_t k1, uint16_t[::1] u):
+def philox_u16(uint64_t e0, uint32_t k0, uint32_t k1, cnp.ndarray u):
     """The 16-bit uniforms of elements e0, e0 + 1, ..., e0 + len(u) − 1 (``mlk_philox_u16``)."""
-    if u.shape[0]:
-        mlk_philox_u16(e0, u.shape[0], k0, k1, &u[0])
+    if (cnp.PyArray_TYPE(u) != cnp.NPY_UINT16
+            or not cnp.PyArray_CHKFLAGS(u, cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_WRITEABLE)):
+        raise ValueError("expected a writeable C-contiguous uint16 array")
+    if cnp.PyArray_SIZE(u):
+        mlk_philox_u16(e0, cnp.PyArray_SIZE(u), k0, k1, <uint16_t*>cnp.PyArray_DATA(u))

@@ -515,35 +515,60 @@ cdef enum:
 
 
 def linear_cross_entropy_chunks(
-        const floating[:, ::1] x,             # IN  (N, d)
-        const floating[:, ::1] weight,        # IN  (V, d)
-        const floating[::1] bias,             # IN  (V,) or None
-        const long long[::1] target,          # IN  (N,) in [0, V) or ignore_index
-        double[::1] losses,                   # OUT (N,) each row's loss, or None
-        const double[::1] row_scale,          # IN  (N,) dL/dloss_i; None: forward only
-        floating[:, ::1] grad_x,              # OUT (N, d)   (with row_scale)
-        floating[:, ::1] grad_weight,         # OUT (V, d)   (with row_scale)
-        double[::1] grad_bias_acc,            # OUT (V,) Σ_i dz_i in double, or None
-        floating[:, ::1] logits,              # scratch (R, V): one chunk
+        cnp.ndarray x,              # IN  (N, d)
+        cnp.ndarray weight,         # IN  (V, d)
+        bias,                       # IN  (V,) or None
+        cnp.ndarray target,         # IN  (N,) int64, in [0, V) or ignore_index
+        losses,                     # OUT (N,) float64, each row's loss, or None
+        row_scale,                  # IN  (N,) float64, dL/dloss_i; None: forward only
+        grad_x,                     # OUT (N, d)   (with row_scale)
+        grad_weight,                # OUT (V, d)   (with row_scale)
+        grad_bias_acc,              # OUT (V,) float64, Σ_i dz_i, or None
+        cnp.ndarray logits,         # scratch (R, V): one chunk
         long long ignore_index, double smoothing, int n_threads):
     """The fused loss (and, given row_scale, its gradients), R = logits.shape[0] rows at a
-    time. Everything was validated by mlkernels/loss.py (shapes, targets in range)."""
-    cdef Py_ssize_t N = x.shape[0], d = x.shape[1], V = weight.shape[0]
-    cdef Py_ssize_t R = logits.shape[0], r0, rows, i, c, n_blocks
-    cdef bint grads = row_scale is not None, has_bias = bias is not None
-    cdef bint want_losses = losses is not None, bias_grad = grad_bias_acc is not None
+    time. Everything was validated by mlkernels/loss.py (C-contiguous arrays of x's float type
+    where not said otherwise, shapes, targets in range). ndarrays, not typed memoryviews: no
+    memoryview code in the module."""
+    cdef Py_ssize_t N = cnp.PyArray_DIM(x, 0), d = cnp.PyArray_DIM(x, 1)
+    cdef Py_ssize_t V = cnp.PyArray_DIM(weight, 0), R = cnp.PyArray_DIM(logits, 0)
+    cdef void* px = cnp.PyArray_DATA(x)
+    cdef void* pw = cnp.PyArray_DATA(weight)
+    cdef void* pb = data_or_null(bias)
+    cdef const long long* pt = <const long long*>cnp.PyArray_DATA(target)
+    cdef double* pl = <double*>data_or_null(losses)
+    cdef const double* ps = <const double*>data_or_null(row_scale)
+    cdef void* pgx = data_or_null(grad_x)
+    cdef void* pgw = data_or_null(grad_weight)
+    cdef double* pgb = <double*>data_or_null(grad_bias_acc)
+    cdef void* pz = cnp.PyArray_DATA(logits)
+    with nogil:
+        if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT64:
+            lce_chunks[double](<const double*>px, <const double*>pw, <const double*>pb, pt, pl,
+                               ps, <double*>pgx, <double*>pgw, pgb, <double*>pz, N, d, V, R,
+                               ignore_index, smoothing, n_threads)
+        else:
+            lce_chunks[float](<const float*>px, <const float*>pw, <const float*>pb, pt, pl,
+                              ps, <float*>pgx, <float*>pgw, pgb, <float*>pz, N, d, V, R,
+                              ignore_index, smoothing, n_threads)
+
+
+cdef void lce_chunks(const floating* px, const floating* pw, const floating* bias,
+                     const long long* target, double* losses, const double* row_scale,
+                     floating* pgx, floating* pgw, double* pgb, floating* pz,
+                     Py_ssize_t N, Py_ssize_t d, Py_ssize_t V, Py_ssize_t R,
+                     long long ignore_index, double smoothing, int n_threads) noexcept nogil:
+    """linear_cross_entropy_chunks's work; a NULL pointer is an array not given (gradients
+    only when row_scale is given)."""
+    cdef Py_ssize_t r0, rows, i, c, n_blocks
+    cdef bint grads = row_scale != NULL, has_bias = bias != NULL
+    cdef bint want_losses = losses != NULL, bias_grad = pgb != NULL
     cdef int nt
-    cdef const floating* px = &x[0, 0] if N and d else NULL
-    cdef const floating* pw = &weight[0, 0] if V and d else NULL
-    cdef floating* pz = &logits[0, 0] if R and V else NULL
-    cdef floating* pgx = &grad_x[0, 0] if grads and N and d else NULL
-    cdef floating* pgw = &grad_weight[0, 0] if grads and V and d else NULL
-    cdef double* pgb = &grad_bias_acc[0] if bias_grad and V else NULL
     cdef double loss
     if grads:
-        if pgw != NULL:
+        if pgw != NULL and V and d:
             memset(pgw, 0, V * d * sizeof(floating))   # (overwritten by the first chunk's gemm;
-        if pgb != NULL:                                  #  stays 0 when N == 0)
+        if bias_grad and V:                              #  stays 0 when N == 0)
             memset(pgb, 0, V * sizeof(double))
     if N == 0:
         return
@@ -551,42 +576,41 @@ def linear_cross_entropy_chunks(
         if want_losses:
             for i in range(N):
                 losses[i] = 0
-        if pgx != NULL:
+        if pgx != NULL and d:
             memset(pgx, 0, N * d * sizeof(floating))
         return
-    with nogil:
-        r0 = 0
-        while r0 < N:
-            rows = min(R, N - r0)
-            nt = n_threads if rows * V >= 32768 else 1
-            # 1. the chunk's logits, z = x·Wᵀ + b (bias pre-filled, gemm accumulates onto it)
-            if has_bias:
-                for i in range(rows):
-                    memcpy(pz + i * V, &bias[0], V * sizeof(floating))
-            gemm_parallel(False, True, rows, V, d, px + r0 * d if d else NULL, d, pw, d,
-                          1 if has_bias else 0, pz, V, n_threads)
-            # 2. per row: the loss, and dz in place of z
-            if not grads:
-                for i in prange(rows, num_threads=nt, schedule="static"):
-                    losses[r0 + i] = ce_row(pz + i * V, V, target[r0 + i], ignore_index, smoothing)
-            else:
-                for i in prange(rows, num_threads=nt, schedule="static"):
-                    loss = lce_grad_row(pz + i * V, V, target[r0 + i], ignore_index, smoothing,
-                                        row_scale[r0 + i])
-                    if want_losses:
-                        losses[r0 + i] = loss
-                # 3. grad_x rows = dz·W;  grad_W += dzᵀ·x;  grad_b += Σ_rows dz
-                if d:
-                    gemm_parallel(False, False, rows, d, V, pz, V, pw, d, 0, pgx + r0 * d, d,
-                                  n_threads)
-                    gemm_parallel(True, False, V, d, rows, pz, V, px + r0 * d, d,
-                                  0 if r0 == 0 else 1, pgw, d, n_threads)
-                if bias_grad:
-                    n_blocks = (V + LCE_COLUMN_BLOCK - 1) // LCE_COLUMN_BLOCK
-                    for c in prange(n_blocks, num_threads=nt, schedule="static"):
-                        column_sums_add(pz, rows, V, pgb, c * LCE_COLUMN_BLOCK,
-                                        min(V, (c + 1) * LCE_COLUMN_BLOCK))
-            r0 += rows
+    r0 = 0
+    while r0 < N:
+        rows = min(R, N - r0)
+        nt = n_threads if rows * V >= 32768 else 1
+        # 1. the chunk's logits, z = x·Wᵀ + b (bias pre-filled, gemm accumulates onto it)
+        if has_bias:
+            for i in range(rows):
+                memcpy(pz + i * V, bias, V * sizeof(floating))
+        gemm_parallel(False, True, rows, V, d, px + r0 * d if d else NULL, d, pw, d,
+                      1 if has_bias else 0, pz, V, n_threads)
+        # 2. per row: the loss, and dz in place of z
+        if not grads:
+            for i in prange(rows, num_threads=nt, schedule="static"):
+                losses[r0 + i] = ce_row(pz + i * V, V, target[r0 + i], ignore_index, smoothing)
+        else:
+            for i in prange(rows, num_threads=nt, schedule="static"):
+                loss = lce_grad_row(pz + i * V, V, target[r0 + i], ignore_index, smoothing,
+                                    row_scale[r0 + i])
+                if want_losses:
+                    losses[r0 + i] = loss
+            # 3. grad_x rows = dz·W;  grad_W += dzᵀ·x;  grad_b += Σ_rows dz
+            if d:
+                gemm_parallel(False, False, rows, d, V, pz, V, pw, d, 0, pgx + r0 * d, d,
+                              n_threads)
+                gemm_parallel(True, False, V, d, rows, pz, V, px + r0 * d, d,
+                              0 if r0 == 0 else 1, pgw, d, n_threads)
+            if bias_grad:
+                n_blocks = (V + LCE_COLUMN_BLOCK - 1) // LCE_COLUMN_BLOCK
+                for c in prange(n_blocks, num_threads=nt, schedule="static"):
+                    column_sums_add(pz, rows, V, pgb, c * LCE_COLUMN_BLOCK,
+                                    min(V, (c + 1) * LCE_COLUMN_BLOCK))
+        r0 += rows
 
 
 # ------------------------------------------------------------------ 16-bit storage
