@@ -21,8 +21,8 @@ def test_the_text_ships_with_its_origin():
     root = os.path.dirname(os.path.dirname(mlkernels.__file__))
     pyproject = os.path.join(root, "pyproject.toml")
     if os.path.exists(pyproject):               # (from a source tree)
-        assert '"data/*.txt"' in open(pyproject).read()
-        assert "mlkernels/data/shakespeare.txt" in open(os.path.join(root, "MANIFEST.in")).read()
+        assert '"data/*.txt.gz"' in open(pyproject).read()
+        assert "mlkernels/data/shakespeare.txt.gz" in open(os.path.join(root, "MANIFEST.in")).read()
 
 
 def test_chars_round_trip():
