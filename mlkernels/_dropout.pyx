@@ -188,7 +188,7 @@ cdef uint32_t* words_of(cnp.ndarray a, Py_ssize_t at_least) except NULL:
     """The data of a test hook's uint32 array, checked (the hooks are not behind the API)."""
     if (cnp.PyArray_TYPE(a) != cnp.NPY_UINT32 or cnp.PyArray_SIZE(a) < at_least
             or not cnp.PyArray_CHKFLAGS(a, cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_WRITEABLE)):
-        raise ValueError(f"expected a writeable C-contiguous uint32 array of at least {at_least} values")
+        raise ValueError("expected a writeable C-contiguous uint32 array of at least %d values" % at_least)
     return <uint32_t*>cnp.PyArray_DATA(a)
 
 

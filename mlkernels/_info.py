@@ -60,8 +60,10 @@ def info() -> Dict[str, Any]:
         ``openmp_wait_policy``, ``blas_on_our_threads``, ``blas`` (name, version, threads,
         source), ``numpy``, ``scipy``, ``python``, ``machine``, ``cpu``, ``cores``,
         ``storage16`` (how this variant rounds bfloat16 and float16: the hardware
-        conversion or the portable one, and whether ml_dtypes, the optional extra that
-        brings bfloat16, is installed).
+        conversion or the portable one; ``bfloat16_product``: "vdpbf16ps" when bfloat16
+        linear layers multiply on the bfloat16 operands (AVX-512 BF16), else "sgemm on
+        widened operands"; and whether ml_dtypes, the optional extra that brings bfloat16,
+        is installed).
 
     Examples
     --------
@@ -88,5 +90,7 @@ def info() -> Dict[str, Any]:
         "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
         else os.cpu_count(),
         "storage16": dict(_dispatch.K._convert.paths(),
+                          bfloat16_product="vdpbf16ps" if _dispatch.K._linear.bf16_product_available()
+                          else "sgemm on widened operands",
                           ml_dtypes=importlib.util.find_spec("ml_dtypes") is not None),
     }

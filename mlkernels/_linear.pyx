@@ -23,6 +23,7 @@ Reference: ``mlkernels/reference/linear.py``.
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdlib cimport free, malloc
+from libc.stdint cimport uint16_t, uint32_t
 from libc.string cimport memcpy
 
 from mlkernels._act cimport Op, forward_run
@@ -129,20 +130,39 @@ cdef void linear_backward_all(const floating* g, const floating* x, const floati
     gradient for its input), each cut into blocks for the threads, and one pass over g for
     the bias, its columns cut among the threads.
     """
-    cdef Py_ssize_t lo, hi
-    cdef int blk, nt
     if M and K and grad_x != NULL:
         gemm_parallel(False, False, M, K, N, g, N, w, K, 0, grad_x, K, n_threads)
     if N and K:
         gemm_parallel(True, False, N, K, M, g, N, x, K, 0, grad_w, K, n_threads)
-    if grad_b != NULL and N:
-        nt = n_threads if M * N >= 65536 and N >= 64 else 1
-        if nt == 1:
-            bias_grad_columns(g, M, N, 0, N, grad_b)
+    if grad_b != NULL:
+        bias_grad_all(g, M, N, grad_b, n_threads)
+
+
+cdef void bias_grad_all(const floating* g, Py_ssize_t M, Py_ssize_t N, floating* grad_b,
+                        int n_threads) noexcept nogil:
+    """grad_b = Σ_rows g: one pass over g, its columns cut among the threads."""
+    cdef Py_ssize_t lo, hi
+    cdef int blk, nt = n_threads if M * N >= 65536 and N >= 64 else 1
+    if N == 0:
+        return
+    if nt == 1:
+        bias_grad_columns(g, M, N, 0, N, grad_b)
+    else:
+        for blk in prange(nt, num_threads=nt, schedule="static", chunksize=1):
+            block_range(N, blk, nt, True, &lo, &hi)
+            bias_grad_columns(g, M, N, lo, hi, grad_b)
+
+
+def bias_grad(grad_out, grad_bias, Py_ssize_t M, Py_ssize_t N, int n_threads):
+    """grad_bias (N,) = Σ_rows grad_out (M, N), float32 or float64 (checked by linear.py)."""
+    cdef void* pg = data_or_null(grad_out)
+    cdef void* pgb = data_or_null(grad_bias)
+    cdef bint f64 = is_double(grad_bias)
+    with nogil:
+        if f64:
+            bias_grad_all[double](<double*>pg, M, N, <double*>pgb, n_threads)
         else:
-            for blk in prange(nt, num_threads=nt, schedule="static", chunksize=1):
-                block_range(N, blk, nt, True, &lo, &hi)
-                bias_grad_columns(g, M, N, lo, hi, grad_b)
+            bias_grad_all[float](<float*>pg, M, N, <float*>pgb, n_threads)
 
 
 def linear_backward(grad_out,     # IN  (M, N)
@@ -230,3 +250,82 @@ def linear_act_forward(x,        # IN  (M, K)
         else:
             linear_act_all[float](<float*>px, <float*>pw, <float*>pb, <float*>py,
                                   <float*>pz, M, N, K, <Op>op, band_rows, n_threads)
+
+
+# ================================================================================ bfloat16 product
+
+cdef extern from "_bf16_product.h" nogil:
+    enum:
+        MLK_BP_NR
+        MLK_BP_MC
+    int mlk_bf16_product_available()
+    Py_ssize_t mlk_bp_packed_b_words(Py_ssize_t n, Py_ssize_t k)
+    Py_ssize_t mlk_bp_scratch_floats()
+    void mlk_bp_pack_b(const uint16_t* b, Py_ssize_t rs, Py_ssize_t ks, Py_ssize_t n,
+                       Py_ssize_t k, Py_ssize_t p0, Py_ssize_t p1, uint32_t* packed)
+    void mlk_bp_product_block(const uint16_t* a, Py_ssize_t a_rs, Py_ssize_t a_ks,
+                              const uint32_t* b_packed, const float* bias, Py_ssize_t i0,
+                              Py_ssize_t i1, Py_ssize_t j0, Py_ssize_t j1, Py_ssize_t k,
+                              float* c32, uint16_t* c16, Py_ssize_t ldc, float* scratch)
+
+
+def bf16_product_available():
+    """Whether this variant and CPU compute bfloat16 products with vdpbf16ps (AVX-512 BF16)."""
+    return bool(mlk_bf16_product_available())
+
+
+def bf16_product(cnp.ndarray a, Py_ssize_t a_rs, Py_ssize_t a_ks,
+                 cnp.ndarray b, Py_ssize_t b_rs, Py_ssize_t b_ks,
+                 Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, bias, cnp.ndarray c, int n_threads):
+    """c (m, n) = bias + A·Bᵀ with A(i, k) = a[i·a_rs + k·a_ks], B(j, k) = b[j·b_rs + k·b_ks]
+    (bfloat16 data, strides in elements), bias float32 (n,) or None, c C-contiguous float32,
+    or bfloat16 seen as uint16 (rounded once). Only when bf16_product_available(); shapes and
+    strides validated by mlkernels/linear.py. _bf16_product.h has the kernel and its math.
+
+    Threads: B is packed once (its panels split over the team), then each thread computes a
+    band of C's rows -- or, with fewer 64-row bands than threads, a range of its columns."""
+    cdef const uint16_t* pa = <const uint16_t*>cnp.PyArray_DATA(a)
+    cdef const uint16_t* pb = <const uint16_t*>cnp.PyArray_DATA(b)
+    cdef const float* pbias = <const float*>data_or_null(bias)
+    cdef bint rounded = cnp.PyArray_TYPE(c) != cnp.NPY_FLOAT32
+    cdef float* c32 = NULL if rounded else <float*>cnp.PyArray_DATA(c)
+    cdef uint16_t* c16 = <uint16_t*>cnp.PyArray_DATA(c) if rounded else NULL
+    if m == 0 or n == 0:
+        return
+    cdef Py_ssize_t panels = (n + MLK_BP_NR - 1) // MLK_BP_NR, bands = (m + MLK_BP_MC - 1) // MLK_BP_MC
+    cdef int nt = 1 if <double>m * n * k < 2e6 else max(1, n_threads)
+    cdef bint by_rows = bands >= nt
+    nt = <int>min(<Py_ssize_t>nt, bands if by_rows else panels)
+    cdef Py_ssize_t per = mlk_bp_scratch_floats()
+    cdef uint32_t* packed = <uint32_t*>malloc(mlk_bp_packed_b_words(n, k) * sizeof(uint32_t) + 64)
+    cdef float* scratch = <float*>malloc(nt * per * sizeof(float) + 64)
+    cdef float* aligned = <float*>((<size_t>scratch + 63) & ~(<size_t>63))
+    cdef int t
+    if packed == NULL or scratch == NULL:
+        free(packed)
+        free(scratch)
+        raise MemoryError()
+    try:
+        with nogil:
+            if nt == 1:
+                mlk_bp_pack_b(pb, b_rs, b_ks, n, k, 0, panels, packed)
+                mlk_bp_product_block(pa, a_rs, a_ks, packed, pbias, 0, m, 0, n, k, c32, c16, n,
+                                     aligned)
+            else:
+                for t in prange(nt, num_threads=nt, schedule="static"):
+                    mlk_bp_pack_b(pb, b_rs, b_ks, n, k, panels * t // nt,
+                                  panels * (t + 1) // nt, packed)
+                for t in prange(nt, num_threads=nt, schedule="static"):
+                    if by_rows:
+                        mlk_bp_product_block(pa, a_rs, a_ks, packed, pbias,
+                                             min(m, bands * t // nt * MLK_BP_MC),
+                                             min(m, bands * (t + 1) // nt * MLK_BP_MC), 0, n, k,
+                                             c32, c16, n, aligned + t * per)
+                    else:
+                        mlk_bp_product_block(pa, a_rs, a_ks, packed, pbias, 0, m,
+                                             min(n, panels * t // nt * MLK_BP_NR),
+                                             min(n, panels * (t + 1) // nt * MLK_BP_NR), k,
+                                             c32, c16, n, aligned + t * per)
+    finally:
+        free(packed)
+        free(scratch)

@@ -45,9 +45,12 @@ def linear(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray] = None,
     Parameters
     ----------
     x : array of shape (..., in_features), float32 or float64
-        Or bfloat16 (ml_dtypes) / float16 storage, with weight and bias of that dtype: the
-        float32 product of the widened operands, rounded once to x's dtype (or written as is
-        into a float32 ``out``); no ``activation`` then.
+        Or bfloat16 (ml_dtypes) / float16 storage, with weight and bias of that dtype: a
+        float32 result rounded once to x's dtype (or written as is into a float32 ``out``);
+        no ``activation`` then. bfloat16 on a CPU with AVX-512 BF16 multiplies the bfloat16
+        operands themselves (vdpbf16ps: exact products summed in float32, subnormal inputs
+        counted as 0; ``mk.info()["storage16"]``); otherwise the float32 product of the
+        widened operands.
     weight : array of shape (out_features, in_features)
     bias : array of shape (out_features,), optional
     activation : str or None
@@ -117,12 +120,30 @@ def linear(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray] = None,
     return (y, z) if return_preactivation else y
 
 
-# 16-bit storage (bfloat16 of ml_dtypes, float16): the operands are widened to float32 once
-# (_convert, vectorized) and the float32 sgemm path runs; results are rounded once to the
-# storage dtype (or written as float32 into a float32 out=). So a 16-bit result is the float32
-# linear's on the widened operands, rounded. Why not a bf16 dot-product kernel (vdpbf16ps):
-# the rule is BLAS for the product (docs/design.md), and the widening is O(n²) against the
-# product's O(n³) (docs/kernels/bf16.md has the measurement).
+# 16-bit storage (bfloat16 of ml_dtypes, float16), two paths:
+# * bfloat16 on a CPU with AVX-512 BF16 (the avx512 variant): the products run on the bf16
+#   operands themselves (vdpbf16ps, _bf16_product.h: exact products, float32 sums, twice the
+#   multiply-adds per instruction of sgemm's FMA and half the bytes), the bias added and the
+#   result rounded once as each band of the output is final;
+# * otherwise (float16; bfloat16 elsewhere): the operands are widened to float32 once
+#   (_convert, vectorized) and the float32 sgemm path runs; results are rounded once to the
+#   storage dtype (or written as float32 into a float32 out=). So such a result is the
+#   float32 linear's on the widened operands, rounded.
+# docs/kernels/bf16.md has the measurements and the numerics of both.
+
+_BF16_PRODUCT = True       # the tests turn it off to check the widening path on any CPU
+
+
+def _bf16_product(dtype) -> bool:
+    """Whether this call's products run on the bfloat16 operands (vdpbf16ps)."""
+    return (_BF16_PRODUCT and V.storage_kind(dtype) == V.STORAGE_KIND_BF16
+            and K._linear.bf16_product_available())
+
+
+def _bits(a, dtype):
+    """a (16-bit) C-contiguous, seen as uint16."""
+    return V.c_array(a, dtype).view(np.uint16)
+
 
 def _widened(a, dtype):
     """A float32 copy of the 16-bit array a (C-contiguous), or None for None."""
@@ -142,6 +163,11 @@ def _rounded_into(result32, target, dtype):
     return target
 
 
+def _view_for_product(a):
+    """An output of bf16_product: float32 as it is, bfloat16 seen as uint16."""
+    return a if a.dtype == np.float32 else a.view(np.uint16)
+
+
 def _output_16(where, out, shape, dtype, inputs, name="out"):
     """A 16-bit call's output: the storage dtype (default) or a float32 out=."""
     if isinstance(out, np.ndarray) and out.dtype == np.float32:
@@ -154,6 +180,13 @@ def _linear_16(where, x, weight, bias, dtype, activation, out, out_features, in_
         raise ValueError(f"{where}: activation= is not available for {dtype} inputs yet; "
                          f"expected activation=None (apply the activation separately)")
     y = _output_16(where, out, x.shape[:-1] + (out_features,), dtype, (x, weight, bias))
+    rows = prod(x.shape[:-1])
+    if _bf16_product(dtype):
+        target = y if y.dtype == np.float32 else y.view(np.uint16)
+        K._linear.bf16_product(_bits(x, dtype), in_features, 1, _bits(weight, dtype),
+                               in_features, 1, rows, out_features, in_features,
+                               _widened(bias, dtype), target, get_num_threads())
+        return y
     y32 = y if y.dtype == np.float32 else np.empty(y.shape, np.float32)
     K._linear.linear_forward(_widened(x, dtype), _widened(weight, dtype),
                              _widened(bias, dtype), y32, prod(x.shape[:-1]), out_features,
@@ -262,6 +295,19 @@ def linear_backward(grad_out: np.ndarray, x: np.ndarray, weight: np.ndarray, *,
     elif out[2] is not None:
         raise ValueError(f"{where}: out[2] (grad_bias) is given but bias=False; expected None")
     rows = prod(x.shape[:-1])
+    if _bf16_product(dtype):    # grad_x = g·W, grad_W = gᵀ·x on the bf16 operands
+        g, xs, ws, nt = _bits(grad_out, dtype), _bits(x, dtype), _bits(weight, dtype), \
+            get_num_threads()
+        if grad_x is not None:
+            K._linear.bf16_product(g, out_features, 1, ws, 1, in_features, rows, in_features,
+                                   out_features, None, _view_for_product(grad_x), nt)
+        K._linear.bf16_product(g, 1, out_features, xs, 1, in_features, out_features,
+                               in_features, rows, None, _view_for_product(grad_weight), nt)
+        if grad_bias is not None:
+            gb = grad_bias if grad_bias.dtype == np.float32 else np.empty(out_features, np.float32)
+            K._linear.bias_grad(_widened(grad_out, dtype), gb, rows, out_features, nt)
+            _rounded_into(gb, grad_bias, dtype)
+        return grad_x, grad_weight, grad_bias
     if dtype.itemsize == 2:     # float32 on the widened operands, each result rounded once
         wide = [None if a is None else a if a.dtype == np.float32 else
                 np.empty(a.shape, np.float32) for a in (grad_x, grad_weight, grad_bias)]
