@@ -7,6 +7,7 @@ from ..activations import FUSED_WITH_LINEAR
 from ..linear import linear, linear_backward
 from .. import reference as ref
 from ..testing import gradcheck
+from .storage16 import with_storage16
 from . import BenchCase, KernelSpec, torch_or_none
 
 
@@ -175,10 +176,10 @@ def _bench_fused(quick):
 
 SPECS = [
     KernelSpec("linear", "linear", linear, ref.linear, _forward_args, SHAPES,
-               scale=_forward_scale, bench=_bench_forward),
+               scale=_forward_scale, bench=with_storage16(_bench_forward, "linear")),
     KernelSpec("linear_backward", "linear", linear_backward, ref.linear_backward,
                _backward_args, SHAPES, scale=_backward_scale, gradcheck=_gradcheck,
-               bench=_bench_backward, backward_of="linear"),
+               bench=with_storage16(_bench_backward, "linear_backward"), backward_of="linear"),
 ]
 for _act in FUSED_WITH_LINEAR:
     SPECS += [

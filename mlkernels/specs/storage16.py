@@ -175,9 +175,71 @@ def _adamw_cases(quick):
                                      copy_factor=5.5)]}
 
 
+def _linear_cases(quick):
+    """linear 4096x1024 -> 1024 (bias) and its backward: bf16 by vdpbf16ps products where the
+    CPU has AVX-512 BF16, and by widening + sgemm (the path float16 and other CPUs take),
+    against float32, float16 and PyTorch (oneDNN's bf16 products)."""
+    import sys
+    from ..linear import linear, linear_backward
+    lin = sys.modules["mlkernels.linear"]
+    dtypes = _dtypes()
+    if dtypes is None:
+        return {"linear": [], "linear_backward": []}
+    M, K, N = (1024 if quick else 4096), 1024, 1024
+    arrays = {}
+
+    def inputs(dt):
+        if dt not in arrays:
+            arrays[dt] = (_x((M, K), dt), (_x((N, K), dt, 1) * 0.03).astype(dt), _x(N, dt, 2),
+                          _x((M, N), dt, 3))
+        return arrays[dt]
+
+    def widened(call):
+        def run():
+            lin._BF16_PRODUCT = False
+            try:
+                call()
+            finally:
+                lin._BF16_PRODUCT = True
+        return run
+
+    def fwd(dt):
+        x, w, b, _ = inputs(dt)
+        y = np.empty((M, N), dt)
+        return lambda: linear(x, w, b, out=y)
+
+    def bwd(dt):
+        x, w, _, g = inputs(dt)
+        outs = (np.empty_like(x), np.empty_like(w), np.empty(N, dt))
+        return lambda: linear_backward(g, x, w, out=outs)
+    cases = {}
+    for kernel, make, label in (("linear", fwd, "linear"), ("linear_backward", bwd, "linear_backward")):
+        impls = {f"mlkernels {name}": make(dtypes[name]) for name in ("bfloat16", "float32", "float16")}
+        impls["mlkernels bfloat16 widened + sgemm"] = widened(make(dtypes["bfloat16"]))
+        torch = torch_or_none()
+        if torch is not None:
+            for name, tdt in (("torch bfloat16", torch.bfloat16), ("torch float32", torch.float32)):
+                tx = torch.randn(M, K).to(tdt).requires_grad_(kernel != "linear")
+                tw = (torch.randn(N, K) * 0.03).to(tdt).requires_grad_(kernel != "linear")
+                tb = torch.randn(N).to(tdt).requires_grad_(kernel != "linear")
+                if kernel == "linear":
+                    impls[name] = (lambda tx=tx, tw=tw, tb=tb, torch=torch:
+                                   torch.nn.functional.linear(tx, tw, tb))
+                else:
+                    ty = torch.nn.functional.linear(tx, tw, tb)
+                    tg = torch.randn(M, N).to(tdt)
+                    impls[name] = (lambda ty=ty, tg=tg, ins=(tx, tw, tb), torch=torch:
+                                   torch.autograd.grad(ty, ins, tg, retain_graph=True))
+        flops = 2.0 * M * N * K * (1 if kernel == "linear" else 2)
+        cases[kernel] = [BenchCase(f"16-bit storage: {label} {M}x{K}->{N}", impls,
+                                   dtype="bfloat16", flops=flops)]
+    return cases
+
+
 _BUILDERS = {"adamw_step": _adamw_cases, "layer_norm": _norm_cases, "rms_norm": _norm_cases, "softmax": _loss_cases,
              "log_softmax": _loss_cases, "cross_entropy": _loss_cases,
-             "dropout": _dropout_cases}
+             "dropout": _dropout_cases, "linear": _linear_cases,
+             "linear_backward": _linear_cases}
 
 
 def storage16_cases(kernel: str, quick: bool) -> List[BenchCase]:
