@@ -693,14 +693,32 @@ class Optimizer:
         The class's hyperparameters (the subclasses fill it from their arguments).
     max_grad_norm : float, optional
         Clip the step's gradients to this 2-norm (see above).
+    master_weights : bool, default False
+        For bfloat16/float16 params: keep a float32 copy of each (made from the params at
+        construction, kept in the state as "master_param"); the update goes into the copy and the param
+        becomes the copy rounded to nearest even -- float32's result, rounded.
+    stochastic_rounding : bool, default False
+        For bfloat16 params: round each updated param up with probability equal to the
+        dropped fraction (unbiased), so that updates below half a unit in the last place
+        survive on average. Reproducible from ``seed``: Philox4x32-10 at a counter that runs
+        on across steps (``rounding_offset``, saved by ``state_dict``).
+    seed : int, default 0
+        The stochastic rounding's key, in [0, 2**64).
+    state_dtype : dtype, optional
+        The state arrays' dtype for 16-bit params: float32 (the default) or the params' own
+        16-bit dtype (half the state's bytes; the state itself is then rounded each step).
+        float32/float64 params keep states of their own dtype.
 
     Raises
     ------
     TypeError
-        If a parameter is not a float32/float64 ndarray.
+        If a parameter is not a float32/float64 ndarray (or bfloat16/float16, for SGD, Adam
+        and AdamW), or a storage option has the wrong type.
     ValueError
         If ``params`` is empty, a parameter appears twice or is not writeable/C-contiguous,
-        a group has no ``"params"`` or unknown options, or a hyperparameter is out of range.
+        a group has no ``"params"`` or unknown options, a hyperparameter is out of range, or
+        the storage options do not fit the params (see the classes). Raised before anything
+        is created.
 
     Examples
     --------
@@ -1107,21 +1125,10 @@ class SGD(Optimizer):
     nesterov, maximize : bool
     max_grad_norm : float, optional
         Clip the gradients inside ``step`` (see ``Optimizer``).
-    master_weights : bool, default False
-        For bfloat16/float16 params: keep a float32 copy of each (made from the params now,
-        kept in the state as "master_param"); the update goes into the copy and the param
-        becomes the copy rounded to nearest even -- float32's result, rounded.
-    stochastic_rounding : bool, default False
-        For bfloat16 params: round each updated param up with probability equal to the
-        dropped fraction (unbiased), so that updates below half a unit in the last place
-        survive on average. Reproducible from ``seed``: Philox4x32-10 at a counter that runs
-        on across steps (``rounding_offset``, saved by ``state_dict``).
-    seed : int, default 0
-        The stochastic rounding's key, in [0, 2**64).
-    state_dtype : dtype, optional
-        The state arrays' dtype for 16-bit params: float32 (the default) or the params' own
-        16-bit dtype (half the state's bytes; the state itself is then rounded each step).
-        float32/float64 params keep states of their own dtype.
+    master_weights, stochastic_rounding, seed, state_dtype
+        How 16-bit params are stored and their state kept (see ``Optimizer``): float32
+        master copies, or (bfloat16) stochastic rounding from ``seed``, else round to
+        nearest; states float32 or the params' 16-bit dtype.
 
     Raises
     ------
@@ -1186,21 +1193,10 @@ class Adam(Optimizer):
     amsgrad, maximize : bool
     max_grad_norm : float, optional
         Clip the gradients inside ``step`` (see ``Optimizer``).
-    master_weights : bool, default False
-        For bfloat16/float16 params: keep a float32 copy of each (made from the params now,
-        kept in the state as "master_param"); the update goes into the copy and the param
-        becomes the copy rounded to nearest even -- float32's result, rounded.
-    stochastic_rounding : bool, default False
-        For bfloat16 params: round each updated param up with probability equal to the
-        dropped fraction (unbiased), so that updates below half a unit in the last place
-        survive on average. Reproducible from ``seed``: Philox4x32-10 at a counter that runs
-        on across steps (``rounding_offset``, saved by ``state_dict``).
-    seed : int, default 0
-        The stochastic rounding's key, in [0, 2**64).
-    state_dtype : dtype, optional
-        The state arrays' dtype for 16-bit params: float32 (the default) or the params' own
-        16-bit dtype (half the state's bytes; the state itself is then rounded each step).
-        float32/float64 params keep states of their own dtype.
+    master_weights, stochastic_rounding, seed, state_dtype
+        How 16-bit params are stored and their state kept (see ``Optimizer``): float32
+        master copies, or (bfloat16) stochastic rounding from ``seed``, else round to
+        nearest; states float32 or the params' 16-bit dtype.
 
     Raises
     ------
@@ -1269,21 +1265,10 @@ class AdamW(Adam):
     amsgrad, maximize : bool
     max_grad_norm : float, optional
         Clip the gradients inside ``step`` (see ``Optimizer``).
-    master_weights : bool, default False
-        For bfloat16/float16 params: keep a float32 copy of each (made from the params now,
-        kept in the state as "master_param"); the update goes into the copy and the param
-        becomes the copy rounded to nearest even -- float32's result, rounded.
-    stochastic_rounding : bool, default False
-        For bfloat16 params: round each updated param up with probability equal to the
-        dropped fraction (unbiased), so that updates below half a unit in the last place
-        survive on average. Reproducible from ``seed``: Philox4x32-10 at a counter that runs
-        on across steps (``rounding_offset``, saved by ``state_dict``).
-    seed : int, default 0
-        The stochastic rounding's key, in [0, 2**64).
-    state_dtype : dtype, optional
-        The state arrays' dtype for 16-bit params: float32 (the default) or the params' own
-        16-bit dtype (half the state's bytes; the state itself is then rounded each step).
-        float32/float64 params keep states of their own dtype.
+    master_weights, stochastic_rounding, seed, state_dtype
+        How 16-bit params are stored and their state kept (see ``Optimizer``): float32
+        master copies, or (bfloat16) stochastic rounding from ``seed``, else round to
+        nearest; states float32 or the params' 16-bit dtype.
 
     Raises
     ------

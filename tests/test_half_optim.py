@@ -465,3 +465,20 @@ def test_stochastic_rounding_counter_never_repeats_within_a_step():
     optim.sgd_step([a2, b2], [ga, gb], lr=1e-3, stochastic_rounding=True, seed=5)
     assert (bits(a) == bits(a2)).all() and (bits(b) == bits(b2)).all()
     assert opt.rounding_offset == 5000
+
+
+def test_bfloat16_and_float16_params_in_one_optimizer():
+    """Two 16-bit dtypes: one fused call each, master copies for both -- the same bits as
+    two optimizers of one dtype each."""
+    a, b = make(300, BF16, 0), make(200, np.float16, 1)
+    a2, b2 = a.copy(), b.copy()
+    opt = optim.AdamW([a, b], lr=1e-2, master_weights=True)
+    ra = optim.AdamW([a2], lr=1e-2, master_weights=True)
+    rb = optim.AdamW([b2], lr=1e-2, master_weights=True)
+    for t in range(1, 4):
+        ga, gb = make(300, BF16, 10 + t), make(200, np.float16, 20 + t)
+        opt.step([ga, gb])
+        ra.step([ga])
+        rb.step([gb])
+    assert (bits(a) == bits(a2)).all() and (bits(b) == bits(b2)).all()
+    np.testing.assert_array_equal(opt.state[1]["master_param"], rb.state[0]["master_param"])
