@@ -7,7 +7,9 @@ float32 AdamW against bfloat16 params with float32 states, through adam_run_bf16
 conversions inside its one loop, the default) and through the block path of half_unit
 (blocks widened on the stack, ``_optim.set_adam_run_bf16(False)``), with and without master
 weights. The cases alternate round after round (interleaved samples); medians of the times
-and of the per-round ratios float32 / case are printed.
+and of the per-round ratios float32 / case are printed. Only the avx512 variant takes
+adam_run_bf16 by default (``MLK_ADAM_BF16_IN_LOOP``); this script switches it on and off in
+any variant (MLKERNELS_ISA=avx2 ...).
 """
 import sys
 import time
@@ -22,12 +24,18 @@ N = 16 * 2**20
 BF16 = np.dtype(ml_dtypes.bfloat16)
 
 
-def case(pdt, master=False, in_loop=True):
+def arrays(pdt, master=False):
     rng = np.random.default_rng(0)
     p = rng.standard_normal(N).astype(np.float32).astype(pdt)
     g = rng.standard_normal(N).astype(np.float32).astype(pdt)
     m, v = np.zeros(N, np.float32), np.zeros(N, np.float32)
-    kw = {"master_params": [p.astype(np.float32)]} if master else {}
+    return p, g, m, v, ({"master_params": [p.astype(np.float32)]} if master else {})
+
+
+def case(data, in_loop=True):
+    """A step on ``data`` (the two paths of one dtype share their arrays: placed elsewhere
+    in memory, the same path ran up to 15% apart)."""
+    p, g, m, v, kw = data
     step = [0]
 
     def run():
@@ -38,11 +46,13 @@ def case(pdt, master=False, in_loop=True):
 
 
 def main(rounds):
-    cases = {"float32": case(np.float32),
-             "bf16, in the loop": case(BF16),
-             "bf16, blocks": case(BF16, in_loop=False),
-             "bf16 master, in the loop": case(BF16, master=True),
-             "bf16 master, blocks": case(BF16, master=True, in_loop=False)}
+    bf16, bf16_master = arrays(BF16), arrays(BF16, master=True)
+    cases = {"float32": case(arrays(np.float32)),
+             "bf16, in the loop": case(bf16),
+             "bf16, blocks": case(bf16, in_loop=False),
+             "bf16 master, in the loop": case(bf16_master),
+             "bf16 master, blocks": case(bf16_master, in_loop=False)}
+    default = K._optim.set_adam_run_bf16(True)
     times = {k: [] for k in cases}
     for run in cases.values():
         run()                                          # (first touch, outside the samples)
@@ -51,7 +61,7 @@ def main(rounds):
             t = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - t)
-    K._optim.set_adam_run_bf16(True)
+    K._optim.set_adam_run_bf16(default)
     f32 = np.array(times["float32"])
     for name, ts in times.items():
         ts = np.array(ts)

@@ -322,8 +322,9 @@ def fused_step(int kind, bint is_double, list columns, dict hyper, int n_threads
 # nearest even, or (bfloat16) stochastically, or from the master copy. The float32 math is the
 # float32 optimizer's own, so with master weights p is exactly float32 AdamW's result, rounded.
 # Adam/AdamW on bfloat16 params with float32 states, rounded to nearest (with or without master
-# copies; amsgrad off) -- the common case -- skips the blocks: adam_run_bf16 converts inside its
-# one loop (1.1-1.2x faster than the block path at 16M params: docs/kernels/bf16.md).
+# copies; amsgrad off) -- the common case -- skips the blocks in the avx512 variant:
+# adam_run_bf16 converts inside its one loop (faster there than the block path at 16M params;
+# no faster in the avx2 and baseline variants: docs/kernels/bf16.md).
 
 cdef extern from "_philox.h" nogil:
     void mlk_philox_u16(uint64_t e0, Py_ssize_t n, uint32_t k0, uint32_t k1, uint16_t* u)
@@ -356,8 +357,17 @@ cdef extern from *:
     #else
     #define MLK_MUL_ADD_F(a, b, c) ((a) * (b) + (c))
     #endif
+    /* adam_run_bf16 is taken in the avx512 variant only, where it was measured faster than
+     * the block path (at 16M params); in the avx2 variant the two ran even, in the baseline
+     * one the loop was slower with master weights (docs/kernels/bf16.md). */
+    #if defined(__AVX512F__)
+    #define MLK_ADAM_BF16_IN_LOOP 1
+    #else
+    #define MLK_ADAM_BF16_IN_LOOP 0
+    #endif
     """
     float MLK_MUL_ADD_F(float a, float b, float c) noexcept nogil
+    bint MLK_ADAM_BF16_IN_LOOP
 
 
 cdef inline float adam_point(float p, float g, float* m, float* v, Py_ssize_t i, float sign,
@@ -373,7 +383,7 @@ cdef inline float adam_point(float p, float g, float* m, float* v, Py_ssize_t i,
     contracts adam_run otherwise fails them)."""
     cdef float gi = sign * g, mi, vi, denom
     if l2 != 0:
-        gi = MLK_MUL_ADD_F(l2, p, gi)                   # g + wd·p
+        gi = MLK_MUL_ADD_F(sign, g, l2 * p)             # ±g + wd·p
     mi = MLK_MUL_ADD_F(b1, m[i], one_b1 * gi)           # β1·m + (1−β1)·g
     vi = MLK_MUL_ADD_F(b2, v[i], one_b2 * gi * gi)      # β2·v + (1−β2)·g²
     m[i] = mi
@@ -412,14 +422,17 @@ cdef void adam_run_bf16(uint16_t* p16, const uint16_t* g16, float* master, Py_ss
             p16[i] = mlk_bf16_round(pn)
 
 
-cdef bint use_adam_run_bf16 = True
+cdef bint use_adam_run_bf16 = MLK_ADAM_BF16_IN_LOOP
 
 
 def set_adam_run_bf16(bint flag):
-    """Whether half_unit takes adam_run_bf16 where it can (True) or the block path: for
-    benchmarks that time the two against each other (docs/kernels/bf16.md)."""
+    """Whether half_unit takes adam_run_bf16 where it can (True) or the block path; returns
+    the previous setting (the default: True in the avx512 variant only). For benchmarks that
+    time the two against each other (docs/kernels/bf16.md), in any variant."""
     global use_adam_run_bf16
+    previous = use_adam_run_bf16
     use_adam_run_bf16 = flag
+    return previous
 
 
 cdef void half_unit(Kind kind, int storage, int state_kind, int rounding, void** slots,

@@ -482,3 +482,37 @@ def test_bfloat16_and_float16_params_in_one_optimizer():
         rb.step([gb])
     assert (bits(a) == bits(a2)).all() and (bits(b) == bits(b2)).all()
     np.testing.assert_array_equal(opt.state[1]["master_param"], rb.state[0]["master_param"])
+
+
+@pytest.mark.parametrize("in_loop", [True, False], ids=["in_loop", "blocks"])
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_both_bfloat16_adam_paths_give_float32_rounded(isa, in_loop, name):
+    """adam_run_bf16 (the conversions in the loop: the avx512 variant's default) and the
+    block path, each forced on every variant: p is float32's result rounded, the master copy
+    and the states float32's, bit for bit (the loop writes out adam_run's FMAs)."""
+    from mlkernels._dispatch import K
+    step_fn = {"adam": lambda *a, **kw: optim.adam_step(*a, lr=1e-2, weight_decay=0.01, **kw),
+               "adamw": lambda *a, **kw: optim.adamw_step(*a, lr=1e-2, weight_decay=0.1,
+                                                          **kw)}[name]
+    size = 70001
+    previous = K._optim.set_adam_run_bf16(in_loop)
+    try:
+        for master in (False, True):
+            p = make(size, BF16, 0)
+            p32 = p.astype(np.float32)
+            mp = [p.astype(np.float32)] if master else None
+            s, s32 = [np.zeros(size, np.float32) for _ in range(2)], \
+                [np.zeros(size, np.float32) for _ in range(2)]
+            for step in range(1, 4):
+                g = make(size, BF16, step)
+                if not master:
+                    p32 = p.astype(np.float32)
+                step_fn(p, g, *s, step=step, master_params=mp)
+                step_fn(p32, g.astype(np.float32), *s32, step=step)
+                assert (bits(p) == bits(p32.astype(BF16))).all()
+                for a, b in zip(s, s32):
+                    np.testing.assert_array_equal(a, b)
+                if master:
+                    np.testing.assert_array_equal(mp[0], p32)
+    finally:
+        K._optim.set_adam_run_bf16(previous)
