@@ -21,6 +21,14 @@ How it is built
 * grad_weight is mostly rows no index names (V = 50k, 16k indices): written with streaming
   stores from 16 MiB on, and skipped altogether when the caller passes a zero-filled array
   (``zeroed``: a fresh np.zeros, whose pages the kernel then never touches).
+* 16-bit storage (bfloat16, float16; _half.h): the forward copies the rows' 16-bit bits (a
+  gather computes nothing: the float32 result, rounded, is the value itself; a NaN keeps its
+  payload, as any copy). The backward widens each grad_out row to float32 as it reads it and
+  sums in double exactly as the float32 kernel does (``embedding_backward_half``), then
+  writes the float32 row -- grad_weight float32, the default -- or rounds it once to 16
+  bits. So either is the float32 kernel's result on the widened grad_out (rounded). Summing
+  in 16 bits instead would stall: a row named 1000 times by a gradient of 0.01 sums to 10,
+  where a bfloat16 accumulator stops growing at 4 (0.01 is under half its unit there).
 Reference: mlkernels/reference/embedding.py.
 """
 from cython cimport floating
@@ -28,12 +36,23 @@ from cython.parallel cimport prange, threadid
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
 
+from libc.stdint cimport uint16_t
+
+from mlkernels._half cimport mlk_widen, mlk_narrow, mlk_narrow_stream
 from mlkernels._runtime cimport stream_from
-from mlkernels._stream cimport TILE_MAX, mlk_stream_fence, stream_out, tile_len
+from mlkernels._stream cimport TILE_BYTES, TILE_MAX, mlk_stream_fence, stream_out, tile_len
+
+cdef extern from "_stream.h" nogil:
+    void mlk_stream_u16(uint16_t* dst, const uint16_t* src, Py_ssize_t n)
 
 ctypedef fused index_t:
     int
     long long
+
+ctypedef fused stored_t:        # what the forward copies: float32, float64, or 16-bit bits
+    float
+    double
+    uint16_t
 
 cdef enum:
     ROWS_PER_UNIT = 64         # rows of grad_weight (or indices of the forward) per work unit
@@ -45,17 +64,19 @@ cdef inline int threads_for(Py_ssize_t elements, int n_threads) noexcept nogil:
     return 1 if elements < SERIAL_BELOW else n_threads
 
 
-cdef inline void put_row(floating* dst, const floating* src, Py_ssize_t d,
+cdef inline void put_row(stored_t* dst, const stored_t* src, Py_ssize_t d,
                          bint stream) noexcept nogil:
-    if stream:
-        stream_out(dst, src, d)
+    if not stream:
+        memcpy(dst, src, d * sizeof(stored_t))
+    elif stored_t is uint16_t:
+        mlk_stream_u16(dst, src, d)
     else:
-        memcpy(dst, src, d * sizeof(floating))
+        stream_out(dst, src, d)
 
 
 # ------------------------------------------------------------------ forward
 
-cdef void gather_unit(const floating* weight, const index_t* idx, floating* out, Py_ssize_t first,
+cdef void gather_unit(const stored_t* weight, const index_t* idx, stored_t* out, Py_ssize_t first,
                       Py_ssize_t count, Py_ssize_t d, bint stream) noexcept nogil:
     cdef Py_ssize_t i
     for i in range(first, first + count):
@@ -64,20 +85,21 @@ cdef void gather_unit(const floating* weight, const index_t* idx, floating* out,
         mlk_stream_fence()
 
 
-def embedding_forward(const floating[:, ::1] weight,   # IN  (V, d)
+def embedding_forward(const stored_t[:, ::1] weight,   # IN  (V, d)
                       const index_t[::1] indices,      # IN  (n,) every one in [0, V)
-                      floating[:, ::1] out,            # OUT (n, d)
+                      stored_t[:, ::1] out,            # OUT (n, d)
                       int n_threads):
-    """out[i] = weight[indices[i]]. Indices are validated by mlkernels/embedding.py."""
+    """out[i] = weight[indices[i]]. Indices are validated by mlkernels/embedding.py.
+    16-bit storage comes as uint16 views: its rows are copied as bits."""
     cdef Py_ssize_t n = indices.shape[0], d = weight.shape[1], u
     cdef Py_ssize_t n_units = (n + ROWS_PER_UNIT - 1) // ROWS_PER_UNIT
-    cdef bint stream = n * d * <Py_ssize_t>sizeof(floating) >= stream_from()
+    cdef bint stream = n * d * <Py_ssize_t>sizeof(stored_t) >= stream_from()
     cdef int nt = threads_for(n * d, n_threads)
     if n == 0 or d == 0:
         return
-    cdef const floating* pw = &weight[0, 0]
+    cdef const stored_t* pw = &weight[0, 0]
     cdef const index_t* pi = &indices[0]
-    cdef floating* po = &out[0, 0]
+    cdef stored_t* po = &out[0, 0]
     with nogil:
         if nt <= 1:
             gather_unit(pw, pi, po, 0, n, d, stream)
@@ -209,5 +231,128 @@ def embedding_backward(const floating[:, ::1] grad_out,   # IN  (n, d)
     free(start)
     free(order)
     free(acc)
+    if status != 0:
+        raise MemoryError()
+
+
+# ------------------------------------------------------------------ backward, 16-bit grad_out
+# The same rows and order as embedding_backward; each grad_out row is widened to float32
+# (exact) into this thread's ``wide`` buffer as it is read, so the double sums are the float32
+# kernel's bit for bit. The result is written as float32 (out16 = 0) or rounded once to the
+# storage kind (out16 = kind).
+
+cdef void zero_row16(uint16_t* dst, Py_ssize_t d, bint stream) noexcept nogil:
+    """zero_row for 16-bit rows: streamed in pieces that end on TILE_BYTES boundaries of dst,
+    so that only the first can start misaligned (a misaligned start is stored element by
+    element: cut every TILE_BYTES from a 16-byte-aligned array, it was 2x slower)."""
+    cdef uint16_t zeros[2 * TILE_MAX]                   # TILE_BYTES of them
+    cdef Py_ssize_t p = 0, m
+    if not stream:
+        memset(dst, 0, d * sizeof(uint16_t))
+        return
+    memset(zeros, 0, sizeof(zeros))
+    while p < d:
+        m = min(<Py_ssize_t>((TILE_BYTES - 1 - <size_t>(dst + p) % TILE_BYTES) // 2 + 1), d - p)
+        mlk_stream_u16(dst + p, zeros, m)
+        p += m
+
+
+cdef void write_row(const float* row, Py_ssize_t d, void* dst, int out16, bint stream) noexcept nogil:
+    """dst[0:d] = row as float32 (out16 == 0) or rounded to the 16-bit kind out16."""
+    if out16:
+        if stream:
+            mlk_narrow_stream(out16, row, <uint16_t*>dst, d)
+        else:
+            mlk_narrow(out16, row, <uint16_t*>dst, d)
+    else:
+        put_row(<float*>dst, row, d, stream)
+
+
+cdef void scatter_unit_half(int kind, const uint16_t* grad, const Py_ssize_t* start,
+                            const Py_ssize_t* order, void* gw, int out16, Py_ssize_t first,
+                            Py_ssize_t rows, Py_ssize_t d, Py_ssize_t padding_idx, bint zeroed,
+                            double* acc, float* wide, bint stream) noexcept nogil:
+    """Rows first ... first + rows − 1 of grad_weight (float32, or 16-bit of kind out16), each
+    written once; acc (d doubles) and wide (d floats) are this thread's own."""
+    cdef Py_ssize_t r, k, j, count
+    cdef Py_ssize_t item = 2 if out16 else 4
+    cdef char* dst
+    for r in range(first, first + rows):
+        count = start[r + 1] - start[r]
+        dst = <char*>gw + r * d * item
+        if count == 0 or r == padding_idx:
+            if not zeroed:
+                if out16:
+                    zero_row16(<uint16_t*>dst, d, stream)
+                else:
+                    zero_row(<float*>dst, d, stream)
+        else:
+            mlk_widen(kind, grad + order[start[r]] * d, wide, d)
+            if count > 1:
+                for j in range(d):  # simd
+                    acc[j] = wide[j]
+                for k in range(start[r] + 1, start[r + 1]):
+                    mlk_widen(kind, grad + order[k] * d, wide, d)
+                    for j in range(d):  # simd
+                        acc[j] = acc[j] + wide[j]
+                for j in range(d):  # simd
+                    wide[j] = <float>acc[j]
+            write_row(wide, d, dst, out16, stream)
+    if stream:
+        mlk_stream_fence()
+
+
+def embedding_backward_half(int kind,                       # _half.h kind of grad_out
+                            const uint16_t[:, ::1] grad_out,  # IN  (n, d), 16-bit bits
+                            const index_t[::1] indices,       # IN  (n,) every one in [0, V)
+                            grad_weight,                      # OUT (V, d): float32, or uint16
+                            int out16,                        # 0: float32 out; else its kind
+                            Py_ssize_t padding_idx, bint zeroed, int n_threads):
+    """embedding_backward for 16-bit grad_out (see the comment above); grad_weight is a
+    C-contiguous float32 array, or a uint16 view of a 16-bit one (out16 its kind)."""
+    cdef Py_ssize_t n = indices.shape[0], V = grad_weight.shape[0], d = grad_weight.shape[1]
+    cdef Py_ssize_t n_units = (V + ROWS_PER_UNIT - 1) // ROWS_PER_UNIT, u
+    cdef Py_ssize_t item = 2 if out16 else 4
+    cdef bint stream = V * d * item >= stream_from()
+    cdef int nt = threads_for(V * d, n_threads)
+    cdef float[:, ::1] gw32
+    cdef uint16_t[:, ::1] gw16
+    cdef void* pw
+    if V == 0 or d == 0:
+        return
+    if out16:
+        gw16 = grad_weight
+        pw = &gw16[0, 0]
+    else:
+        gw32 = grad_weight
+        pw = &gw32[0, 0]
+    cdef Py_ssize_t* start = <Py_ssize_t*>malloc((V + 1) * sizeof(Py_ssize_t))
+    cdef Py_ssize_t* order = <Py_ssize_t*>malloc(max(n, 1) * sizeof(Py_ssize_t))
+    cdef double* acc = <double*>malloc(max(nt, 1) * d * sizeof(double))   # one row per thread
+    cdef float* wide = <float*>malloc(max(nt, 1) * d * sizeof(float))
+    cdef const uint16_t* pg = &grad_out[0, 0] if n else NULL
+    cdef int status = 0
+    if start == NULL or order == NULL or acc == NULL or wide == NULL:
+        free(start); free(order); free(acc); free(wide)
+        raise MemoryError()
+    with nogil:
+        if n:
+            status = counting_sort(&indices[0], n, V, start, order)
+        else:
+            memset(start, 0, (V + 1) * sizeof(Py_ssize_t))
+        if status == 0:
+            if nt <= 1:
+                scatter_unit_half(kind, pg, start, order, pw, out16, 0, V, d, padding_idx,
+                                  zeroed, acc, wide, stream)
+            else:
+                for u in prange(n_units, num_threads=nt, schedule="static"):
+                    scatter_unit_half(kind, pg, start, order, pw, out16, u * ROWS_PER_UNIT,
+                                      min(<Py_ssize_t>ROWS_PER_UNIT, V - u * ROWS_PER_UNIT), d,
+                                      padding_idx, zeroed, acc + threadid() * d,
+                                      wide + threadid() * d, stream)
+    free(start)
+    free(order)
+    free(acc)
+    free(wide)
     if status != 0:
         raise MemoryError()

@@ -24,7 +24,8 @@ from libc.math cimport sqrt as sqrt_double, sqrtf
 from libc.stdlib cimport malloc, free
 from libc.stdint cimport uint16_t, uint32_t, uint64_t
 
-from mlkernels._half cimport mlk_widen, mlk_narrow, mlk_float_bits
+from mlkernels._half cimport (mlk_widen, mlk_narrow, mlk_float_bits, mlk_bf16_widen,
+                             mlk_bf16_round, MLK_BF16)
 
 cimport numpy as cnp
 from mlkernels._arrays cimport plain, same_shape, share_bytes
@@ -320,6 +321,10 @@ def fused_step(int kind, bint is_double, list columns, dict hyper, int n_threads
 # float32 run function above updates them, and the results are stored back -- p rounded to
 # nearest even, or (bfloat16) stochastically, or from the master copy. The float32 math is the
 # float32 optimizer's own, so with master weights p is exactly float32 AdamW's result, rounded.
+# Adam/AdamW on bfloat16 params with float32 states, rounded to nearest (with or without master
+# copies; amsgrad off) -- the common case -- skips the blocks in the avx512 variant:
+# adam_run_bf16 converts inside its one loop (faster there than the block path at 16M params;
+# no faster in the avx2 and baseline variants: docs/kernels/bf16.md).
 
 cdef extern from "_philox.h" nogil:
     void mlk_philox_u16(uint64_t e0, Py_ssize_t n, uint32_t k0, uint32_t k1, uint16_t* u)
@@ -343,12 +348,104 @@ cdef inline uint16_t bf16_round_stochastic(float f, uint16_t r) noexcept nogil:
     return <uint16_t>(quiet_nan if a > 0x7F800000 else (u + noise) >> 16)
 
 
+cdef extern from *:
+    """
+    /* a·b + c rounded once where the CPU has FMA (the avx2 and avx512 variants), twice where
+     * it has not (baseline). */
+    #if defined(__FMA__)
+    #define MLK_MUL_ADD_F(a, b, c) __builtin_fmaf((a), (b), (c))
+    #else
+    #define MLK_MUL_ADD_F(a, b, c) ((a) * (b) + (c))
+    #endif
+    /* adam_run_bf16 is taken in the avx512 variant only, where it was measured faster than
+     * the block path (at 16M params); in the avx2 variant the two ran even, in the baseline
+     * one the loop was slower with master weights (docs/kernels/bf16.md). */
+    #if defined(__AVX512F__)
+    #define MLK_ADAM_BF16_IN_LOOP 1
+    #else
+    #define MLK_ADAM_BF16_IN_LOOP 0
+    #endif
+    """
+    float MLK_MUL_ADD_F(float a, float b, float c) noexcept nogil
+    bint MLK_ADAM_BF16_IN_LOOP
+
+
+cdef inline float adam_point(float p, float g, float* m, float* v, Py_ssize_t i, float sign,
+                             float l2, float decay, float b1, float b2, float one_b1,
+                             float one_b2, float step_size, float eps,
+                             float bc2_sqrt) noexcept nogil:
+    """One element of adam_run[float] (amsgrad off): updates m[i] and v[i], returns the new p.
+    GCC contracts adam_run's sums of products into FMAs where the CPU has them (-ffp-contract
+    =fast, its default), and which ones it contracts is its choice per loop: in a loop of
+    other shape (this one's conversions) it chose differently, and p came out one ulp apart.
+    So the contractions it makes in adam_run are written out here, and this loop computes
+    adam_run's bits (tests/test_half_optim.py checks it on every ISA variant: a compiler that
+    contracts adam_run otherwise fails them)."""
+    cdef float gi = sign * g, mi, vi, denom
+    if l2 != 0:
+        gi = MLK_MUL_ADD_F(sign, g, l2 * p)             # ±g + wd·p
+    mi = MLK_MUL_ADD_F(b1, m[i], one_b1 * gi)           # β1·m + (1−β1)·g
+    vi = MLK_MUL_ADD_F(b2, v[i], one_b2 * gi * gi)      # β2·v + (1−β2)·g²
+    m[i] = mi
+    v[i] = vi
+    denom = sqrtf(vi) / bc2_sqrt + eps
+    return MLK_MUL_ADD_F(p, decay, -(step_size * mi / denom))   # p·decay − step_size·m/denom
+
+
+cdef void adam_run_bf16(uint16_t* p16, const uint16_t* g16, float* master, Py_ssize_t start,
+                        float* m, float* v, Py_ssize_t n, const Hyper* h) noexcept nogil:
+    """adam_run for bfloat16 p and g with float32 states, rounding to nearest: adam_run's
+    arithmetic per element (adam_point), with the conversions inside the loop -- g and p (or its float32
+    master copy) widened as they are read (a shift), the new p rounded as it is stored (and
+    kept in the master copy). One pass over memory and no block buffers: the common case of
+    16-bit training (the block path of half_unit does the other modes, and amsgrad: with
+    its third state the loop has too many arrays for GCC's run-time alias checks, and stays
+    scalar). p16, g16, m, v point at element ``start`` already; master (or NULL) at 0."""
+    cdef float sign = <float>h.sign, l2 = <float>h.weight_decay
+    cdef float decay = <float>h.decay, b1 = <float>h.beta1, b2 = <float>h.beta2
+    cdef float one_b1 = <float>(1.0 - h.beta1), one_b2 = <float>(1.0 - h.beta2)
+    cdef float step_size = <float>h.step_size, eps = <float>h.eps
+    cdef float bc2_sqrt = <float>h.bias_correction2_sqrt
+    cdef float pn
+    cdef Py_ssize_t i
+    if master == NULL:
+        for i in range(n):  # simd
+            p16[i] = mlk_bf16_round(adam_point(mlk_bf16_widen(p16[i]), mlk_bf16_widen(g16[i]),
+                                               m, v, i, sign, l2, decay, b1, b2, one_b1,
+                                               one_b2, step_size, eps, bc2_sqrt))
+    else:
+        master = master + start
+        for i in range(n):  # simd
+            pn = adam_point(master[i], mlk_bf16_widen(g16[i]), m, v, i, sign, l2, decay,
+                            b1, b2, one_b1, one_b2, step_size, eps, bc2_sqrt)
+            master[i] = pn
+            p16[i] = mlk_bf16_round(pn)
+
+
+cdef bint use_adam_run_bf16 = MLK_ADAM_BF16_IN_LOOP
+
+
+def set_adam_run_bf16(bint flag):
+    """Whether half_unit takes adam_run_bf16 where it can (True) or the block path; returns
+    the previous setting (the default: True in the avx512 variant only). For benchmarks that
+    time the two against each other (docs/kernels/bf16.md), in any variant."""
+    global use_adam_run_bf16
+    previous = use_adam_run_bf16
+    use_adam_run_bf16 = flag
+    return previous
+
+
 cdef void half_unit(Kind kind, int storage, int state_kind, int rounding, void** slots,
                     float* master, Py_ssize_t start, Py_ssize_t n, uint64_t e0, uint32_t k0,
                     uint32_t k1, const Hyper* h) noexcept nogil:
     """Elements [start, start + n) of one parameter: slots p, g, then up to three states
     (16-bit when state_kind != 0, else float32); master (float32) or NULL. e0: the
     stochastic-rounding counter of element `start`."""
+    if (use_adam_run_bf16 and kind == ADAM and storage == MLK_BF16 and state_kind == 0
+            and rounding == ROUND_NEAREST and not h.amsgrad):
+        adam_run_bf16(<uint16_t*>slots[0] + start, <const uint16_t*>slots[1] + start,
+                      master, start, <float*>slots[2] + start, <float*>slots[3] + start, n, h)
+        return
     cdef float bp[HALF_BLOCK]
     cdef float bg[HALF_BLOCK]
     cdef float bs[3][HALF_BLOCK]

@@ -12,6 +12,12 @@ names it and its position, raised before anything is written (torch raises Index
 ``padding_idx`` follows torch: an int in [-num_embeddings, num_embeddings), a negative one
 counting from the end; it does not change the forward (nn.Embedding only zeroes that row
 of its weight when it creates it), only the backward.
+
+16-bit storage (bfloat16 of ml_dtypes, numpy.float16): the forward copies the rows (their
+16-bit bits). The backward takes a 16-bit ``grad_out`` and returns a float32 grad_weight by
+default -- the float32 kernel's result on the widened grad_out, exactly -- or, when ``out=``
+is an array of grad_out's 16-bit dtype, that result rounded once to it. The sums are never
+accumulated in 16 bits (a row named a thousand times would lose most of its sum).
 Kernels: ``mlkernels/_embedding.pyx``.
 """
 from __future__ import annotations
@@ -68,7 +74,8 @@ def embedding(indices: np.ndarray, weight: np.ndarray, *, padding_idx: Optional[
     Parameters
     ----------
     indices : integer array of any shape, values in [0, num_embeddings)
-    weight : array (num_embeddings, embedding_dim) of float32 or float64
+    weight : array (num_embeddings, embedding_dim) of float32 or float64, or of 16-bit
+        storage (bfloat16 of ml_dtypes, float16): its rows are copied as they are
     padding_idx : int or None
         Checked as torch does, otherwise unused by the forward (see the module's doc).
     out : C-contiguous array of shape ``indices.shape + (embedding_dim,)``, optional
@@ -80,7 +87,7 @@ def embedding(indices: np.ndarray, weight: np.ndarray, *, padding_idx: Optional[
     Raises
     ------
     TypeError
-        indices not an integer array; weight not float32/float64.
+        indices not an integer array; weight not float32/float64/bfloat16/float16.
     ValueError
         weight not 2-d; an index out of range (named with its position); a bad padding_idx
         or ``out``.
@@ -97,7 +104,7 @@ def embedding(indices: np.ndarray, weight: np.ndarray, *, padding_idx: Optional[
             [ 3.,  4.,  5.]]])
     """
     where = "embedding()"
-    dtype = V.float_dtype(where, weight=weight)
+    dtype = V.storage_dtype(where, weight=weight)
     if weight.ndim != 2:
         raise ValueError(f"{where}: weight has shape {weight.shape}; expected 2-d "
                          f"(num_embeddings, embedding_dim)")
@@ -106,8 +113,10 @@ def embedding(indices: np.ndarray, weight: np.ndarray, *, padding_idx: Optional[
     idx = _indices(where, indices, num_embeddings)
     y = V.output(where, out, indices.shape + (dim,), dtype, inputs=(weight, indices))
     if idx.size and dim:
-        K._embedding.embedding_forward(V.c_array(weight, dtype), idx, y.reshape(idx.size, dim),
-                                       get_num_threads())
+        w, rows = V.c_array(weight, dtype), y.reshape(idx.size, dim)
+        if dtype.itemsize == 2:         # 16-bit storage: the rows' bits
+            w, rows = w.view(np.uint16), rows.view(np.uint16)
+        K._embedding.embedding_forward(w, idx, rows, get_num_threads())
     return y
 
 
@@ -122,15 +131,19 @@ def embedding_backward(grad_out: np.ndarray, indices: np.ndarray, num_embeddings
 
     Parameters
     ----------
-    grad_out : array of shape ``indices.shape + (embedding_dim,)``, float32 or float64
+    grad_out : array of shape ``indices.shape + (embedding_dim,)``, float32 or float64, or
+        bfloat16 (ml_dtypes) / float16: widened to float32 as it is read
     indices : the forward's indices
     num_embeddings : int, the number of rows of weight
     padding_idx : int or None, as in ``embedding``: that row's gradient is zero
-    out : C-contiguous array (num_embeddings, embedding_dim), optional; overwritten
+    out : C-contiguous array (num_embeddings, embedding_dim), optional; overwritten. Of
+        grad_out's dtype; for a 16-bit grad_out float32 (the default) or grad_out's 16-bit
+        dtype (the float32 result rounded once).
 
     Returns
     -------
-    grad_weight : array (num_embeddings, embedding_dim) of grad_out's dtype
+    grad_weight : array (num_embeddings, embedding_dim) of grad_out's dtype (float32 for a
+        16-bit grad_out, unless ``out`` is 16-bit)
 
     Raises
     ------
@@ -148,7 +161,7 @@ def embedding_backward(grad_out: np.ndarray, indices: np.ndarray, num_embeddings
            [0., 0.]])
     """
     where = "embedding_backward()"
-    dtype = V.float_dtype(where, grad_out=grad_out)
+    dtype = V.storage_dtype(where, grad_out=grad_out)
     num_embeddings = V.integer(where, "num_embeddings", num_embeddings, low=0,
                                expected="an int >= 0")
     pad = _padding(where, padding_idx, num_embeddings)
@@ -159,10 +172,24 @@ def embedding_backward(grad_out: np.ndarray, indices: np.ndarray, num_embeddings
                          f"{indices.shape}; expected indices.shape + (embedding_dim,)")
     dim = grad_out.shape[-1]
     idx = _indices(where, indices, num_embeddings)
+    out_dtype = dtype
+    if dtype.itemsize == 2:     # 16-bit grad_out: a float32 grad_weight, or out='s 16 bits
+        out_dtype = V.FLOAT_DTYPES[0]
+        if isinstance(out, np.ndarray) and out.dtype not in (out_dtype, dtype):
+            raise ValueError(f"{where}: out has dtype {out.dtype}; expected float32 (the "
+                            f"default for {dtype} grad_out) or {dtype}")
+        if isinstance(out, np.ndarray) and out.dtype == dtype:
+            out_dtype = dtype
     zeroed = out is None      # np.zeros: calloc'd pages, the kernel skips the rows of zeros
-    gw = np.zeros((num_embeddings, dim), dtype) if zeroed else \
-        V.output(where, out, (num_embeddings, dim), dtype, inputs=(grad_out, indices))
+    gw = np.zeros((num_embeddings, dim), out_dtype) if zeroed else \
+        V.output(where, out, (num_embeddings, dim), out_dtype, inputs=(grad_out, indices))
     if num_embeddings and dim:
-        K._embedding.embedding_backward(V.c_array(grad_out, dtype).reshape(idx.size, dim), idx,
-                                        gw, pad, zeroed, get_num_threads())
+        g = V.c_array(grad_out, dtype).reshape(idx.size, dim)
+        if dtype.itemsize == 2:
+            K._embedding.embedding_backward_half(
+                V.storage_kind(dtype), g.view(np.uint16), idx,
+                gw.view(np.uint16) if out_dtype.itemsize == 2 else gw,
+                V.storage_kind(out_dtype), pad, zeroed, get_num_threads())
+        else:
+            K._embedding.embedding_backward(g, idx, gw, pad, zeroed, get_num_threads())
     return gw

@@ -211,14 +211,16 @@ def _columns_half(where, params, grads, states, state_lists):
     return [params, out_grads] + state_lists, dtype
 
 
-def _run_step(where, prepared, master_params, stochastic_rounding, seed, step):
-    """Run a prepared step: the float kernels, or the 16-bit one with its rounding mode."""
+def _mode_call(where, prepared, master_params, stochastic_rounding, seed, step,
+               rounding_offset=None):
+    """Validate a prepared step's 16-bit storage mode; return the kernel call, not run yet:
+    ``(fused_step, args)``, or ``(fused_step_half, args)`` with its rounding mode."""
     kind, columns, dtype, h = prepared
     if dtype.itemsize != 2:
         if master_params is not None or stochastic_rounding:
             raise ValueError(f"{where}: master_params and stochastic_rounding are for "
                              f"bfloat16/float16 params; got {dtype} params")
-        return _run(kind, columns, dtype, h)
+        return None, prepared
     params = columns[0]
     masters = [None] * len(params)
     if master_params is not None:
@@ -238,20 +240,43 @@ def _run_step(where, prepared, master_params, stochastic_rounding, seed, step):
     if stochastic_rounding and V.storage_kind(dtype) != V.STORAGE_KIND_BF16:
         raise ValueError(f"{where}: stochastic_rounding=True is for bfloat16 params; got "
                          f"{dtype} (use master_params)")
-    seed = int(seed)
-    if not 0 <= seed < 2**64:
-        raise ValueError(f"{where}: seed is {seed}; expected an int in [0, 2**64)")
-    states = [c for c in columns[2:] if any(a is not None for a in c)]
-    state_kind = 0
-    for c in states:
-        state_kind = V.storage_kind(next(a for a in c if a is not None).dtype)
-        break
+    seed = _uint64(where, "seed", seed)
     total = sum(p.size for p in params)
-    if not params:
-        return
-    K._optim.fused_step_half(kind, V.storage_kind(dtype), state_kind, int(bool(stochastic_rounding)),
-                             columns, masters, h, seed, ((step - 1) * total) % 2**64,
-                             get_num_threads())
+    counter = ((step - 1) * total) % 2**64 if rounding_offset is None else \
+        _uint64(where, "rounding_offset", rounding_offset)
+    state_kind = 0
+    for c in columns[2:]:
+        if any(a is not None for a in c):
+            state_kind = V.storage_kind(next(a for a in c if a is not None).dtype)
+            break
+    return V.storage_kind(dtype), (kind, V.storage_kind(dtype), state_kind,
+                                   int(bool(stochastic_rounding)), columns, masters, h, seed,
+                                   counter)
+
+
+def _uint64(where: str, name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{where}: {name} must be an int, got {type(value).__name__}; expected "
+                        f"an int in [0, 2**64)")
+    if not 0 <= int(value) < 2**64:
+        raise ValueError(f"{where}: {name} is {value}; expected an int in [0, 2**64)")
+    return int(value)
+
+
+def _execute(call) -> None:
+    """Run a call of ``_mode_call``."""
+    storage, args = call
+    if storage is None:
+        _run(*args)
+    elif args[4][0]:
+        K._optim.fused_step_half(*args, get_num_threads())
+
+
+def _run_step(where, prepared, master_params, stochastic_rounding, seed, step,
+              rounding_offset=None):
+    """Run a prepared step: the float kernels, or the 16-bit one with its rounding mode."""
+    _execute(_mode_call(where, prepared, master_params, stochastic_rounding, seed, step,
+                        rounding_offset))
 
 
 # ============================================================================ functional steps
@@ -277,7 +302,7 @@ def sgd_step(params: Arrays, grads: Arrays, momentum_buffers: Optional[Arrays] =
              step: int = 1, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
              weight_decay: float = 0.0, nesterov: bool = False, maximize: bool = False,
              master_params: Optional[Arrays] = None, stochastic_rounding: bool = False,
-             seed: int = 0) -> None:
+             seed: int = 0, rounding_offset: Optional[int] = None) -> None:
     """One SGD step, in place (torch.optim.SGD)::
 
         d = ±g + wd·p
@@ -309,6 +334,9 @@ def sgd_step(params: Arrays, grads: Arrays, momentum_buffers: Optional[Arrays] =
         fraction (unbiased), from Philox4x32-10 of (seed, (step − 1)·elements + element).
     seed : int, default 0
         The stochastic rounding's key, in [0, 2**64).
+    rounding_offset : int, optional
+        The stochastic rounding's counter of this call's first element, in [0, 2**64);
+        default (step − 1)·(the call's elements). The optimizer classes pass a running count.
 
     Returns
     -------
@@ -335,7 +363,7 @@ def sgd_step(params: Arrays, grads: Arrays, momentum_buffers: Optional[Arrays] =
     """
     _run_step("sgd_step()", _prepare_sgd(params, grads, momentum_buffers, step, lr, momentum,
                                          dampening, weight_decay, nesterov, maximize),
-              master_params, stochastic_rounding, seed, step)
+              master_params, stochastic_rounding, seed, step, rounding_offset)
 
 
 def _prepare_adam(where, decoupled, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
@@ -360,7 +388,7 @@ def adam_step(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arra
               betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
               weight_decay: float = 0.0, amsgrad: bool = False, maximize: bool = False,
               master_params: Optional[Arrays] = None, stochastic_rounding: bool = False,
-              seed: int = 0) -> None:
+              seed: int = 0, rounding_offset: Optional[int] = None) -> None:
     """One Adam step, in place (torch.optim.Adam; weight_decay is L2, added to g)::
 
         g = ±g + wd·p
@@ -395,6 +423,9 @@ def adam_step(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arra
         fraction (unbiased), from Philox4x32-10 of (seed, (step − 1)·elements + element).
     seed : int, default 0
         The stochastic rounding's key, in [0, 2**64).
+    rounding_offset : int, optional
+        The stochastic rounding's counter of this call's first element, in [0, 2**64);
+        default (step − 1)·(the call's elements). The optimizer classes pass a running count.
 
     Returns
     -------
@@ -423,7 +454,7 @@ def adam_step(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arra
     _run_step("adam_step()", _prepare_adam("adam_step()", False, params, grads, exp_avgs,
                                            exp_avg_sqs, max_exp_avg_sqs, step, lr, betas, eps,
                                            weight_decay, amsgrad, maximize),
-              master_params, stochastic_rounding, seed, step)
+              master_params, stochastic_rounding, seed, step, rounding_offset)
 
 
 def adamw_step(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
@@ -431,7 +462,7 @@ def adamw_step(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arr
                betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                weight_decay: float = 1e-2, amsgrad: bool = False, maximize: bool = False,
                master_params: Optional[Arrays] = None, stochastic_rounding: bool = False,
-               seed: int = 0) -> None:
+               seed: int = 0, rounding_offset: Optional[int] = None) -> None:
     """One AdamW step, in place (torch.optim.AdamW): decoupled weight decay
     p = p·(1 − lr·wd) first, then the Adam update of ``adam_step`` without the L2 term.
 
@@ -449,6 +480,9 @@ def adamw_step(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arr
         fraction (unbiased), from Philox4x32-10 of (seed, (step − 1)·elements + element).
     seed : int, default 0
         The stochastic rounding's key, in [0, 2**64).
+    rounding_offset : int, optional
+        The stochastic rounding's counter of this call's first element, in [0, 2**64);
+        default (step − 1)·(the call's elements). The optimizer classes pass a running count.
 
     Returns
     -------
@@ -477,7 +511,7 @@ def adamw_step(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arr
     _run_step("adamw_step()", _prepare_adam("adamw_step()", True, params, grads, exp_avgs,
                                             exp_avg_sqs, max_exp_avg_sqs, step, lr, betas, eps,
                                             weight_decay, amsgrad, maximize),
-              master_params, stochastic_rounding, seed, step)
+              master_params, stochastic_rounding, seed, step, rounding_offset)
 
 
 def _prepare_rmsprop(params, grads, square_avgs, momentum_buffers, grad_avgs, lr, alpha, eps,
@@ -638,23 +672,53 @@ class Optimizer:
     Unlike torch.optim, ``step`` takes the gradients as its argument: NumPy arrays carry no
     ``.grad``. Pass them in the order of the parameters, e.g. ``opt.step(model.grads())``.
 
+    16-bit parameters (SGD, Adam, AdamW): bfloat16 (ml_dtypes) and float16 params, with
+    gradients of their dtype, are updated by the functional steps' float32 arithmetic and
+    stored in the mode chosen at construction, for every 16-bit param of the optimizer:
+    rounded to nearest (the default), from float32 master copies (``master_weights=True``),
+    or, bfloat16 only, stochastically rounded (``stochastic_rounding=True``, ``seed=``).
+    Their states are float32, or ``state_dtype`` = their own dtype. Params of several dtypes
+    (bfloat16 matrices with float32 norms), in one group or across groups, are stepped in one
+    fused call per dtype; the modes leave float32/float64 params as a float32 optimizer
+    steps them (as torchao's ``bf16_stochastic_round`` does), and an option that would apply
+    to no param at all is refused (it would silently do nothing).
+
     Parameters
     ----------
     params : list of numpy.ndarray, or list of dict
-        The parameters (updated in place: writeable, C-contiguous float arrays), or param
-        groups: dicts with a ``"params"`` list and any hyperparameters for that group.
+        The parameters (updated in place: writeable, C-contiguous float arrays; 16-bit too
+        for SGD, Adam and AdamW), or param groups: dicts with a ``"params"`` list and any
+        hyperparameters for that group.
     defaults : dict
         The class's hyperparameters (the subclasses fill it from their arguments).
     max_grad_norm : float, optional
         Clip the step's gradients to this 2-norm (see above).
+    master_weights : bool, default False
+        For bfloat16/float16 params: keep a float32 copy of each (made from the params at
+        construction, kept in the state as "master_param"); the update goes into the copy and the param
+        becomes the copy rounded to nearest even -- float32's result, rounded.
+    stochastic_rounding : bool, default False
+        For bfloat16 params: round each updated param up with probability equal to the
+        dropped fraction (unbiased), so that updates below half a unit in the last place
+        survive on average. Reproducible from ``seed``: Philox4x32-10 at a counter that runs
+        on across steps (``rounding_offset``, saved by ``state_dict``).
+    seed : int, default 0
+        The stochastic rounding's key, in [0, 2**64).
+    state_dtype : dtype, optional
+        The state arrays' dtype for 16-bit params: float32 (the default) or the params' own
+        16-bit dtype (half the state's bytes; the state itself is then rounded each step).
+        float32/float64 params keep states of their own dtype.
 
     Raises
     ------
     TypeError
-        If a parameter is not a float32/float64 ndarray.
+        If a parameter is not a float32/float64 ndarray (or bfloat16/float16, for SGD, Adam
+        and AdamW), or a storage option has the wrong type.
     ValueError
         If ``params`` is empty, a parameter appears twice or is not writeable/C-contiguous,
-        a group has no ``"params"`` or unknown options, or a hyperparameter is out of range.
+        a group has no ``"params"`` or unknown options, a hyperparameter is out of range, or
+        the storage options do not fit the params (see the classes). Raised before anything
+        is created.
 
     Examples
     --------
@@ -679,7 +743,15 @@ class Optimizer:
         raise NotImplementedError
 
     def _initial_state(self, group: dict, name: str, p: np.ndarray) -> np.ndarray:
-        return np.zeros_like(p)
+        return np.zeros(p.shape, self._state_dtype_of(p))
+
+    #: whether the class takes bfloat16/float16 params (SGD, Adam, AdamW)
+    _takes_half = False
+
+    def _state_dtype_of(self, p: np.ndarray) -> np.dtype:
+        """The dtype of p's state arrays: p's own for float32/float64 params; for 16-bit ones
+        ``state_dtype`` (float32 unless asked otherwise)."""
+        return self.state_dtype if p.dtype.itemsize == 2 else p.dtype
 
     def _check_options(self, group: dict) -> None:
         """Validate a group's hyperparameters (a step over no arrays checks only those)."""
@@ -687,7 +759,9 @@ class Optimizer:
             self._prepare(group, [], [], {n: [] for n in self._state_names(group)}, 1)
 
     def __init__(self, params: Iterable, defaults: Dict[str, Any],
-                 max_grad_norm: Optional[float] = None) -> None:
+                 max_grad_norm: Optional[float] = None, *, master_weights: bool = False,
+                 stochastic_rounding: bool = False, seed: int = 0,
+                 state_dtype: Any = None) -> None:
         where = f"{type(self).__name__}()"
         self.max_grad_norm = max_grad_norm
         self._check_max_grad_norm(where)
@@ -712,7 +786,10 @@ class Optimizer:
                 if not isinstance(p, np.ndarray):
                     raise TypeError(f"{where}: param {j} of group {i} must be a numpy.ndarray, "
                                     f"got {type(p).__name__}")
-                V.float_dtype(where, **{f"params[{j}]": p})
+                if self._takes_half:
+                    V.storage_dtype(where, **{f"params[{j}]": p})
+                else:
+                    V.float_dtype(where, **{f"params[{j}]": p})
                 _in_place(where, f"params[{j}] of group {i}", p, p.dtype, p.shape)
             self._check_options(group)
             groups.append(group)
@@ -721,9 +798,74 @@ class Optimizer:
             if id(p) in seen:
                 raise ValueError(f"{where}: a parameter appears twice; expected each once")
             seen.add(id(p))
+        modes = self._storage_modes(where, [p for g in groups for p in g["params"]],
+                                    master_weights, stochastic_rounding, seed, state_dtype)
+        # everything checked: nothing is created before this line
         self.param_groups: List[dict] = groups
-        #: per parameter (flat index over all groups): {"step": int, name: array, ...}
+        (self.master_weights, self.stochastic_rounding, self.seed,
+         self.state_dtype) = modes
+        #: the stochastic rounding's counter: elements rounded so far (Philox's counter of the
+        #: next one); saved by state_dict, so that a resumed run draws the same bits
+        self.rounding_offset = 0
+        #: per parameter (flat index over all groups): {"step": int, name: array, ...};
+        #: with master_weights, each 16-bit parameter's float32 copy, "master_param", made now
         self.state: Dict[int, Dict[str, Any]] = {}
+        if self.master_weights:
+            for i, _, p in self._flat():
+                if p.dtype.itemsize == 2:
+                    self.state[i] = {"step": 0, "master_param": p.astype(np.float32)}
+
+    def _storage_modes(self, where: str, params: List[np.ndarray], master_weights: Any,
+                       stochastic_rounding: Any, seed: Any, state_dtype: Any):
+        """Validate the 16-bit storage options against the params; return them normalized:
+        (master_weights, stochastic_rounding, seed, state_dtype)."""
+        for name, flag in (("master_weights", master_weights),
+                           ("stochastic_rounding", stochastic_rounding)):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise TypeError(f"{where}: {name} must be a bool, got {type(flag).__name__}")
+        seed = _uint64(where, "seed", seed)
+        half = [p for p in params if p.dtype.itemsize == 2]
+        kinds = sorted({str(p.dtype) for p in half})
+        if not self._takes_half and (master_weights or stochastic_rounding or
+                                     state_dtype is not None):
+            raise TypeError(f"{where}: master_weights, stochastic_rounding and state_dtype are "
+                            f"options of SGD, Adam and AdamW (16-bit params)")
+        if master_weights and stochastic_rounding:
+            raise ValueError(f"{where}: master_weights=True and stochastic_rounding=True are "
+                             f"different modes; expected one of them (or neither: round to "
+                             f"nearest)")
+        if master_weights and not half:
+            raise ValueError(f"{where}: master_weights=True is for bfloat16/float16 params, "
+                             f"and every param here is float32/float64 (updated in its own "
+                             f"precision already); expected 16-bit params, or "
+                             f"master_weights=False")
+        if stochastic_rounding:
+            if not any(V.storage_kind(p.dtype) == V.STORAGE_KIND_BF16 for p in half):
+                raise ValueError(f"{where}: stochastic_rounding=True is for bfloat16 params, "
+                                 f"and there is none (params: "
+                                 f"{', '.join(sorted({str(p.dtype) for p in params}))}); "
+                                 f"expected bfloat16 params")
+            if any(p.dtype == V.FLOAT16 for p in half):
+                raise ValueError(f"{where}: stochastic_rounding=True is for bfloat16 params; "
+                                 f"some params are float16 (use master_weights=True for them, "
+                                 f"in an optimizer of their own)")
+        if state_dtype is None:
+            state_dtype = _F32
+        else:
+            try:
+                state_dtype = np.dtype(state_dtype)
+            except TypeError:
+                raise TypeError(f"{where}: state_dtype is {state_dtype!r}; expected a dtype: "
+                                f"float32 or the params' 16-bit dtype") from None
+            if state_dtype != _F32:
+                if state_dtype.itemsize != 2 or V.storage_kind(state_dtype) == 0:
+                    raise TypeError(f"{where}: state_dtype is {state_dtype}; expected float32 "
+                                    f"or the params' 16-bit dtype (bfloat16 or float16)")
+                if kinds != [str(state_dtype)]:
+                    raise ValueError(f"{where}: state_dtype is {state_dtype} but the 16-bit "
+                                     f"params are {kinds or 'none'}; expected float32, or the "
+                                     f"dtype of every 16-bit param")
+        return bool(master_weights), bool(stochastic_rounding), seed, state_dtype
 
     def _flat(self) -> List[Tuple[int, dict, np.ndarray]]:
         out, i = [], 0
@@ -783,7 +925,7 @@ class Optimizer:
         if len(grads) != len(flat):
             raise ValueError(f"{where}: {len(grads)} grads for {len(flat)} params; expected one "
                              f"per parameter (None to skip one)")
-        calls, new_state = [], {}
+        calls, new_state, offset = [], {}, 0
         for gi, group in enumerate(self.param_groups):
             names = self._state_names(group)
             buckets: Dict[int, List[int]] = {}
@@ -796,28 +938,41 @@ class Optimizer:
                             if n not in st:
                                 st[n] = self._initial_state(group, n, p)
                         new_state[i] = st
-                    buckets.setdefault(st["step"] + 1, []).append(i)
-            for step, idx in buckets.items():
+                    # one fused call per (step count, dtype): params of several dtypes in a
+                    # group (16-bit matrices, float32 norms) are stepped by dtype, as torch's
+                    # foreach groups its tensors
+                    buckets.setdefault((st["step"] + 1, p.dtype), []).append(i)
+            for (step, _), idx in buckets.items():
                 states = {n: [(new_state.get(i) or self.state[i])[n] for i in idx] for n in names}
                 with _named(where):
-                    calls.append(self._prepare(group, [flat[i][2] for i in idx],
-                                               [grads[i] for i in idx], states, step))
-                calls[-1] = (calls[-1], idx)
+                    prepared = self._prepare(group, [flat[i][2] for i in idx],
+                                             [grads[i] for i in idx], states, step)
+                    masters = ([(new_state.get(i) or self.state[i])["master_param"]
+                                for i in idx]
+                               if self.master_weights and prepared[2].itemsize == 2 else None)
+                    rounding = self.stochastic_rounding and prepared[2].itemsize == 2
+                    call = _mode_call(where, prepared, masters, rounding, self.seed, step,
+                                      (self.rounding_offset + offset) % 2**64)
+                if rounding:
+                    offset += sum(flat[i][2].size for i in idx)
+                calls.append(((prepared, call), idx))
         total_norm = None
         if self.max_grad_norm is not None:   # the norm over every gradient of this step
             from . import clip
-            used = [g for (_, columns, _, _), _ in calls for g in columns[1]]
+            used = [g for ((_, columns, _, _), _), _ in calls for g in columns[1]]
             total = clip._total_norm(used, 2.0)
             coef = clip._clip_coefficient(total, float(self.max_grad_norm))
-            for (_, _, _, hyper), _ in calls:
+            for ((_, _, _, hyper), _), _ in calls:
                 hyper["grad_scale"] = 1.0 if coef is None else coef
-            total_norm = (used[0].dtype if used else np.dtype(np.float64)).type(total)
+            total_norm = (V.compute_dtype(used[0].dtype) if used
+                          else np.dtype(np.float64)).type(total)
         # everything validated: commit the new state, count the step, run the kernels
         self.state.update(new_state)
-        for call, idx in calls:
+        self.rounding_offset = (self.rounding_offset + offset) % 2**64
+        for (_, call), idx in calls:
             for i in idx:
                 self.state[i]["step"] += 1
-            _run(*call)
+            _execute(call)
         return total_norm
 
     # ------------------------------------------------------------------ state dict
@@ -829,10 +984,23 @@ class Optimizer:
             "group{g}.params"      flat indices of the group's parameters
             "group{g}.{option}"    each hyperparameter of the group
             "state{i}.step"        the step count of parameter i
-            "state{i}.{name}"      each state array of parameter i (copies)
+            "state{i}.{name}"      each state array of parameter i (copies), with
+                                   master_weights its float32 copy "master_param"
+
+        and for SGD, Adam and AdamW the 16-bit storage options: "master_weights",
+        "stochastic_rounding", "state_dtype" (its name), "seed" and "rounding_offset" (the
+        stochastic rounding's counter, uint64). A 16-bit state array saved with ``np.savez``
+        loads back as 2-byte void (``np.load`` does not know ml_dtypes' bfloat16):
+        ``load_state_dict`` takes it as the state's dtype.
         """
         sd: Dict[str, np.ndarray] = {"optimizer": np.array(type(self).__name__),
                                      "groups": np.array(len(self.param_groups))}
+        if self._takes_half:
+            sd.update(master_weights=np.array(self.master_weights),
+                      stochastic_rounding=np.array(self.stochastic_rounding),
+                      state_dtype=np.array(str(self.state_dtype)),
+                      seed=np.array(self.seed, np.uint64),
+                      rounding_offset=np.array(self.rounding_offset, np.uint64))
         flat = self._flat()
         for g, group in enumerate(self.param_groups):
             sd[f"group{g}.params"] = np.array([i for i, gg, _ in flat if gg is group], np.int64)
@@ -856,6 +1024,7 @@ class Optimizer:
         if int(sd.get("groups", -1)) != len(self.param_groups):
             raise ValueError(f"{where}: the state dict has {sd.get('groups')} param groups; "
                              f"expected {len(self.param_groups)}")
+        seed, rounding_offset = self._load_modes(where, sd)
         flat = self._flat()
         new_groups = []
         for g, group in enumerate(self.param_groups):
@@ -878,7 +1047,7 @@ class Optimizer:
                     for i, gg, _ in flat}
         new_state: Dict[int, Dict[str, Any]] = {}
         for key, v in sd.items():
-            if not key.startswith("state"):
+            if not key.startswith("state") or key == "state_dtype":
                 continue
             head, _, field = key.partition(".")
             i = int(head[5:]) if head[5:].isdigit() else -1
@@ -888,19 +1057,54 @@ class Optimizer:
             if field == "step":
                 new_state.setdefault(i, {})["step"] = int(v)
                 continue
-            if field not in self._state_names(group_of[i]):
+            is_master = field == "master_param" and self.master_weights and p.dtype.itemsize == 2
+            if field not in self._state_names(group_of[i]) and not is_master:
                 raise ValueError(f"{where}: {key!r} is no state of {type(self).__name__} with "
                                  f"these options")
-            if v.shape != p.shape or v.dtype != p.dtype:
+            expected = _F32 if is_master else self._state_dtype_of(p)
+            if expected.itemsize == 2 and v.dtype.kind == "V" and v.dtype.itemsize == 2:
+                v = v.view(expected)          # a 16-bit array through np.savez / np.load
+            if v.shape != p.shape or v.dtype != expected:
+                whose = ("a float32 copy of its parameter" if is_master else
+                         "its parameter's" if expected == p.dtype else
+                         f"state_dtype, for {p.dtype} params")
                 raise ValueError(f"{where}: {key!r} has shape {v.shape} and dtype {v.dtype}; "
-                                 f"expected {p.shape} and {p.dtype} (its parameter's)")
+                                 f"expected {p.shape} and {expected} ({whose})")
             new_state.setdefault(i, {})[field] = np.array(v, copy=True, order="C")
         for i, st in new_state.items():
             if "step" not in st:
                 raise ValueError(f"{where}: the state of parameter {i} has no step count")
+        if self.master_weights:
+            for i, _, p in flat:
+                if p.dtype.itemsize == 2 and "master_param" not in new_state.get(i, {}):
+                    raise ValueError(f"{where}: the state of parameter {i} has no "
+                                     f"'master_param'; expected the float32 master copy of "
+                                     f"each 16-bit parameter (master_weights=True)")
         for group, new in zip(self.param_groups, new_groups):
             group.update(new)
         self.state = new_state
+        if self._takes_half:
+            self.seed, self.rounding_offset = seed, rounding_offset
+
+    def _load_modes(self, where: str, sd: Dict[str, np.ndarray]) -> Tuple[int, int]:
+        """Check that a state dict's 16-bit storage options are this optimizer's (a state
+        dict without them is one of float32/float64 params: the defaults); return its seed
+        and rounding_offset."""
+        if not self._takes_half:
+            return 0, 0
+        saved = {"master_weights": bool(sd.get("master_weights", False)),
+                 "stochastic_rounding": bool(sd.get("stochastic_rounding", False)),
+                 "state_dtype": str(sd.get("state_dtype", "float32"))}
+        mine = {"master_weights": self.master_weights,
+                "stochastic_rounding": self.stochastic_rounding,
+                "state_dtype": str(self.state_dtype)}
+        for k in saved:
+            if saved[k] != mine[k]:
+                raise ValueError(f"{where}: the state dict was saved with {k}={saved[k]!r}; "
+                                 f"this optimizer has {k}={mine[k]!r}: construct it with the "
+                                 f"same options")
+        return (_uint64(where, "seed", int(sd.get("seed", 0))),
+                _uint64(where, "rounding_offset", int(sd.get("rounding_offset", 0))))
 
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.defaults.items())
@@ -921,15 +1125,24 @@ class SGD(Optimizer):
     nesterov, maximize : bool
     max_grad_norm : float, optional
         Clip the gradients inside ``step`` (see ``Optimizer``).
+    master_weights, stochastic_rounding, seed, state_dtype
+        How 16-bit params are stored and their state kept (see ``Optimizer``): float32
+        master copies, or (bfloat16) stochastic rounding from ``seed``, else round to
+        nearest; states float32 or the params' 16-bit dtype.
 
     Raises
     ------
     TypeError
-        params not a list of float32/float64 arrays (or of param-group dicts), or mixed
-        dtypes; a hyperparameter that is not a number.
+        params not a list of float32/float64/bfloat16/float16 arrays (or of param-group
+        dicts); a hyperparameter that is not a number; master_weights or
+        stochastic_rounding not a bool; seed not an int; state_dtype not float32 or a
+        16-bit dtype.
     ValueError
         A hyperparameter out of its range (the message names it and the range), an
-        unknown group key, an empty list. ``step`` raises the same for its gradients
+        unknown group key, an empty list; master_weights=True with stochastic_rounding=True;
+        master_weights=True with no 16-bit param; stochastic_rounding=True with no bfloat16
+        param or with a float16 one; a 16-bit state_dtype other than the 16-bit params'.
+        All raised before anything is created. ``step`` raises the same for its gradients
         before any parameter or state is written.
 
     Examples
@@ -946,10 +1159,15 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False, maximize: bool = False,
-                 *, max_grad_norm: Optional[float] = None):
+                 *, max_grad_norm: Optional[float] = None, master_weights: bool = False,
+                 stochastic_rounding: bool = False, seed: int = 0, state_dtype: Any = None):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov,
-                                      maximize=maximize), max_grad_norm)
+                                      maximize=maximize), max_grad_norm,
+                         master_weights=master_weights, stochastic_rounding=stochastic_rounding,
+                         seed=seed, state_dtype=state_dtype)
+
+    _takes_half = True
 
     def _state_names(self, group):
         return ["momentum_buffer"] if group["momentum"] != 0 else []
@@ -975,15 +1193,24 @@ class Adam(Optimizer):
     amsgrad, maximize : bool
     max_grad_norm : float, optional
         Clip the gradients inside ``step`` (see ``Optimizer``).
+    master_weights, stochastic_rounding, seed, state_dtype
+        How 16-bit params are stored and their state kept (see ``Optimizer``): float32
+        master copies, or (bfloat16) stochastic rounding from ``seed``, else round to
+        nearest; states float32 or the params' 16-bit dtype.
 
     Raises
     ------
     TypeError
-        params not a list of float32/float64 arrays (or of param-group dicts), or mixed
-        dtypes; a hyperparameter that is not a number.
+        params not a list of float32/float64/bfloat16/float16 arrays (or of param-group
+        dicts); a hyperparameter that is not a number; master_weights or
+        stochastic_rounding not a bool; seed not an int; state_dtype not float32 or a
+        16-bit dtype.
     ValueError
         A hyperparameter out of its range (the message names it and the range), an
-        unknown group key, an empty list. ``step`` raises the same for its gradients
+        unknown group key, an empty list; master_weights=True with stochastic_rounding=True;
+        master_weights=True with no 16-bit param; stochastic_rounding=True with no bfloat16
+        param or with a float16 one; a 16-bit state_dtype other than the 16-bit params'.
+        All raised before anything is created. ``step`` raises the same for its gradients
         before any parameter or state is written.
 
     Examples
@@ -998,13 +1225,18 @@ class Adam(Optimizer):
     """
 
     _decoupled = False
+    _takes_half = True
 
     def __init__(self, params, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False,
-                 maximize: bool = False, *, max_grad_norm: Optional[float] = None):
+                 maximize: bool = False, *, max_grad_norm: Optional[float] = None,
+                 master_weights: bool = False, stochastic_rounding: bool = False, seed: int = 0,
+                 state_dtype: Any = None):
         super().__init__(params, dict(lr=lr, betas=tuple(betas) if isinstance(betas, list)
                                       else betas, eps=eps, weight_decay=weight_decay,
-                                      amsgrad=amsgrad, maximize=maximize), max_grad_norm)
+                                      amsgrad=amsgrad, maximize=maximize), max_grad_norm,
+                         master_weights=master_weights, stochastic_rounding=stochastic_rounding,
+                         seed=seed, state_dtype=state_dtype)
 
     def _state_names(self, group):
         return ["exp_avg", "exp_avg_sq"] + (["max_exp_avg_sq"] if group["amsgrad"] else [])
@@ -1033,15 +1265,24 @@ class AdamW(Adam):
     amsgrad, maximize : bool
     max_grad_norm : float, optional
         Clip the gradients inside ``step`` (see ``Optimizer``).
+    master_weights, stochastic_rounding, seed, state_dtype
+        How 16-bit params are stored and their state kept (see ``Optimizer``): float32
+        master copies, or (bfloat16) stochastic rounding from ``seed``, else round to
+        nearest; states float32 or the params' 16-bit dtype.
 
     Raises
     ------
     TypeError
-        params not a list of float32/float64 arrays (or of param-group dicts), or mixed
-        dtypes; a hyperparameter that is not a number.
+        params not a list of float32/float64/bfloat16/float16 arrays (or of param-group
+        dicts); a hyperparameter that is not a number; master_weights or
+        stochastic_rounding not a bool; seed not an int; state_dtype not float32 or a
+        16-bit dtype.
     ValueError
         A hyperparameter out of its range (the message names it and the range), an
-        unknown group key, an empty list. ``step`` raises the same for its gradients
+        unknown group key, an empty list; master_weights=True with stochastic_rounding=True;
+        master_weights=True with no 16-bit param; stochastic_rounding=True with no bfloat16
+        param or with a float16 one; a 16-bit state_dtype other than the 16-bit params'.
+        All raised before anything is created. ``step`` raises the same for its gradients
         before any parameter or state is written.
 
     Examples
@@ -1057,15 +1298,33 @@ class AdamW(Adam):
     >>> AdamW = optim.AdamW
     >>> resumed = AdamW([w.copy()], lr=0.1, weight_decay=0.5)
     >>> resumed.load_state_dict(state)
+
+    bfloat16 params (``pip install "mlkernels[bf16]"``) with float32 master weights: the
+    decay lr·wd = 1e-5 per step is below bfloat16's resolution at 1 (2^-8 = 0.0039),
+    so rounding to nearest alone would lose every step of it; the master copy keeps it:
+
+    >>> import ml_dtypes
+    >>> p = np.ones(3, ml_dtypes.bfloat16)
+    >>> opt = optim.AdamW([p], lr=1e-3, weight_decay=1e-2, master_weights=True)
+    >>> for _ in range(1000):
+    ...     opt.step([np.zeros(3, ml_dtypes.bfloat16)])
+    >>> opt.state[0]["master_param"]          # (1 − 1e-5)^1000 ≈ 0.99005, in float32 steps
+    array([0.99003446, 0.99003446, 0.99003446], dtype=float32)
+    >>> p                                           # the master, rounded
+    array([0.988281, 0.988281, 0.988281], dtype=bfloat16)
     """
 
     _decoupled = True
 
     def __init__(self, params, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False,
-                 maximize: bool = False, *, max_grad_norm: Optional[float] = None):
+                 maximize: bool = False, *, max_grad_norm: Optional[float] = None,
+                 master_weights: bool = False, stochastic_rounding: bool = False, seed: int = 0,
+                 state_dtype: Any = None):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize,
-                         max_grad_norm=max_grad_norm)
+                         max_grad_norm=max_grad_norm, master_weights=master_weights,
+                         stochastic_rounding=stochastic_rounding, seed=seed,
+                         state_dtype=state_dtype)
 
 
 class RMSprop(Optimizer):

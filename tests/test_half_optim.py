@@ -173,5 +173,346 @@ def test_errors_write_nothing():
     with pytest.raises(TypeError, match=r"adagrad_step\(\): params\[0\] has dtype bfloat16"):
         optim.adagrad_step(p, g, [m], step=1)
     with pytest.raises(TypeError, match="does not take 16-bit"):
-        optim.AdamW([p])
+        optim.RMSprop([p])
+    with pytest.raises(TypeError, match="does not take 16-bit"):
+        optim.Adagrad([p])
     unchanged()
+
+
+# ---------------------------------------------------------------------------- the classes
+# SGD, Adam and AdamW take 16-bit params with the functional steps' three modes, named at
+# construction: master_weights=True, stochastic_rounding=True (seed=), or round to nearest.
+
+CLASSES = {
+    "adamw": (lambda ps, **kw: optim.AdamW(ps, lr=1e-2, weight_decay=0.1, **kw),
+              lambda p, g, s, **kw: optim.adamw_step(p, g, s["exp_avg"], s["exp_avg_sq"],
+                                                     lr=1e-2, weight_decay=0.1, **kw),
+              ["exp_avg", "exp_avg_sq"]),
+    "adam": (lambda ps, **kw: optim.Adam(ps, lr=1e-2, weight_decay=0.01, amsgrad=True, **kw),
+             lambda p, g, s, **kw: optim.adam_step(p, g, s["exp_avg"], s["exp_avg_sq"],
+                                                   s["max_exp_avg_sq"], lr=1e-2,
+                                                   weight_decay=0.01, amsgrad=True, **kw),
+             ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]),
+    "sgd": (lambda ps, **kw: optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.01, **kw),
+            lambda p, g, s, **kw: optim.sgd_step(p, g, s["momentum_buffer"], lr=0.1,
+                                                 momentum=0.9, weight_decay=0.01, **kw),
+            ["momentum_buffer"]),
+}
+MODES = {"nearest": {}, "master": {"master_weights": True},
+         "stochastic": {"stochastic_rounding": True, "seed": 1234}}
+SHAPES = [(3, 70), (5000,), (1,)]
+
+
+def _params(dtype, seed=0):
+    return [make(shape, dtype, seed + k) for k, shape in enumerate(SHAPES)]
+
+
+def _grads(dtype, step):
+    return [make(shape, dtype, 100 * step + k) for k, shape in enumerate(SHAPES)]
+
+
+def _functional_run(name, dtype, mode, steps, state_dtype=np.float32):
+    """The same run through the functional steps: what the classes must reproduce."""
+    _, step_fn, names = CLASSES[name]
+    ps = _params(dtype)
+    masters = [p.astype(np.float32) for p in ps] if mode == "master" else None
+    states = {n: [np.zeros(p.shape, state_dtype) for p in ps] for n in names}
+    total = sum(p.size for p in ps)
+    for t in range(1, steps + 1):
+        kw = {}
+        if mode == "master":
+            kw["master_params"] = masters
+        if mode == "stochastic":
+            kw.update(stochastic_rounding=True, seed=1234, rounding_offset=(t - 1) * total)
+        step_fn(ps, _grads(dtype, t), states, step=t, **kw)
+    return ps, masters, states
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+@pytest.mark.parametrize("mode", sorted(MODES))
+@pytest.mark.parametrize("name", sorted(CLASSES))
+@pytest.mark.parametrize("state16", [False, True], ids=["float32_states", "16bit_states"])
+def test_class_equals_the_functional_steps(isa, dtype, mode, name, state16):
+    if mode == "stochastic" and dtype != BF16:
+        pytest.skip("stochastic rounding is for bfloat16 (float16 is refused: tested below)")
+    sdt = dtype if state16 else np.float32
+    make_opt, _, names = CLASSES[name]
+    ps = _params(dtype)
+    opt = make_opt(ps, state_dtype=sdt if state16 else None, **MODES[mode])
+    steps = 4
+    for t in range(1, steps + 1):
+        opt.step(_grads(dtype, t))
+    want_p, want_m, want_s = _functional_run(name, dtype, mode, steps, sdt)
+    for i, (p, q) in enumerate(zip(ps, want_p)):
+        assert (bits(p) == bits(q)).all()
+        assert opt.state[i]["step"] == steps
+        for n in names:
+            assert opt.state[i][n].dtype == sdt
+            assert (opt.state[i][n].view(np.uint8) == want_s[n][i].view(np.uint8)).all()
+        if mode == "master":
+            np.testing.assert_array_equal(opt.state[i]["master_param"], want_m[i])
+    assert opt.rounding_offset == (steps * sum(p.size for p in ps) if mode == "stochastic"
+                                   else 0)
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+@pytest.mark.parametrize("name", sorted(CLASSES))
+def test_state_dict_round_trip_continues_identically(tmp_path, mode, name):
+    """10 steps, save (np.savez), load into a fresh optimizer over copies, 10 more: the same
+    bits as 20 uninterrupted steps -- master copies, step counts and the rounding counter
+    included; 16-bit states survive np.savez's loss of the bfloat16 dtype."""
+    make_opt, _, _ = CLASSES[name]
+    for state_dtype in (None, BF16):
+        ps = _params(BF16)
+        opt = make_opt(ps, state_dtype=state_dtype, **MODES[mode])
+        for t in range(1, 11):
+            opt.step(_grads(BF16, t))
+        np.savez(tmp_path / "opt.npz", **opt.state_dict())
+        copies = [p.copy() for p in ps]
+        for t in range(11, 21):
+            opt.step(_grads(BF16, t))
+        resumed = make_opt(copies, state_dtype=state_dtype,
+                           **{**MODES[mode], **({"seed": 99} if "seed" in MODES[mode] else {})})
+        with np.load(tmp_path / "opt.npz") as f:
+            resumed.load_state_dict(f)
+        for t in range(11, 21):
+            resumed.step(_grads(BF16, t))
+        for p, q in zip(ps, copies):
+            assert (bits(p) == bits(q)).all()
+        assert resumed.seed == opt.seed and resumed.rounding_offset == opt.rounding_offset
+        for i in opt.state:
+            assert opt.state[i].keys() == resumed.state[i].keys()
+            for k, v in opt.state[i].items():
+                w = resumed.state[i][k]
+                if isinstance(v, np.ndarray):
+                    assert v.dtype == w.dtype and (v.view(np.uint8) == w.view(np.uint8)).all()
+                else:
+                    assert v == w
+
+
+@pytest.mark.parametrize("name", sorted(CLASSES))
+def test_classes_small_updates_lost_by_round_to_nearest_kept_by_the_others(name):
+    """The issue's test, through the classes: p = 1 in bfloat16, 2000 steps that each move p
+    by about 1e-4 (below half of bfloat16's unit at 1, 2^-8): round to nearest keeps p = 1;
+    master weights and stochastic rounding (on average over 4096 params) follow float32."""
+    n, steps = 4096, 2000
+    g = np.full(n, -1.0, BF16)
+    make_opt = {"sgd": lambda ps, **kw: optim.SGD(ps, lr=1e-4, **kw),
+                "adam": lambda ps, **kw: optim.Adam(ps, lr=1e-4, **kw),
+                "adamw": lambda ps, **kw: optim.AdamW(ps, lr=1e-4, weight_decay=0.0, **kw)}[name]
+    p32 = np.ones(n, np.float32)
+    runs = {m: np.ones(n, BF16) for m in MODES}
+    opts = {m: make_opt([runs[m]], **MODES[m]) for m in MODES}
+    ref = make_opt([p32])
+    for _ in range(steps):
+        for m in MODES:
+            opts[m].step([g])
+        ref.step([g.astype(np.float32)])
+    target = float(p32[0])
+    assert abs(target - 1.2) < 1e-3            # a constant gradient: +lr per step, all kinds
+    assert (runs["nearest"].astype(np.float32) == 1.0).all()          # every update lost
+    np.testing.assert_array_equal(opts["master"].state[0]["master_param"], p32)
+    assert (bits(runs["master"]) == bits(p32.astype(BF16))).all()
+    assert abs(runs["stochastic"].astype(np.float64).mean() - target) < 2e-3
+
+
+def test_mixed_float32_and_bfloat16_params():
+    """bfloat16 matrices with float32 norms, in one group or across groups: each dtype is
+    stepped in its own fused call, the modes applied to the 16-bit params only (torchao's
+    choice for its bf16_stochastic_round), the float32 params exactly as a float32 optimizer
+    steps them."""
+    w = make((40, 30), BF16, 0)
+    b = make(30, np.float32, 1)
+    for groups in (lambda: [w, b], lambda: [{"params": [w]}, {"params": [b]}]):
+        for mode in MODES:
+            w0, b0 = w.copy(), b.copy()
+            wf, bf = w0.copy(), b0.copy()
+            opt = optim.AdamW(groups(), lr=1e-2, **MODES[mode])
+            ref16 = optim.AdamW([wf], lr=1e-2, **MODES[mode])
+            ref32 = optim.AdamW([bf], lr=1e-2)
+            for t in range(1, 4):
+                gw, gb = make((40, 30), BF16, 10 + t), make(30, np.float32, 20 + t)
+                opt.step([gw, gb])
+                ref16.step([gw])
+                ref32.step([gb])
+            assert (bits(w) == bits(wf)).all() and (b == bf).all()
+            assert opt.state[1]["exp_avg"].dtype == np.float32
+            assert "master_param" not in opt.state[1]
+            w[...], b[...] = w0, b0
+
+
+def test_master_weights_are_made_at_construction():
+    p = make(100, BF16, 0)
+    opt = optim.AdamW([p], master_weights=True)
+    m = opt.state[0]["master_param"]
+    assert m.dtype == np.float32 and (m == p.astype(np.float32)).all()
+    assert not np.may_share_memory(m, p)
+    assert "state0.master_param" in opt.state_dict()
+
+
+def test_max_grad_norm_with_16bit_grads():
+    """Clipping inside the step: the norm of the widened gradients, in float32."""
+    p, p32 = make(1000, BF16, 0), make(1000, BF16, 0).astype(np.float32)
+    g = make(1000, BF16, 1)
+    opt = optim.AdamW([p], max_grad_norm=0.5, master_weights=True)
+    ref = optim.AdamW([p32], max_grad_norm=0.5)
+    norm = opt.step([g])
+    want = ref.step([g.astype(np.float32)])
+    assert norm.dtype == np.float32 and norm == want
+    np.testing.assert_array_equal(opt.state[0]["master_param"], p32)
+
+
+def test_class_bad_input_raised_at_construction_writes_nothing():
+    p, f16, p32 = make(8, BF16, 0), make(8, np.float16, 0), make(8, np.float32, 0)
+    before = p.copy()
+    cases = [
+        (ValueError, "different modes",
+         lambda: optim.AdamW([p], master_weights=True, stochastic_rounding=True)),
+        (ValueError, "stochastic_rounding=True is for bfloat16 params; some params are float16",
+         lambda: optim.AdamW([p, f16], stochastic_rounding=True)),
+        (ValueError, "stochastic_rounding=True is for bfloat16 params, and there is none",
+         lambda: optim.SGD([f16], stochastic_rounding=True)),
+        (ValueError, "stochastic_rounding=True is for bfloat16 params, and there is none",
+         lambda: optim.Adam([p32], stochastic_rounding=True)),
+        (ValueError, "master_weights=True is for bfloat16/float16 params",
+         lambda: optim.AdamW([p32], master_weights=True)),
+        (TypeError, "master_weights must be a bool",
+         lambda: optim.AdamW([p], master_weights=1)),
+        (TypeError, "seed must be an int", lambda: optim.AdamW([p], seed=1.5)),
+        (ValueError, r"seed is -1; expected an int in \[0, 2\*\*64\)",
+         lambda: optim.AdamW([p], seed=-1)),
+        (TypeError, "state_dtype is int16; expected float32 or the params' 16-bit",
+         lambda: optim.AdamW([p], state_dtype=np.int16)),
+        (TypeError, "state_dtype is float64; expected float32",
+         lambda: optim.AdamW([p], state_dtype=np.float64)),
+        (ValueError, "state_dtype is float16 but the 16-bit params are",
+         lambda: optim.AdamW([p], state_dtype=np.float16)),
+        (ValueError, "state_dtype is bfloat16 but the 16-bit params are none",
+         lambda: optim.AdamW([p32], state_dtype=BF16)),
+        (TypeError, r"AdamW\(\): params\[0\] has dtype int16",
+         lambda: optim.AdamW([np.zeros(3, np.int16)])),
+    ]
+    for kind, match, build in cases:
+        with pytest.raises(kind, match=match):
+            build()
+    assert (bits(p) == bits(before)).all()
+
+
+def test_class_step_bad_gradient_writes_nothing():
+    p, q = make(8, BF16, 0), make(5, BF16, 1)
+    opt = optim.AdamW([p, q], master_weights=True)
+    opt.step([make(8, BF16, 2), make(5, BF16, 3)])
+    sd, p0, q0 = opt.state_dict(), p.copy(), q.copy()
+    for bad, kind, match in [
+            ([make(8, BF16, 4), make(5, np.float32, 5)], TypeError, r"grads\[1\] has dtype float32"),
+            ([make(8, BF16, 4), make(6, BF16, 5)], ValueError, "shape"),
+            ([make(8, np.float16, 4), make(5, BF16, 5)], TypeError, "float16")]:
+        with pytest.raises(kind, match=match):
+            opt.step(bad)
+        after = opt.state_dict()
+        assert after.keys() == sd.keys()
+        for k in sd:
+            a, b = np.atleast_1d(after[k]), np.atleast_1d(sd[k])
+            assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), k
+        assert (bits(p) == bits(p0)).all() and (bits(q) == bits(q0)).all()
+
+
+def test_load_state_dict_mismatch_is_refused():
+    p = make(8, BF16, 0)
+    sd_master = optim.AdamW([p.copy()], master_weights=True).state_dict()
+    sd_plain = optim.AdamW([p.copy()]).state_dict()
+    opt = optim.AdamW([p.copy()])
+    opt.step([make(8, BF16, 1)])
+    sd_steps = opt.state_dict()
+    with pytest.raises(ValueError, match="saved with master_weights=True; this optimizer has "
+                                         "master_weights=False"):
+        optim.AdamW([p.copy()]).load_state_dict(sd_master)
+    with pytest.raises(ValueError, match="saved with master_weights=False"):
+        optim.AdamW([p.copy()], master_weights=True).load_state_dict(sd_plain)
+    with pytest.raises(ValueError, match="saved with stochastic_rounding=False"):
+        optim.AdamW([p.copy()], stochastic_rounding=True).load_state_dict(sd_plain)
+    with pytest.raises(ValueError, match="saved with state_dtype='float32'"):
+        optim.AdamW([p.copy()], state_dtype=BF16).load_state_dict(sd_steps)
+    bad = dict(sd_steps)
+    bad["state0.exp_avg"] = bad["state0.exp_avg"].astype(BF16)
+    with pytest.raises(ValueError, match=r"'state0.exp_avg' has shape \(8,\) and dtype bfloat16; "
+                                         r"expected \(8,\) and float32"):
+        optim.AdamW([p.copy()]).load_state_dict(bad)
+    bad = dict(sd_master)
+    bad["state0.master_param"] = bad["state0.master_param"].astype(np.float64)
+    with pytest.raises(ValueError, match="float32 copy of its parameter"):
+        optim.AdamW([p.copy()], master_weights=True).load_state_dict(bad)
+    bad = {k: v for k, v in sd_master.items() if k != "state0.master_param"}
+    with pytest.raises(ValueError, match="has no 'master_param'"):
+        optim.AdamW([p.copy()], master_weights=True).load_state_dict(bad)
+    # a float32 optimizer's state dict (no 16-bit keys) loads into one of float32 params
+    q = np.ones(4, np.float32)
+    old = {k: v for k, v in optim.AdamW([q.copy()]).state_dict().items()
+           if k not in ("master_weights", "stochastic_rounding", "state_dtype", "seed",
+                        "rounding_offset")}
+    optim.AdamW([q]).load_state_dict(old)
+
+
+def test_stochastic_rounding_counter_never_repeats_within_a_step():
+    """Two groups stepped in one call each: the second group's bits continue the counter
+    after the first's, as one functional call over both would draw them."""
+    a, b = make(3000, BF16, 0), make(2000, BF16, 1)
+    ga, gb = make(3000, BF16, 2), make(2000, BF16, 3)
+    a2, b2 = a.copy(), b.copy()
+    opt = optim.SGD([{"params": [a]}, {"params": [b]}], lr=1e-3, stochastic_rounding=True,
+                    seed=5)
+    opt.step([ga, gb])
+    optim.sgd_step([a2, b2], [ga, gb], lr=1e-3, stochastic_rounding=True, seed=5)
+    assert (bits(a) == bits(a2)).all() and (bits(b) == bits(b2)).all()
+    assert opt.rounding_offset == 5000
+
+
+def test_bfloat16_and_float16_params_in_one_optimizer():
+    """Two 16-bit dtypes: one fused call each, master copies for both -- the same bits as
+    two optimizers of one dtype each."""
+    a, b = make(300, BF16, 0), make(200, np.float16, 1)
+    a2, b2 = a.copy(), b.copy()
+    opt = optim.AdamW([a, b], lr=1e-2, master_weights=True)
+    ra = optim.AdamW([a2], lr=1e-2, master_weights=True)
+    rb = optim.AdamW([b2], lr=1e-2, master_weights=True)
+    for t in range(1, 4):
+        ga, gb = make(300, BF16, 10 + t), make(200, np.float16, 20 + t)
+        opt.step([ga, gb])
+        ra.step([ga])
+        rb.step([gb])
+    assert (bits(a) == bits(a2)).all() and (bits(b) == bits(b2)).all()
+    np.testing.assert_array_equal(opt.state[1]["master_param"], rb.state[0]["master_param"])
+
+
+@pytest.mark.parametrize("in_loop", [True, False], ids=["in_loop", "blocks"])
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_both_bfloat16_adam_paths_give_float32_rounded(isa, in_loop, name):
+    """adam_run_bf16 (the conversions in the loop: the avx512 variant's default) and the
+    block path, each forced on every variant: p is float32's result rounded, the master copy
+    and the states float32's, bit for bit (the loop writes out adam_run's FMAs)."""
+    from mlkernels._dispatch import K
+    step_fn = {"adam": lambda *a, **kw: optim.adam_step(*a, lr=1e-2, weight_decay=0.01, **kw),
+               "adamw": lambda *a, **kw: optim.adamw_step(*a, lr=1e-2, weight_decay=0.1,
+                                                          **kw)}[name]
+    size = 70001
+    previous = K._optim.set_adam_run_bf16(in_loop)
+    try:
+        for master in (False, True):
+            p = make(size, BF16, 0)
+            p32 = p.astype(np.float32)
+            mp = [p.astype(np.float32)] if master else None
+            s, s32 = [np.zeros(size, np.float32) for _ in range(2)], \
+                [np.zeros(size, np.float32) for _ in range(2)]
+            for step in range(1, 4):
+                g = make(size, BF16, step)
+                if not master:
+                    p32 = p.astype(np.float32)
+                step_fn(p, g, *s, step=step, master_params=mp)
+                step_fn(p32, g.astype(np.float32), *s32, step=step)
+                assert (bits(p) == bits(p32.astype(BF16))).all()
+                for a, b in zip(s, s32):
+                    np.testing.assert_array_equal(a, b)
+                if master:
+                    np.testing.assert_array_equal(mp[0], p32)
+    finally:
+        K._optim.set_adam_run_bf16(previous)

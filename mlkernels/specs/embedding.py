@@ -11,6 +11,7 @@ from ..embedding import embedding, embedding_backward
 from .. import reference as ref
 from ..testing import gradcheck
 from . import BenchCase, KernelSpec, torch_or_none
+from .storage16 import with_storage16
 
 SHAPES = [(1, 1), (7, 3), (5, 10, 3), (4, 5, 10, 3), (0, 6, 2), (0, 0, 2), (6, 4, 0),
           (64, 1000, 33), (2000, 50, 17), (1, 1, 1), (300, 3, 1)]
@@ -102,8 +103,9 @@ def _bench_backward(quick):
 
 SPECS = [
     KernelSpec("embedding", "embedding", embedding, ref.embedding, _forward_args, SHAPES,
-               bench=_bench_forward),
+               bench=with_storage16(_bench_forward, "embedding")),
     KernelSpec("embedding_backward", "embedding", embedding_backward, ref.embedding_backward,
                _backward_args, SHAPES, scale=_backward_scale, gradcheck=_check,
-               backward_of="embedding", bench=_bench_backward),
+               backward_of="embedding",
+               bench=with_storage16(_bench_backward, "embedding_backward")),
 ]

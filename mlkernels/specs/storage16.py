@@ -236,7 +236,39 @@ def _linear_cases(quick):
     return cases
 
 
-_BUILDERS = {"adamw_step": _adamw_cases, "layer_norm": _norm_cases, "rms_norm": _norm_cases, "softmax": _loss_cases,
+def _embedding_cases(quick):
+    """GPT-2's token embedding: 16384 (or 4096) indices into 50257 x 768. Forward: the rows
+    copied (2 bytes a value read and written in 16 bits); backward: grad_out 16-bit, grad_weight
+    float32 (the default) or 16-bit (``out=``), against float32 throughout."""
+    from ..embedding import embedding, embedding_backward
+    dtypes = _dtypes()
+    if dtypes is None:
+        return {"embedding": [], "embedding_backward": []}
+    V, d, n = 50257, 768, (4096 if quick else 16384)
+    idx = np.random.default_rng(0).integers(0, V, n)
+
+    def forward(dtype):
+        w, y = _x((V, d), dtype), np.empty((n, d), dtype)
+        return lambda: embedding(idx, w, out=y)
+
+    def t_forward(torch, dt):
+        w, ti = torch.randn(V, d).to(dt), torch.from_numpy(idx)
+        return lambda: torch.nn.functional.embedding(ti, w)
+    backward = {}
+    for name in ("bfloat16", "float16", "float32"):
+        for out_name in (("float32", name) if name != "float32" else ("float32",)):
+            g, gw = _x((n, d), dtypes[name]), np.zeros((V, d), dtypes[out_name])
+            backward[f"mlkernels {name} -> {out_name}"] = (
+                lambda g=g, gw=gw: embedding_backward(g, idx, V, out=gw))
+    return {"embedding": _case(f"embedding {n}x{d} of {V} rows", n * d, forward, t_forward),
+            "embedding_backward": [BenchCase(
+                f"16-bit storage: embedding_backward {n}x{d} into {V} rows", backward,
+                dtype="bfloat16", nbytes=2.0 * n * d + 2.0 * V * d, copy_nbytes=2 * V * d,
+                copy_factor=1.0)]}
+
+
+_BUILDERS = {"embedding": _embedding_cases, "embedding_backward": _embedding_cases,
+             "adamw_step": _adamw_cases, "layer_norm": _norm_cases, "rms_norm": _norm_cases, "softmax": _loss_cases,
              "log_softmax": _loss_cases, "cross_entropy": _loss_cases,
              "dropout": _dropout_cases, "linear": _linear_cases,
              "linear_backward": _linear_cases}
