@@ -38,6 +38,10 @@ from libc.string cimport memcpy, memset
 
 from libc.stdint cimport uint16_t
 
+cimport numpy as cnp
+
+cnp.import_array()
+
 from mlkernels._half cimport mlk_widen, mlk_narrow, mlk_narrow_stream
 from mlkernels._runtime cimport stream_from
 from mlkernels._stream cimport TILE_BYTES, TILE_MAX, mlk_stream_fence, stream_out, tile_len
@@ -85,28 +89,55 @@ cdef void gather_unit(const stored_t* weight, const index_t* idx, stored_t* out,
         mlk_stream_fence()
 
 
-def embedding_forward(const stored_t[:, ::1] weight,   # IN  (V, d)
-                      const index_t[::1] indices,      # IN  (n,) every one in [0, V)
-                      stored_t[:, ::1] out,            # OUT (n, d)
+# The entries take ndarrays (validated by mlkernels/embedding.py: C-contiguous, indices int32
+# or int64) and dispatch on their types once: no typed memoryviews, so no memoryview code in
+# the module and none to acquire per call.
+
+def embedding_forward(cnp.ndarray weight,     # IN  (V, d)
+                      cnp.ndarray indices,    # IN  (n,) int32 or int64, every one in [0, V)
+                      cnp.ndarray out,        # OUT (n, d), weight's type
                       int n_threads):
     """out[i] = weight[indices[i]]. Indices are validated by mlkernels/embedding.py.
     16-bit storage comes as uint16 views: its rows are copied as bits."""
-    cdef Py_ssize_t n = indices.shape[0], d = weight.shape[1], u
-    cdef Py_ssize_t n_units = (n + ROWS_PER_UNIT - 1) // ROWS_PER_UNIT
-    cdef bint stream = n * d * <Py_ssize_t>sizeof(stored_t) >= stream_from()
-    cdef int nt = threads_for(n * d, n_threads)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(indices), d = cnp.PyArray_DIM(weight, 1)
+    cdef void* pw = cnp.PyArray_DATA(weight)
+    cdef void* pi = cnp.PyArray_DATA(indices)
+    cdef void* po = cnp.PyArray_DATA(out)
+    cdef int item = cnp.PyArray_ITEMSIZE(weight)
+    cdef bint wide_index = cnp.PyArray_ITEMSIZE(indices) == 8
     if n == 0 or d == 0:
         return
-    cdef const stored_t* pw = &weight[0, 0]
-    cdef const index_t* pi = &indices[0]
-    cdef stored_t* po = &out[0, 0]
     with nogil:
-        if nt <= 1:
-            gather_unit(pw, pi, po, 0, n, d, stream)
+        if item == 8:
+            if wide_index:
+                gather_all(<const double*>pw, <const long long*>pi, <double*>po, n, d, n_threads)
+            else:
+                gather_all(<const double*>pw, <const int*>pi, <double*>po, n, d, n_threads)
+        elif item == 4:
+            if wide_index:
+                gather_all(<const float*>pw, <const long long*>pi, <float*>po, n, d, n_threads)
+            else:
+                gather_all(<const float*>pw, <const int*>pi, <float*>po, n, d, n_threads)
         else:
-            for u in prange(n_units, num_threads=nt, schedule="static"):
-                gather_unit(pw, pi, po, u * ROWS_PER_UNIT, min(<Py_ssize_t>ROWS_PER_UNIT,
-                                                               n - u * ROWS_PER_UNIT), d, stream)
+            if wide_index:
+                gather_all(<const uint16_t*>pw, <const long long*>pi, <uint16_t*>po, n, d,
+                           n_threads)
+            else:
+                gather_all(<const uint16_t*>pw, <const int*>pi, <uint16_t*>po, n, d, n_threads)
+
+
+cdef void gather_all(const stored_t* pw, const index_t* pi, stored_t* po, Py_ssize_t n,
+                     Py_ssize_t d, int n_threads) noexcept nogil:
+    """embedding_forward's work: units of ROWS_PER_UNIT indices over the team."""
+    cdef Py_ssize_t n_units = (n + ROWS_PER_UNIT - 1) // ROWS_PER_UNIT, u
+    cdef bint stream = n * d * <Py_ssize_t>sizeof(stored_t) >= stream_from()
+    cdef int nt = threads_for(n * d, n_threads)
+    if nt <= 1:
+        gather_unit(pw, pi, po, 0, n, d, stream)
+    else:
+        for u in prange(n_units, num_threads=nt, schedule="static"):
+            gather_unit(pw, pi, po, u * ROWS_PER_UNIT, min(<Py_ssize_t>ROWS_PER_UNIT,
+                                                           n - u * ROWS_PER_UNIT), d, stream)
 
 
 # ------------------------------------------------------------------ backward
@@ -192,47 +223,74 @@ cdef int counting_sort(const index_t* idx, Py_ssize_t n, Py_ssize_t V, Py_ssize_
     return 0
 
 
-def embedding_backward(const floating[:, ::1] grad_out,   # IN  (n, d)
-                       const index_t[::1] indices,        # IN  (n,) every one in [0, V)
-                       floating[:, ::1] grad_weight,      # OUT (V, d)
-                       Py_ssize_t padding_idx,            # a row in [0, V), or -1 for none
-                       bint zeroed,                       # grad_weight holds zeros already
+def embedding_backward(cnp.ndarray grad_out,      # IN  (n, d)
+                       cnp.ndarray indices,       # IN  (n,) int32 or int64, in [0, V)
+                       cnp.ndarray grad_weight,   # OUT (V, d), grad_out's float type
+                       Py_ssize_t padding_idx,    # a row in [0, V), or -1 for none
+                       bint zeroed,               # grad_weight holds zeros already
                        int n_threads):
     """grad_weight[r] = Σ grad_out[i] over the i with indices[i] == r (see the module's
     comment); deterministic for any thread count."""
-    cdef Py_ssize_t n = indices.shape[0], V = grad_weight.shape[0], d = grad_weight.shape[1]
+    cdef void* pg = cnp.PyArray_DATA(grad_out)
+    cdef void* pi = cnp.PyArray_DATA(indices)
+    cdef void* pw = cnp.PyArray_DATA(grad_weight)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(indices)
+    cdef Py_ssize_t V = cnp.PyArray_DIM(grad_weight, 0), d = cnp.PyArray_DIM(grad_weight, 1)
+    cdef bint f64 = cnp.PyArray_TYPE(grad_weight) == cnp.NPY_FLOAT64
+    cdef bint wide_index = cnp.PyArray_ITEMSIZE(indices) == 8
+    cdef int status = 0
+    with nogil:
+        if f64:
+            if wide_index:
+                status = scatter_all(<const double*>pg, <const long long*>pi, <double*>pw, n, V,
+                                     d, padding_idx, zeroed, n_threads)
+            else:
+                status = scatter_all(<const double*>pg, <const int*>pi, <double*>pw, n, V, d,
+                                     padding_idx, zeroed, n_threads)
+        else:
+            if wide_index:
+                status = scatter_all(<const float*>pg, <const long long*>pi, <float*>pw, n, V,
+                                     d, padding_idx, zeroed, n_threads)
+            else:
+                status = scatter_all(<const float*>pg, <const int*>pi, <float*>pw, n, V, d,
+                                     padding_idx, zeroed, n_threads)
+    if status != 0:
+        raise MemoryError()
+
+
+cdef int scatter_all(const floating* pg, const index_t* indices, floating* pw, Py_ssize_t n,
+                     Py_ssize_t V, Py_ssize_t d, Py_ssize_t padding_idx, bint zeroed,
+                     int n_threads) noexcept nogil:
+    """embedding_backward's work (-1 if out of memory): the counting sort, then units of
+    ROWS_PER_UNIT rows of grad_weight over the team."""
     cdef Py_ssize_t n_units = (V + ROWS_PER_UNIT - 1) // ROWS_PER_UNIT, u
     cdef bint stream = V * d * <Py_ssize_t>sizeof(floating) >= stream_from()
     cdef int nt = threads_for(V * d, n_threads)
     if V == 0 or d == 0:
-        return
+        return 0
     cdef Py_ssize_t* start = <Py_ssize_t*>malloc((V + 1) * sizeof(Py_ssize_t))
     cdef Py_ssize_t* order = <Py_ssize_t*>malloc(max(n, 1) * sizeof(Py_ssize_t))
     cdef double* acc = <double*>malloc(max(nt, 1) * d * sizeof(double))   # one row per thread
-    cdef const floating* pg = &grad_out[0, 0] if n else NULL
-    cdef floating* pw = &grad_weight[0, 0]
     cdef int status = 0
     if start == NULL or order == NULL or acc == NULL:
         free(start); free(order); free(acc)
-        raise MemoryError()
-    with nogil:
-        if n:
-            status = counting_sort(&indices[0], n, V, start, order)
+        return -1
+    if n:
+        status = counting_sort(indices, n, V, start, order)
+    else:
+        memset(start, 0, (V + 1) * sizeof(Py_ssize_t))
+    if status == 0:
+        if nt <= 1:
+            scatter_unit(pg, start, order, pw, 0, V, d, padding_idx, zeroed, acc, stream)
         else:
-            memset(start, 0, (V + 1) * sizeof(Py_ssize_t))
-        if status == 0:
-            if nt <= 1:
-                scatter_unit(pg, start, order, pw, 0, V, d, padding_idx, zeroed, acc, stream)
-            else:
-                for u in prange(n_units, num_threads=nt, schedule="static"):
-                    scatter_unit(pg, start, order, pw, u * ROWS_PER_UNIT,
-                                 min(<Py_ssize_t>ROWS_PER_UNIT, V - u * ROWS_PER_UNIT), d,
-                                 padding_idx, zeroed, acc + threadid() * d, stream)
+            for u in prange(n_units, num_threads=nt, schedule="static"):
+                scatter_unit(pg, start, order, pw, u * ROWS_PER_UNIT,
+                             min(<Py_ssize_t>ROWS_PER_UNIT, V - u * ROWS_PER_UNIT), d,
+                             padding_idx, zeroed, acc + threadid() * d, stream)
     free(start)
     free(order)
     free(acc)
-    if status != 0:
-        raise MemoryError()
+    return status
 
 
 # ------------------------------------------------------------------ backward, 16-bit grad_out
@@ -302,57 +360,65 @@ cdef void scatter_unit_half(int kind, const uint16_t* grad, const Py_ssize_t* st
         mlk_stream_fence()
 
 
-def embedding_backward_half(int kind,                       # _half.h kind of grad_out
-                            const uint16_t[:, ::1] grad_out,  # IN  (n, d), 16-bit bits
-                            const index_t[::1] indices,       # IN  (n,) every one in [0, V)
-                            grad_weight,                      # OUT (V, d): float32, or uint16
-                            int out16,                        # 0: float32 out; else its kind
+def embedding_backward_half(int kind,                # _half.h kind of grad_out
+                            cnp.ndarray grad_out,    # IN  (n, d), 16-bit bits (uint16 view)
+                            cnp.ndarray indices,     # IN  (n,) int32 or int64, in [0, V)
+                            cnp.ndarray grad_weight, # OUT (V, d): float32, or uint16
+                            int out16,               # 0: float32 out; else its kind
                             Py_ssize_t padding_idx, bint zeroed, int n_threads):
     """embedding_backward for 16-bit grad_out (see the comment above); grad_weight is a
     C-contiguous float32 array, or a uint16 view of a 16-bit one (out16 its kind)."""
-    cdef Py_ssize_t n = indices.shape[0], V = grad_weight.shape[0], d = grad_weight.shape[1]
+    cdef const uint16_t* pg = <const uint16_t*>cnp.PyArray_DATA(grad_out)
+    cdef void* pi = cnp.PyArray_DATA(indices)
+    cdef void* pw = cnp.PyArray_DATA(grad_weight)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(indices)
+    cdef Py_ssize_t V = cnp.PyArray_DIM(grad_weight, 0), d = cnp.PyArray_DIM(grad_weight, 1)
+    cdef int status = 0
+    with nogil:
+        if cnp.PyArray_ITEMSIZE(indices) == 8:
+            status = scatter_all_half(kind, pg, <const long long*>pi, pw, out16, n, V, d,
+                                      padding_idx, zeroed, n_threads)
+        else:
+            status = scatter_all_half(kind, pg, <const int*>pi, pw, out16, n, V, d,
+                                      padding_idx, zeroed, n_threads)
+    if status != 0:
+        raise MemoryError()
+
+
+cdef int scatter_all_half(int kind, const uint16_t* pg, const index_t* indices, void* pw,
+                          int out16, Py_ssize_t n, Py_ssize_t V, Py_ssize_t d,
+                          Py_ssize_t padding_idx, bint zeroed, int n_threads) noexcept nogil:
+    """embedding_backward_half's work (-1 if out of memory), as scatter_all's."""
     cdef Py_ssize_t n_units = (V + ROWS_PER_UNIT - 1) // ROWS_PER_UNIT, u
     cdef Py_ssize_t item = 2 if out16 else 4
     cdef bint stream = V * d * item >= stream_from()
     cdef int nt = threads_for(V * d, n_threads)
-    cdef float[:, ::1] gw32
-    cdef uint16_t[:, ::1] gw16
-    cdef void* pw
     if V == 0 or d == 0:
-        return
-    if out16:
-        gw16 = grad_weight
-        pw = &gw16[0, 0]
-    else:
-        gw32 = grad_weight
-        pw = &gw32[0, 0]
+        return 0
     cdef Py_ssize_t* start = <Py_ssize_t*>malloc((V + 1) * sizeof(Py_ssize_t))
     cdef Py_ssize_t* order = <Py_ssize_t*>malloc(max(n, 1) * sizeof(Py_ssize_t))
     cdef double* acc = <double*>malloc(max(nt, 1) * d * sizeof(double))   # one row per thread
     cdef float* wide = <float*>malloc(max(nt, 1) * d * sizeof(float))
-    cdef const uint16_t* pg = &grad_out[0, 0] if n else NULL
     cdef int status = 0
     if start == NULL or order == NULL or acc == NULL or wide == NULL:
         free(start); free(order); free(acc); free(wide)
-        raise MemoryError()
-    with nogil:
-        if n:
-            status = counting_sort(&indices[0], n, V, start, order)
+        return -1
+    if n:
+        status = counting_sort(indices, n, V, start, order)
+    else:
+        memset(start, 0, (V + 1) * sizeof(Py_ssize_t))
+    if status == 0:
+        if nt <= 1:
+            scatter_unit_half(kind, pg, start, order, pw, out16, 0, V, d, padding_idx,
+                              zeroed, acc, wide, stream)
         else:
-            memset(start, 0, (V + 1) * sizeof(Py_ssize_t))
-        if status == 0:
-            if nt <= 1:
-                scatter_unit_half(kind, pg, start, order, pw, out16, 0, V, d, padding_idx,
-                                  zeroed, acc, wide, stream)
-            else:
-                for u in prange(n_units, num_threads=nt, schedule="static"):
-                    scatter_unit_half(kind, pg, start, order, pw, out16, u * ROWS_PER_UNIT,
-                                      min(<Py_ssize_t>ROWS_PER_UNIT, V - u * ROWS_PER_UNIT), d,
-                                      padding_idx, zeroed, acc + threadid() * d,
-                                      wide + threadid() * d, stream)
+            for u in prange(n_units, num_threads=nt, schedule="static"):
+                scatter_unit_half(kind, pg, start, order, pw, out16, u * ROWS_PER_UNIT,
+                                  min(<Py_ssize_t>ROWS_PER_UNIT, V - u * ROWS_PER_UNIT), d,
+                                  padding_idx, zeroed, acc + threadid() * d,
+                                  wide + threadid() * d, stream)
     free(start)
     free(order)
     free(acc)
     free(wide)
-    if status != 0:
-        raise MemoryError()
+    return status
