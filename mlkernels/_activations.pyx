@@ -1571,6 +1571,16 @@ cdef enum:
     HALF_BLOCK = 2048              # values per widened block (8 KiB of float32 per array)
 
 
+cdef void narrow_out(int kind, const float* src, uint16_t* dst, Py_ssize_t n,
+                     bint stream) noexcept nogil:
+    """dst[0:n] = src[0:n] rounded (_half.h), with streaming stores when stream. One function
+    that every 16-bit loop calls, rather than _half.h's loops inlined into each."""
+    if stream:
+        mlk_narrow_stream(kind, src, dst, n)
+    else:
+        mlk_narrow(kind, src, dst, n)
+
+
 cdef void forward_block(int op, const float* x, float* y, Py_ssize_t n, float a,
                         float b) noexcept nogil:
     """y = f(x) over n float32 values on the calling thread: the float32 kernel of op (_act.pxd's
@@ -1661,25 +1671,26 @@ cdef void half_chunk(int op, int kind, const uint16_t* g, const uint16_t* x, uin
         else:
             mlk_widen(kind, g + start, gs, m)
             backward_block(op, gs, xs, ys, m, a, b)
-        if stream:
-            mlk_narrow_stream(kind, ys, y + start, m)
-        else:
-            mlk_narrow(kind, ys, y + start, m)
+        narrow_out(kind, ys, y + start, m, stream)
         start += m
     if stream:
         mlk_stream_fence()
 
 
-# ---------------------------------------------------------------- fused loops, memory-bound rows
-# For the rows whose float32 loop only moves memory (the table's memory_bound: relu, leaky_relu,
-# hardswish, hardsigmoid), the widen and round passes of half_chunk cost as much as the memory
-# they save. These rows get one more loop per direction: uint16 load, widen, the row's own
-# float32 expression (the same text as its kernel's loop), round, uint16 store -- one pass, the
-# portable conversions of _half.h (vectorized by GCC) inlined. Equal to the blockwise result
-# (the same float32 arithmetic, the same rounding; the tests check both paths bit for bit).
+# ---------------------------------------------------------------- one-pass loops, memory-bound rows
+# Where the float32 loop only moves memory, half_chunk's widen and round passes cost about as
+# much as the memory they save. Two kinds of one-pass loop replace them there:
+# * relu (both kinds): on the 16-bit patterns themselves (relu_bits16): relu's result is x, 0 or
+#   g, which rounding keeps as they are -- except NaN, made quiet as rounding makes it;
+# * the table's fused16 rows (leaky_relu), bfloat16: uint16 load, widen (a shift), the row's own
+#   float32 expression (the text of its kernel's loop), into an L1 tile of float32 that is then
+#   rounded (narrow_out: the hardware rounding where the CPU has it). float16 keeps the
+#   blockwise driver: its portable widening inside the loop measured slower than F16C's pass.
+# Both give the blockwise driver's bits (tests/test_half_activations.py checks both paths on
+# every 16-bit pattern); figures in docs/kernels/bf16.md.
 
 cdef enum:
-    FUSED_TILE = 512               # float32 values widened and computed before rounding
+    FUSED_TILE = 512               # float32 values computed before they are rounded
     RELU_OP = 0                    # relu's operation code (_act.pxd's Op)
 
 cdef extern from "_stream.h" nogil:
@@ -1705,10 +1716,7 @@ cdef void leaky_relu_fused16(const uint16_t* g, const uint16_t* x, uint16_t* y, 
             xv = mlk_bf16_widen(x[start + i])
             result = xv if xv > 0 else negative_slope * xv
             tile[i] = result
-        if stream:
-            mlk_narrow_stream(MLK_BF16, tile, y + start, m)
-        else:
-            mlk_narrow(MLK_BF16, tile, y + start, m)
+        narrow_out(MLK_BF16, tile, y + start, m, stream)
         start += m
     if stream:
         mlk_stream_fence()
@@ -1729,110 +1737,7 @@ cdef void leaky_relu_backward_fused16(const uint16_t* g, const uint16_t* x, uint
             xv = mlk_bf16_widen(x[start + i])
             result = gv if xv > 0 else negative_slope * gv
             tile[i] = result
-        if stream:
-            mlk_narrow_stream(MLK_BF16, tile, y + start, m)
-        else:
-            mlk_narrow(MLK_BF16, tile, y + start, m)
-        start += m
-    if stream:
-        mlk_stream_fence()
-
-
-cdef void hardswish_fused16(const uint16_t* g, const uint16_t* x, uint16_t* y, Py_ssize_t n,
-                            bint stream) noexcept nogil:
-    """y = round16(f(x)) over n 16-bit values on the calling thread, one pass (see above);
-    streamed through an L1 tile with stream. y may be x (g: unused)."""
-    cdef Py_ssize_t i, start = 0, m
-    cdef float xv, gv, result, r
-    cdef float tile[FUSED_TILE]
-    while start < n:
-        m = min(<Py_ssize_t>FUSED_TILE, n - start)
-        for i in range(m):               # simd
-            xv = mlk_bf16_widen(x[start + i])
-            r = xv + <float>3        # relu6(x + 3); NaN passes through
-            r = <float>0 if r < 0 else r
-            r = <float>6 if r > 6 else r
-            result = xv * r / <float>6
-            tile[i] = result
-        if stream:
-            mlk_narrow_stream(MLK_BF16, tile, y + start, m)
-        else:
-            mlk_narrow(MLK_BF16, tile, y + start, m)
-        start += m
-    if stream:
-        mlk_stream_fence()
-
-
-cdef void hardswish_backward_fused16(const uint16_t* g, const uint16_t* x, uint16_t* y,
-                                     Py_ssize_t n, bint stream) noexcept nogil:
-    """gx = round16(g·f'(x)) over n 16-bit values on the calling thread, one pass (see above);
-    streamed through an L1 tile with stream. y may be x or g."""
-    cdef Py_ssize_t i, start = 0, m
-    cdef float xv, gv, result, d
-    cdef float tile[FUSED_TILE]
-    while start < n:
-        m = min(<Py_ssize_t>FUSED_TILE, n - start)
-        for i in range(m):               # simd
-            gv = mlk_bf16_widen(g[start + i])
-            xv = mlk_bf16_widen(x[start + i])
-            d = xv / <float>3 + <float>0.5      # the slope between the kinks
-            d = <float>1 if xv >= 3 else d
-            result = v_select(xv <= -3, <float>0, gv * d)
-            tile[i] = result
-        if stream:
-            mlk_narrow_stream(MLK_BF16, tile, y + start, m)
-        else:
-            mlk_narrow(MLK_BF16, tile, y + start, m)
-        start += m
-    if stream:
-        mlk_stream_fence()
-
-
-cdef void hardsigmoid_fused16(const uint16_t* g, const uint16_t* x, uint16_t* y, Py_ssize_t n,
-                              bint stream) noexcept nogil:
-    """y = round16(f(x)) over n 16-bit values on the calling thread, one pass (see above);
-    streamed through an L1 tile with stream. y may be x (g: unused)."""
-    cdef Py_ssize_t i, start = 0, m
-    cdef float xv, gv, result, r
-    cdef float tile[FUSED_TILE]
-    while start < n:
-        m = min(<Py_ssize_t>FUSED_TILE, n - start)
-        for i in range(m):               # simd
-            xv = mlk_bf16_widen(x[start + i])
-            r = xv + <float>3        # relu6(x + 3); NaN passes through
-            r = <float>0 if r < 0 else r
-            r = <float>6 if r > 6 else r
-            result = r / <float>6
-            tile[i] = result
-        if stream:
-            mlk_narrow_stream(MLK_BF16, tile, y + start, m)
-        else:
-            mlk_narrow(MLK_BF16, tile, y + start, m)
-        start += m
-    if stream:
-        mlk_stream_fence()
-
-
-cdef void hardsigmoid_backward_fused16(const uint16_t* g, const uint16_t* x, uint16_t* y,
-                                       Py_ssize_t n, bint stream) noexcept nogil:
-    """gx = round16(g·f'(x)) over n 16-bit values on the calling thread, one pass (see above);
-    streamed through an L1 tile with stream. y may be x or g."""
-    cdef Py_ssize_t i, start = 0, m
-    cdef float xv, gv, result, s
-    cdef float tile[FUSED_TILE]
-    while start < n:
-        m = min(<Py_ssize_t>FUSED_TILE, n - start)
-        for i in range(m):               # simd
-            gv = mlk_bf16_widen(g[start + i])
-            xv = mlk_bf16_widen(x[start + i])
-            s = v_select((xv > -3) & (xv < 3), gv,
-                         xv if xv != xv else <float>0)
-            result = s * <float>(1.0 / 6)
-            tile[i] = result
-        if stream:
-            mlk_narrow_stream(MLK_BF16, tile, y + start, m)
-        else:
-            mlk_narrow(MLK_BF16, tile, y + start, m)
+        narrow_out(MLK_BF16, tile, y + start, m, stream)
         start += m
     if stream:
         mlk_stream_fence()
@@ -1896,24 +1801,12 @@ cdef bint fused_chunk(int op, int kind, const uint16_t* g, const uint16_t* x, ui
         else:
             leaky_relu_backward_fused16(gs, x + start, y + start, end - start, a, stream)
         return True
-    if op == 11:  # hardswish
-        if g == NULL:
-            hardswish_fused16(NULL, x + start, y + start, end - start, stream)
-        else:
-            hardswish_backward_fused16(gs, x + start, y + start, end - start, stream)
-        return True
-    if op == 12:  # hardsigmoid
-        if g == NULL:
-            hardsigmoid_fused16(NULL, x + start, y + start, end - start, stream)
-        else:
-            hardsigmoid_backward_fused16(gs, x + start, y + start, end - start, stream)
-        return True
     return False
 
 
 def fused_ops():
     """The operation codes that have a fused 16-bit loop."""
-    return [0, 1, 11, 12]
+    return [RELU_OP, 1]
 
 
 # (memory-bound, forward streams, backward streams) of each op, from the table
