@@ -1710,13 +1710,21 @@ cdef void leaky_relu_fused16(const uint16_t* g, const uint16_t* x, uint16_t* y, 
     cdef Py_ssize_t i, start = 0, m
     cdef float xv, gv, result
     cdef float tile[FUSED_TILE]
+    cdef TileMemory rounded
+    cdef uint16_t* t = <uint16_t*>tile_in(&rounded, <float*>NULL)
     while start < n:
         m = min(<Py_ssize_t>FUSED_TILE, n - start)
+        if stream:
+            m = u16_tile_len(y + start, m)
         for i in range(m):               # simd
             xv = mlk_bf16_widen(x[start + i])
             result = xv if xv > 0 else negative_slope * xv
             tile[i] = result
-        narrow_out(MLK_BF16, tile, y + start, m, stream)
+        if stream:                       # rounded into an L1 tile, streamed out
+            mlk_narrow(MLK_BF16, tile, t, m)
+            mlk_stream_u16(y + start, t, m)
+        else:
+            mlk_narrow(MLK_BF16, tile, y + start, m)
         start += m
     if stream:
         mlk_stream_fence()
@@ -1730,14 +1738,22 @@ cdef void leaky_relu_backward_fused16(const uint16_t* g, const uint16_t* x, uint
     cdef Py_ssize_t i, start = 0, m
     cdef float xv, gv, result
     cdef float tile[FUSED_TILE]
+    cdef TileMemory rounded
+    cdef uint16_t* t = <uint16_t*>tile_in(&rounded, <float*>NULL)
     while start < n:
         m = min(<Py_ssize_t>FUSED_TILE, n - start)
+        if stream:
+            m = u16_tile_len(y + start, m)
         for i in range(m):               # simd
             gv = mlk_bf16_widen(g[start + i])
             xv = mlk_bf16_widen(x[start + i])
             result = gv if xv > 0 else negative_slope * gv
             tile[i] = result
-        narrow_out(MLK_BF16, tile, y + start, m, stream)
+        if stream:                       # rounded into an L1 tile, streamed out
+            mlk_narrow(MLK_BF16, tile, t, m)
+            mlk_stream_u16(y + start, t, m)
+        else:
+            mlk_narrow(MLK_BF16, tile, y + start, m)
         start += m
     if stream:
         mlk_stream_fence()
