@@ -1684,7 +1684,9 @@ cdef void half_chunk(int op, int kind, const uint16_t* g, const uint16_t* x, uin
 #   g, which rounding keeps as they are -- except NaN, made quiet as rounding makes it;
 # * the table's fused16 rows (leaky_relu), bfloat16: uint16 load, widen (a shift), the row's own
 #   float32 expression (the text of its kernel's loop), into an L1 tile of float32 that is then
-#   rounded (narrow_out: the hardware rounding where the CPU has it). float16 keeps the
+#   rounded (mlk_narrow: the hardware rounding where the CPU has it) -- when streaming, one
+#   512-byte piece of the output at a time, rounded into an L1 tile of uint16 and streamed out
+#   (handing the float32 tile to mlk_narrow_stream measured 2x slower). float16 keeps the
 #   blockwise driver: its portable widening inside the loop measured slower than F16C's pass.
 # Both give the blockwise driver's bits (tests/test_half_activations.py checks both paths on
 # every 16-bit pattern); figures in docs/kernels/bf16.md.
