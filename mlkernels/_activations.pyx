@@ -1792,7 +1792,8 @@ cdef void relu_bits16(int kind, const uint16_t* g, const uint16_t* x, uint16_t* 
         else:
             for i in range(m):           # simd
                 h = x[start + i]
-                p = g[start + i] if (h >= 1) & (h <= inf) else (h if (h & 0x7FFF) > inf else 0)
+                p = g[start + i]             # loaded for every lane: no masked load (avx2)
+                p = p if (h >= 1) & (h <= inf) else (h if (h & 0x7FFF) > inf else 0)
                 dst[i] = ((p & keep) | quiet) if (p & 0x7FFF) > inf else p
         if stream:
             mlk_stream_u16(y + start, t, m)
