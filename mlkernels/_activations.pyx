@@ -12,7 +12,9 @@ work), chooses how the kernel runs (``Run``: threads, streaming) and calls its k
 below it: ``<name>_kernel`` / ``<name>_backward_kernel``, under the activation's math. The
 entries and kernels are generated from ``_activation_table.py``, each loop's body from its
 row; PReLU (a learned slope per channel: a weight array and a sum, not a table row) and the
-test hook of ``_vecmath.h`` are written in the template.
+test hook of ``_vecmath.h`` are written in the template. 16-bit storage (bfloat16, float16)
+goes through one more entry, ``half``, which runs these same kernels on blocks widened to
+float32 (section "16-bit storage").
 
 An entry takes only *plain* arrays: float32 or float64, C-contiguous, aligned, native byte
 order, and an ``out`` of the input's shape and dtype that is the input itself or does not
