@@ -1846,8 +1846,15 @@ def half(int op, int kind, grad_out, cnp.ndarray x, cnp.ndarray y, double a=0, d
     them)."""
     if not 0 <= op < len(HALF_TRAITS) or kind not in (MLK_BF16, MLK_F16):
         raise ValueError(f"half: op {op} or storage kind {kind} out of range")
-    memory_bound, streams_forward, streams_backward = HALF_TRAITS[op]
     cdef Py_ssize_t n = cnp.PyArray_SIZE(x), c
+    for a16 in (x, y) if grad_out is None else (grad_out, x, y):   # the sizes the loops trust
+        if (type(a16) is not np.ndarray or cnp.PyArray_ITEMSIZE(<cnp.ndarray>a16) != 2
+                or cnp.PyArray_SIZE(<cnp.ndarray>a16) != n
+                or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a16)):
+            raise ValueError("half: expected C-contiguous 16-bit arrays of one size")
+    if not cnp.PyArray_ISWRITEABLE(y):
+        raise ValueError("half: y is read-only")
+    memory_bound, streams_forward, streams_backward = HALF_TRAITS[op]
     cdef const uint16_t* pg = NULL
     if grad_out is not None:
         pg = <const uint16_t*>cnp.PyArray_DATA(<cnp.ndarray>grad_out)

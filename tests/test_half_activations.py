@@ -112,6 +112,18 @@ def test_both_paths(isa, row, name, params, op, dtype, fused):
         same_bits(y, expected, dtype)
 
 
+def test_driver_entry_checks_what_its_loops_trust():
+    x = patterns(BF16, 8, 64)
+    with pytest.raises(ValueError, match="one size"):
+        K._activations.half(act.RELU, 1, None, x, np.empty(32, BF16))
+    with pytest.raises(ValueError, match="one size"):
+        K._activations.half(act.GELU, 1, x[:32], x, np.empty(64, BF16))
+    with pytest.raises(ValueError, match="one size"):
+        K._activations.half(act.GELU, 1, None, x, np.empty(64, np.float32))
+    with pytest.raises(ValueError, match="out of range"):
+        K._activations.half(99, 1, None, x, np.empty(64, BF16))
+
+
 def test_fused_ops_are_the_memory_bound_rows():
     ops = K._activations.fused_ops()
     assert act.RELU in ops and act.LEAKY_RELU in ops and act.GELU not in ops
