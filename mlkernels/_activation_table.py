@@ -84,6 +84,10 @@ class Activation:
     # Loops that only move memory start threads later (a larger serial threshold,
     # _runtime.pxd) than loops that compute (exp, erf, tanh, a division).
     memory_bound: bool = False
+    # bfloat16 storage: a one-pass loop of its own (uint16 load, widen, this row's float32
+    # expression, round), in place of the blockwise driver's three passes; for memory-bound
+    # rows where it measured faster (docs/kernels/bf16.md). Code: two loops more per row.
+    fused16: bool = False
     linear: bool = False    # the fused linear + activation takes it
     public: str = ""        # the public function, when another kernel's (gelu_tanh: gelu)
     when: Tuple[str, str] = ("", "")   # (parameter, value) choosing this kernel
@@ -127,7 +131,7 @@ ACTIVATIONS = (
         params=(Param("negative_slope", 0.01, "The slope for x ≤ 0.", tested=0.1),),
         forward="y[i] = x[i] if x[i] > 0 else negative_slope * x[i]",
         backward="gx[i] = g[i] if x[i] > 0 else negative_slope * g[i]",
-        memory_bound=True, kinks=(0.0,),
+        memory_bound=True, fused16=True, kinks=(0.0,),
         example=">>> mk.leaky_relu(np.array([-2.0, 0.0, 1.5]), negative_slope=0.1)\n"
                 "array([-0.2,  0. ,  1.5])",
         backward_example=">>> mk.leaky_relu_backward(np.ones(3), np.array([-2.0, 0.0, 1.5]), "

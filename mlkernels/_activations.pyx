@@ -12,7 +12,9 @@ work), chooses how the kernel runs (``Run``: threads, streaming) and calls its k
 below it: ``<name>_kernel`` / ``<name>_backward_kernel``, under the activation's math. The
 entries and kernels are generated from ``_activation_table.py``, each loop's body from its
 row; PReLU (a learned slope per channel: a weight array and a sum, not a table row) and the
-test hook of ``_vecmath.h`` are written in the template.
+test hook of ``_vecmath.h`` are written in the template. 16-bit storage (bfloat16, float16)
+goes through one more entry, ``half``, which runs these same kernels on blocks widened to
+float32 (section "16-bit storage").
 
 An entry takes only *plain* arrays: float32 or float64, C-contiguous, aligned, native byte
 order, and an ``out`` of the input's shape and dtype that is the input itself or does not
@@ -45,6 +47,7 @@ then stay scalar. The fused linear's copies of the same loops are ``_act.pxd``'s
 ``forward_run``. Figures: docs/kernels/activations.md.
 """
 from cython cimport floating
+from libc.stdint cimport uint16_t
 from libc.stdlib cimport calloc, free
 
 cimport numpy as cnp
@@ -53,10 +56,13 @@ import numpy as np
 from cython.parallel cimport prange
 
 from mlkernels._arrays cimport plain, same_shape, share_bytes
+from mlkernels._half cimport (MLK_BF16, MLK_F16, mlk_bf16_round, mlk_bf16_widen, mlk_f16_round,
+                             mlk_f16_widen, mlk_narrow, mlk_narrow_stream, mlk_widen)
 from mlkernels._reduce cimport sum_of
 from mlkernels._runtime cimport (SERIAL_BELOW_COMPUTE_BOUND, SERIAL_BELOW_MEMORY_BOUND,
                                 kernel_threads, stream_from)
-from mlkernels._stream cimport TileMemory, mlk_stream_fence, stream_out, tile_in, tile_len
+from mlkernels._stream cimport (TILE_BYTES, TileMemory, mlk_stream_fence, stream_out, tile_in,
+                                tile_len)
 from mlkernels._vecmath cimport (GELU_C, SELU_ALPHA, SELU_SCALE, SQRT_2_OVER_PI, sigmoid_slope,
                                  v_abs, v_exp, v_exp_neg_abs, v_exp_nonpositive, v_expm1,
                                  v_ndtr, v_npdf, v_select, v_sigmoid, v_softplus, v_tanh)
@@ -1544,6 +1550,329 @@ cdef void mish_backward_kernel(const floating* g, const floating* x, floating* g
         out += m
         n -= m
     mlk_stream_fence()
+
+
+
+# ================================================================================ 16-bit storage
+# bfloat16 (ml_dtypes) and float16 arrays, seen as uint16 (storage kind of _half.h: MLK_BF16,
+# MLK_F16): every activation, forward and backward, through one driver rather than a 16-bit
+# loop per activation and kind (that would multiply this module's code, already the largest).
+#
+# Scalar math: y[i] = round16(f(widen(x[i]))), gx[i] = round16(f'(widen(x[i]))·widen(g[i])),
+# with f the float32 kernel above: its own function, so the result is the float32 kernel's
+# result on the widened input, rounded once to nearest even, by construction (NaN stays NaN).
+# How: each thread takes CHUNK-element chunks; a chunk goes HALF_BLOCK values at a time through
+# widen (into a float32 block on the stack, in L1) -> the float32 kernel on the block (one
+# thread, no streaming: its plain loop) -> round into the output (streaming stores for large
+# outputs, as the float32 kernel streams: the table's `streams`). Memory moves 2 bytes per
+# value each way instead of 4; the widen and round passes run in L1.
+# Reference: mlkernels/reference/activations.py in float64, and tests/test_half_activations.py
+# (bit for bit against the float32 kernel, rounded by ml_dtypes / NumPy).
+
+cdef enum:
+    HALF_BLOCK = 2048              # values per widened block (8 KiB of float32 per array)
+
+
+cdef void narrow_out(int kind, const float* src, uint16_t* dst, Py_ssize_t n,
+                     bint stream) noexcept nogil:
+    """dst[0:n] = src[0:n] rounded (_half.h), with streaming stores when stream. One function
+    that every 16-bit loop calls, rather than _half.h's loops inlined into each."""
+    if stream:
+        mlk_narrow_stream(kind, src, dst, n)
+    else:
+        mlk_narrow(kind, src, dst, n)
+
+
+cdef void forward_block(int op, const float* x, float* y, Py_ssize_t n, float a,
+                        float b) noexcept nogil:
+    """y = f(x) over n float32 values on the calling thread: the float32 kernel of op (_act.pxd's
+    Op numbering), unstreamed; a, b its parameters in the table's order."""
+    cdef Run run
+    run.threads, run.stream = 1, False
+    if op == 0:  # relu
+        relu_kernel[float](x, y, n, run)
+    elif op == 1:  # leaky_relu
+        leaky_relu_kernel[float](x, y, n, a, run)
+    elif op == 2:  # elu
+        elu_kernel[float](x, y, n, a, run)
+    elif op == 3:  # selu
+        selu_kernel[float](x, y, n, run)
+    elif op == 4:  # gelu
+        gelu_kernel[float](x, y, n, run)
+    elif op == 5:  # gelu_tanh
+        gelu_tanh_kernel[float](x, y, n, run)
+    elif op == 6:  # silu
+        silu_kernel[float](x, y, n, run)
+    elif op == 7:  # swish
+        swish_kernel[float](x, y, n, a, run)
+    elif op == 8:  # sigmoid
+        sigmoid_kernel[float](x, y, n, run)
+    elif op == 9:  # tanh
+        tanh_kernel[float](x, y, n, run)
+    elif op == 10:  # softplus
+        softplus_kernel[float](x, y, n, a, b, run)
+    elif op == 11:  # hardswish
+        hardswish_kernel[float](x, y, n, run)
+    elif op == 12:  # hardsigmoid
+        hardsigmoid_kernel[float](x, y, n, run)
+    elif op == 13:  # mish
+        mish_kernel[float](x, y, n, run)
+
+
+cdef void backward_block(int op, const float* g, const float* x, float* gx, Py_ssize_t n,
+                         float a, float b) noexcept nogil:
+    """gx = g·f'(x) over n float32 values on the calling thread: op's float32 backward kernel."""
+    cdef Run run
+    run.threads, run.stream = 1, False
+    if op == 0:  # relu
+        relu_backward_kernel[float](g, x, gx, n, run)
+    elif op == 1:  # leaky_relu
+        leaky_relu_backward_kernel[float](g, x, gx, n, a, run)
+    elif op == 2:  # elu
+        elu_backward_kernel[float](g, x, gx, n, a, run)
+    elif op == 3:  # selu
+        selu_backward_kernel[float](g, x, gx, n, run)
+    elif op == 4:  # gelu
+        gelu_backward_kernel[float](g, x, gx, n, run)
+    elif op == 5:  # gelu_tanh
+        gelu_tanh_backward_kernel[float](g, x, gx, n, run)
+    elif op == 6:  # silu
+        silu_backward_kernel[float](g, x, gx, n, run)
+    elif op == 7:  # swish
+        swish_backward_kernel[float](g, x, gx, n, a, run)
+    elif op == 8:  # sigmoid
+        sigmoid_backward_kernel[float](g, x, gx, n, run)
+    elif op == 9:  # tanh
+        tanh_backward_kernel[float](g, x, gx, n, run)
+    elif op == 10:  # softplus
+        softplus_backward_kernel[float](g, x, gx, n, a, b, run)
+    elif op == 11:  # hardswish
+        hardswish_backward_kernel[float](g, x, gx, n, run)
+    elif op == 12:  # hardsigmoid
+        hardsigmoid_backward_kernel[float](g, x, gx, n, run)
+    elif op == 13:  # mish
+        mish_backward_kernel[float](g, x, gx, n, run)
+
+
+cdef void half_chunk(int op, int kind, const uint16_t* g, const uint16_t* x, uint16_t* y,
+                     Py_ssize_t start, Py_ssize_t end, float a, float b, bint stream,
+                     bint fused) noexcept nogil:
+    """Values [start, end) of op's forward (g NULL) or backward on 16-bit arrays, block by block
+    (see above). y may be x or g: a block is read whole before its result is stored."""
+    cdef float xs[HALF_BLOCK]
+    cdef float gs[HALF_BLOCK]
+    cdef float ys[HALF_BLOCK]
+    cdef Py_ssize_t m
+    if fused and fused_chunk(op, kind, g, x, y, start, end, a, b, stream):
+        return
+    while start < end:
+        m = min(<Py_ssize_t>HALF_BLOCK, end - start)
+        mlk_widen(kind, x + start, xs, m)
+        if g == NULL:
+            forward_block(op, xs, ys, m, a, b)
+        else:
+            mlk_widen(kind, g + start, gs, m)
+            backward_block(op, gs, xs, ys, m, a, b)
+        narrow_out(kind, ys, y + start, m, stream)
+        start += m
+    if stream:
+        mlk_stream_fence()
+
+
+# ---------------------------------------------------------------- one-pass loops, memory-bound rows
+# Where the float32 loop only moves memory, half_chunk's widen and round passes cost about as
+# much as the memory they save. Two kinds of one-pass loop replace them there:
+# * relu (both kinds): on the 16-bit patterns themselves (relu_bits16): relu's result is x, 0 or
+#   g, which rounding keeps as they are -- except NaN, made quiet as rounding makes it;
+# * the table's fused16 rows (leaky_relu), bfloat16: uint16 load, widen (a shift), the row's own
+#   float32 expression (the text of its kernel's loop), into an L1 tile of float32 that is then
+#   rounded (mlk_narrow: the hardware rounding where the CPU has it) -- when streaming, one
+#   512-byte piece of the output at a time, rounded into an L1 tile of uint16 and streamed out
+#   (handing the float32 tile to mlk_narrow_stream measured 2x slower). float16 keeps the
+#   blockwise driver: its portable widening inside the loop measured slower than F16C's pass.
+# Both give the blockwise driver's bits (tests/test_half_activations.py checks both paths on
+# every 16-bit pattern); figures in docs/kernels/bf16.md.
+
+cdef enum:
+    FUSED_TILE = 512               # float32 values computed before they are rounded
+    RELU_OP = 0                    # relu's operation code (_act.pxd's Op)
+
+cdef extern from "_stream.h" nogil:
+    void mlk_stream_u16(uint16_t* dst, const uint16_t* src, Py_ssize_t n)
+
+
+cdef inline Py_ssize_t u16_tile_len(const uint16_t* dst, Py_ssize_t left) noexcept nogil:
+    """Values from dst up to its next TILE_BYTES boundary (at least 1, at most left)."""
+    cdef Py_ssize_t to_boundary = (TILE_BYTES - 1 - <size_t>dst % TILE_BYTES) // 2 + 1
+    return to_boundary if to_boundary < left else left
+
+
+cdef void leaky_relu_fused16(const uint16_t* g, const uint16_t* x, uint16_t* y, Py_ssize_t n,
+                             float negative_slope, bint stream) noexcept nogil:
+    """y = round16(f(x)) over n 16-bit values on the calling thread, one pass (see above);
+    streamed through an L1 tile with stream. y may be x (g: unused)."""
+    cdef Py_ssize_t i, start = 0, m
+    cdef float xv, gv, result
+    cdef float tile[FUSED_TILE]
+    cdef TileMemory rounded
+    cdef uint16_t* t = <uint16_t*>tile_in(&rounded, <float*>NULL)
+    while start < n:
+        m = min(<Py_ssize_t>FUSED_TILE, n - start)
+        if stream:
+            m = u16_tile_len(y + start, m)
+        for i in range(m):               # simd
+            xv = mlk_bf16_widen(x[start + i])
+            result = xv if xv > 0 else negative_slope * xv
+            tile[i] = result
+        if stream:                       # rounded into an L1 tile, streamed out
+            mlk_narrow(MLK_BF16, tile, t, m)
+            mlk_stream_u16(y + start, t, m)
+        else:
+            mlk_narrow(MLK_BF16, tile, y + start, m)
+        start += m
+    if stream:
+        mlk_stream_fence()
+
+
+cdef void leaky_relu_backward_fused16(const uint16_t* g, const uint16_t* x, uint16_t* y,
+                                      Py_ssize_t n, float negative_slope,
+                                      bint stream) noexcept nogil:
+    """gx = round16(g·f'(x)) over n 16-bit values on the calling thread, one pass (see above);
+    streamed through an L1 tile with stream. y may be x or g."""
+    cdef Py_ssize_t i, start = 0, m
+    cdef float xv, gv, result
+    cdef float tile[FUSED_TILE]
+    cdef TileMemory rounded
+    cdef uint16_t* t = <uint16_t*>tile_in(&rounded, <float*>NULL)
+    while start < n:
+        m = min(<Py_ssize_t>FUSED_TILE, n - start)
+        if stream:
+            m = u16_tile_len(y + start, m)
+        for i in range(m):               # simd
+            gv = mlk_bf16_widen(g[start + i])
+            xv = mlk_bf16_widen(x[start + i])
+            result = gv if xv > 0 else negative_slope * gv
+            tile[i] = result
+        if stream:                       # rounded into an L1 tile, streamed out
+            mlk_narrow(MLK_BF16, tile, t, m)
+            mlk_stream_u16(y + start, t, m)
+        else:
+            mlk_narrow(MLK_BF16, tile, y + start, m)
+        start += m
+    if stream:
+        mlk_stream_fence()
+
+
+
+cdef void relu_bits16(int kind, const uint16_t* g, const uint16_t* x, uint16_t* y, Py_ssize_t n,
+                      bint stream) noexcept nogil:
+    """ReLU (g NULL) and its backward on the 16-bit patterns themselves, bfloat16 or float16.
+    Exact: relu's result is x, 0 or g, each a 16-bit value that rounding keeps, except NaN,
+    which rounding makes the quiet NaN (bfloat16: 0x7FC0 with the sign, as mlk_bf16_round;
+    float16: the payload kept, quiet bit set, as mlk_f16_round). So, on the bits:
+      forward:  y = NaN(x) if x is NaN, else 0 where x < 0 (a pattern above 0x8000: negative,
+                not -0), else x;
+      backward: p = g where x > 0 (a pattern in [1, inf]), x where x is NaN, else 0;
+                gx = NaN(p) if p is NaN, else p."""
+    cdef uint16_t inf = 0x7F80 if kind == MLK_BF16 else 0x7C00    # +inf: exponent all ones
+    cdef uint16_t keep = 0x8000 if kind == MLK_BF16 else 0xFFFF   # what a NaN keeps
+    cdef uint16_t quiet = 0x7FC0 if kind == MLK_BF16 else 0x0200  # and what it gets
+    cdef Py_ssize_t i, start = 0, m
+    cdef uint16_t h, p
+    cdef TileMemory tile
+    cdef uint16_t* t = <uint16_t*>tile_in(&tile, <float*>NULL)
+    cdef uint16_t* dst
+    while start < n:
+        m, dst = n - start, y + start
+        if stream:
+            m, dst = u16_tile_len(y + start, n - start), t
+        if g == NULL:
+            for i in range(m):           # simd
+                h = x[start + i]
+                p = 0 if h > 0x8000 else h
+                dst[i] = ((h & keep) | quiet) if (h & 0x7FFF) > inf else p
+        else:
+            for i in range(m):           # simd
+                h = x[start + i]
+                p = g[start + i]             # loaded for every lane: no masked load (avx2)
+                p = p if (h >= 1) & (h <= inf) else (h if (h & 0x7FFF) > inf else 0)
+                dst[i] = ((p & keep) | quiet) if (p & 0x7FFF) > inf else p
+        if stream:
+            mlk_stream_u16(y + start, t, m)
+        start += m
+    if stream:
+        mlk_stream_fence()
+
+cdef bint fused_chunk(int op, int kind, const uint16_t* g, const uint16_t* x, uint16_t* y,
+                      Py_ssize_t start, Py_ssize_t end, float a, float b,
+                      bint stream) noexcept nogil:
+    """Values [start, end) of op through its fused loop; False (nothing done) when op has none
+    or kind is not bfloat16."""
+    cdef const uint16_t* gs = g
+    if g != NULL:
+        gs = g + start
+    if op == RELU_OP:
+        relu_bits16(kind, gs, x + start, y + start, end - start, stream)
+        return True
+    if kind != MLK_BF16:
+        return False
+    if op == 1:  # leaky_relu
+        if g == NULL:
+            leaky_relu_fused16(NULL, x + start, y + start, end - start, a, stream)
+        else:
+            leaky_relu_backward_fused16(gs, x + start, y + start, end - start, a, stream)
+        return True
+    return False
+
+
+def fused_ops():
+    """The operation codes that have a fused 16-bit loop."""
+    return [RELU_OP, 1]
+
+
+# (memory-bound, forward streams, backward streams) of each op, from the table
+HALF_TRAITS = [(True, True, True), (True, True, True), (False, False, True), (False, False, True),
+               (False, False, False), (False, False, True), (False, True, True),
+               (False, True, True), (False, True, True), (False, True, True), (False, False, True),
+               (True, True, True), (True, True, True), (False, True, True)]
+
+
+def half(int op, int kind, grad_out, cnp.ndarray x, cnp.ndarray y, double a=0, double b=0,
+         bint fused=True):
+    """y = op's forward of x (grad_out None) or its backward (grad_x = grad_out·f'(x)), on 16-bit
+    storage (kind 1 bfloat16, 2 float16): arrays of one 16-bit dtype, C-contiguous, of one shape,
+    y writeable and either an input or apart from them -- all checked by
+    mlkernels/activations.py. a, b: op's parameters (as float32, as the float32 entries take
+    them)."""
+    if not 0 <= op < len(HALF_TRAITS) or kind not in (MLK_BF16, MLK_F16):
+        raise ValueError(f"half: op {op} or storage kind {kind} out of range")
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(x), c
+    for a16 in (x, y) if grad_out is None else (grad_out, x, y):   # the sizes the loops trust
+        if (type(a16) is not np.ndarray or cnp.PyArray_ITEMSIZE(<cnp.ndarray>a16) != 2
+                or cnp.PyArray_SIZE(<cnp.ndarray>a16) != n
+                or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a16)):
+            raise ValueError("half: expected C-contiguous 16-bit arrays of one size")
+    if not cnp.PyArray_ISWRITEABLE(y):
+        raise ValueError("half: y is read-only")
+    memory_bound, streams_forward, streams_backward = HALF_TRAITS[op]
+    cdef const uint16_t* pg = NULL
+    if grad_out is not None:
+        pg = <const uint16_t*>cnp.PyArray_DATA(<cnp.ndarray>grad_out)
+    cdef const uint16_t* px = <const uint16_t*>cnp.PyArray_DATA(x)
+    cdef uint16_t* py = <uint16_t*>cnp.PyArray_DATA(y)
+    cdef float fa = <float>a, fb = <float>b
+    cdef bint stream = ((streams_forward if grad_out is None else streams_backward)
+                        and n * 2 >= stream_from())
+    cdef int threads = 1 if n < (SERIAL_BELOW_MEMORY_BOUND if memory_bound
+                                 else SERIAL_BELOW_COMPUTE_BOUND) else kernel_threads()
+    with nogil:
+        if threads == 1:
+            half_chunk(op, kind, pg, px, py, 0, n, fa, fb, stream, fused)
+        else:
+            for c in prange(chunk_count(n), num_threads=threads, schedule="static"):
+                half_chunk(op, kind, pg, px, py, c * CHUNK, c * CHUNK + chunk_len(n, c), fa, fb,
+                           stream, fused)
+    return y
 
 
 # ================================================================================ PReLU

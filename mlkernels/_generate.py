@@ -169,6 +169,17 @@ class Function:
     def args(self) -> str:
         return "".join(f", {p.name}" for p in self.numbers)
 
+    @property
+    def op(self) -> str:
+        """The operation code of the kernel the call chose (for the 16-bit storage driver)."""
+        s = self.selector
+        if s is None:
+            return self.main.NAME
+        chain = self.kernels[-1].NAME
+        for k in reversed(self.kernels[:-1]):
+            chain = f'{k.NAME} if {s.name} == "{k.row.when[1]}" else {chain}'
+        return chain
+
     def docstring(self, backward: bool) -> str:
         return _docstring(self, backward)
 
@@ -276,6 +287,34 @@ class Kernel:
 
     def streams(self, backward: bool) -> bool:
         return self.row.streams[1 if backward else 0]
+
+    def fused_body(self, backward: bool, spaces: int) -> str:
+        """The loop body over scalars for the fused 16-bit loop: x[i] -> xv, g[i] -> gv, the
+        result into r, in float32 (the same expression as the float32 kernel's)."""
+        text = self.row.backward if backward else self.row.forward
+        text = re.sub(r"\bgx\[i\] =", "result =", text)
+        text = re.sub(r"\by\[i\] =", "result =", text)
+        text = re.sub(r"\bx\[i\]", "xv", text)
+        text = re.sub(r"\bg\[i\]", "gv", text)
+        return _indent(text.replace("<floating>", "<float>"), spaces)
+
+    def fused_scratch(self, backward: bool) -> str:
+        """The scratch variables of the fused 16-bit loop (float), after xv, gv, r."""
+        names = self.scratch_decl(backward).split("floating ")[-1] if \
+            self.scratch_decl(backward) else ""
+        return f", {names}" if names else ""
+
+    def fused_signature(self, backward: bool) -> str:
+        head = f"cdef void {self.row.name}{'_backward' if backward else ''}_fused16("
+        args = ["const uint16_t* g", "const uint16_t* x", "uint16_t* y",
+                "Py_ssize_t n"] + [f"float {p.name}" for p in self.numbers] + ["bint stream"]
+        return _wrap_call(head, args, ") noexcept nogil:")
+
+    def fused_call(self, backward: bool, spaces: int) -> str:
+        head = " " * spaces + f"{self.row.name}{'_backward' if backward else ''}_fused16("
+        args = ["gs" if backward else "NULL", "x + start", "y + start",
+                "end - start"] + list("ab"[:len(self.numbers)]) + ["stream"]
+        return _wrap_call(head, args, ")")
 
     @property
     def serial_below(self) -> str:
@@ -405,15 +444,18 @@ def _docstring(f: Function, backward: bool) -> str:
         intro += f", as ``torch.nn.functional.{torch_name}``." if row.torch.forward else "."
         if row.notes:
             intro += " " + row.notes
+    intro += (" bfloat16 (ml_dtypes) and float16 arrays are computed in float32: the result is "
+              "the float32 kernel's on the widened input" + (" and grad_out" if backward else "")
+              + ", rounded once to nearest even.")
     params = []
     if backward:
         params.append("grad_out : ndarray\n    The gradient of the loss with respect to the "
                       "forward's output, of x's shape and dtype.")
-        params.append("x : ndarray, float32 or float64\n    The forward's input; any shape "
-                      "and strides.")
+        params.append("x : ndarray, float32, float64, bfloat16 (ml_dtypes) or float16\n    The "
+                      "forward's input; any shape and strides.")
     else:
-        params.append("x : ndarray, float32 or float64\n    Any shape; any strides (a "
-                      "non-contiguous x is copied once).")
+        params.append("x : ndarray, float32, float64, bfloat16 (ml_dtypes) or float16\n    Any "
+                      "shape; any strides (a non-contiguous x is copied once).")
     for p in f.params:
         params.append(f"{p.name} : {_param_type(p)}\n" + _fill(p.doc, 4, WIDTH - 12))
     if backward:
@@ -429,8 +471,8 @@ def _docstring(f: Function, backward: bool) -> str:
         returns = "y : ndarray\n    Of x's shape and dtype (``out`` when given)."
     types, values = _param_errors(f)
     arrays = "grad_out or x" if backward else "x"
-    clauses = ([f"{arrays} is not an ndarray of float32 or float64"]
-               + (["grad_out and x mix the two"] if backward else [])
+    clauses = ([f"{arrays} is not an ndarray of float32, float64, bfloat16 or float16"]
+               + (["grad_out and x have different dtypes"] if backward else [])
                + ["out is not an ndarray"] + types)
     type_text = ", ".join(clauses[:-1]) + ", or " + clauses[-1] + "."
     value_text = ("grad_out's shape is not x's; " if backward else "") + \

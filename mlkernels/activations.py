@@ -4,7 +4,9 @@
 
 Every activation ``f`` has ``f(x, ..., *, out=None)`` and ``f_backward(grad_out, x, ...,
 *, out=None)``, which returns ``grad_out · f'(x)`` (it takes the forward's *input*).
-float32 and float64, any shape; ``out`` may be the input itself (in place).
+float32 and float64, any shape; ``out`` may be the input itself (in place). 16-bit storage,
+``ml_dtypes.bfloat16`` and ``numpy.float16``: computed in float32, each result the float32
+kernel's on the widened inputs, rounded once to nearest even (``_half`` below).
 
 Reading guide: each function checks its parameters and calls the entry of the same name in
 ``mlkernels/_activations.pyx`` (gelu with ``approximate="tanh"``: ``gelu_tanh``), which calls
@@ -65,7 +67,7 @@ def _checked(where: str, x, out) -> Tuple[np.ndarray, np.ndarray]:
     """(x, out) after every check (TypeError/ValueError naming the problem, before anything is
     written): x as a C-contiguous array of its float dtype (a copy if needed) and the output
     array (out, or a new one)."""
-    dtype = V.float_dtype(where, x=x)
+    dtype = V.storage_dtype(where, x=x)
     y = V.output(where, out, x.shape, dtype, inputs=(x,), inplace_ok=(x,))
     return V.c_array(x, dtype), y
 
@@ -73,20 +75,29 @@ def _checked(where: str, x, out) -> Tuple[np.ndarray, np.ndarray]:
 def _checked_backward(where: str, grad_out, x, out) -> Tuple[np.ndarray, np.ndarray,
                                                             np.ndarray]:
     """(grad_out, x, out) after every check, as _checked."""
-    dtype = V.float_dtype(where, grad_out=grad_out, x=x)
+    dtype = V.storage_dtype(where, grad_out=grad_out, x=x)
     V.shape_is(where, "grad_out", grad_out, x.shape, "the shape of x")
     y = V.output(where, out, x.shape, dtype, inputs=(grad_out, x), inplace_ok=(grad_out, x))
     return V.c_array(grad_out, dtype), V.c_array(x, dtype), y
 
 
+def _half(op: int, grad_out, x: np.ndarray, y: np.ndarray, *params: float) -> np.ndarray:
+    """Operation op (the codes above) on 16-bit storage, arrays checked by _checked*: the
+    float32 kernel on blocks widened in cache, each result rounded once (_activations.half)."""
+    K._activations.half(op, V.storage_kind(y.dtype), grad_out, x, y, *params)
+    return y
+
+
 def relu(x: np.ndarray, *, out: Optional[np.ndarray] = None) -> np.ndarray:
     """Rectified linear unit: max(x, 0).
 
-    y = max(x, 0); NaN and -0 pass through, as ``torch.nn.functional.relu``.
+    y = max(x, 0); NaN and -0 pass through, as ``torch.nn.functional.relu``. bfloat16
+    (ml_dtypes) and float16 arrays are computed in float32: the result is the float32
+    kernel's on the widened input, rounded once to nearest even.
 
     Parameters
     ----------
-    x : ndarray, float32 or float64
+    x : ndarray, float32, float64, bfloat16 (ml_dtypes) or float16
         Any shape; any strides (a non-contiguous x is copied once).
     out : ndarray, optional
         Where to write y: C-contiguous, of x's shape and dtype; may be x itself (in place).
@@ -99,7 +110,8 @@ def relu(x: np.ndarray, *, out: Optional[np.ndarray] = None) -> np.ndarray:
     Raises
     ------
     TypeError
-        x is not an ndarray of float32 or float64, or out is not an ndarray.
+        x is not an ndarray of float32, float64, bfloat16 or float16, or out is not an
+        ndarray.
     ValueError
         out has another shape or dtype, is read-only or not C-contiguous, or overlaps an
         input without being it. Nothing is written when it raises.
@@ -118,7 +130,8 @@ def relu(x: np.ndarray, *, out: Optional[np.ndarray] = None) -> np.ndarray:
     y = entry(x, out)
     if y is NotImplemented:          # not plain arrays: check everything, copy x into shape
         x, out = _checked("relu()", x, out)
-        y = entry(x, out)
+        y = entry(x, out) if out.itemsize > 2 else \
+            _half(RELU, None, x, out)
     return y
 
 
@@ -128,13 +141,14 @@ def relu_backward(grad_out: np.ndarray, x: np.ndarray, *,
 
     grad_x = grad_out·f'(x), f'(x) = 1 if x > 0 else 0 (0 at the kink x = 0; NaN where x is
     NaN). It takes the forward's input x (not its output), as this package's backwards all
-    do.
+    do. bfloat16 (ml_dtypes) and float16 arrays are computed in float32: the result is the
+    float32 kernel's on the widened input and grad_out, rounded once to nearest even.
 
     Parameters
     ----------
     grad_out : ndarray
         The gradient of the loss with respect to the forward's output, of x's shape and dtype.
-    x : ndarray, float32 or float64
+    x : ndarray, float32, float64, bfloat16 (ml_dtypes) or float16
         The forward's input; any shape and strides.
     out : ndarray, optional
         Where to write grad_x: C-contiguous, of x's shape and dtype; may be grad_out
@@ -149,8 +163,8 @@ def relu_backward(grad_out: np.ndarray, x: np.ndarray, *,
     Raises
     ------
     TypeError
-        grad_out or x is not an ndarray of float32 or float64, grad_out and x mix the two,
-        or out is not an ndarray.
+        grad_out or x is not an ndarray of float32, float64, bfloat16 or float16, grad_out
+        and x have different dtypes, or out is not an ndarray.
     ValueError
         grad_out's shape is not x's; out has another shape or dtype, is read-only or not
         C-contiguous, or overlaps an input without being it. Nothing is written when it
@@ -170,7 +184,8 @@ def relu_backward(grad_out: np.ndarray, x: np.ndarray, *,
     y = entry(grad_out, x, out)
     if y is NotImplemented:
         grad_out, x, out = _checked_backward("relu_backward()", grad_out, x, out)
-        y = entry(grad_out, x, out)
+        y = entry(grad_out, x, out) if out.itemsize > 2 else \
+            _half(RELU, grad_out, x, out)
     return y
 
 
@@ -178,11 +193,13 @@ def leaky_relu(x: np.ndarray, negative_slope: float = 0.01, *,
                out: Optional[np.ndarray] = None) -> np.ndarray:
     """Leaky ReLU: x where x > 0, negative_slope·x elsewhere.
 
-    y = x if x > 0 else negative_slope·x, as ``torch.nn.functional.leaky_relu``.
+    y = x if x > 0 else negative_slope·x, as ``torch.nn.functional.leaky_relu``. bfloat16
+    (ml_dtypes) and float16 arrays are computed in float32: the result is the float32
+    kernel's on the widened input, rounded once to nearest even.
 
     Parameters
     ----------
-    x : ndarray, float32 or float64
+    x : ndarray, float32, float64, bfloat16 (ml_dtypes) or float16
         Any shape; any strides (a non-contiguous x is copied once).
     negative_slope : float, default 0.01
         The slope for x ≤ 0.
@@ -197,8 +214,8 @@ def leaky_relu(x: np.ndarray, negative_slope: float = 0.01, *,
     Raises
     ------
     TypeError
-        x is not an ndarray of float32 or float64, out is not an ndarray, or negative_slope
-        is not a real number.
+        x is not an ndarray of float32, float64, bfloat16 or float16, out is not an ndarray,
+        or negative_slope is not a real number.
     ValueError
         negative_slope is not finite; out has another shape or dtype, is read-only or not
         C-contiguous, or overlaps an input without being it. Nothing is written when it
@@ -219,7 +236,8 @@ def leaky_relu(x: np.ndarray, negative_slope: float = 0.01, *,
     y = entry(x, out, negative_slope)
     if y is NotImplemented:          # not plain arrays: check everything, copy x into shape
         x, out = _checked("leaky_relu()", x, out)
-        y = entry(x, out, negative_slope)
+        y = entry(x, out, negative_slope) if out.itemsize > 2 else \
+            _half(LEAKY_RELU, None, x, out, negative_slope)
     return y
 
 
@@ -228,13 +246,15 @@ def leaky_relu_backward(grad_out: np.ndarray, x: np.ndarray, negative_slope: flo
     """Gradient of ``leaky_relu`` with respect to its input x.
 
     grad_x = grad_out·f'(x), f'(x) = 1 if x > 0 else negative_slope. It takes the forward's
-    input x (not its output), as this package's backwards all do.
+    input x (not its output), as this package's backwards all do. bfloat16 (ml_dtypes) and
+    float16 arrays are computed in float32: the result is the float32 kernel's on the
+    widened input and grad_out, rounded once to nearest even.
 
     Parameters
     ----------
     grad_out : ndarray
         The gradient of the loss with respect to the forward's output, of x's shape and dtype.
-    x : ndarray, float32 or float64
+    x : ndarray, float32, float64, bfloat16 (ml_dtypes) or float16
         The forward's input; any shape and strides.
     negative_slope : float, default 0.01
         The slope for x ≤ 0.
@@ -251,8 +271,9 @@ def leaky_relu_backward(grad_out: np.ndarray, x: np.ndarray, negative_slope: flo
     Raises
     ------
     TypeError
-        grad_out or x is not an ndarray of float32 or float64, grad_out and x mix the two,
-        out is not an ndarray, or negative_slope is not a real number.
+        grad_out or x is not an ndarray of float32, float64, bfloat16 or float16, grad_out
+        and x have different dtypes, out is not an ndarray, or negative_slope is not a real
+        number.
     ValueError
         grad_out's shape is not x's; negative_slope is not finite; out has another shape or
         dtype, is read-only or not C-contiguous, or overlaps an input without being it.
@@ -273,18 +294,21 @@ def leaky_relu_backward(grad_out: np.ndarray, x: np.ndarray, negative_slope: flo
     y = entry(grad_out, x, out, negative_slope)
     if y is NotImplemented:
         grad_out, x, out = _checked_backward("leaky_relu_backward()", grad_out, x, out)
-        y = entry(grad_out, x, out, negative_slope)
+        y = entry(grad_out, x, out, negative_slope) if out.itemsize > 2 else \
+            _half(LEAKY_RELU, grad_out, x, out, negative_slope)
     return y
 
 
 def elu(x: np.ndarray, alpha: float = 1.0, *, out: Optional[np.ndarray] = None) -> np.ndarray:
     """Exponential linear unit: x where x > 0, alpha·(eˣ − 1) elsewhere.
 
-    y = x if x > 0 else alpha·(e^x − 1), as ``torch.nn.functional.elu``.
+    y = x if x > 0 else alpha·(e^x − 1), as ``torch.nn.functional.elu``. bfloat16
+    (ml_dtypes) and float16 arrays are computed in float32: the result is the float32
+    kernel's on the widened input, rounded once to nearest even.
 
     Parameters
     ----------
-    x : ndarray, float32 or float64
+    x : ndarray, float32, float64, bfloat16 (ml_dtypes) or float16
         Any shape; any strides (a non-contiguous x is copied once).
     alpha : float, default 1.0
         The value y approaches as x → −∞ is −alpha.
@@ -299,8 +323,8 @@ def elu(x: np.ndarray, alpha: float = 1.0, *, out: Optional[np.ndarray] = None) 
     Raises
     ------
     TypeError
-        x is not an ndarray of float32 or float64, out is not an ndarray, or alpha is not a
-        real number.
+        x is not an ndarray of float32, float64, bfloat16 or float16, out is not an ndarray,
+        or alpha is not a real number.
     ValueError
         alpha is not finite; out has another shape or dtype, is read-only or not
         C-contiguous, or overlaps an input without being it. Nothing is written when it
@@ -321,7 +345,8 @@ def elu(x: np.ndarray, alpha: float = 1.0, *, out: Optional[np.ndarray] = None) 
     y = entry(x, out, alpha)
     if y is NotImplemented:          # not plain arrays: check everything, copy x into shape
         x, out = _checked("elu()", x, out)
-        y = entry(x, out, alpha)
+        y = entry(x, out, alpha) if out.itemsize > 2 else \
+            _half(ELU, None, x, out, alpha)
     return y
 
 
@@ -330,13 +355,15 @@ def elu_backward(grad_out: np.ndarray, x: np.ndarray, alpha: float = 1.0, *,
     """Gradient of ``elu`` with respect to its input x.
 
     grad_x = grad_out·f'(x), f'(x) = 1 if x > 0 else alpha·e^x. It takes the forward's input
-    x (not its output), as this package's backwards all do.
+    x (not its output), as this package's backwards all do. bfloat16 (ml_dtypes) and float16
+    arrays are computed in float32: the result is the float32 kernel's on the widened input
+    and grad_out, rounded once to nearest even.
 
     Parameters
     ----------
     grad_out : ndarray
         The gradient of the loss with respect to the forward's output, of x's shape and dtype.
-    x : ndarray, float32 or float64
+    x : ndarray, float32, float64, bfloat16 (ml_dtypes) or float16
         The forward's input; any shape and strides.
     alpha : float, default 1.0
         The value y approaches as x → −∞ is −alpha.
@@ -353,8 +380,8 @@ def elu_backward(grad_out: np.ndarray, x: np.ndarray, alpha: float = 1.0, *,
     Raises
     ------
     TypeError
-        grad_out or x is not an ndarray of float32 or float64, grad_out and x mix the two,
-        out is not an ndarray, or alpha is not a real number.
+        grad_out or x is not an ndarray of float32, float64, bfloat16 or float16, grad_out
+        and x have different dtypes, out is not an ndarray, or alpha is not a real number.
     ValueError
         grad_out's shape is not x's; alpha is not finite; out has another shape or dtype, is
         read-only or not C-contiguous, or overlaps an input without being it. Nothing is
@@ -375,7 +402,8 @@ def elu_backward(grad_out: np.ndarray, x: np.ndarray, alpha: float = 1.0, *,
     y = entry(grad_out, x, out, alpha)
     if y is NotImplemented:
         grad_out, x, out = _checked_backward("elu_backward()", grad_out, x, out)
-        y = entry(grad_out, x, out, alpha)
+        y = entry(grad_out, x, out, alpha) if out.itemsize > 2 else \
+            _half(ELU, grad_out, x, out, alpha)
     return y
 
 
@@ -383,11 +411,13 @@ def selu(x: np.ndarray, *, out: Optional[np.ndarray] = None) -> np.ndarray:
     """Scaled ELU: λ·(x where x > 0, α·(eˣ − 1) elsewhere), self-normalizing.
 
     y = λ·(x if x > 0 else α·(e^x − 1)), α = 1.6732632423543772, λ = 1.0507009873554805, as
-    ``torch.nn.functional.selu``.
+    ``torch.nn.functional.selu``. bfloat16 (ml_dtypes) and float16 arrays are computed in
+    float32: the result is the float32 kernel's on the widened input, rounded once to
+    nearest even.
 
     Parameters
     ----------
-    x : ndarray, float32 or float64
+    x : ndarray, float32, float64, bfloat16 (ml_dtypes) or float16
         Any shape; any strides (a non-contiguous x is copied once).
     out : ndarray, optional
         Where to write y: C-contiguous, of x's shape and dtype; may be x itself (in place).
@@ -400,7 +430,8 @@ def selu(x: np.ndarray, *, out: Optional[np.ndarray] = None) -> np.ndarray:
     Raises
     ------
     TypeError
-        x is not an ndarray of float32 or float64, or out is not an ndarray.
+        x is not an ndarray of float32, float64, bfloat16 or float16, or out is not an
+        ndarray.
     ValueError
         out has another shape or dtype, is read-only or not C-contiguous, or overlaps an
         input without being it. Nothing is written when it raises.
@@ -419,7 +450,8 @@ def selu(x: np.ndarray, *, out: Optional[np.ndarray] = None) -> np.ndarray:
     y = entry(x, out)
     if y is NotImplemented:          # not plain arrays: check everything, copy x into shape
         x, out = _checked("selu()", x, out)
-        y = entry(x, out)
+        y = entry(x, out) if out.itemsize > 2 else \
+            _half(SELU, None, x, out)
     return y
 
 
@@ -428,13 +460,15 @@ def selu_backward(grad_out: np.ndarray, x: np.ndarray, *,
     """Gradient of ``selu`` with respect to its input x.
 
     grad_x = grad_out·f'(x), f'(x) = λ if x > 0 else λ·α·e^x. It takes the forward's input x
-    (not its output), as this package's backwards all do.
+    (not its output), as this package's backwards all do. bfloat16 (ml_dtypes) and float16
+    arrays are computed in float32: the result is the float32 kernel's on the widened input
+    and grad_out, rounded once to nearest even.
 
     Parameters
     ----------
     grad_out : ndarray
         The gradient of the loss with respect to the forward's output, of x's shape and dtype.
-    x : ndarray, float32 or float64
+    x : ndarray, float32, float64, bfloat16 (ml_dtypes) or float16
         The forward's input; any shape and strides.
     out : ndarray, optional
         Where to write grad_x: C-contiguous, of x's shape and dtype; may be grad_out
@@ -449,8 +483,8 @@ def selu_backward(grad_out: np.ndarray, x: np.ndarray, *,
     Raises
     ------
     TypeError
-        grad_out or x is not an ndarray of float32 or float64, grad_out and x mix the two,
-        or out is not an ndarray.
+        grad_out or x is not an ndarray of float32, float64, bfloat16 or float16, grad_out
+        and x have different dtypes, or out is not an ndarray.
     ValueError
         grad_out's shape is not x's; out has another shape or dtype, is read-only or not
         C-contiguous, or overlaps an input without being it. Nothing is written when it
@@ -470,7 +504,8 @@ def selu_backward(grad_out: np.ndarray, x: np.ndarray, *,
     y = entry(grad_out, x, out)
     if y is NotImplemented:
         grad_out, x, out = _checked_backward("selu_backward()", grad_out, x, out)
-        y = entry(grad_out, x, out)
+        y = entry(grad_out, x, out) if out.itemsize > 2 else \
+            _half(SELU, grad_out, x, out)
     return y
 
 
@@ -480,11 +515,13 @@ def gelu(x: np.ndarray, approximate: str = "none", *,
 
     y = x·Φ(x), Φ the standard normal CDF, as ``torch.nn.functional.gelu``. With
     ``approximate="tanh"``: y = 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). Both keep their
-    relative accuracy in the left tail (gelu(−10) ≈ −7.6e-23).
+    relative accuracy in the left tail (gelu(−10) ≈ −7.6e-23). bfloat16 (ml_dtypes) and
+    float16 arrays are computed in float32: the result is the float32 kernel's on the
+    widened input, rounded once to nearest even.
 
     Parameters
     ----------
-    x : ndarray, float32 or float64
+    x : ndarray, float32, float64, bfloat16 (ml_dtypes) or float16
         Any shape; any strides (a non-contiguous x is copied once).
     approximate : {"none", "tanh"}, default "none"
         The exact form, or the tanh approximation.
@@ -499,7 +536,8 @@ def gelu(x: np.ndarray, approximate: str = "none", *,
     Raises
     ------
     TypeError
-        x is not an ndarray of float32 or float64, or out is not an ndarray.
+        x is not an ndarray of float32, float64, bfloat16 or float16, or out is not an
+        ndarray.
     ValueError
         approximate is not one of "none", "tanh"; out has another shape or dtype, is read-
         only or not C-contiguous, or overlaps an input without being it. Nothing is written
@@ -528,7 +566,8 @@ def gelu(x: np.ndarray, approximate: str = "none", *,
     y = entry(x, out)
     if y is NotImplemented:          # not plain arrays: check everything, copy x into shape
         x, out = _checked("gelu()", x, out)
-        y = entry(x, out)
+        y = entry(x, out) if out.itemsize > 2 else \
+            _half(GELU if approximate == "none" else GELU_TANH, None, x, out)
     return y
 
 
@@ -539,12 +578,14 @@ def gelu_backward(grad_out: np.ndarray, x: np.ndarray, approximate: str = "none"
     grad_x = grad_out·f'(x), f'(x) = Φ(x) + x·φ(x), φ the standard normal density. With
     approximate="tanh": f'(x) = σ(2u) + 2x·σ'(2u)·u', u' = √(2/π)·(1 + 3·0.044715·x²). It
     takes the forward's input x (not its output), as this package's backwards all do.
+    bfloat16 (ml_dtypes) and float16 arrays are computed in float32: the result is the
+    float32 kernel's on the widened input and grad_out, rounded once to nearest even.
 
     Parameters
     ----------
     grad_out : ndarray
         The gradient of the loss with respect to the forward's output, of x's shape and dtype.
-    x : ndarray, float32 or float64
+    x : ndarray, float32, float64, bfloat16 (ml_dtypes) or float16
         The forward's input; any shape and strides.
     approximate : {"none", "tanh"}, default "none"
         The exact form, or the tanh approximation.
@@ -561,8 +602,8 @@ def gelu_backward(grad_out: np.ndarray, x: np.ndarray, approximate: str = "none"
     Raises
     ------
     TypeError
-        grad_out or x is not an ndarray of float32 or float64, grad_out and x mix the two,
-        or out is not an ndarray.
+        grad_out or x is not an ndarray of float32, float64, bfloat16 or float16, grad_out
+        and x have different dtypes, or out is not an ndarray.
     ValueError
         grad_out's shape is not x's; approximate is not one of "none", "tanh"; out has
         another shape or dtype, is read-only or not C-contiguous, or overlaps an input
@@ -589,18 +630,21 @@ def gelu_backward(grad_out: np.ndarray, x: np.ndarray, approximate: str = "none"
     y = entry(grad_out, x, out)
     if y is NotImplemented:
         grad_out, x, out = _checked_backward("gelu_backward()", grad_out, x, out)
-        y = entry(grad_out, x, out)
+        y = entry(grad_out, x, out) if out.itemsize > 2 else \
+            _half(GELU if approximate == "none" else GELU_TANH, grad_out, x, out)
     return y
 
 
 def silu(x: np.ndarray, *, out: Optional[np.ndarray] = None) -> np.ndarray:
     """Sigmoid linear unit: x·σ(x) (swish with beta = 1).
 
-    y = x·σ(x), as ``torch.nn.functional.silu``.
+    y = x·σ(x), as ``torch.nn.functional.silu``. bfloat16 (ml_dtypes) and float16 arrays are
+    computed in float32: the result is the float32 kernel's on the widened input, rounded
+    once to nearest even.
 
     Parameters
     ----------
-    x : ndarray, float32 or float64
+    x : ndarray, float32, float64, bfloat16 (ml_dtypes) or float16
         Any shape; any strides (a non-contiguous x is copied once).
     out : ndarray, optional
         Where to write y: C-contiguous, of x's shape and dtype; may be x itself (in place).
@@ -613,7 +657,8 @@ def silu(x: np.ndarray, *, out: Optional[np.ndarray] = None) -> np.ndarray:
     Raises
     ------
     TypeError
-        x is not an ndarray of float32 or float64, or out is not an ndarray.
+        x is not an ndarray of float32, float64, bfloat16 or float16, or out is not an
+        ndarray.
     ValueError
         out has another shape or dtype, is read-only or not C-contiguous, or overlaps an
         input without being it. Nothing is written when it raises.
@@ -632,7 +677,8 @@ def silu(x: np.ndarray, *, out: Optional[np.ndarray] = None) -> np.ndarray:
     y = entry(x, out)
     if y is NotImplemented:          # not plain arrays: check everything, copy x into shape
         x, out = _checked("silu()", x, out)
-        y = entry(x, out)
+        y = entry(x, out) if out.itemsize > 2 else \
+            _half(SILU, None, x, out)
     return y
 
 
@@ -641,13 +687,15 @@ def silu_backward(grad_out: np.ndarray, x: np.ndarray, *,
     """Gradient of ``silu`` with respect to its input x.
 
     grad_x = grad_out·f'(x), f'(x) = σ(x) + x·σ'(x) = σ(x)·(1 + x·(1 − σ(x))). It takes the
-    forward's input x (not its output), as this package's backwards all do.
+    forward's input x (not its output), as this package's backwards all do. bfloat16
+    (ml_dtypes) and float16 arrays are computed in float32: the result is the float32
+    kernel's on the widened input and grad_out, rounded once to nearest even.
 
     Parameters
     ----------
     grad_out : ndarray
         The gradient of the loss with respect to the forward's output, of x's shape and dtype.
-    x : ndarray, float32 or float64
+    x : ndarray, float32, float64, bfloat16 (ml_dtypes) or float16
         The forward's input; any shape and strides.
     out : ndarray, optional
         Where to write grad_x: C-contiguous, of x's shape and dtype; may be grad_out
@@ -662,8 +710,8 @@ def silu_backward(grad_out: np.ndarray, x: np.ndarray, *,
     Raises
     ------
     TypeError
-        grad_out or x is not an ndarray of float32 or float64, grad_out and x mix the two,
-        or out is not an ndarray.
+        grad_out or x is not an ndarray of float32, float64, bfloat16 or float16, grad_out
+        and x have different dtypes, or out is not an ndarray.
     ValueError
         grad_out's shape is not x's; out has another shape or dtype, is read-only or not
         C-contiguous, or overlaps an input without being it. Nothing is written when it
@@ -683,7 +731,8 @@ def silu_backward(grad_out: np.ndarray, x: np.ndarray, *,
     y = entry(grad_out, x, out)
     if y is NotImplemented:
         grad_out, x, out = _checked_backward("silu_backward()", grad_out, x, out)
-        y = entry(grad_out, x, out)
+        y = entry(grad_out, x, out) if out.itemsize > 2 else \
+            _half(SILU, grad_out, x, out)
     return y
 
 
@@ -691,10 +740,12 @@ def swish(x: np.ndarray, beta: float = 1.0, *, out: Optional[np.ndarray] = None)
     """Swish: x·σ(beta·x).
 
     y = x·σ(beta·x). ``silu`` is swish with beta = 1. PyTorch has no swish with a beta.
+    bfloat16 (ml_dtypes) and float16 arrays are computed in float32: the result is the
+    float32 kernel's on the widened input, rounded once to nearest even.
 
     Parameters
     ----------
-    x : ndarray, float32 or float64
+    x : ndarray, float32, float64, bfloat16 (ml_dtypes) or float16
         Any shape; any strides (a non-contiguous x is copied once).
     beta : float, default 1.0
         The slope inside the sigmoid.
@@ -709,8 +760,8 @@ def swish(x: np.ndarray, beta: float = 1.0, *, out: Optional[np.ndarray] = None)
     Raises
     ------
     TypeError
-        x is not an ndarray of float32 or float64, out is not an ndarray, or beta is not a
-        real number.
+        x is not an ndarray of float32, float64, bfloat16 or float16, out is not an ndarray,
+        or beta is not a real number.
     ValueError
         beta is not finite; out has another shape or dtype, is read-only or not
         C-contiguous, or overlaps an input without being it. Nothing is written when it
@@ -731,7 +782,8 @@ def swish(x: np.ndarray, beta: float = 1.0, *, out: Optional[np.ndarray] = None)
     y = entry(x, out, beta)
     if y is NotImplemented:          # not plain arrays: check everything, copy x into shape
         x, out = _checked("swish()", x, out)
-        y = entry(x, out, beta)
+        y = entry(x, out, beta) if out.itemsize > 2 else \
+            _half(SWISH, None, x, out, beta)
     return y
 
 
@@ -741,13 +793,14 @@ def swish_backward(grad_out: np.ndarray, x: np.ndarray, beta: float = 1.0, *,
 
     grad_x = grad_out·f'(x), f'(x) = σ(βx) + βx·σ'(βx) (the gradient with respect to x
     only). It takes the forward's input x (not its output), as this package's backwards all
-    do.
+    do. bfloat16 (ml_dtypes) and float16 arrays are computed in float32: the result is the
+    float32 kernel's on the widened input and grad_out, rounded once to nearest even.
 
     Parameters
     ----------
     grad_out : ndarray
         The gradient of the loss with respect to the forward's output, of x's shape and dtype.
-    x : ndarray, float32 or float64
+    x : ndarray, float32, float64, bfloat16 (ml_dtypes) or float16
         The forward's input; any shape and strides.
     beta : float, default 1.0
         The slope inside the sigmoid.
@@ -764,8 +817,8 @@ def swish_backward(grad_out: np.ndarray, x: np.ndarray, beta: float = 1.0, *,
     Raises
     ------
     TypeError
-        grad_out or x is not an ndarray of float32 or float64, grad_out and x mix the two,
-        out is not an ndarray, or beta is not a real number.
+        grad_out or x is not an ndarray of float32, float64, bfloat16 or float16, grad_out
+        and x have different dtypes, out is not an ndarray, or beta is not a real number.
     ValueError
         grad_out's shape is not x's; beta is not finite; out has another shape or dtype, is
         read-only or not C-contiguous, or overlaps an input without being it. Nothing is
@@ -786,7 +839,8 @@ def swish_backward(grad_out: np.ndarray, x: np.ndarray, beta: float = 1.0, *,
     y = entry(grad_out, x, out, beta)
     if y is NotImplemented:
         grad_out, x, out = _checked_backward("swish_backward()", grad_out, x, out)
-        y = entry(grad_out, x, out, beta)
+        y = entry(grad_out, x, out, beta) if out.itemsize > 2 else \
+            _half(SWISH, grad_out, x, out, beta)
     return y
 
 
@@ -794,11 +848,13 @@ def sigmoid(x: np.ndarray, *, out: Optional[np.ndarray] = None) -> np.ndarray:
     """The logistic sigmoid: 1 / (1 + e⁻ˣ).
 
     y = σ(x) = 1/(1 + e^−x), as ``torch.nn.functional.sigmoid``. Computed through e^−|x|: it
-    never overflows, and the left tail keeps its relative accuracy.
+    never overflows, and the left tail keeps its relative accuracy. bfloat16 (ml_dtypes) and
+    float16 arrays are computed in float32: the result is the float32 kernel's on the
+    widened input, rounded once to nearest even.
 
     Parameters
     ----------
-    x : ndarray, float32 or float64
+    x : ndarray, float32, float64, bfloat16 (ml_dtypes) or float16
         Any shape; any strides (a non-contiguous x is copied once).
     out : ndarray, optional
         Where to write y: C-contiguous, of x's shape and dtype; may be x itself (in place).
@@ -811,7 +867,8 @@ def sigmoid(x: np.ndarray, *, out: Optional[np.ndarray] = None) -> np.ndarray:
     Raises
     ------
     TypeError
-        x is not an ndarray of float32 or float64, or out is not an ndarray.
+        x is not an ndarray of float32, float64, bfloat16 or float16, or out is not an
+        ndarray.
     ValueError
         out has another shape or dtype, is read-only or not C-contiguous, or overlaps an
         input without being it. Nothing is written when it raises.
@@ -830,7 +887,8 @@ def sigmoid(x: np.ndarray, *, out: Optional[np.ndarray] = None) -> np.ndarray:
     y = entry(x, out)
     if y is NotImplemented:          # not plain arrays: check everything, copy x into shape
         x, out = _checked("sigmoid()", x, out)
-        y = entry(x, out)
+        y = entry(x, out) if out.itemsize > 2 else \
+            _half(SIGMOID, None, x, out)
     return y
 
 
@@ -839,13 +897,15 @@ def sigmoid_backward(grad_out: np.ndarray, x: np.ndarray, *,
     """Gradient of ``sigmoid`` with respect to its input x.
 
     grad_x = grad_out·f'(x), f'(x) = σ'(x) = σ(x)·(1 − σ(x)). It takes the forward's input x
-    (not its output), as this package's backwards all do.
+    (not its output), as this package's backwards all do. bfloat16 (ml_dtypes) and float16
+    arrays are computed in float32: the result is the float32 kernel's on the widened input
+    and grad_out, rounded once to nearest even.
 
     Parameters
     ----------
     grad_out : ndarray
         The gradient of the loss with respect to the forward's output, of x's shape and dtype.
-    x : ndarray, float32 or float64
+    x : ndarray, float32, float64, bfloat16 (ml_dtypes) or float16
         The forward's input; any shape and strides.
     out : ndarray, optional
         Where to write grad_x: C-contiguous, of x's shape and dtype; may be grad_out
@@ -860,8 +920,8 @@ def sigmoid_backward(grad_out: np.ndarray, x: np.ndarray, *,
     Raises
     ------
     TypeError
-        grad_out or x is not an ndarray of float32 or float64, grad_out and x mix the two,
-        or out is not an ndarray.
+        grad_out or x is not an ndarray of float32, float64, bfloat16 or float16, grad_out
+        and x have different dtypes, or out is not an ndarray.
     ValueError
         grad_out's shape is not x's; out has another shape or dtype, is read-only or not
         C-contiguous, or overlaps an input without being it. Nothing is written when it
@@ -881,18 +941,21 @@ def sigmoid_backward(grad_out: np.ndarray, x: np.ndarray, *,
     y = entry(grad_out, x, out)
     if y is NotImplemented:
         grad_out, x, out = _checked_backward("sigmoid_backward()", grad_out, x, out)
-        y = entry(grad_out, x, out)
+        y = entry(grad_out, x, out) if out.itemsize > 2 else \
+            _half(SIGMOID, grad_out, x, out)
     return y
 
 
 def tanh(x: np.ndarray, *, out: Optional[np.ndarray] = None) -> np.ndarray:
     """The hyperbolic tangent.
 
-    y = tanh(x), as ``torch.nn.functional.tanh``.
+    y = tanh(x), as ``torch.nn.functional.tanh``. bfloat16 (ml_dtypes) and float16 arrays
+    are computed in float32: the result is the float32 kernel's on the widened input,
+    rounded once to nearest even.
 
     Parameters
     ----------
-    x : ndarray, float32 or float64
+    x : ndarray, float32, float64, bfloat16 (ml_dtypes) or float16
         Any shape; any strides (a non-contiguous x is copied once).
     out : ndarray, optional
         Where to write y: C-contiguous, of x's shape and dtype; may be x itself (in place).
@@ -905,7 +968,8 @@ def tanh(x: np.ndarray, *, out: Optional[np.ndarray] = None) -> np.ndarray:
     Raises
     ------
     TypeError
-        x is not an ndarray of float32 or float64, or out is not an ndarray.
+        x is not an ndarray of float32, float64, bfloat16 or float16, or out is not an
+        ndarray.
     ValueError
         out has another shape or dtype, is read-only or not C-contiguous, or overlaps an
         input without being it. Nothing is written when it raises.
@@ -924,7 +988,8 @@ def tanh(x: np.ndarray, *, out: Optional[np.ndarray] = None) -> np.ndarray:
     y = entry(x, out)
     if y is NotImplemented:          # not plain arrays: check everything, copy x into shape
         x, out = _checked("tanh()", x, out)
-        y = entry(x, out)
+        y = entry(x, out) if out.itemsize > 2 else \
+            _half(TANH, None, x, out)
     return y
 
 
@@ -933,13 +998,15 @@ def tanh_backward(grad_out: np.ndarray, x: np.ndarray, *,
     """Gradient of ``tanh`` with respect to its input x.
 
     grad_x = grad_out·f'(x), f'(x) = 1 − tanh²(x). It takes the forward's input x (not its
-    output), as this package's backwards all do.
+    output), as this package's backwards all do. bfloat16 (ml_dtypes) and float16 arrays are
+    computed in float32: the result is the float32 kernel's on the widened input and
+    grad_out, rounded once to nearest even.
 
     Parameters
     ----------
     grad_out : ndarray
         The gradient of the loss with respect to the forward's output, of x's shape and dtype.
-    x : ndarray, float32 or float64
+    x : ndarray, float32, float64, bfloat16 (ml_dtypes) or float16
         The forward's input; any shape and strides.
     out : ndarray, optional
         Where to write grad_x: C-contiguous, of x's shape and dtype; may be grad_out
@@ -954,8 +1021,8 @@ def tanh_backward(grad_out: np.ndarray, x: np.ndarray, *,
     Raises
     ------
     TypeError
-        grad_out or x is not an ndarray of float32 or float64, grad_out and x mix the two,
-        or out is not an ndarray.
+        grad_out or x is not an ndarray of float32, float64, bfloat16 or float16, grad_out
+        and x have different dtypes, or out is not an ndarray.
     ValueError
         grad_out's shape is not x's; out has another shape or dtype, is read-only or not
         C-contiguous, or overlaps an input without being it. Nothing is written when it
@@ -975,7 +1042,8 @@ def tanh_backward(grad_out: np.ndarray, x: np.ndarray, *,
     y = entry(grad_out, x, out)
     if y is NotImplemented:
         grad_out, x, out = _checked_backward("tanh_backward()", grad_out, x, out)
-        y = entry(grad_out, x, out)
+        y = entry(grad_out, x, out) if out.itemsize > 2 else \
+            _half(TANH, grad_out, x, out)
     return y
 
 
@@ -985,11 +1053,13 @@ def softplus(x: np.ndarray, beta: float = 1.0, threshold: float = 20.0, *,
 
     y = log(1 + e^(beta·x))/beta, or x where beta·x > threshold, as
     ``torch.nn.functional.softplus``. Above the threshold the function reverts to the
-    identity, as torch's does.
+    identity, as torch's does. bfloat16 (ml_dtypes) and float16 arrays are computed in
+    float32: the result is the float32 kernel's on the widened input, rounded once to
+    nearest even.
 
     Parameters
     ----------
-    x : ndarray, float32 or float64
+    x : ndarray, float32, float64, bfloat16 (ml_dtypes) or float16
         Any shape; any strides (a non-contiguous x is copied once).
     beta : float, default 1.0
         The sharpness: larger beta is closer to relu.
@@ -1006,8 +1076,8 @@ def softplus(x: np.ndarray, beta: float = 1.0, threshold: float = 20.0, *,
     Raises
     ------
     TypeError
-        x is not an ndarray of float32 or float64, out is not an ndarray, beta is not a real
-        number, or threshold is not a real number.
+        x is not an ndarray of float32, float64, bfloat16 or float16, out is not an ndarray,
+        beta is not a real number, or threshold is not a real number.
     ValueError
         beta is not finite or not in (0.0, inf); threshold is not finite; out has another
         shape or dtype, is read-only or not C-contiguous, or overlaps an input without being
@@ -1029,7 +1099,8 @@ def softplus(x: np.ndarray, beta: float = 1.0, threshold: float = 20.0, *,
     y = entry(x, out, beta, threshold)
     if y is NotImplemented:          # not plain arrays: check everything, copy x into shape
         x, out = _checked("softplus()", x, out)
-        y = entry(x, out, beta, threshold)
+        y = entry(x, out, beta, threshold) if out.itemsize > 2 else \
+            _half(SOFTPLUS, None, x, out, beta, threshold)
     return y
 
 
@@ -1038,13 +1109,15 @@ def softplus_backward(grad_out: np.ndarray, x: np.ndarray, beta: float = 1.0,
     """Gradient of ``softplus`` with respect to its input x.
 
     grad_x = grad_out·f'(x), f'(x) = σ(beta·x), or 1 where beta·x > threshold. It takes the
-    forward's input x (not its output), as this package's backwards all do.
+    forward's input x (not its output), as this package's backwards all do. bfloat16
+    (ml_dtypes) and float16 arrays are computed in float32: the result is the float32
+    kernel's on the widened input and grad_out, rounded once to nearest even.
 
     Parameters
     ----------
     grad_out : ndarray
         The gradient of the loss with respect to the forward's output, of x's shape and dtype.
-    x : ndarray, float32 or float64
+    x : ndarray, float32, float64, bfloat16 (ml_dtypes) or float16
         The forward's input; any shape and strides.
     beta : float, default 1.0
         The sharpness: larger beta is closer to relu.
@@ -1063,8 +1136,9 @@ def softplus_backward(grad_out: np.ndarray, x: np.ndarray, beta: float = 1.0,
     Raises
     ------
     TypeError
-        grad_out or x is not an ndarray of float32 or float64, grad_out and x mix the two,
-        out is not an ndarray, beta is not a real number, or threshold is not a real number.
+        grad_out or x is not an ndarray of float32, float64, bfloat16 or float16, grad_out
+        and x have different dtypes, out is not an ndarray, beta is not a real number, or
+        threshold is not a real number.
     ValueError
         grad_out's shape is not x's; beta is not finite or not in (0.0, inf); threshold is
         not finite; out has another shape or dtype, is read-only or not C-contiguous, or
@@ -1086,7 +1160,8 @@ def softplus_backward(grad_out: np.ndarray, x: np.ndarray, beta: float = 1.0,
     y = entry(grad_out, x, out, beta, threshold)
     if y is NotImplemented:
         grad_out, x, out = _checked_backward("softplus_backward()", grad_out, x, out)
-        y = entry(grad_out, x, out, beta, threshold)
+        y = entry(grad_out, x, out, beta, threshold) if out.itemsize > 2 else \
+            _half(SOFTPLUS, grad_out, x, out, beta, threshold)
     return y
 
 
@@ -1095,11 +1170,13 @@ def hardswish(x: np.ndarray, *, out: Optional[np.ndarray] = None) -> np.ndarray:
 
     y = x·min(max(x + 3, 0), 6)/6, as ``torch.nn.functional.hardswish``. The derivative at
     the kinks is torch's: 0 at x = −3, 1 at x = 3. NaN passes through both directions
-    (torch's backward returns grad_out for a NaN x in its scalar tail loop).
+    (torch's backward returns grad_out for a NaN x in its scalar tail loop). bfloat16
+    (ml_dtypes) and float16 arrays are computed in float32: the result is the float32
+    kernel's on the widened input, rounded once to nearest even.
 
     Parameters
     ----------
-    x : ndarray, float32 or float64
+    x : ndarray, float32, float64, bfloat16 (ml_dtypes) or float16
         Any shape; any strides (a non-contiguous x is copied once).
     out : ndarray, optional
         Where to write y: C-contiguous, of x's shape and dtype; may be x itself (in place).
@@ -1112,7 +1189,8 @@ def hardswish(x: np.ndarray, *, out: Optional[np.ndarray] = None) -> np.ndarray:
     Raises
     ------
     TypeError
-        x is not an ndarray of float32 or float64, or out is not an ndarray.
+        x is not an ndarray of float32, float64, bfloat16 or float16, or out is not an
+        ndarray.
     ValueError
         out has another shape or dtype, is read-only or not C-contiguous, or overlaps an
         input without being it. Nothing is written when it raises.
@@ -1131,7 +1209,8 @@ def hardswish(x: np.ndarray, *, out: Optional[np.ndarray] = None) -> np.ndarray:
     y = entry(x, out)
     if y is NotImplemented:          # not plain arrays: check everything, copy x into shape
         x, out = _checked("hardswish()", x, out)
-        y = entry(x, out)
+        y = entry(x, out) if out.itemsize > 2 else \
+            _half(HARDSWISH, None, x, out)
     return y
 
 
@@ -1141,12 +1220,14 @@ def hardswish_backward(grad_out: np.ndarray, x: np.ndarray, *,
 
     grad_x = grad_out·f'(x), f'(x) = 0 for x ≤ −3, x/3 + 1/2 for −3 < x < 3, 1 for x ≥ 3. It
     takes the forward's input x (not its output), as this package's backwards all do.
+    bfloat16 (ml_dtypes) and float16 arrays are computed in float32: the result is the
+    float32 kernel's on the widened input and grad_out, rounded once to nearest even.
 
     Parameters
     ----------
     grad_out : ndarray
         The gradient of the loss with respect to the forward's output, of x's shape and dtype.
-    x : ndarray, float32 or float64
+    x : ndarray, float32, float64, bfloat16 (ml_dtypes) or float16
         The forward's input; any shape and strides.
     out : ndarray, optional
         Where to write grad_x: C-contiguous, of x's shape and dtype; may be grad_out
@@ -1161,8 +1242,8 @@ def hardswish_backward(grad_out: np.ndarray, x: np.ndarray, *,
     Raises
     ------
     TypeError
-        grad_out or x is not an ndarray of float32 or float64, grad_out and x mix the two,
-        or out is not an ndarray.
+        grad_out or x is not an ndarray of float32, float64, bfloat16 or float16, grad_out
+        and x have different dtypes, or out is not an ndarray.
     ValueError
         grad_out's shape is not x's; out has another shape or dtype, is read-only or not
         C-contiguous, or overlaps an input without being it. Nothing is written when it
@@ -1182,7 +1263,8 @@ def hardswish_backward(grad_out: np.ndarray, x: np.ndarray, *,
     y = entry(grad_out, x, out)
     if y is NotImplemented:
         grad_out, x, out = _checked_backward("hardswish_backward()", grad_out, x, out)
-        y = entry(grad_out, x, out)
+        y = entry(grad_out, x, out) if out.itemsize > 2 else \
+            _half(HARDSWISH, grad_out, x, out)
     return y
 
 
@@ -1191,11 +1273,13 @@ def hardsigmoid(x: np.ndarray, *, out: Optional[np.ndarray] = None) -> np.ndarra
 
     y = min(max(x + 3, 0), 6)/6, as ``torch.nn.functional.hardsigmoid``. NaN passes through
     both directions (torch's backward returns 0 for a NaN x). torch's float64 backward
-    multiplies by 1/6 rounded to float32; this one uses the double 1/6.
+    multiplies by 1/6 rounded to float32; this one uses the double 1/6. bfloat16 (ml_dtypes)
+    and float16 arrays are computed in float32: the result is the float32 kernel's on the
+    widened input, rounded once to nearest even.
 
     Parameters
     ----------
-    x : ndarray, float32 or float64
+    x : ndarray, float32, float64, bfloat16 (ml_dtypes) or float16
         Any shape; any strides (a non-contiguous x is copied once).
     out : ndarray, optional
         Where to write y: C-contiguous, of x's shape and dtype; may be x itself (in place).
@@ -1208,7 +1292,8 @@ def hardsigmoid(x: np.ndarray, *, out: Optional[np.ndarray] = None) -> np.ndarra
     Raises
     ------
     TypeError
-        x is not an ndarray of float32 or float64, or out is not an ndarray.
+        x is not an ndarray of float32, float64, bfloat16 or float16, or out is not an
+        ndarray.
     ValueError
         out has another shape or dtype, is read-only or not C-contiguous, or overlaps an
         input without being it. Nothing is written when it raises.
@@ -1227,7 +1312,8 @@ def hardsigmoid(x: np.ndarray, *, out: Optional[np.ndarray] = None) -> np.ndarra
     y = entry(x, out)
     if y is NotImplemented:          # not plain arrays: check everything, copy x into shape
         x, out = _checked("hardsigmoid()", x, out)
-        y = entry(x, out)
+        y = entry(x, out) if out.itemsize > 2 else \
+            _half(HARDSIGMOID, None, x, out)
     return y
 
 
@@ -1237,12 +1323,14 @@ def hardsigmoid_backward(grad_out: np.ndarray, x: np.ndarray, *,
 
     grad_x = grad_out·f'(x), f'(x) = 1/6 for −3 < x < 3, else 0 (0 at the kinks, as torch).
     It takes the forward's input x (not its output), as this package's backwards all do.
+    bfloat16 (ml_dtypes) and float16 arrays are computed in float32: the result is the
+    float32 kernel's on the widened input and grad_out, rounded once to nearest even.
 
     Parameters
     ----------
     grad_out : ndarray
         The gradient of the loss with respect to the forward's output, of x's shape and dtype.
-    x : ndarray, float32 or float64
+    x : ndarray, float32, float64, bfloat16 (ml_dtypes) or float16
         The forward's input; any shape and strides.
     out : ndarray, optional
         Where to write grad_x: C-contiguous, of x's shape and dtype; may be grad_out
@@ -1257,8 +1345,8 @@ def hardsigmoid_backward(grad_out: np.ndarray, x: np.ndarray, *,
     Raises
     ------
     TypeError
-        grad_out or x is not an ndarray of float32 or float64, grad_out and x mix the two,
-        or out is not an ndarray.
+        grad_out or x is not an ndarray of float32, float64, bfloat16 or float16, grad_out
+        and x have different dtypes, or out is not an ndarray.
     ValueError
         grad_out's shape is not x's; out has another shape or dtype, is read-only or not
         C-contiguous, or overlaps an input without being it. Nothing is written when it
@@ -1278,7 +1366,8 @@ def hardsigmoid_backward(grad_out: np.ndarray, x: np.ndarray, *,
     y = entry(grad_out, x, out)
     if y is NotImplemented:
         grad_out, x, out = _checked_backward("hardsigmoid_backward()", grad_out, x, out)
-        y = entry(grad_out, x, out)
+        y = entry(grad_out, x, out) if out.itemsize > 2 else \
+            _half(HARDSIGMOID, grad_out, x, out)
     return y
 
 
@@ -1288,11 +1377,13 @@ def mish(x: np.ndarray, *, out: Optional[np.ndarray] = None) -> np.ndarray:
     y = x·tanh(log(1 + e^x)), as ``torch.nn.functional.mish``. Computed from z = e^−|x|
     alone: with n = e^x, tanh(log(1 + n)) = n(n + 2)/(n(n + 2) + 2), written over z for
     either sign of x, never overflows and needs one exponential and one division (torch: an
-    exponential, a log1p and a tanh).
+    exponential, a log1p and a tanh). bfloat16 (ml_dtypes) and float16 arrays are computed
+    in float32: the result is the float32 kernel's on the widened input, rounded once to
+    nearest even.
 
     Parameters
     ----------
-    x : ndarray, float32 or float64
+    x : ndarray, float32, float64, bfloat16 (ml_dtypes) or float16
         Any shape; any strides (a non-contiguous x is copied once).
     out : ndarray, optional
         Where to write y: C-contiguous, of x's shape and dtype; may be x itself (in place).
@@ -1305,7 +1396,8 @@ def mish(x: np.ndarray, *, out: Optional[np.ndarray] = None) -> np.ndarray:
     Raises
     ------
     TypeError
-        x is not an ndarray of float32 or float64, or out is not an ndarray.
+        x is not an ndarray of float32, float64, bfloat16 or float16, or out is not an
+        ndarray.
     ValueError
         out has another shape or dtype, is read-only or not C-contiguous, or overlaps an
         input without being it. Nothing is written when it raises.
@@ -1324,7 +1416,8 @@ def mish(x: np.ndarray, *, out: Optional[np.ndarray] = None) -> np.ndarray:
     y = entry(x, out)
     if y is NotImplemented:          # not plain arrays: check everything, copy x into shape
         x, out = _checked("mish()", x, out)
-        y = entry(x, out)
+        y = entry(x, out) if out.itemsize > 2 else \
+            _half(MISH, None, x, out)
     return y
 
 
@@ -1334,12 +1427,14 @@ def mish_backward(grad_out: np.ndarray, x: np.ndarray, *,
 
     grad_x = grad_out·f'(x), f'(x) = tanh(sp) + x·σ(x)·(1 − tanh²(sp)), sp = softplus(x). It
     takes the forward's input x (not its output), as this package's backwards all do.
+    bfloat16 (ml_dtypes) and float16 arrays are computed in float32: the result is the
+    float32 kernel's on the widened input and grad_out, rounded once to nearest even.
 
     Parameters
     ----------
     grad_out : ndarray
         The gradient of the loss with respect to the forward's output, of x's shape and dtype.
-    x : ndarray, float32 or float64
+    x : ndarray, float32, float64, bfloat16 (ml_dtypes) or float16
         The forward's input; any shape and strides.
     out : ndarray, optional
         Where to write grad_x: C-contiguous, of x's shape and dtype; may be grad_out
@@ -1354,8 +1449,8 @@ def mish_backward(grad_out: np.ndarray, x: np.ndarray, *,
     Raises
     ------
     TypeError
-        grad_out or x is not an ndarray of float32 or float64, grad_out and x mix the two,
-        or out is not an ndarray.
+        grad_out or x is not an ndarray of float32, float64, bfloat16 or float16, grad_out
+        and x have different dtypes, or out is not an ndarray.
     ValueError
         grad_out's shape is not x's; out has another shape or dtype, is read-only or not
         C-contiguous, or overlaps an input without being it. Nothing is written when it
@@ -1375,7 +1470,8 @@ def mish_backward(grad_out: np.ndarray, x: np.ndarray, *,
     y = entry(grad_out, x, out)
     if y is NotImplemented:
         grad_out, x, out = _checked_backward("mish_backward()", grad_out, x, out)
-        y = entry(grad_out, x, out)
+        y = entry(grad_out, x, out) if out.itemsize > 2 else \
+            _half(MISH, grad_out, x, out)
     return y
 
 

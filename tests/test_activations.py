@@ -20,10 +20,12 @@ UNARY = list(FUNCTIONS)           # every activation of the table (mlkernels/_ac
 @pytest.mark.parametrize("name", UNARY)
 @pytest.mark.parametrize("bad", [np.int32, np.int64, np.float16, np.complex64, object, bool])
 def test_bad_dtypes(name, bad):
+    """float16 is 16-bit storage (tests/test_half_activations.py), taken alone, refused mixed."""
     f, fb = getattr(mk, name), getattr(mk, name + "_backward")
     x = np.ones(5, bad)
-    with pytest.raises(TypeError, match="dtype"):
-        f(x)
+    if bad is not np.float16:
+        with pytest.raises(TypeError, match="dtype"):
+            f(x)
     with pytest.raises(TypeError, match="dtype"):
         fb(np.ones(5, np.float32), x)
 

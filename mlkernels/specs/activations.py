@@ -15,7 +15,7 @@ import scipy.special as sp
 from .. import activations as fast
 from .. import reference as ref
 from ..testing import gradcheck
-from . import BenchCase, KernelSpec, torch_or_none
+from . import BenchCase, KernelSpec, storage16, torch_or_none
 
 # (row name, function name, keyword parameters tested, where the derivative jumps)
 ACTIVATIONS = [
@@ -378,6 +378,8 @@ def _bench_forward(row, name, params):
                 "mlkernels": lambda: f(x8, **params, out=y8),
                 "numpy ufunc np.negative(out=)": lambda: np.negative(x8, out=y8)}))
         cases.append(_float64_case(row, name, params, n, backward=False))
+        if row in storage16.ACTIVATION_ROWS:
+            cases += storage16.activation_cases(row, name, params, False, quick)
         return cases
     return bench
 
@@ -392,9 +394,12 @@ def _bench_backward(row, name, params):
         if numpy is not None:
             impls["numpy"] = numpy
         impls.update(_torch_impls(row, params, True, x, g, y))
-        return [BenchCase(f"float32 {n // 2**20}M", impls, shape=(n,), nbytes=12.0 * n,
-                          copy_nbytes=4 * n, copy_factor=1.5),
-                _float64_case(row, name, params, n, backward=True)]
+        cases = [BenchCase(f"float32 {n // 2**20}M", impls, shape=(n,), nbytes=12.0 * n,
+                           copy_nbytes=4 * n, copy_factor=1.5),
+                 _float64_case(row, name, params, n, backward=True)]
+        if row in storage16.ACTIVATION_ROWS:
+            cases += storage16.activation_cases(row, name, params, True, quick)
+        return cases
     return bench
 
 

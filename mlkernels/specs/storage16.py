@@ -267,6 +267,36 @@ def _embedding_cases(quick):
                 copy_factor=1.0)]}
 
 
+#: the activation rows (spec row names) with a 16-bit case: the issue's memory-bound and
+#: arithmetic-bound examples
+ACTIVATION_ROWS = ("relu", "leaky_relu", "gelu", "silu", "tanh")
+
+
+def activation_cases(row: str, name: str, params: dict, backward: bool,
+                     quick: bool) -> List[BenchCase]:
+    """An activation forward (x -> y) or backward ((grad_out, x) -> grad_x) over 16M values,
+    out= given: mlkernels in bfloat16, float32 and float16; PyTorch's bfloat16 and float32
+    CPU kernels (their out= forms where torch has one, as the float32 cases do)."""
+    from .. import activations
+    from .activations import torch_peers
+    n = (4 if quick else 16) * 2**20
+    f = getattr(activations, name + ("_backward" if backward else ""))
+    key = "backward" if backward else "forward"
+
+    def make(dtype):
+        x, g = (_x(n, np.float32) * 3).astype(dtype), _x(n, dtype, 1)
+        y = np.empty_like(x)
+        return (lambda: f(g, x, **params, out=y)) if backward else \
+            (lambda: f(x, **params, out=y))
+
+    def t_make(torch, dt):
+        x, g = (torch.randn(n) * 3).to(dt), torch.randn(n).to(dt)
+        peers = torch_peers(row, torch, x, g, torch.empty_like(x), **params)
+        return peers.get(key + " out=") or peers[key]
+    label = f"{row}{'_backward' if backward else ''} {n // 2**20}M"
+    return _case(label, n, make, t_make, 3.0 if backward else 2.0)
+
+
 _BUILDERS = {"embedding": _embedding_cases, "embedding_backward": _embedding_cases,
              "adamw_step": _adamw_cases, "layer_norm": _norm_cases, "rms_norm": _norm_cases, "softmax": _loss_cases,
              "log_softmax": _loss_cases, "cross_entropy": _loss_cases,
