@@ -46,7 +46,8 @@ def _parser() -> argparse.ArgumentParser:
         "bench", help="side-by-side benchmark (mlkernels, NumPy, PyTorch)",
         description="Time every kernel family side by side with NumPy (and PyTorch when it is "
         "installed), samples interleaved, no pauses. Families: " + ", ".join(fams) +
-        " (train: whole MLP training steps; calls: the cost of one small call).")
+        " (train: whole MLP training steps; calls: the cost of one small call; storage16:"
+        " every bfloat16/float16 case against float32 and PyTorch).")
     bench.add_argument("--family", action="append", choices=fams, metavar="FAMILY",
                        help=f"only this family (repeatable): {', '.join(fams)}")
     speed = bench.add_mutually_exclusive_group()

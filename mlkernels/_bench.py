@@ -152,8 +152,28 @@ def _mix_cases(quick: bool) -> List[Tuple[str, BenchCase]]:
     return cases
 
 
+def _storage16_cases(quick: bool) -> List[Tuple[str, BenchCase]]:
+    """Every 16-bit storage case of the spec rows (bfloat16 and float16 against float32 and
+    PyTorch), without the rows' other cases: the activations' rows of
+    storage16.ACTIVATION_ROWS, then each builder of storage16 once."""
+    from .specs import activations as act_specs, storage16
+    cases = []
+    for row, name, params, _ in act_specs.ACTIVATIONS:
+        if row in storage16.ACTIVATION_ROWS:
+            for backward in (False, True):
+                cases += [(name + ("_backward" if backward else ""), c) for c in
+                          storage16.activation_cases(row, name, params, backward, quick)]
+    built = {}
+    for kernel, builder in storage16._BUILDERS.items():
+        if builder not in built:
+            built[builder] = builder(quick)
+        cases += [(kernel, c) for c in built[builder].get(kernel, [])]
+    return cases
+
+
 #: benchmark families that are not rows of the kernel spec table
-EXTRA_FAMILIES = {"train": _train_cases, "calls": _call_cases, "mix": _mix_cases}
+EXTRA_FAMILIES = {"train": _train_cases, "calls": _call_cases, "mix": _mix_cases,
+                  "storage16": _storage16_cases}
 
 
 def all_families() -> List[str]:
