@@ -44,7 +44,7 @@ cimport numpy as cnp
 
 from libc.stdint cimport uint16_t
 
-from mlkernels._half cimport mlk_widen, mlk_narrow, mlk_narrow_stream
+from mlkernels._half cimport mlk_narrow, mlk_narrow_stream, mlk_widen
 from mlkernels._reduce cimport (add4_centered_sums, add4_grad_sums, centered_sums, grad_sums,
                                sum_of, sum_sq_centered)
 from mlkernels._runtime cimport SERIAL_BELOW_NORM, kernel_threads, stream_from
@@ -245,9 +245,8 @@ cdef void layer_norm_rows(const floating* x, const floating* weight, const float
     A large output is computed row by row into this thread's buffer and streamed out.
     Reference: mlkernels/reference/norm.py, layer_norm (and group_norm).
     """
-    cdef Py_ssize_t t, r, i
-    cdef double mu, var, rs
-    cdef floating mean_hi, mean_lo, r_f
+    cdef Py_ssize_t t, r
+    cdef double mu
     cdef const floating* xr
     cdef const floating* w
     cdef const floating* b
@@ -266,29 +265,38 @@ cdef void layer_norm_rows(const floating* x, const floating* weight, const float
         w = weight + (r % groups) * n if weight != NULL else NULL
         b = bias + (r % groups) * n if bias != NULL else NULL
         mu = sum_of(xr, n) / n if n else 0
-        var = sum_sq_centered(xr, n, mu) / n if n else NAN     # second pass, cache-hot
-        rs = 1 / sqrt(var + eps)
-        mean[r] = <floating>mu
-        rstd[r] = <floating>rs
-        mean_hi = <floating>mu
-        mean_lo = <floating>(mu - mean_hi)
-        r_f = <floating>rs
-        if w != NULL and b != NULL:
-            for i in range(n):  # simd
-                out[i] = ((xr[i] - mean_hi) - mean_lo) * r_f * w[i] + b[i]
-        elif w != NULL:
-            for i in range(n):  # simd
-                out[i] = ((xr[i] - mean_hi) - mean_lo) * r_f * w[i]
-        elif b != NULL:
-            for i in range(n):  # simd
-                out[i] = ((xr[i] - mean_hi) - mean_lo) * r_f + b[i]
-        else:
-            for i in range(n):  # simd
-                out[i] = ((xr[i] - mean_hi) - mean_lo) * r_f
+        layer_norm_row(xr, w, b, out, n, mu, eps, mean + r, rstd + r)
         if buffer != NULL:
             stream_out(y + r * n, buffer, n)
     if buffer != NULL:
         mlk_stream_fence()
+
+
+cdef inline void layer_norm_row(const floating* xr, const floating* w, const floating* b,
+                                floating* out, Py_ssize_t n, double mu, double eps,
+                                floating* mean_r, floating* rstd_r) noexcept nogil:
+    """The rest of one row of layer_norm_rows, given its mean mu = Σ x / n (the first pass):
+    the variance's second pass, mean and rstd, and the normalizing pass (out may be xr)."""
+    cdef Py_ssize_t i
+    cdef double var = sum_sq_centered(xr, n, mu) / n if n else NAN     # second pass, cache-hot
+    cdef double rs = 1 / sqrt(var + eps)
+    cdef floating mean_hi = <floating>mu
+    cdef floating mean_lo = <floating>(mu - mean_hi)
+    cdef floating r_f = <floating>rs
+    mean_r[0] = <floating>mu
+    rstd_r[0] = <floating>rs
+    if w != NULL and b != NULL:
+        for i in range(n):  # simd
+            out[i] = ((xr[i] - mean_hi) - mean_lo) * r_f * w[i] + b[i]
+    elif w != NULL:
+        for i in range(n):  # simd
+            out[i] = ((xr[i] - mean_hi) - mean_lo) * r_f * w[i]
+    elif b != NULL:
+        for i in range(n):  # simd
+            out[i] = ((xr[i] - mean_hi) - mean_lo) * r_f + b[i]
+    else:
+        for i in range(n):  # simd
+            out[i] = ((xr[i] - mean_hi) - mean_lo) * r_f
 
 
 def layer_norm_backward(cnp.ndarray grad_out, cnp.ndarray x, cnp.ndarray mean,
@@ -453,9 +461,7 @@ cdef void rms_norm_rows(const floating* x, const floating* weight, floating* y,
     scaling pass on the cache-hot row; a large output is streamed out row by row.
     Reference: mlkernels/reference/norm.py, rms_norm.
     """
-    cdef Py_ssize_t t, r, i
-    cdef double rs
-    cdef floating r_f
+    cdef Py_ssize_t t, r
     cdef const floating* xr
     cdef floating* out
     cdef floating* buffer = <floating*>row_buffer(buffers, thread)
@@ -467,19 +473,28 @@ cdef void rms_norm_rows(const floating* x, const floating* weight, floating* y,
     for r in range(first, end):
         xr = x + r * n
         out = buffer if buffer != NULL else y + r * n
-        rs = 1 / sqrt(sum_sq_centered(xr, n, 0) / n + eps) if n else NAN
-        rstd[r] = <floating>rs
-        r_f = <floating>rs
-        if weight != NULL:
-            for i in range(n):  # simd
-                out[i] = xr[i] * r_f * weight[i]
-        else:
-            for i in range(n):  # simd
-                out[i] = xr[i] * r_f
+        rms_norm_row(xr, weight, out, n, sum_sq_centered(xr, n, 0) if n else 0, eps, rstd + r)
         if buffer != NULL:
             stream_out(y + r * n, buffer, n)
     if buffer != NULL:
         mlk_stream_fence()
+
+
+cdef inline void rms_norm_row(const floating* xr, const floating* weight, floating* out,
+                              Py_ssize_t n, double sum_sq, double eps,
+                              floating* rstd_r) noexcept nogil:
+    """The rest of one row of rms_norm_rows, given sum_sq = Σ x² (the first pass): rstd and
+    the scaling pass (out may be xr)."""
+    cdef Py_ssize_t i
+    cdef double rs = 1 / sqrt(sum_sq / n + eps) if n else NAN
+    cdef floating r_f = <floating>rs
+    rstd_r[0] = <floating>rs
+    if weight != NULL:
+        for i in range(n):  # simd
+            out[i] = xr[i] * r_f * weight[i]
+    else:
+        for i in range(n):  # simd
+            out[i] = xr[i] * r_f
 
 
 def rms_norm_backward(cnp.ndarray grad_out, cnp.ndarray x, cnp.ndarray rstd, weight,
@@ -1200,7 +1215,7 @@ cdef inline Py_ssize_t split_at(const floating* dst, Py_ssize_t first, Py_ssize_
 # ================================================================================ 16-bit storage
 
 cdef enum:
-    HALF_BLOCK = 8192          # float32 values a thread widens at once (32 KiB, and as much out)
+    HALF_BLOCK = 4096          # float32 values a thread widens at once (16 KiB, in place: L1)
     NORM_LAYER = 0
     NORM_RMS = 1
 
@@ -1212,7 +1227,7 @@ def half_norm(int norm, int kind, cnp.ndarray x, weight, bias, cnp.ndarray y, me
     for RMSNorm) and rstd float32 (rows,), all validated C-contiguous (mlkernels/norm.py)."""
     cdef int nt = threads_for(rows * cols, rows)
     cdef Py_ssize_t block_rows = max(<Py_ssize_t>1, HALF_BLOCK // max(cols, <Py_ssize_t>1))
-    cdef Py_ssize_t per_thread = (2 * block_rows * cols + 16) // 16 * 16     # floats
+    cdef Py_ssize_t per_thread = (block_rows * cols + 16) // 16 * 16     # floats
     cdef float* work = <float*>scratch(nt * per_thread * sizeof(float) + 64)
     cdef float* aligned = <float*>((<size_t>work + 63) & ~(<size_t>63))
     cdef bint stream = rows * cols * 2 >= stream_from()
@@ -1241,32 +1256,40 @@ cdef void half_norm_rows(int norm, int kind, const uint16_t* x, const float* wei
                          const float* bias, uint16_t* y, float* mean, float* rstd,
                          Py_ssize_t first, Py_ssize_t end, Py_ssize_t n, double eps,
                          float* work, Py_ssize_t block_rows, bint stream) noexcept nogil:
-    """Rows [first, end) of a 16-bit x: the float32 kernel (layer_norm_rows, rms_norm_rows) on
-    blocks of block_rows rows widened to float32, each block's result rounded once on store.
+    """Rows [first, end) of a 16-bit x: the float32 kernel's row (layer_norm_row,
+    rms_norm_row) on each row widened to float32, a block's results rounded once on store.
 
     Scalar math: y[r, i] = round16(norm_float32(widen(x[r, :]))[i]): the float32 kernel's
-    result, rounded, by construction (the same function on the same float32 values).
-    Why it is fast: memory moves 2 bytes in and 2 out per value, half of float32's; the
-    float32 copies of a block (32 KiB each) stay in cache, so the widening and rounding passes
-    cost arithmetic, not traffic. Reference: mlkernels/reference/norm.py (in float64).
+    result, rounded -- the same float32 operations on the same values, in the same order.
+    Why it is fast: memory moves 2 bytes in and 2 out per value, half of float32's. A block
+    (one row of up to HALF_BLOCK values, or as many short rows) is widened into a float32
+    buffer that stays in L1 with everything else the row needs; the float32 row function
+    normalizes it in place; the block is rounded into y (streamed when y is large). So the
+    16-bit kernel's arithmetic is the float32 kernel's plus a widening and a rounding pass
+    over L1. (Widening inside the first sum's loop instead, and prefetching the next block,
+    were measured and dropped: docs/kernels/bf16.md.)
+    Reference: mlkernels/reference/norm.py (in float64).
     """
-    cdef RowBuffers direct                  # the float32 kernel writes straight into work
-    direct.stream, direct.memory, direct.first, direct.stride = False, NULL, NULL, 0
-    cdef float* xs = work
-    cdef float* ys = work + block_rows * n
-    cdef Py_ssize_t r0 = first, m
+    cdef Py_ssize_t r0 = first, r, m, i
+    cdef float* xr
     while r0 < end:
         m = min(block_rows, end - r0)
-        mlk_widen(kind, x + r0 * n, xs, m * n)
-        if norm == NORM_LAYER:
-            layer_norm_rows(<const float*>xs, weight, bias, ys, mean + r0, rstd + r0, 0, m, n,
-                            1, eps, &direct, 1, 0)
-        else:
-            rms_norm_rows(<const float*>xs, weight, ys, rstd + r0, 0, m, n, eps, &direct, 1, 0)
+        mlk_widen(kind, x + r0 * n, work, m * n)
+        for i in range(m):
+            r = r0 + i
+            xr = work + i * n
+            if norm == NORM_LAYER:
+                layer_norm_row(<const float*>xr, weight, bias, xr, n,
+                               sum_of(<const float*>xr, n) / n if n else 0, eps, mean + r,
+                               rstd + r)
+            else:
+                rms_norm_row(<const float*>xr, weight, xr, n,
+                             sum_sq_centered(<const float*>xr, n, 0) if n else 0, eps,
+                             rstd + r)
         if stream:
-            mlk_narrow_stream(kind, ys, y + r0 * n, m * n)
+            mlk_narrow_stream(kind, work, y + r0 * n, m * n)
         else:
-            mlk_narrow(kind, ys, y + r0 * n, m * n)
+            mlk_narrow(kind, work, y + r0 * n, m * n)
         r0 += m
     if stream:
         mlk_stream_fence()
