@@ -165,6 +165,63 @@ def test_cross_entropy_nan_logit(dtype):
     assert np.isnan(loss[1]) and not np.isnan(loss[[0, 2]]).any()
 
 
+# ---------------------------------------------------------------- blocks, threads, streaming
+# The 16-bit row kernels widen a block of at most 4096 floats (HALF_BLOCK: one long row, or
+# as many short rows as fit) into L1, run the float32 row function in place, and round the
+# block out (streamed for large outputs). Rows around and past the block size, threaded
+# sizes, streamed and in-place outputs, and every thread count give the same bits.
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+@pytest.mark.parametrize("shape", [(3, 4095), (3, 4096), (2, 4097), (2, 9000), (40, 3000),
+                                   (700, 100)], ids=str)
+def test_norm_blocks_and_threads(isa, dtype, shape):
+    x = data(shape, dtype, 7)
+    w, b = data(shape[-1:], dtype, 1, False, 1.0), data(shape[-1:], dtype, 2, False, 1.0)
+    ye, me, re = mk.layer_norm(f32(x), shape[-1], f32(w), f32(b))
+    ze, se = mk.rms_norm(f32(x), shape[-1], f32(w))
+    for n in [1, 2]:
+        with mk.threads(n):
+            y, mean, rstd = mk.layer_norm(x, shape[-1], w, b)
+            z, zrstd = mk.rms_norm(x, shape[-1], w)
+        same_bits(y, ye, dtype)
+        same_f32(mean, me)
+        same_f32(rstd, re)
+        same_bits(z, ze, dtype)
+        same_f32(zrstd, se)
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+@pytest.mark.parametrize("shape", [(5, 5000), (70, 1000), (300, 7)], ids=str)
+@pytest.mark.parametrize("log_", [False, True], ids=["softmax", "log_softmax"])
+def test_softmax_blocks_threads_streamed(stream_everything, dtype, shape, log_):
+    fwd = mk.log_softmax if log_ else mk.softmax
+    x = data(shape, dtype, 8)
+    expected = fwd(f32(x), -1)
+    for n in [1, 2]:
+        with mk.threads(n):
+            same_bits(fwd(x, -1), expected, dtype)
+            inplace = x.copy()
+            assert fwd(inplace, -1, out=inplace) is inplace       # streamed over its input
+            same_bits(inplace, expected, dtype)
+            same_bits(fwd(x.T.copy().T, -1), expected, dtype)     # a strided view: copied
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+def test_cross_entropy_ignored_rows_not_read(isa, dtype):
+    # Ignored rows are skipped without being read: NaN there changes nothing.
+    logits = data((300, 257), dtype, 9, specials=False)
+    t = np.random.default_rng(4).integers(0, 257, 300)
+    t[::3] = -100
+    logits[::3] = np.nan
+    for n in [1, 2]:
+        with mk.threads(n):
+            for reduction in ["mean", "none"]:
+                got = mk.cross_entropy(logits, t, reduction)
+                expected = mk.cross_entropy(f32(logits), t, reduction)
+                np.testing.assert_array_equal(got, expected)
+                assert not np.isnan(got).any()
+
+
 # ---------------------------------------------------------------- dropout
 
 @pytest.mark.parametrize("dtype", HALF, ids=IDS)
