@@ -115,6 +115,88 @@ def test_norm_out_and_errors(dtype):
         mk.rms_norm(x, 8, out=(x, None))
 
 
+# ---------------------------------------------------------------- norm backwards
+# grad_out and x (and weight) 16-bit, mean and rstd float32 as the forward returned them;
+# grad_x 16-bit (the float32 kernel's, rounded), grad_weight and grad_bias float32 (the
+# float32 kernel's, exactly: the same parts and block sums).
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+@pytest.mark.parametrize("shape", SHAPES + [(3, 4097), (700, 100)], ids=str)
+def test_norm_backwards(isa, dtype, shape):
+    x = data(shape, dtype, 11)
+    g = data(shape, dtype, 12, specials=shape[0] % 2 == 1)
+    w = data(shape[-1:], dtype, 1, False, 1.0)
+    for weight in [w, None]:
+        y, mean, rstd = mk.layer_norm(x, shape[-1], weight)
+        for has_bias in [True, False]:
+            got = mk.layer_norm_backward(g, x, shape[-1], mean, rstd, weight,
+                                         has_bias=has_bias)
+            want = mk.layer_norm_backward(f32(g), f32(x), shape[-1], mean, rstd, f32(weight),
+                                          has_bias=has_bias)
+            same_bits(got[0], want[0], dtype)
+            for a, e in zip(got[1:], want[1:]):
+                assert (a is None) == (e is None)
+                if a is not None:
+                    same_f32(a, e)
+        z, zrstd = mk.rms_norm(x, shape[-1], weight)
+        got = mk.rms_norm_backward(g, x, shape[-1], zrstd, weight)
+        want = mk.rms_norm_backward(f32(g), f32(x), shape[-1], zrstd, f32(weight))
+        same_bits(got[0], want[0], dtype)
+        assert (got[1] is None) == (weight is None)
+        if weight is not None:
+            same_f32(got[1], want[1])
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+def test_norm_backwards_threads_streamed_strided(stream_everything, dtype):
+    x = data((300, 260), dtype, 13)
+    g = data((300, 260), dtype, 14)
+    w = data(260, dtype, 1, False, 1.0)
+    y, mean, rstd = mk.layer_norm(x, 260, w)
+    want = mk.layer_norm_backward(f32(g), f32(x), 260, mean, rstd, f32(w))
+    z, zrstd = mk.rms_norm(x, 260, w)
+    want_rms = mk.rms_norm_backward(f32(g), f32(x), 260, zrstd, f32(w))
+    for n in [1, 2]:
+        with mk.threads(n):
+            got = mk.layer_norm_backward(g.T.copy().T, x, 260, mean, rstd, w)   # strided g
+            same_bits(got[0], want[0], dtype)
+            same_f32(got[1], want[1])
+            same_f32(got[2], want[2])
+            got = mk.rms_norm_backward(g, x, 260, zrstd, w)
+            same_bits(got[0], want_rms[0], dtype)
+            same_f32(got[1], want_rms[1])
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+def test_norm_backward_out_and_errors(dtype):
+    x, g = data((4, 8), dtype), data((4, 8), dtype, 1, False)
+    w = data(8, dtype, 2, False)
+    y, mean, rstd = mk.layer_norm(x, 8, w)
+    gx, gw, gb = np.empty((4, 8), dtype), np.empty(8, np.float32), np.empty(8, np.float32)
+    r = mk.layer_norm_backward(g, x, 8, mean, rstd, w, out=(gx, gw, gb))
+    assert r[0] is gx and r[1] is gw and r[2] is gb
+    before = gx.copy()
+    with pytest.raises(TypeError, match="rstd has dtype float64 but mean has dtype float32"):
+        mk.layer_norm_backward(g, x, 8, mean, rstd.astype(np.float64), w, out=(gx, gw, gb))
+    with pytest.raises(TypeError, match="mean has dtype float64 but must be float32"):
+        mk.layer_norm_backward(g, x, 8, mean.astype(np.float64), rstd.astype(np.float64), w,
+                               out=(gx, gw, gb))
+    with pytest.raises(TypeError, match="weight has dtype float32 but grad_out has dtype"):
+        mk.layer_norm_backward(g, x, 8, mean, rstd, f32(w), out=(gx, gw, gb))
+    with pytest.raises(TypeError, match="x has dtype .* but grad_out has dtype float32"):
+        mk.rms_norm_backward(f32(g), x, 8, rstd, w)
+    with pytest.raises(ValueError, match=r"out \(grad_x\) has dtype float32; expected"):
+        mk.layer_norm_backward(g, x, 8, mean, rstd, w, out=(np.empty((4, 8), np.float32),
+                                                            gw, gb))
+    with pytest.raises(ValueError, match=r"dtype .*; expected float32"):
+        mk.layer_norm_backward(g, x, 8, mean, rstd, w, out=(gx, np.empty(8, dtype), gb))
+    with pytest.raises(ValueError, match="overlaps"):
+        mk.rms_norm_backward(g, x, 8, rstd, w, out=(g, None))
+    with pytest.raises(ValueError, match="rstd"):
+        mk.rms_norm_backward(g, x, 8, rstd[:3], w)
+    np.testing.assert_array_equal(gx.view(np.uint16), before.view(np.uint16))  # not written
+
+
 # ---------------------------------------------------------------- softmax family, losses
 
 @pytest.mark.parametrize("dtype", HALF, ids=IDS)
