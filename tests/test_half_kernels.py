@@ -340,6 +340,15 @@ def test_property_all_kernels(rows, cols, seed, half, scale):
     same_bits(mk.softmax(x), mk.softmax(f32(x)), half)
     same_bits(mk.log_softmax(x, 0), mk.log_softmax(f32(x), 0), half)
     same_bits(mk.dropout(x, 0.5, seed), mk.dropout(f32(x), 0.5, seed), half)
+    g = data((rows, cols), half, seed + 1, specials=True, scale=scale)
+    y, mean, rstd = mk.layer_norm(x, cols)
+    got, want = (mk.layer_norm_backward(g, x, cols, mean, rstd, has_bias=True),
+                 mk.layer_norm_backward(f32(g), f32(x), cols, mean, rstd, has_bias=True))
+    same_bits(got[0], want[0], half)
+    same_f32(got[2], want[2])
+    y, rstd = mk.rms_norm(x, cols)
+    same_bits(mk.rms_norm_backward(g, x, cols, rstd)[0],
+              mk.rms_norm_backward(f32(g), f32(x), cols, rstd)[0], half)
 
 
 # ---------------------------------------------------------------- linear
