@@ -662,8 +662,9 @@ cdef void half_block_rows(int op, int kind, const uint16_t* a, const uint16_t* b
     result, rounded -- the same float32 operations on the same values, in the same order;
     cross-entropy's losses stay in double, as float32's.
     Why it is fast: 2 bytes read and written per value in place of 4. A block of at most
-    HALF_BLOCK floats is widened into L1; softmax runs the float32 row kernel on it in place
-    and rounds the block into out (streamed when out is large); cross-entropy reads only the
+    HALF_BLOCK floats is widened into L1; softmax runs the float32 row kernel from it into a
+    second buffer (not in place: the same path as the float32 kernel's, NaN signs included)
+    and rounds that into out (streamed when out is large); cross-entropy reads only the
     rows it does not ignore; the backwards widen a block first, then run the float32 row
     kernel. Reference: mlkernels/reference/loss.py.
     """
@@ -673,14 +674,14 @@ cdef void half_block_rows(int op, int kind, const uint16_t* a, const uint16_t* b
     cdef Py_ssize_t r0 = first, m, i, r
     while r0 < end:
         m = min(block, end - r0)
-        if op == HALF_SOFTMAX:                  # in place: y[j] depends on x[j] and the sums
+        if op == HALF_SOFTMAX:
             mlk_widen(kind, a + r0 * C, xs, m * C)
             for i in range(m):
-                softmax_row(<const float*>(xs + i * C), xs + i * C, C, log_)
+                softmax_row(<const float*>(xs + i * C), ys + i * C, C, log_)
             if stream:
-                mlk_narrow_stream(kind, xs, out + r0 * C, m * C)
+                mlk_narrow_stream(kind, ys, out + r0 * C, m * C)
             else:
-                mlk_narrow(kind, xs, out + r0 * C, m * C)
+                mlk_narrow(kind, ys, out + r0 * C, m * C)
             r0 += m
             continue
         if op == HALF_CE:                       # an ignored row is not read

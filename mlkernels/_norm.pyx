@@ -246,7 +246,6 @@ cdef void layer_norm_rows(const floating* x, const floating* weight, const float
     Reference: mlkernels/reference/norm.py, layer_norm (and group_norm).
     """
     cdef Py_ssize_t t, r
-    cdef double mu
     cdef const floating* xr
     cdef const floating* w
     cdef const floating* b
@@ -264,20 +263,23 @@ cdef void layer_norm_rows(const floating* x, const floating* weight, const float
         out = buffer if buffer != NULL else y + r * n
         w = weight + (r % groups) * n if weight != NULL else NULL
         b = bias + (r % groups) * n if bias != NULL else NULL
-        mu = sum_of(xr, n) / n if n else 0
-        layer_norm_row(xr, w, b, out, n, mu, eps, mean + r, rstd + r)
+        layer_norm_row(xr, w, b, out, n, eps, mean + r, rstd + r)
         if buffer != NULL:
             stream_out(y + r * n, buffer, n)
     if buffer != NULL:
         mlk_stream_fence()
 
 
-cdef inline void layer_norm_row(const floating* xr, const floating* w, const floating* b,
-                                floating* out, Py_ssize_t n, double mu, double eps,
-                                floating* mean_r, floating* rstd_r) noexcept nogil:
-    """The rest of one row of layer_norm_rows, given its mean mu = Σ x / n (the first pass):
-    the variance's second pass, mean and rstd, and the normalizing pass (out may be xr)."""
+cdef void layer_norm_row(const floating* xr, const floating* w, const floating* b,
+                         floating* out, Py_ssize_t n, double eps, floating* mean_r,
+                         floating* rstd_r) noexcept nogil:
+    """One row of layer_norm_rows: the mean, the variance's second pass (cache-hot), mean and
+    rstd, and the normalizing pass into out. Not inline: the float32 and the 16-bit kernels
+    run the same machine code. (With the sums inlined into each, GCC compiled them
+    differently, and in a row holding NaNs of both signs the mean's NaN -- its sign -- was
+    not the same in the two, baseline variant.)"""
     cdef Py_ssize_t i
+    cdef double mu = sum_of(xr, n) / n if n else 0
     cdef double var = sum_sq_centered(xr, n, mu) / n if n else NAN     # second pass, cache-hot
     cdef double rs = 1 / sqrt(var + eps)
     cdef floating mean_hi = <floating>mu
@@ -476,20 +478,19 @@ cdef void rms_norm_rows(const floating* x, const floating* weight, floating* y,
     for r in range(first, end):
         xr = x + r * n
         out = buffer if buffer != NULL else y + r * n
-        rms_norm_row(xr, weight, out, n, sum_sq_centered(xr, n, 0) if n else 0, eps, rstd + r)
+        rms_norm_row(xr, weight, out, n, eps, rstd + r)
         if buffer != NULL:
             stream_out(y + r * n, buffer, n)
     if buffer != NULL:
         mlk_stream_fence()
 
 
-cdef inline void rms_norm_row(const floating* xr, const floating* weight, floating* out,
-                              Py_ssize_t n, double sum_sq, double eps,
-                              floating* rstd_r) noexcept nogil:
-    """The rest of one row of rms_norm_rows, given sum_sq = Σ x² (the first pass): rstd and
-    the scaling pass (out may be xr)."""
+cdef void rms_norm_row(const floating* xr, const floating* weight, floating* out,
+                       Py_ssize_t n, double eps, floating* rstd_r) noexcept nogil:
+    """One row of rms_norm_rows: Σ x², rstd and the scaling pass into out. Not inline, as
+    layer_norm_row."""
     cdef Py_ssize_t i
-    cdef double rs = 1 / sqrt(sum_sq / n + eps) if n else NAN
+    cdef double rs = 1 / sqrt(sum_sq_centered(xr, n, 0) / n + eps) if n else NAN
     cdef floating r_f = <floating>rs
     rstd_r[0] = <floating>rs
     if weight != NULL:
@@ -1234,7 +1235,7 @@ def half_norm(int norm, int kind, cnp.ndarray x, weight, bias, cnp.ndarray y, me
     for RMSNorm) and rstd float32 (rows,), all validated C-contiguous (mlkernels/norm.py)."""
     cdef int nt = threads_for(rows * cols, rows)
     cdef Py_ssize_t block_rows = max(<Py_ssize_t>1, HALF_BLOCK // max(cols, <Py_ssize_t>1))
-    cdef Py_ssize_t per_thread = (block_rows * cols + 16) // 16 * 16     # floats
+    cdef Py_ssize_t per_thread = (block_rows * cols + 15) // 16 * 16 + 16     # floats
     cdef float* work = <float*>scratch(nt * per_thread * sizeof(float) + 64)
     cdef float* aligned = <float*>((<size_t>work + 63) & ~(<size_t>63))
     cdef bint stream = rows * cols * 2 >= stream_from()
@@ -1270,15 +1271,18 @@ cdef void half_norm_rows(int norm, int kind, const uint16_t* x, const float* wei
     result, rounded -- the same float32 operations on the same values, in the same order.
     Why it is fast: memory moves 2 bytes in and 2 out per value, half of float32's. A block
     (one row of up to HALF_BLOCK values, or as many short rows) is widened into a float32
-    buffer that stays in L1 with everything else the row needs; the float32 row function
-    normalizes it in place; the block is rounded into y (streamed when y is large). So the
-    16-bit kernel's arithmetic is the float32 kernel's plus a widening and a rounding pass
-    over L1. (Widening inside the first sum's loop instead, and prefetching the next block,
-    were measured and dropped: docs/kernels/bf16.md.)
+    buffer that stays in L1; the float32 row function (the same machine code as the float32
+    kernel's) normalizes it in place -- its run-time alias check lets exactly equal input and
+    output take the vector loop, which the tests over NaNs of both signs confirm on every ISA
+    variant; the block is rounded into y (streamed when y is large). So the 16-bit kernel's
+    arithmetic is the float32 kernel's plus a widening and a rounding pass over L1. (Widening inside the first sum's
+    loop instead, and prefetching the next block, were measured and dropped:
+    docs/kernels/bf16.md.)
     Reference: mlkernels/reference/norm.py (in float64).
     """
     cdef Py_ssize_t r0 = first, r, m, i
-    cdef float* xr
+    cdef float* ys = work            # in place: out[i] depends on x[i] and the row's sums
+    cdef const float* xr
     while r0 < end:
         m = min(block_rows, end - r0)
         mlk_widen(kind, x + r0 * n, work, m * n)
@@ -1286,17 +1290,13 @@ cdef void half_norm_rows(int norm, int kind, const uint16_t* x, const float* wei
             r = r0 + i
             xr = work + i * n
             if norm == NORM_LAYER:
-                layer_norm_row(<const float*>xr, weight, bias, xr, n,
-                               sum_of(<const float*>xr, n) / n if n else 0, eps, mean + r,
-                               rstd + r)
+                layer_norm_row(xr, weight, bias, ys + i * n, n, eps, mean + r, rstd + r)
             else:
-                rms_norm_row(<const float*>xr, weight, xr, n,
-                             sum_sq_centered(<const float*>xr, n, 0) if n else 0, eps,
-                             rstd + r)
+                rms_norm_row(xr, weight, ys + i * n, n, eps, rstd + r)
         if stream:
-            mlk_narrow_stream(kind, work, y + r0 * n, m * n)
+            mlk_narrow_stream(kind, ys, y + r0 * n, m * n)
         else:
-            mlk_narrow(kind, work, y + r0 * n, m * n)
+            mlk_narrow(kind, ys, y + r0 * n, m * n)
         r0 += m
     if stream:
         mlk_stream_fence()
