@@ -270,14 +270,11 @@ cdef void layer_norm_rows(const floating* x, const floating* weight, const float
         mlk_stream_fence()
 
 
-cdef void layer_norm_row(const floating* xr, const floating* w, const floating* b,
-                         floating* out, Py_ssize_t n, double eps, floating* mean_r,
-                         floating* rstd_r) noexcept nogil:
+cdef inline void layer_norm_row(const floating* xr, const floating* w, const floating* b,
+                                floating* out, Py_ssize_t n, double eps, floating* mean_r,
+                                floating* rstd_r) noexcept nogil:
     """One row of layer_norm_rows: the mean, the variance's second pass (cache-hot), mean and
-    rstd, and the normalizing pass into out. Not inline: the float32 and the 16-bit kernels
-    run the same machine code. (With the sums inlined into each, GCC compiled them
-    differently, and in a row holding NaNs of both signs the mean's NaN -- its sign -- was
-    not the same in the two, baseline variant.)"""
+    rstd, and the normalizing pass into out (which may be xr)."""
     cdef Py_ssize_t i
     cdef double mu = sum_of(xr, n) / n if n else 0
     cdef double var = sum_sq_centered(xr, n, mu) / n if n else NAN     # second pass, cache-hot
@@ -485,10 +482,10 @@ cdef void rms_norm_rows(const floating* x, const floating* weight, floating* y,
         mlk_stream_fence()
 
 
-cdef void rms_norm_row(const floating* xr, const floating* weight, floating* out,
-                       Py_ssize_t n, double eps, floating* rstd_r) noexcept nogil:
-    """One row of rms_norm_rows: Σ x², rstd and the scaling pass into out. Not inline, as
-    layer_norm_row."""
+cdef inline void rms_norm_row(const floating* xr, const floating* weight, floating* out,
+                              Py_ssize_t n, double eps, floating* rstd_r) noexcept nogil:
+    """One row of rms_norm_rows: Σ x², rstd and the scaling pass into out (which may be
+    xr)."""
     cdef Py_ssize_t i
     cdef double rs = 1 / sqrt(sum_sq_centered(xr, n, 0) / n + eps) if n else NAN
     cdef floating r_f = <floating>rs
@@ -1264,39 +1261,40 @@ cdef void half_norm_rows(int norm, int kind, const uint16_t* x, const float* wei
                          const float* bias, uint16_t* y, float* mean, float* rstd,
                          Py_ssize_t first, Py_ssize_t end, Py_ssize_t n, double eps,
                          float* work, Py_ssize_t block_rows, bint stream) noexcept nogil:
-    """Rows [first, end) of a 16-bit x: the float32 kernel's row (layer_norm_row,
-    rms_norm_row) on each row widened to float32, a block's results rounded once on store.
+    """Rows [first, end) of a 16-bit x: the float32 kernel (layer_norm_rows, rms_norm_rows:
+    the same compiled code) on blocks of rows widened to float32, rounded once on store.
 
     Scalar math: y[r, i] = round16(norm_float32(widen(x[r, :]))[i]): the float32 kernel's
     result, rounded -- the same float32 operations on the same values, in the same order.
     Why it is fast: memory moves 2 bytes in and 2 out per value, half of float32's. A block
     (one row of up to HALF_BLOCK values, or as many short rows) is widened into a float32
-    buffer that stays in L1; the float32 row function (the same machine code as the float32
-    kernel's) normalizes it in place -- its run-time alias check lets exactly equal input and
-    output take the vector loop, which the tests over NaNs of both signs confirm on every ISA
-    variant; the block is rounded into y (streamed when y is large). So the 16-bit kernel's
-    arithmetic is the float32 kernel's plus a widening and a rounding pass over L1. (Widening inside the first sum's
+    buffer that stays in L1; the float32 kernel normalizes it in place -- its run-time alias
+    check lets exactly equal input and output take the vector loop -- and the block is
+    rounded into y (streamed when y is large). So the 16-bit kernel's arithmetic is the
+    float32 kernel's plus a widening and a rounding pass over L1. It calls the float32
+    kernel itself, not an inlined copy of its row code: in a row with NaNs of both signs,
+    which NaN a sum returns depends on the operand order GCC picks per copy (a copy inlined
+    here gave LayerNorm's mean +NaN where float32's was −NaN, baseline variant). (Widening inside the first sum's
     loop instead, and prefetching the next block, were measured and dropped:
     docs/kernels/bf16.md.)
     Reference: mlkernels/reference/norm.py (in float64).
     """
-    cdef Py_ssize_t r0 = first, r, m, i
-    cdef float* ys = work            # in place: out[i] depends on x[i] and the row's sums
-    cdef const float* xr
+    cdef RowBuffers direct                  # the float32 kernel writes straight into work
+    direct.stream, direct.memory, direct.first, direct.stride = False, NULL, NULL, 0
+    cdef Py_ssize_t r0 = first, m
     while r0 < end:
         m = min(block_rows, end - r0)
         mlk_widen(kind, x + r0 * n, work, m * n)
-        for i in range(m):
-            r = r0 + i
-            xr = work + i * n
-            if norm == NORM_LAYER:
-                layer_norm_row(xr, weight, bias, ys + i * n, n, eps, mean + r, rstd + r)
-            else:
-                rms_norm_row(xr, weight, ys + i * n, n, eps, rstd + r)
-        if stream:
-            mlk_narrow_stream(kind, ys, y + r0 * n, m * n)
+        if norm == NORM_LAYER:      # in place: out[i] depends on x[i] and the row's sums
+            layer_norm_rows(<const float*>work, weight, bias, work, mean + r0, rstd + r0, 0,
+                            m, n, 1, eps, &direct, 1, 0)
         else:
-            mlk_narrow(kind, ys, y + r0 * n, m * n)
+            rms_norm_rows(<const float*>work, weight, work, rstd + r0, 0, m, n, eps, &direct,
+                          1, 0)
+        if stream:
+            mlk_narrow_stream(kind, work, y + r0 * n, m * n)
+        else:
+            mlk_narrow(kind, work, y + r0 * n, m * n)
         r0 += m
     if stream:
         mlk_stream_fence()
