@@ -44,7 +44,7 @@ cimport numpy as cnp
 
 from libc.stdint cimport uint16_t
 
-from mlkernels._half cimport mlk_narrow, mlk_narrow_stream, mlk_widen
+from mlkernels._half cimport mlk_widen, mlk_narrow, mlk_narrow_stream
 from mlkernels._reduce cimport (add4_centered_sums, add4_grad_sums, centered_sums, grad_sums,
                                sum_of, sum_sq_centered)
 from mlkernels._runtime cimport SERIAL_BELOW_NORM, kernel_threads, stream_from
@@ -245,7 +245,9 @@ cdef void layer_norm_rows(const floating* x, const floating* weight, const float
     A large output is computed row by row into this thread's buffer and streamed out.
     Reference: mlkernels/reference/norm.py, layer_norm (and group_norm).
     """
-    cdef Py_ssize_t t, r
+    cdef Py_ssize_t t, r, i
+    cdef double mu, var, rs
+    cdef floating mean_hi, mean_lo, r_f
     cdef const floating* xr
     cdef const floating* w
     cdef const floating* b
@@ -263,39 +265,30 @@ cdef void layer_norm_rows(const floating* x, const floating* weight, const float
         out = buffer if buffer != NULL else y + r * n
         w = weight + (r % groups) * n if weight != NULL else NULL
         b = bias + (r % groups) * n if bias != NULL else NULL
-        layer_norm_row(xr, w, b, out, n, eps, mean + r, rstd + r)
+        mu = sum_of(xr, n) / n if n else 0
+        var = sum_sq_centered(xr, n, mu) / n if n else NAN     # second pass, cache-hot
+        rs = 1 / sqrt(var + eps)
+        mean[r] = <floating>mu
+        rstd[r] = <floating>rs
+        mean_hi = <floating>mu
+        mean_lo = <floating>(mu - mean_hi)
+        r_f = <floating>rs
+        if w != NULL and b != NULL:
+            for i in range(n):  # simd
+                out[i] = ((xr[i] - mean_hi) - mean_lo) * r_f * w[i] + b[i]
+        elif w != NULL:
+            for i in range(n):  # simd
+                out[i] = ((xr[i] - mean_hi) - mean_lo) * r_f * w[i]
+        elif b != NULL:
+            for i in range(n):  # simd
+                out[i] = ((xr[i] - mean_hi) - mean_lo) * r_f + b[i]
+        else:
+            for i in range(n):  # simd
+                out[i] = ((xr[i] - mean_hi) - mean_lo) * r_f
         if buffer != NULL:
             stream_out(y + r * n, buffer, n)
     if buffer != NULL:
         mlk_stream_fence()
-
-
-cdef inline void layer_norm_row(const floating* xr, const floating* w, const floating* b,
-                                floating* out, Py_ssize_t n, double eps, floating* mean_r,
-                                floating* rstd_r) noexcept nogil:
-    """One row of layer_norm_rows: the mean, the variance's second pass (cache-hot), mean and
-    rstd, and the normalizing pass into out (which may be xr)."""
-    cdef Py_ssize_t i
-    cdef double mu = sum_of(xr, n) / n if n else 0
-    cdef double var = sum_sq_centered(xr, n, mu) / n if n else NAN     # second pass, cache-hot
-    cdef double rs = 1 / sqrt(var + eps)
-    cdef floating mean_hi = <floating>mu
-    cdef floating mean_lo = <floating>(mu - mean_hi)
-    cdef floating r_f = <floating>rs
-    mean_r[0] = <floating>mu
-    rstd_r[0] = <floating>rs
-    if w != NULL and b != NULL:
-        for i in range(n):  # simd
-            out[i] = ((xr[i] - mean_hi) - mean_lo) * r_f * w[i] + b[i]
-    elif w != NULL:
-        for i in range(n):  # simd
-            out[i] = ((xr[i] - mean_hi) - mean_lo) * r_f * w[i]
-    elif b != NULL:
-        for i in range(n):  # simd
-            out[i] = ((xr[i] - mean_hi) - mean_lo) * r_f + b[i]
-    else:
-        for i in range(n):  # simd
-            out[i] = ((xr[i] - mean_hi) - mean_lo) * r_f
 
 
 def layer_norm_backward(cnp.ndarray grad_out, cnp.ndarray x, cnp.ndarray mean,
@@ -463,7 +456,9 @@ cdef void rms_norm_rows(const floating* x, const floating* weight, floating* y,
     scaling pass on the cache-hot row; a large output is streamed out row by row.
     Reference: mlkernels/reference/norm.py, rms_norm.
     """
-    cdef Py_ssize_t t, r
+    cdef Py_ssize_t t, r, i
+    cdef double rs
+    cdef floating r_f
     cdef const floating* xr
     cdef floating* out
     cdef floating* buffer = <floating*>row_buffer(buffers, thread)
@@ -475,27 +470,19 @@ cdef void rms_norm_rows(const floating* x, const floating* weight, floating* y,
     for r in range(first, end):
         xr = x + r * n
         out = buffer if buffer != NULL else y + r * n
-        rms_norm_row(xr, weight, out, n, eps, rstd + r)
+        rs = 1 / sqrt(sum_sq_centered(xr, n, 0) / n + eps) if n else NAN
+        rstd[r] = <floating>rs
+        r_f = <floating>rs
+        if weight != NULL:
+            for i in range(n):  # simd
+                out[i] = xr[i] * r_f * weight[i]
+        else:
+            for i in range(n):  # simd
+                out[i] = xr[i] * r_f
         if buffer != NULL:
             stream_out(y + r * n, buffer, n)
     if buffer != NULL:
         mlk_stream_fence()
-
-
-cdef inline void rms_norm_row(const floating* xr, const floating* weight, floating* out,
-                              Py_ssize_t n, double eps, floating* rstd_r) noexcept nogil:
-    """One row of rms_norm_rows: Σ x², rstd and the scaling pass into out (which may be
-    xr)."""
-    cdef Py_ssize_t i
-    cdef double rs = 1 / sqrt(sum_sq_centered(xr, n, 0) / n + eps) if n else NAN
-    cdef floating r_f = <floating>rs
-    rstd_r[0] = <floating>rs
-    if weight != NULL:
-        for i in range(n):  # simd
-            out[i] = xr[i] * r_f * weight[i]
-    else:
-        for i in range(n):  # simd
-            out[i] = xr[i] * r_f
 
 
 def rms_norm_backward(cnp.ndarray grad_out, cnp.ndarray x, cnp.ndarray rstd, weight,
