@@ -122,13 +122,13 @@ static inline void mlk_narrow_f16_portable(const float* src, uint16_t* dst, ptrd
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__) \
     && (defined(__GNUC__) || defined(__clang__))
 #define MLK_HAVE_BF16_HW_PATH 1
-/* The lanes vcvtneps2bf16 rounds differently from mlk_bf16_round: subnormals (exponent 0,
- * fraction not: it flushes them to zero) and NaNs (it keeps the payload's top bits, where
- * ml_dtypes, and so we, give the plain quiet NaN of the sign). Rare in data: two compares
- * and a branch not taken per 16 values. */
+/* The lanes vcvtneps2bf16 rounds differently from mlk_bf16_round: subnormals (it flushes
+ * them to zero) and NaNs (it keeps the payload's top bits, where ml_dtypes, and so we, give
+ * the plain quiet NaN of the sign). Rare in data: one vfpclassps (AVX512DQ, in x86-64-v4)
+ * per 16 values finds them -- class bits quiet NaN 0x01, denormal 0x20, signalling NaN 0x80
+ * -- and a branch not taken. (Found with two compares and two tests, the check cost as much
+ * as the conversion itself: docs/kernels/bf16.md.) */
 static inline __mmask16 mlk_bf16_fixup_lanes(__m512 v) {
-    /* one vfpclassps (AVX-512DQ, in x86-64-v4): quiet NaN 0x01 | subnormal 0x20 | signalling
-     * NaN 0x80 (it replaced two tests and a compare: fewer instructions per 16 values) */
     return _mm512_fpclass_ps_mask(v, 0x01 | 0x20 | 0x80);
 }
 

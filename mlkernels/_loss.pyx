@@ -28,7 +28,9 @@ from libc.stdlib cimport free, malloc
 from mlkernels._act cimport v_exp, v_sigmoid, v_softplus
 from mlkernels._reduce cimport sum_of, dot_of, max_of
 from libc.stdint cimport uint16_t
-from mlkernels._half cimport mlk_widen, mlk_narrow
+from mlkernels._half cimport mlk_widen, mlk_narrow, mlk_narrow_stream
+from mlkernels._runtime cimport stream_from
+from mlkernels._stream cimport mlk_stream_fence
 
 cimport numpy as cnp
 from mlkernels._arrays cimport data_or_null, is_double
@@ -616,7 +618,7 @@ cdef void lce_chunks(const floating* px, const floating* pw, const floating* bia
 # ------------------------------------------------------------------ 16-bit storage
 
 cdef enum:
-    HALF_BLOCK = 8192          # float32 values of a block of rows widened at once (32 KiB)
+    HALF_BLOCK = 4096          # float32 values of a block of rows widened at once (16 KiB: L1)
     HALF_SOFTMAX = 0           # out = (log_)softmax(a)
     HALF_SOFTMAX_BACKWARD = 1  # out = (log_)softmax_backward(grad_out a, y b)
     HALF_CE = 2                # losses[i] = cross-entropy of row a_i
@@ -634,6 +636,8 @@ def half_rows(int op, int kind, a, b, out, target, losses, scales, double scale,
     cdef Py_ssize_t block = max(<Py_ssize_t>1, HALF_BLOCK // max(C, <Py_ssize_t>1)), i
     cdef Py_ssize_t per_thread = (3 * block * C + 16) // 16 * 16
     cdef double total = 0
+    # a large softmax output is written with streaming stores, as the norms' (_stream.h)
+    cdef bint stream = op == HALF_SOFTMAX and M * C * 2 >= stream_from()
     if M == 0:
         return 0.0
     nt = <int>min(<Py_ssize_t>nt, M)
@@ -655,12 +659,12 @@ def half_rows(int op, int kind, a, b, out, target, losses, scales, double scale,
     with nogil:
         if nt == 1:
             half_block_rows(op, kind, pa, pb, po, pt, per, ps, scale, 0, M, C, log_,
-                            ignore_index, smoothing, aligned, block)
+                            ignore_index, smoothing, aligned, block, stream)
         else:
             for t in prange(nt, num_threads=nt, schedule="static"):
                 half_block_rows(op, kind, pa, pb, po, pt, per, ps, scale, M * t // nt,
                                 M * (t + 1) // nt, C, log_, ignore_index, smoothing,
-                                aligned + t * per_thread, block)
+                                aligned + t * per_thread, block, stream)
         if op == HALF_CE:
             for i in range(M):
                 total += per[i]
@@ -674,14 +678,19 @@ cdef void half_block_rows(int op, int kind, const uint16_t* a, const uint16_t* b
                           uint16_t* out, const long long* target, double* losses,
                           const double* scales, double scale, Py_ssize_t first, Py_ssize_t end,
                           Py_ssize_t C, bint log_, long long ignore_index, double smoothing,
-                          float* work, Py_ssize_t block) noexcept nogil:
+                          float* work, Py_ssize_t block, bint stream) noexcept nogil:
     """Rows [first, end): blocks of `block` rows widened to float32 (in cache), the float32
     row kernel on each row, the block's results rounded once on store.
 
     Scalar math: out_i = round16(kernel_float32(widen(a_i)[, widen(b_i)])): the float32
-    result, rounded, by construction; cross-entropy's losses stay in double, as float32's.
-    Why it is fast: 2 bytes read and written per value in place of 4; the widening and
-    rounding passes run on a block that is in cache. Reference: mlkernels/reference/loss.py.
+    result, rounded -- the same float32 operations on the same values, in the same order;
+    cross-entropy's losses stay in double, as float32's.
+    Why it is fast: 2 bytes read and written per value in place of 4. A block of at most
+    HALF_BLOCK floats is widened into L1; softmax runs the float32 row kernel from it into a
+    second buffer (not in place: the same path as the float32 kernel's, NaN signs included)
+    and rounds that into out (streamed when out is large); cross-entropy reads only the
+    rows it does not ignore; the backwards widen a block first, then run the float32 row
+    kernel. Reference: mlkernels/reference/loss.py.
     """
     cdef float* xs = work
     cdef float* ys = work + block * C
@@ -689,23 +698,40 @@ cdef void half_block_rows(int op, int kind, const uint16_t* a, const uint16_t* b
     cdef Py_ssize_t r0 = first, m, i, r
     while r0 < end:
         m = min(block, end - r0)
+        if op == HALF_SOFTMAX:
+            mlk_widen(kind, a + r0 * C, xs, m * C)
+            for i in range(m):
+                softmax_row(<const float*>(xs + i * C), ys + i * C, C, log_)
+            if stream:
+                mlk_narrow_stream(kind, ys, out + r0 * C, m * C)
+            else:
+                mlk_narrow(kind, ys, out + r0 * C, m * C)
+            r0 += m
+            continue
+        if op == HALF_CE:                       # an ignored row is not read
+            for i in range(m):
+                r = r0 + i
+                if target[r] == ignore_index:
+                    losses[r] = 0
+                else:
+                    mlk_widen(kind, a + r * C, xs + i * C, C)
+                    losses[r] = ce_row(<const float*>(xs + i * C), C, target[r], ignore_index,
+                                       smoothing)
+            r0 += m
+            continue
         mlk_widen(kind, a + r0 * C, xs, m * C)
         if op == HALF_SOFTMAX_BACKWARD:
             mlk_widen(kind, b + r0 * C, zs, m * C)
         for i in range(m):
             r = r0 + i
-            if op == HALF_SOFTMAX:
-                softmax_row(<const float*>(xs + i * C), ys + i * C, C, log_)
-            elif op == HALF_SOFTMAX_BACKWARD:
+            if op == HALF_SOFTMAX_BACKWARD:
                 softmax_backward_row(<const float*>(xs + i * C), <const float*>(zs + i * C),
                                      ys + i * C, C, log_)
-            elif op == HALF_CE:
-                losses[r] = ce_row(<const float*>(xs + i * C), C, target[r], ignore_index,
-                                   smoothing)
             else:
                 ce_backward_row(<const float*>(xs + i * C), ys + i * C, C, target[r],
                                 ignore_index, smoothing,
                                 scales[r] if scales != NULL else scale)
-        if op != HALF_CE:
-            mlk_narrow(kind, ys, out + r0 * C, m * C)
+        mlk_narrow(kind, ys, out + r0 * C, m * C)
         r0 += m
+    if stream:
+        mlk_stream_fence()

@@ -359,17 +359,10 @@ cdef void layer_norm_backward_rows(const floating* g, const floating* x,
     alias checks kept it scalar). A large grad_x is streamed out row by row.
     Reference: mlkernels/reference/norm.py, layer_norm_backward.
     """
-    cdef Py_ssize_t C = groups * n, t, k, r, i, block_end, part_end
-    cdef double sum_gw, sum_gw_centered, rs
-    cdef floating mean_f, r_f, mean_gw, mean_gw_xhat, xhat
-    cdef const floating* gr
-    cdef const floating* xr
-    cdef const floating* w
+    cdef Py_ssize_t C = groups * n, t, k, r, block_end, part_end
     cdef floating* out
     cdef floating* buffer = <floating*>row_buffer(buffers, thread)
     cdef floating* block = blocks + thread * 2 * C if part_sums != NULL else NULL
-    cdef floating* block_gw
-    cdef floating* block_gb
     if n_threads > 1:           # each thread: a contiguous share of the parts, on one thread
         for t in prange(n_threads, num_threads=n_threads, schedule="static"):
             layer_norm_backward_rows(g, x, mean, rstd, weight, grad_x, part_sums, blocks,
@@ -383,31 +376,12 @@ cdef void layer_norm_backward_rows(const floating* g, const floating* x,
         while r < part_end:
             block_end = min(r + ROWS_PER_BLOCK, part_end)
             while r < block_end:
-                gr = g + r * n
-                xr = x + r * n
-                w = weight + (r % groups) * n if weight != NULL else NULL
                 out = buffer if buffer != NULL else grad_x + r * n
-                rs = rstd[r]
-                grad_sums(gr, w, xr, n, mean[r], &sum_gw, &sum_gw_centered)     # pass 1
-                mean_gw = <floating>(sum_gw / n)
-                mean_gw_xhat = <floating>(sum_gw_centered * rs / n)
-                mean_f = mean[r]
-                r_f = rstd[r]
-                if block != NULL:           # pass 2: dγ, dβ ...
-                    block_gw = block + (r % groups) * n
-                    block_gb = block + C + (r % groups) * n
-                    for i in range(n):  # simd
-                        xhat = (xr[i] - mean_f) * r_f
-                        block_gw[i] += gr[i] * xhat
-                        block_gb[i] += gr[i]
-                if w != NULL:               # ... and grad_x
-                    for i in range(n):  # simd
-                        xhat = (xr[i] - mean_f) * r_f
-                        out[i] = r_f * (gr[i] * w[i] - mean_gw - xhat * mean_gw_xhat)
-                else:
-                    for i in range(n):  # simd
-                        xhat = (xr[i] - mean_f) * r_f
-                        out[i] = r_f * (gr[i] - mean_gw - xhat * mean_gw_xhat)
+                layer_norm_backward_row(g + r * n, x + r * n,
+                                        weight + (r % groups) * n if weight != NULL else NULL,
+                                        out, n, mean[r], rstd[r],
+                                        block + (r % groups) * n if block != NULL else NULL,
+                                        block + C + (r % groups) * n if block != NULL else NULL)
                 if buffer != NULL:
                     stream_out(grad_x + r * n, buffer, n)
                 r += 1
@@ -415,6 +389,35 @@ cdef void layer_norm_backward_rows(const floating* g, const floating* x,
                 flush_block(block, part_sums + k * 2 * C, 2 * C)
     if buffer != NULL:
         mlk_stream_fence()
+
+
+cdef void layer_norm_backward_row(const floating* gr, const floating* xr, const floating* w,
+                                  floating* out, Py_ssize_t n, floating mean_f, floating r_f,
+                                  floating* block_gw, floating* block_gb) noexcept nogil:
+    """One row of layer_norm_backward_rows: grad_x into out, g·x̂ and g added into block_gw
+    and block_gb (NULL: not wanted). Not inline: the float32 and the 16-bit kernels call the
+    same machine code (inlined into the 16-bit kernel, whose row buffers GCC can see, the
+    grad_x loop was compiled otherwise, and where g and mean(ĝ) both held a NaN, the other
+    one came out)."""
+    cdef Py_ssize_t i
+    cdef double sum_gw, sum_gw_centered, rs = r_f
+    cdef floating mean_gw, mean_gw_xhat, xhat
+    grad_sums(gr, w, xr, n, mean_f, &sum_gw, &sum_gw_centered)     # pass 1
+    mean_gw = <floating>(sum_gw / n)
+    mean_gw_xhat = <floating>(sum_gw_centered * rs / n)
+    if block_gw != NULL:        # pass 2: dγ, dβ ...
+        for i in range(n):  # simd
+            xhat = (xr[i] - mean_f) * r_f
+            block_gw[i] += gr[i] * xhat
+            block_gb[i] += gr[i]
+    if w != NULL:               # ... and grad_x
+        for i in range(n):  # simd
+            xhat = (xr[i] - mean_f) * r_f
+            out[i] = r_f * (gr[i] * w[i] - mean_gw - xhat * mean_gw_xhat)
+    else:
+        for i in range(n):  # simd
+            xhat = (xr[i] - mean_f) * r_f
+            out[i] = r_f * (gr[i] - mean_gw - xhat * mean_gw_xhat)
 
 
 # ================================================================================ RMSNorm
@@ -535,11 +538,7 @@ cdef void rms_norm_backward_rows(const floating* g, const floating* x, const flo
     cache, dγ through block sums, streamed grad_x), without the mean's terms.
     Reference: mlkernels/reference/norm.py, rms_norm_backward.
     """
-    cdef Py_ssize_t t, k, r, i, block_end, part_end
-    cdef double sum_gw, sum_gw_x
-    cdef floating r_f, mean_gw_xhat, xhat
-    cdef const floating* gr
-    cdef const floating* xr
+    cdef Py_ssize_t t, k, r, block_end, part_end
     cdef floating* out
     cdef floating* buffer = <floating*>row_buffer(buffers, thread)
     cdef floating* block_gw = blocks + thread * n if part_sums != NULL else NULL
@@ -556,23 +555,8 @@ cdef void rms_norm_backward_rows(const floating* g, const floating* x, const flo
         while r < part_end:
             block_end = min(r + ROWS_PER_BLOCK, part_end)
             while r < block_end:
-                gr = g + r * n
-                xr = x + r * n
                 out = buffer if buffer != NULL else grad_x + r * n
-                grad_sums(gr, weight, xr, n, 0, &sum_gw, &sum_gw_x)             # pass 1
-                r_f = rstd[r]
-                mean_gw_xhat = <floating>(sum_gw_x * rstd[r] / n)
-                if block_gw != NULL:        # pass 2: dγ ...
-                    for i in range(n):  # simd
-                        block_gw[i] += gr[i] * (xr[i] * r_f)
-                if weight != NULL:          # ... and grad_x
-                    for i in range(n):  # simd
-                        xhat = xr[i] * r_f
-                        out[i] = r_f * (gr[i] * weight[i] - xhat * mean_gw_xhat)
-                else:
-                    for i in range(n):  # simd
-                        xhat = xr[i] * r_f
-                        out[i] = r_f * (gr[i] - xhat * mean_gw_xhat)
+                rms_norm_backward_row(g + r * n, x + r * n, weight, out, n, rstd[r], block_gw)
                 if buffer != NULL:
                     stream_out(grad_x + r * n, buffer, n)
                 r += 1
@@ -580,6 +564,29 @@ cdef void rms_norm_backward_rows(const floating* g, const floating* x, const flo
                 flush_block(block_gw, part_sums + k * n, n)
     if buffer != NULL:
         mlk_stream_fence()
+
+
+cdef void rms_norm_backward_row(const floating* gr, const floating* xr, const floating* weight,
+                                floating* out, Py_ssize_t n, floating r_f,
+                                floating* block_gw) noexcept nogil:
+    """One row of rms_norm_backward_rows: grad_x into out, g·x̂ added into block_gw (NULL:
+    not wanted). Not inline, as layer_norm_backward_row."""
+    cdef Py_ssize_t i
+    cdef double sum_gw, sum_gw_x, rs = r_f
+    cdef floating mean_gw_xhat, xhat
+    grad_sums(gr, weight, xr, n, 0, &sum_gw, &sum_gw_x)             # pass 1
+    mean_gw_xhat = <floating>(sum_gw_x * rs / n)
+    if block_gw != NULL:        # pass 2: dγ ...
+        for i in range(n):  # simd
+            block_gw[i] += gr[i] * (xr[i] * r_f)
+    if weight != NULL:          # ... and grad_x
+        for i in range(n):  # simd
+            xhat = xr[i] * r_f
+            out[i] = r_f * (gr[i] * weight[i] - xhat * mean_gw_xhat)
+    else:
+        for i in range(n):  # simd
+            xhat = xr[i] * r_f
+            out[i] = r_f * (gr[i] - xhat * mean_gw_xhat)
 
 
 # ================================================================================ GroupNorm
@@ -1200,7 +1207,7 @@ cdef inline Py_ssize_t split_at(const floating* dst, Py_ssize_t first, Py_ssize_
 # ================================================================================ 16-bit storage
 
 cdef enum:
-    HALF_BLOCK = 8192          # float32 values a thread widens at once (32 KiB, and as much out)
+    HALF_BLOCK = 4096          # float32 values a thread widens at once (16 KiB, in place: L1)
     NORM_LAYER = 0
     NORM_RMS = 1
 
@@ -1212,7 +1219,7 @@ def half_norm(int norm, int kind, cnp.ndarray x, weight, bias, cnp.ndarray y, me
     for RMSNorm) and rstd float32 (rows,), all validated C-contiguous (mlkernels/norm.py)."""
     cdef int nt = threads_for(rows * cols, rows)
     cdef Py_ssize_t block_rows = max(<Py_ssize_t>1, HALF_BLOCK // max(cols, <Py_ssize_t>1))
-    cdef Py_ssize_t per_thread = (2 * block_rows * cols + 16) // 16 * 16     # floats
+    cdef Py_ssize_t per_thread = (block_rows * cols + 15) // 16 * 16 + 16     # floats
     cdef float* work = <float*>scratch(nt * per_thread * sizeof(float) + 64)
     cdef float* aligned = <float*>((<size_t>work + 63) & ~(<size_t>63))
     cdef bint stream = rows * cols * 2 >= stream_from()
@@ -1241,32 +1248,138 @@ cdef void half_norm_rows(int norm, int kind, const uint16_t* x, const float* wei
                          const float* bias, uint16_t* y, float* mean, float* rstd,
                          Py_ssize_t first, Py_ssize_t end, Py_ssize_t n, double eps,
                          float* work, Py_ssize_t block_rows, bint stream) noexcept nogil:
-    """Rows [first, end) of a 16-bit x: the float32 kernel (layer_norm_rows, rms_norm_rows) on
-    blocks of block_rows rows widened to float32, each block's result rounded once on store.
+    """Rows [first, end) of a 16-bit x: the float32 kernel (layer_norm_rows, rms_norm_rows:
+    the same compiled code) on blocks of rows widened to float32, rounded once on store.
 
     Scalar math: y[r, i] = round16(norm_float32(widen(x[r, :]))[i]): the float32 kernel's
-    result, rounded, by construction (the same function on the same float32 values).
-    Why it is fast: memory moves 2 bytes in and 2 out per value, half of float32's; the
-    float32 copies of a block (32 KiB each) stay in cache, so the widening and rounding passes
-    cost arithmetic, not traffic. Reference: mlkernels/reference/norm.py (in float64).
+    result, rounded -- the same float32 operations on the same values, in the same order.
+    Why it is fast: memory moves 2 bytes in and 2 out per value, half of float32's. A block
+    (one row of up to HALF_BLOCK values, or as many short rows) is widened into a float32
+    buffer that stays in L1; the float32 kernel normalizes it in place -- its run-time alias
+    check lets exactly equal input and output take the vector loop -- and the block is
+    rounded into y (streamed when y is large). So the 16-bit kernel's arithmetic is the
+    float32 kernel's plus a widening and a rounding pass over L1. It calls the float32
+    kernel itself, not an inlined copy of its row code: in a row with NaNs of both signs,
+    which NaN a sum returns depends on the operand order GCC picks per copy (a copy inlined
+    here gave LayerNorm's mean +NaN where float32's was −NaN, baseline variant). (Widening inside the first sum's
+    loop instead, and prefetching the next block, were measured and dropped:
+    docs/kernels/bf16.md.)
+    Reference: mlkernels/reference/norm.py (in float64).
     """
     cdef RowBuffers direct                  # the float32 kernel writes straight into work
     direct.stream, direct.memory, direct.first, direct.stride = False, NULL, NULL, 0
-    cdef float* xs = work
-    cdef float* ys = work + block_rows * n
     cdef Py_ssize_t r0 = first, m
     while r0 < end:
         m = min(block_rows, end - r0)
-        mlk_widen(kind, x + r0 * n, xs, m * n)
-        if norm == NORM_LAYER:
-            layer_norm_rows(<const float*>xs, weight, bias, ys, mean + r0, rstd + r0, 0, m, n,
-                            1, eps, &direct, 1, 0)
+        mlk_widen(kind, x + r0 * n, work, m * n)
+        if norm == NORM_LAYER:      # in place: out[i] depends on x[i] and the row's sums
+            layer_norm_rows(<const float*>work, weight, bias, work, mean + r0, rstd + r0, 0,
+                            m, n, 1, eps, &direct, 1, 0)
         else:
-            rms_norm_rows(<const float*>xs, weight, ys, rstd + r0, 0, m, n, eps, &direct, 1, 0)
+            rms_norm_rows(<const float*>work, weight, work, rstd + r0, 0, m, n, eps, &direct,
+                          1, 0)
         if stream:
-            mlk_narrow_stream(kind, ys, y + r0 * n, m * n)
+            mlk_narrow_stream(kind, work, y + r0 * n, m * n)
         else:
-            mlk_narrow(kind, ys, y + r0 * n, m * n)
+            mlk_narrow(kind, work, y + r0 * n, m * n)
         r0 += m
+    if stream:
+        mlk_stream_fence()
+
+
+def half_norm_backward(int norm, int kind, cnp.ndarray grad_out, cnp.ndarray x, mean,
+                       cnp.ndarray rstd, weight, cnp.ndarray grad_x, grad_weight, grad_bias,
+                       Py_ssize_t rows, Py_ssize_t cols):
+    """LayerNorm (norm 0) or RMSNorm (norm 1) backward of 16-bit grad_out and x into 16-bit
+    grad_x (storage kind of _half.h): mean (None for RMSNorm) and rstd float32 (rows,) as the
+    forward returned them; weight float32 (cols,) or None; grad_weight and grad_bias float32
+    (cols,) or None; all validated C-contiguous (mlkernels/norm.py)."""
+    cdef Parts parts = parts_of(rows, cols, ROWS_PER_BLOCK)
+    cdef int nt = threads_for(rows * cols, parts.count), t
+    cdef Py_ssize_t width = (2 if norm == NORM_LAYER else 1) * cols
+    cdef Sums sums = sums_for(grad_weight is not None or grad_bias is not None, parts.count,
+                              width, width * sizeof(float), nt)
+    cdef Py_ssize_t per_thread = 3 * ((cols + 15) // 16 * 16) + 16     # floats: g, x, grad_x
+    cdef float* work = NULL
+    cdef float* aligned
+    cdef bint stream = rows * cols * 2 >= stream_from()
+    cdef const uint16_t* pg = <const uint16_t*>data(grad_out)
+    cdef const uint16_t* px = <const uint16_t*>data(x)
+    cdef uint16_t* pgx = <uint16_t*>data(grad_x)
+    cdef const float* pm = <const float*>data(mean)
+    cdef const float* pr = <const float*>data(rstd)
+    cdef const float* pw = <const float*>data(weight)
+    cdef Pointer pgw = data(grad_weight), pgb = data(grad_bias)
+    try:
+        work = <float*>scratch(nt * per_thread * sizeof(float) + 64)
+        aligned = <float*>((<size_t>work + 63) & ~(<size_t>63))
+        with nogil:
+            if nt == 1:
+                half_norm_backward_rows(norm, kind, pg, px, pm, pr, pw, pgx, sums.parts,
+                                        <float*>sums.blocks, &parts, 0, parts.count, cols,
+                                        aligned, stream, 0)
+            else:
+                for t in prange(nt, num_threads=nt, schedule="static"):
+                    half_norm_backward_rows(norm, kind, pg, px, pm, pr, pw, pgx, sums.parts,
+                                            <float*>sums.blocks, &parts,
+                                            parts.count * t // nt, parts.count * (t + 1) // nt,
+                                            cols, aligned + t * per_thread, stream, t)
+            if sums.parts != NULL:
+                add_parts(&sums)
+                store(pgw, False, sums.total, cols)
+                if norm == NORM_LAYER:
+                    store(pgb, False, sums.total + cols, cols)
+    finally:
+        free_sums(&sums)
+        free(work)
+
+
+cdef void half_norm_backward_rows(int norm, int kind, const uint16_t* g, const uint16_t* x,
+                                  const float* mean, const float* rstd, const float* weight,
+                                  uint16_t* grad_x, double* part_sums, float* blocks,
+                                  const Parts* parts, Py_ssize_t first, Py_ssize_t end,
+                                  Py_ssize_t n, float* work, bint stream,
+                                  int thread) noexcept nogil:
+    """The rows of parts [first, end) of a 16-bit backward: the float32 kernel's row
+    (layer_norm_backward_row, rms_norm_backward_row) on g and x widened to float32, grad_x
+    rounded once on store; dγ (and dβ) in this thread's float32 block sums, joining each
+    part's double sums once a block of ROWS_PER_BLOCK rows -- the float32 kernel's parts,
+    blocks and order, so grad_weight and grad_bias equal the float32 kernel's bit for bit.
+
+    Scalar math: as layer_norm_backward_rows and rms_norm_backward_rows, on widen(g), widen(x).
+    Why it is fast: 2 bytes read per value of g and of x and 2 written, in place of 4 each;
+    a row's float32 copies stay in cache; grad_x is computed into a third row buffer, then
+    rounded into grad_x (streamed when it is large). Not in place over the copy of g: the
+    row function's run-time alias check would then take its scalar loop, whose NaN results
+    can differ in sign from the vector loop's.
+    Reference: mlkernels/reference/norm.py (in float64).
+    """
+    cdef Py_ssize_t C = (2 if norm == NORM_LAYER else 1) * n, k, r, block_end, part_end
+    cdef float* gs = work
+    cdef float* xs = work + (n + 15) // 16 * 16
+    cdef float* out = work + 2 * ((n + 15) // 16 * 16)
+    cdef float* block = blocks + thread * C if part_sums != NULL else NULL
+    for k in range(first, end):
+        r = part_start(parts, k)
+        part_end = part_start(parts, k + 1)
+        while r < part_end:
+            block_end = min(r + ROWS_PER_BLOCK, part_end)
+            while r < block_end:
+                mlk_widen(kind, g + r * n, gs, n)
+                mlk_widen(kind, x + r * n, xs, n)
+                if norm == NORM_LAYER:
+                    layer_norm_backward_row(<const float*>gs, <const float*>xs, weight, out, n,
+                                            mean[r], rstd[r], block,
+                                            block + n if block != NULL else NULL)
+                else:
+                    rms_norm_backward_row(<const float*>gs, <const float*>xs, weight, out, n,
+                                          rstd[r], block)
+                if stream:
+                    mlk_narrow_stream(kind, out, grad_x + r * n, n)
+                else:
+                    mlk_narrow(kind, out, grad_x + r * n, n)
+                r += 1
+            if block != NULL:
+                flush_block(block, part_sums + k * C, C)
     if stream:
         mlk_stream_fence()

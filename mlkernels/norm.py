@@ -93,6 +93,25 @@ def _half_norm(norm, where, x, weight, bias, dtype, shape, rows, cols, lead, eps
     return tuple(results)
 
 
+def _half_norm_backward(norm, where, grad_out, x, mean, rstd, weight, has_bias, dtype, shape,
+                        rows, cols, out):
+    """The backward of _half_norm: grad_x in the storage dtype; grad_weight and grad_bias
+    float32 -- sums over every row, kept at the precision the float32 kernel gives them (an
+    optimizer's float32 master weights or states take them as they are; rounding them to 16
+    bits would drop the digits that a small update needs)."""
+    names = ("grad_x", "grad_weight", "grad_bias")[:3 if norm == 0 else 2]
+    shapes = (x.shape, shape if weight is not None else None,
+              shape if has_bias else None)[:len(names)]
+    stats = (mean, rstd) if norm == 0 else (rstd,)
+    results = _half_outputs(where, out, names, shapes, dtype, (grad_out, x, weight) + stats)
+    w = None if weight is None else np.ascontiguousarray(weight, dtype=_F32)
+    K._norm.half_norm_backward(norm, V.storage_kind(dtype), V.c_array(grad_out, dtype),
+                               V.c_array(x, dtype), None if mean is None else
+                               V.c_array(mean, _F32), V.c_array(rstd, _F32), w, results[0],
+                               results[1], results[2] if norm == 0 else None, rows, cols)
+    return tuple(results)
+
+
 # ------------------------------------------------------------------ LayerNorm
 
 def layer_norm(x: np.ndarray, normalized_shape: Shape, weight: Optional[np.ndarray] = None,
@@ -162,9 +181,20 @@ def layer_norm(x: np.ndarray, normalized_shape: Shape, weight: Optional[np.ndarr
 
 def _row_backward_checks(where, grad_out, x, stats, weight, stat_shape, wshape):
     """The dtype shared by every array of a row norm's backward, after checking the shapes of
-    grad_out, the statistics (as the forward returned them) and weight."""
-    dtype = V.float_dtype(where, grad_out=grad_out, x=x, weight=weight, **stats,
-                          optional=("weight",))
+    grad_out, the statistics (as the forward returned them) and weight. With 16-bit storage
+    (grad_out, x and weight bfloat16 or float16) the statistics are float32, as the forward
+    returned them."""
+    dtype = V.storage_dtype(where, grad_out=grad_out, x=x, weight=weight,
+                            optional=("weight",))
+    if dtype.itemsize == 2:
+        V.float_dtype(where, **stats)
+        for name, s in stats.items():
+            if s.dtype != _F32:
+                raise TypeError(f"{where}: {name} has dtype {s.dtype} but must be float32 with "
+                                f"{dtype} data (as the forward returned it)")
+    else:
+        dtype = V.float_dtype(where, grad_out=grad_out, x=x, weight=weight, **stats,
+                              optional=("weight",))
     V.shape_is(where, "grad_out", grad_out, x.shape, "the shape of x")
     V.shape_is(where, "weight", weight, wshape)
     for name, s in stats.items():
@@ -184,9 +214,12 @@ def layer_norm_backward(grad_out: np.ndarray, x: np.ndarray, normalized_shape: S
     Parameters
     ----------
     grad_out, x : ndarray, the shape of the forward's x
+        float32 or float64, or 16-bit storage (bfloat16 of ml_dtypes, or float16; weight of
+        the same dtype): computed as float32 computes, grad_x rounded once to that dtype,
+        grad_weight and grad_bias float32 (sums over every row, kept at float32's precision).
     normalized_shape : int or tuple of int
     mean, rstd : ndarray
-        As ``layer_norm`` returned them (any layout).
+        As ``layer_norm`` returned them (any layout; float32 with 16-bit x).
     weight : ndarray of shape ``normalized_shape``, optional
     has_bias : bool, optional
         Whether to compute grad_bias (default: whether there is a weight).
@@ -227,6 +260,9 @@ def layer_norm_backward(grad_out: np.ndarray, x: np.ndarray, normalized_shape: S
     dtype = _row_backward_checks(where, grad_out, x, {"mean": mean, "rstd": rstd}, weight,
                                  lead, shape)
     has_bias = weight is not None if has_bias is None else bool(has_bias)
+    if dtype.itemsize == 2:
+        return _half_norm_backward(0, where, grad_out, x, mean, rstd, weight, has_bias,
+                                   dtype, shape, rows, cols, out)
     gx, gw, gb = V.outputs(where, out, ("grad_x", "grad_weight", "grad_bias"),
                            (x.shape, shape if weight is not None else None,
                             shape if has_bias else None),
@@ -303,9 +339,12 @@ def rms_norm_backward(grad_out: np.ndarray, x: np.ndarray, normalized_shape: Sha
     Parameters
     ----------
     grad_out, x : ndarray, the shape of the forward's x
+        float32 or float64, or 16-bit storage (bfloat16 of ml_dtypes, or float16; weight of
+        the same dtype): computed as float32 computes, grad_x rounded once to that dtype,
+        grad_weight float32.
     normalized_shape : int or tuple of int
     rstd : ndarray
-        As ``rms_norm`` returned it (any layout).
+        As ``rms_norm`` returned it (any layout; float32 with 16-bit x).
     weight : ndarray of shape ``normalized_shape``, optional
     out : ndarray, or tuple (grad_x, grad_weight) of ndarrays or None, optional
 
@@ -339,6 +378,9 @@ def rms_norm_backward(grad_out: np.ndarray, x: np.ndarray, normalized_shape: Sha
     shape, rows, cols = _normalized(where, x, normalized_shape)
     lead = x.shape[:x.ndim - len(shape)]
     dtype = _row_backward_checks(where, grad_out, x, {"rstd": rstd}, weight, lead, shape)
+    if dtype.itemsize == 2:
+        return _half_norm_backward(1, where, grad_out, x, None, rstd, weight, False, dtype,
+                                   shape, rows, cols, out)
     gx, gw = V.outputs(where, out, ("grad_x", "grad_weight"),
                        (x.shape, shape if weight is not None else None), dtype,
                        (grad_out, x, weight, rstd))
@@ -464,6 +506,9 @@ def group_norm_backward(grad_out: np.ndarray, x: np.ndarray, num_groups: int,
     dtype = _row_backward_checks(where, grad_out, x, {"mean": mean, "rstd": rstd}, weight,
                                  (N, G), (C,))
     has_bias = weight is not None if has_bias is None else bool(has_bias)
+    if dtype.itemsize == 2:
+        return _half_norm_backward(0, where, grad_out, x, mean, rstd, weight, has_bias,
+                                   dtype, shape, rows, cols, out)
     gx, gw, gb = V.outputs(where, out, ("grad_x", "grad_weight", "grad_bias"),
                            (x.shape, (C,) if weight is not None else None,
                             (C,) if has_bias else None),
@@ -640,6 +685,9 @@ def batch_norm_backward(grad_out: np.ndarray, x: np.ndarray, save_mean: np.ndarr
     for name, a in (("save_mean", save_mean), ("save_rstd", save_rstd), ("weight", weight)):
         V.shape_is(where, name, a, (C,), "one per channel")
     has_bias = weight is not None if has_bias is None else bool(has_bias)
+    if dtype.itemsize == 2:
+        return _half_norm_backward(0, where, grad_out, x, mean, rstd, weight, has_bias,
+                                   dtype, shape, rows, cols, out)
     gx, gw, gb = V.outputs(where, out, ("grad_x", "grad_weight", "grad_bias"),
                            (x.shape, (C,) if weight is not None else None,
                             (C,) if has_bias else None),
