@@ -268,29 +268,37 @@ cdef int scatter_all(const floating* pg, const index_t* indices, floating* pw, P
     cdef int nt = threads_for(V * d, n_threads)
     if V == 0 or d == 0:
         return 0
-    cdef Py_ssize_t* start = <Py_ssize_t*>malloc((V + 1) * sizeof(Py_ssize_t))
-    cdef Py_ssize_t* order = <Py_ssize_t*>malloc(max(n, 1) * sizeof(Py_ssize_t))
+    cdef Py_ssize_t* start = positions_by_row(indices, n, V)
     cdef double* acc = <double*>malloc(max(nt, 1) * d * sizeof(double))   # one row per thread
-    cdef int status = 0
-    if start == NULL or order == NULL or acc == NULL:
-        free(start); free(order); free(acc)
+    if start == NULL or acc == NULL:
+        free(start); free(acc)
         return -1
-    if n:
-        status = counting_sort(indices, n, V, start, order)
+    cdef Py_ssize_t* order = start + V + 1
+    if nt <= 1:
+        scatter_unit(pg, start, order, pw, 0, V, d, padding_idx, zeroed, acc, stream)
     else:
-        memset(start, 0, (V + 1) * sizeof(Py_ssize_t))
-    if status == 0:
-        if nt <= 1:
-            scatter_unit(pg, start, order, pw, 0, V, d, padding_idx, zeroed, acc, stream)
-        else:
-            for u in prange(n_units, num_threads=nt, schedule="static"):
-                scatter_unit(pg, start, order, pw, u * ROWS_PER_UNIT,
-                             min(<Py_ssize_t>ROWS_PER_UNIT, V - u * ROWS_PER_UNIT), d,
-                             padding_idx, zeroed, acc + threadid() * d, stream)
+        for u in prange(n_units, num_threads=nt, schedule="static"):
+            scatter_unit(pg, start, order, pw, u * ROWS_PER_UNIT,
+                         min(<Py_ssize_t>ROWS_PER_UNIT, V - u * ROWS_PER_UNIT), d,
+                         padding_idx, zeroed, acc + threadid() * d, stream)
     free(start)
-    free(order)
     free(acc)
-    return status
+    return 0
+
+
+cdef Py_ssize_t* positions_by_row(const index_t* indices, Py_ssize_t n,
+                                  Py_ssize_t V) noexcept nogil:
+    """start (V + 1 entries), then order (n): the positions of each row's indices (a counting
+    sort, below), in one allocation for the caller to free; NULL if out of memory."""
+    cdef Py_ssize_t* start = <Py_ssize_t*>malloc((V + 1 + max(n, 1)) * sizeof(Py_ssize_t))
+    if start == NULL:
+        return NULL
+    if n == 0:
+        memset(start, 0, (V + 1) * sizeof(Py_ssize_t))
+    elif counting_sort(indices, n, V, start, start + V + 1) != 0:
+        free(start)
+        return NULL
+    return start
 
 
 # ------------------------------------------------------------------ backward, 16-bit grad_out
@@ -395,30 +403,23 @@ cdef int scatter_all_half(int kind, const uint16_t* pg, const index_t* indices, 
     cdef int nt = threads_for(V * d, n_threads)
     if V == 0 or d == 0:
         return 0
-    cdef Py_ssize_t* start = <Py_ssize_t*>malloc((V + 1) * sizeof(Py_ssize_t))
-    cdef Py_ssize_t* order = <Py_ssize_t*>malloc(max(n, 1) * sizeof(Py_ssize_t))
+    cdef Py_ssize_t* start = positions_by_row(indices, n, V)
     cdef double* acc = <double*>malloc(max(nt, 1) * d * sizeof(double))   # one row per thread
     cdef float* wide = <float*>malloc(max(nt, 1) * d * sizeof(float))
-    cdef int status = 0
-    if start == NULL or order == NULL or acc == NULL or wide == NULL:
-        free(start); free(order); free(acc); free(wide)
+    if start == NULL or acc == NULL or wide == NULL:
+        free(start); free(acc); free(wide)
         return -1
-    if n:
-        status = counting_sort(indices, n, V, start, order)
+    cdef Py_ssize_t* order = start + V + 1
+    if nt <= 1:
+        scatter_unit_half(kind, pg, start, order, pw, out16, 0, V, d, padding_idx,
+                          zeroed, acc, wide, stream)
     else:
-        memset(start, 0, (V + 1) * sizeof(Py_ssize_t))
-    if status == 0:
-        if nt <= 1:
-            scatter_unit_half(kind, pg, start, order, pw, out16, 0, V, d, padding_idx,
-                              zeroed, acc, wide, stream)
-        else:
-            for u in prange(n_units, num_threads=nt, schedule="static"):
-                scatter_unit_half(kind, pg, start, order, pw, out16, u * ROWS_PER_UNIT,
-                                  min(<Py_ssize_t>ROWS_PER_UNIT, V - u * ROWS_PER_UNIT), d,
-                                  padding_idx, zeroed, acc + threadid() * d,
-                                  wide + threadid() * d, stream)
+        for u in prange(n_units, num_threads=nt, schedule="static"):
+            scatter_unit_half(kind, pg, start, order, pw, out16, u * ROWS_PER_UNIT,
+                              min(<Py_ssize_t>ROWS_PER_UNIT, V - u * ROWS_PER_UNIT), d,
+                              padding_idx, zeroed, acc + threadid() * d,
+                              wide + threadid() * d, stream)
     free(start)
-    free(order)
     free(acc)
     free(wide)
-    return status
+    return 0
