@@ -1210,13 +1210,17 @@ cdef enum:
     HALF_BLOCK = 4096          # float32 values a thread widens at once (16 KiB, in place: L1)
     NORM_LAYER = 0
     NORM_RMS = 1
+    NORM_GROUP = 2             # rows of (sample, group): Cg = cols / S channels of S values
 
 
 def half_norm(int norm, int kind, cnp.ndarray x, weight, bias, cnp.ndarray y, mean,
-              cnp.ndarray rstd, Py_ssize_t rows, Py_ssize_t cols, double eps):
-    """LayerNorm (norm 0) or RMSNorm (norm 1) forward of 16-bit x into 16-bit y (storage kind
-    of _half.h: 1 bfloat16, 2 float16): weight and bias float32 (cols,) or None, mean (None
-    for RMSNorm) and rstd float32 (rows,), all validated C-contiguous (mlkernels/norm.py)."""
+              cnp.ndarray rstd, Py_ssize_t rows, Py_ssize_t cols, double eps,
+              Py_ssize_t groups=1, Py_ssize_t S=1):
+    """LayerNorm (norm 0), RMSNorm (norm 1) or GroupNorm (norm 2) forward of 16-bit x into
+    16-bit y (storage kind of _half.h: 1 bfloat16, 2 float16): weight and bias float32 (cols,)
+    or None -- GroupNorm: (groups·cols / S,) --, mean (None for RMSNorm) and rstd float32
+    (rows,), all validated C-contiguous (mlkernels/norm.py). GroupNorm: rows = N·groups,
+    cols = (C / groups)·S."""
     cdef int nt = threads_for(rows * cols, rows)
     cdef Py_ssize_t block_rows = max(<Py_ssize_t>1, HALF_BLOCK // max(cols, <Py_ssize_t>1))
     cdef Py_ssize_t per_thread = (block_rows * cols + 15) // 16 * 16 + 16     # floats
@@ -1233,23 +1237,25 @@ def half_norm(int norm, int kind, cnp.ndarray x, weight, bias, cnp.ndarray y, me
     try:
         with nogil:
             if nt == 1:
-                half_norm_rows(norm, kind, px, pw, pb, py, pm, pr, 0, rows, cols, eps,
-                               aligned, block_rows, stream)
+                half_norm_rows(norm, kind, px, pw, pb, py, pm, pr, 0, rows, cols, groups, S,
+                               eps, aligned, block_rows, stream)
             else:
                 for t in prange(nt, num_threads=nt, schedule="static"):
                     half_norm_rows(norm, kind, px, pw, pb, py, pm, pr, rows * t // nt,
-                                   rows * (t + 1) // nt, cols, eps, aligned + t * per_thread,
-                                   block_rows, stream)
+                                   rows * (t + 1) // nt, cols, groups, S, eps,
+                                   aligned + t * per_thread, block_rows, stream)
     finally:
         free(work)
 
 
 cdef void half_norm_rows(int norm, int kind, const uint16_t* x, const float* weight,
                          const float* bias, uint16_t* y, float* mean, float* rstd,
-                         Py_ssize_t first, Py_ssize_t end, Py_ssize_t n, double eps,
-                         float* work, Py_ssize_t block_rows, bint stream) noexcept nogil:
-    """Rows [first, end) of a 16-bit x: the float32 kernel (layer_norm_rows, rms_norm_rows:
-    the same compiled code) on blocks of rows widened to float32, rounded once on store.
+                         Py_ssize_t first, Py_ssize_t end, Py_ssize_t n, Py_ssize_t groups,
+                         Py_ssize_t S, double eps, float* work, Py_ssize_t block_rows,
+                         bint stream) noexcept nogil:
+    """Rows [first, end) of a 16-bit x: the float32 kernel (layer_norm_rows, rms_norm_rows,
+    group_norm_rows -- the same compiled code the float32 entry calls for that shape) on
+    blocks of rows widened to float32, rounded once on store.
 
     Scalar math: y[r, i] = round16(norm_float32(widen(x[r, :]))[i]): the float32 kernel's
     result, rounded -- the same float32 operations on the same values, in the same order.
@@ -1257,7 +1263,9 @@ cdef void half_norm_rows(int norm, int kind, const uint16_t* x, const float* wei
     (one row of up to HALF_BLOCK values, or as many short rows) is widened into a float32
     buffer that stays in L1; the float32 kernel normalizes it in place -- its run-time alias
     check lets exactly equal input and output take the vector loop -- and the block is
-    rounded into y (streamed when y is large). So the 16-bit kernel's arithmetic is the
+    rounded into y (streamed when y is large). A longer row (a GroupNorm group of
+    Cg·S values, say) is widened whole into the thread's heap buffer, in L2 or beyond: its
+    statistics need all of it before the first value of y. So the 16-bit kernel's arithmetic is the
     float32 kernel's plus a widening and a rounding pass over L1. It calls the float32
     kernel itself, not an inlined copy of its row code: in a row with NaNs of both signs,
     which NaN a sum returns depends on the operand order GCC picks per copy (a copy inlined
@@ -1268,13 +1276,24 @@ cdef void half_norm_rows(int norm, int kind, const uint16_t* x, const float* wei
     """
     cdef RowBuffers direct                  # the float32 kernel writes straight into work
     direct.stream, direct.memory, direct.first, direct.stride = False, NULL, NULL, 0
-    cdef Py_ssize_t r0 = first, m
+    cdef Py_ssize_t r0 = first, m, Cg = n // S if S else 0, shift
     while r0 < end:
-        m = min(block_rows, end - r0)
+        # GroupNorm: row r uses the affine segment r % groups. A block starting mid-cycle
+        # ends at the cycle's end, so its local rows 0, 1, ... take the segments from
+        # shift = r0 % groups on, in order; a block starting at shift 0 may wrap.
+        shift = r0 % groups
+        m = min(block_rows, end - r0, groups - shift if shift else block_rows)
         mlk_widen(kind, x + r0 * n, work, m * n)
-        if norm == NORM_LAYER:      # in place: out[i] depends on x[i] and the row's sums
-            layer_norm_rows(<const float*>work, weight, bias, work, mean + r0, rstd + r0, 0,
-                            m, n, 1, eps, &direct, 1, 0)
+        if norm == NORM_GROUP and S > 1:   # in place, as below
+            group_norm_rows(<const float*>work,
+                            weight + shift * Cg if weight != NULL else NULL,
+                            bias + shift * Cg if bias != NULL else NULL, work, mean + r0,
+                            rstd + r0, 0, m, groups, Cg, S, eps, &direct, 1, 0)
+        elif norm != NORM_RMS:      # in place: out[i] depends on x[i] and the row's sums
+            layer_norm_rows(<const float*>work,
+                            weight + shift * Cg if weight != NULL else NULL,
+                            bias + shift * Cg if bias != NULL else NULL, work, mean + r0,
+                            rstd + r0, 0, m, n, groups, eps, &direct, 1, 0)
         else:
             rms_norm_rows(<const float*>work, weight, work, rstd + r0, 0, m, n, eps, &direct,
                           1, 0)

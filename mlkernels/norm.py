@@ -82,14 +82,16 @@ def _half_outputs(where, out, names, shapes, dtype, inputs):
     return [y] + stats
 
 
-def _half_norm(norm, where, x, weight, bias, dtype, shape, rows, cols, lead, eps, out):
-    names, shapes = (("y", "mean", "rstd"), (x.shape, lead, lead)) if norm == 0 else \
+def _half_norm(norm, where, x, weight, bias, dtype, shape, rows, cols, lead, eps, out,
+               groups=1, S=1):
+    names, shapes = (("y", "mean", "rstd"), (x.shape, lead, lead)) if norm != 1 else \
         (("y", "rstd"), (x.shape, lead))
     results = _half_outputs(where, out, names, shapes, dtype, (x, weight, bias))
     w = None if weight is None else np.ascontiguousarray(weight, dtype=_F32)
     b = None if bias is None else np.ascontiguousarray(bias, dtype=_F32)
     K._norm.half_norm(norm, V.storage_kind(dtype), V.c_array(x, dtype), w, b, results[0],
-                      results[1] if norm == 0 else None, results[-1], rows, cols, eps)
+                      results[1] if norm != 1 else None, results[-1], rows, cols, eps,
+                      groups, S)
     return tuple(results)
 
 
@@ -415,7 +417,11 @@ def group_norm(x: np.ndarray, num_groups: int, weight: Optional[np.ndarray] = No
 
     Parameters
     ----------
-    x : ndarray of shape (N, C, *spatial), float32 or float64
+    x : ndarray of shape (N, C, *spatial), float32 or float64, or 16-bit storage: bfloat16
+        (ml_dtypes) or float16
+        16-bit x (and weight, bias, y of the same dtype) is computed as float32 computes and
+        each value of y rounded once: y is the float32 result, rounded; mean and rstd are
+        float32.
     num_groups : int
         A divisor of C.
     weight, bias : ndarray of shape (C,), optional
@@ -425,7 +431,7 @@ def group_norm(x: np.ndarray, num_groups: int, weight: Optional[np.ndarray] = No
     Returns
     -------
     y : ndarray, the shape of x
-    mean, rstd : ndarray of shape (N, num_groups), in x's dtype
+    mean, rstd : ndarray of shape (N, num_groups), in x's dtype (float32 with 16-bit x)
 
     Raises
     ------
@@ -446,11 +452,14 @@ def group_norm(x: np.ndarray, num_groups: int, weight: Optional[np.ndarray] = No
            [ 0.4472,  1.3416]]))
     """
     where = "group_norm()"
-    dtype = V.float_dtype(where, x=x, weight=weight, bias=bias, optional=("weight", "bias"))
+    dtype = V.storage_dtype(where, x=x, weight=weight, bias=bias, optional=("weight", "bias"))
     N, C, G, S = _groups(where, x, num_groups)
     V.shape_is(where, "weight", weight, (C,), "one per channel")
     V.shape_is(where, "bias", bias, (C,), "one per channel")
     eps = _eps(where, eps)
+    if dtype.itemsize == 2:
+        return _half_norm(2, where, x, weight, bias, dtype, (C,), N * G, C // G * S, (N, G),
+                          eps, out, G, S)
     y, mean, rstd = V.outputs(where, out, ("y", "mean", "rstd"), (x.shape, (N, G), (N, G)),
                               dtype, (x, weight, bias))
     K._norm.group_norm(V.c_array(x, dtype), _c(weight, dtype), _c(bias, dtype), y, mean, rstd,
