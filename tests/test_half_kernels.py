@@ -494,3 +494,80 @@ def test_property_group_norm(N, Cg, G, S, seed, half, scale):
     same_bits(y, ye, half)
     same_f32(mean, me)
     same_f32(rstd, re)
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+@pytest.mark.parametrize("shape,G", GROUP_CASES + [((40, 6, 1), 3), ((3, 64, 1), 2)], ids=str)
+def test_group_norm_backward(isa, dtype, shape, G):
+    x, g = data(shape, dtype, 5), data(shape, dtype, 6)
+    C = shape[1]
+    w = data((C,), dtype, 1, False, 1.0)
+    for weight, has_bias in [(w, True), (w, False), (None, True), (None, False)]:
+        y, mean, rstd = mk.group_norm(x, G, weight)
+        want = mk.group_norm_backward(f32(g), f32(x), G, mean, rstd, f32(weight),
+                                      has_bias=has_bias)
+        for n in [1, 2]:
+            with mk.threads(n):
+                got = mk.group_norm_backward(g, x, G, mean, rstd, weight, has_bias=has_bias)
+            same_bits(got[0], want[0], dtype)
+            for a, b in zip(got[1:], want[1:]):
+                assert (a is None) == (b is None)
+                if a is not None:
+                    same_f32(a, b)
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+def test_group_norm_backward_streamed_strided(stream_everything, dtype):
+    x, g = data((6, 12, 20, 30), dtype, 4), data((6, 12, 20, 30), dtype, 8)
+    x[1, 4:6, 3, 4] = [np.nan, -np.nan]
+    w = data((12,), dtype, 1, False)
+    y, mean, rstd = mk.group_norm(x, 4, w)
+    for gs in [g, g[:, :, :, ::-1].copy()[:, :, :, ::-1], g.transpose(0, 1, 3, 2).copy().transpose(0, 1, 3, 2)]:
+        got = mk.group_norm_backward(gs, x, 4, mean, rstd, w)
+        want = mk.group_norm_backward(f32(gs), f32(x), 4, mean, rstd, f32(w))
+        same_bits(got[0], want[0], dtype)
+        same_f32(got[1], want[1])
+        same_f32(got[2], want[2])
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+def test_group_norm_backward_out_and_errors(dtype):
+    x, g = data((2, 6, 5), dtype), data((2, 6, 5), dtype, 1)
+    w = data((6,), dtype, 1, False)
+    y, mean, rstd = mk.group_norm(x, 3, w)
+    gx, gw, gb = np.empty((2, 6, 5), dtype), np.empty(6, np.float32), np.empty(6, np.float32)
+    r = mk.group_norm_backward(g, x, 3, mean, rstd, w, out=(gx, gw, gb))
+    assert r[0] is gx and r[1] is gw and r[2] is gb
+    gx[...], gw[...], gb[...] = 7, 7, 7
+    with pytest.raises(TypeError, match="rstd has dtype float64"):
+        mk.group_norm_backward(g, x, 3, mean, rstd.astype(np.float64), w, out=(gx, gw, gb))
+    with pytest.raises(TypeError, match="weight has dtype float32 but"):
+        mk.group_norm_backward(g, x, 3, mean, rstd, f32(w), out=(gx, gw, gb))
+    with pytest.raises(TypeError, match="has dtype"):
+        mk.group_norm_backward(f32(g), x, 3, mean, rstd, w, out=(gx, gw, gb))
+    with pytest.raises(ValueError, match=r"out \(grad_x\) has dtype float32; expected"):
+        mk.group_norm_backward(g, x, 3, mean, rstd, w,
+                               out=(np.empty((2, 6, 5), np.float32), gw, gb))
+    with pytest.raises(ValueError, match=r"out \(grad_weight\) has dtype"):
+        mk.group_norm_backward(g, x, 3, mean, rstd, w, out=(gx, np.empty(6, dtype), gb))
+    with pytest.raises(ValueError, match="mean"):
+        mk.group_norm_backward(g, x, 3, mean[:1], rstd, w, out=(gx, gw, gb))
+    with pytest.raises(ValueError, match="overlaps"):
+        mk.group_norm_backward(g, x, 3, mean, rstd, w, out=(g, gw, gb))
+    assert (f32(gx) == 7).all() and (gw == 7).all() and (gb == 7).all()   # nothing written
+
+
+@settings(max_examples=40, deadline=None)
+@given(N=st.integers(0, 4), Cg=st.integers(1, 5), G=st.integers(1, 4), S=st.integers(0, 40),
+       seed=st.integers(0, 2**31), half=st.sampled_from(HALF),
+       scale=st.sampled_from([1e-6, 1.0, 300.0, 3e4]))
+def test_property_group_norm_backward(N, Cg, G, S, seed, half, scale):
+    x = data((N, Cg * G, S), half, seed, specials=True, scale=scale)
+    g = data((N, Cg * G, S), half, seed + 1, specials=True, scale=scale)
+    w = data((Cg * G,), half, seed + 2, specials=False)
+    y, mean, rstd = mk.group_norm(x, G, w)
+    got = mk.group_norm_backward(g, x, G, mean, rstd, w)
+    want = mk.group_norm_backward(f32(g), f32(x), G, mean, rstd, f32(w))
+    same_bits(got[0], want[0], half)
+    same_f32(got[1], want[1])
+    same_f32(got[2], want[2])
