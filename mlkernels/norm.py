@@ -699,9 +699,6 @@ def batch_norm_backward(grad_out: np.ndarray, x: np.ndarray, save_mean: np.ndarr
     for name, a in (("save_mean", save_mean), ("save_rstd", save_rstd), ("weight", weight)):
         V.shape_is(where, name, a, (C,), "one per channel")
     has_bias = weight is not None if has_bias is None else bool(has_bias)
-    if dtype.itemsize == 2:
-        return _half_norm_backward(0, where, grad_out, x, mean, rstd, weight, has_bias,
-                                   dtype, shape, rows, cols, out)
     gx, gw, gb = V.outputs(where, out, ("grad_x", "grad_weight", "grad_bias"),
                            (x.shape, (C,) if weight is not None else None,
                             (C,) if has_bias else None),
