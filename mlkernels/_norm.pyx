@@ -746,11 +746,7 @@ cdef void group_norm_backward_rows(const floating* g, const floating* x,
     cache; a large grad_x is streamed out row by row.
     Reference: mlkernels/reference/norm.py, group_norm_backward.
     """
-    cdef Py_ssize_t n = Cg * S, C = G * Cg, t, k, r, j, s, c
-    cdef double sum_g, sum_g_centered, sum_gw, sum_gw_centered, w, rs
-    cdef floating mean_f, r_f, mean_gw, mean_gw_xhat, w_f, xhat
-    cdef const floating* gr
-    cdef const floating* xr
+    cdef Py_ssize_t n = Cg * S, C = G * Cg, t, k, r, segment
     cdef floating* out
     cdef double* sums
     cdef floating* buffer = <floating*>row_buffer(buffers, thread)
@@ -764,35 +760,45 @@ cdef void group_norm_backward_rows(const floating* g, const floating* x,
     for k in range(first, end):
         sums = part_sums + k * 2 * C if part_sums != NULL else NULL
         for r in range(part_start(parts, k), part_start(parts, k + 1)):
-            gr = g + r * n
-            xr = x + r * n
             out = buffer if buffer != NULL else grad_x + r * n
-            rs = rstd[r]
-            sum_gw = 0
-            sum_gw_centered = 0
-            for j in range(Cg):                                                  # pass 1
-                c = (r % G) * Cg + j
-                grad_sums(gr + j * S, <const floating*>NULL, xr + j * S, S, mean[r],
-                          &sum_g, &sum_g_centered)
-                w = weight[c] if weight != NULL else 1
-                sum_gw += w * sum_g
-                sum_gw_centered += w * sum_g_centered
-                if sums != NULL:
-                    sums[c] += sum_g_centered * rs
-                    sums[C + c] += sum_g
-            mean_gw = <floating>(sum_gw / n)
-            mean_gw_xhat = <floating>(sum_gw_centered * rs / n)
-            mean_f = mean[r]
-            r_f = rstd[r]
-            for j in range(Cg):                                                  # pass 2
-                w_f = weight[(r % G) * Cg + j] if weight != NULL else 1
-                for s in range(j * S, j * S + S):  # simd
-                    xhat = (xr[s] - mean_f) * r_f
-                    out[s] = r_f * (gr[s] * w_f - mean_gw - xhat * mean_gw_xhat)
+            segment = (r % G) * Cg                      # the group's first channel
+            group_norm_backward_row(g + r * n, x + r * n,
+                                    weight + segment if weight != NULL else NULL, out, Cg, S,
+                                    mean[r], rstd[r], sums + segment if sums != NULL else NULL,
+                                    sums + C + segment if sums != NULL else NULL)
             if buffer != NULL:
                 stream_out(grad_x + r * n, buffer, n)
     if buffer != NULL:
         mlk_stream_fence()
+
+
+cdef void group_norm_backward_row(const floating* gr, const floating* xr, const floating* w,
+                                  floating* out, Py_ssize_t Cg, Py_ssize_t S, floating mean_f,
+                                  floating r_f, double* sums_gw, double* sums_gb) noexcept nogil:
+    """One row of group_norm_backward_rows: grad_x into out; w the group's Cg weights (NULL:
+    1); each channel's g·x̂ and g added into sums_gw and sums_gb (NULL: not wanted). Not
+    inline, as layer_norm_backward_row: the float32 and 16-bit kernels run the same machine
+    code (with a copy inlined into each, a row of NaN grad_x came out +NaN from one and
+    −NaN from the other)."""
+    cdef Py_ssize_t n = Cg * S, j, s
+    cdef double sum_g, sum_g_centered, sum_gw = 0, sum_gw_centered = 0, wj, rs = r_f
+    cdef floating mean_gw, mean_gw_xhat, w_f, xhat
+    for j in range(Cg):                                                          # pass 1
+        grad_sums(gr + j * S, <const floating*>NULL, xr + j * S, S, mean_f, &sum_g,
+                  &sum_g_centered)
+        wj = w[j] if w != NULL else 1
+        sum_gw += wj * sum_g
+        sum_gw_centered += wj * sum_g_centered
+        if sums_gw != NULL:
+            sums_gw[j] += sum_g_centered * rs
+            sums_gb[j] += sum_g
+    mean_gw = <floating>(sum_gw / n)
+    mean_gw_xhat = <floating>(sum_gw_centered * rs / n)
+    for j in range(Cg):                                                          # pass 2
+        w_f = w[j] if w != NULL else 1
+        for s in range(j * S, j * S + S):  # simd
+            xhat = (xr[s] - mean_f) * r_f
+            out[s] = r_f * (gr[s] * w_f - mean_gw - xhat * mean_gw_xhat)
 
 
 # ================================================================================ BatchNorm
@@ -1210,19 +1216,24 @@ cdef enum:
     HALF_BLOCK = 4096          # float32 values a thread widens at once (16 KiB, in place: L1)
     NORM_LAYER = 0
     NORM_RMS = 1
+    NORM_GROUP = 2             # rows of (sample, group): Cg = cols / S channels of S values
 
 
 def half_norm(int norm, int kind, cnp.ndarray x, weight, bias, cnp.ndarray y, mean,
-              cnp.ndarray rstd, Py_ssize_t rows, Py_ssize_t cols, double eps):
-    """LayerNorm (norm 0) or RMSNorm (norm 1) forward of 16-bit x into 16-bit y (storage kind
-    of _half.h: 1 bfloat16, 2 float16): weight and bias float32 (cols,) or None, mean (None
-    for RMSNorm) and rstd float32 (rows,), all validated C-contiguous (mlkernels/norm.py)."""
-    cdef int nt = threads_for(rows * cols, rows)
-    cdef Py_ssize_t block_rows = max(<Py_ssize_t>1, HALF_BLOCK // max(cols, <Py_ssize_t>1))
-    cdef Py_ssize_t per_thread = (block_rows * cols + 15) // 16 * 16 + 16     # floats
+              cnp.ndarray rstd, Py_ssize_t rows, Py_ssize_t cols, double eps,
+              Py_ssize_t groups=1, Py_ssize_t S=1):
+    """LayerNorm (norm 0), RMSNorm (norm 1) or GroupNorm (norm 2) forward of 16-bit x into
+    16-bit y (storage kind of _half.h: 1 bfloat16, 2 float16): a row is cols·S values (S = 1
+    but for GroupNorm); weight and bias float32 (groups·cols,) or None, mean (None for
+    RMSNorm) and rstd float32 (rows,), all validated C-contiguous (mlkernels/norm.py).
+    GroupNorm: rows = N·groups of cols = C / groups channels of S values."""
+    cdef Py_ssize_t n = cols * S                                    # values a row
+    cdef int nt = threads_for(rows * n, rows)
+    cdef Py_ssize_t block_rows = max(<Py_ssize_t>1, HALF_BLOCK // max(n, <Py_ssize_t>1))
+    cdef Py_ssize_t per_thread = (block_rows * n + 15) // 16 * 16 + 16     # floats
     cdef float* work = <float*>scratch(nt * per_thread * sizeof(float) + 64)
     cdef float* aligned = <float*>((<size_t>work + 63) & ~(<size_t>63))
-    cdef bint stream = rows * cols * 2 >= stream_from()
+    cdef bint stream = rows * n * 2 >= stream_from()
     cdef const uint16_t* px = <const uint16_t*>data(x)
     cdef uint16_t* py = <uint16_t*>data(y)
     cdef const float* pw = <const float*>data(weight)
@@ -1233,23 +1244,25 @@ def half_norm(int norm, int kind, cnp.ndarray x, weight, bias, cnp.ndarray y, me
     try:
         with nogil:
             if nt == 1:
-                half_norm_rows(norm, kind, px, pw, pb, py, pm, pr, 0, rows, cols, eps,
-                               aligned, block_rows, stream)
+                half_norm_rows(norm, kind, px, pw, pb, py, pm, pr, 0, rows, n, groups, cols,
+                               S, eps, aligned, block_rows, stream)
             else:
                 for t in prange(nt, num_threads=nt, schedule="static"):
                     half_norm_rows(norm, kind, px, pw, pb, py, pm, pr, rows * t // nt,
-                                   rows * (t + 1) // nt, cols, eps, aligned + t * per_thread,
-                                   block_rows, stream)
+                                   rows * (t + 1) // nt, n, groups, cols, S, eps,
+                                   aligned + t * per_thread, block_rows, stream)
     finally:
         free(work)
 
 
 cdef void half_norm_rows(int norm, int kind, const uint16_t* x, const float* weight,
                          const float* bias, uint16_t* y, float* mean, float* rstd,
-                         Py_ssize_t first, Py_ssize_t end, Py_ssize_t n, double eps,
-                         float* work, Py_ssize_t block_rows, bint stream) noexcept nogil:
-    """Rows [first, end) of a 16-bit x: the float32 kernel (layer_norm_rows, rms_norm_rows:
-    the same compiled code) on blocks of rows widened to float32, rounded once on store.
+                         Py_ssize_t first, Py_ssize_t end, Py_ssize_t n, Py_ssize_t groups,
+                         Py_ssize_t Cg, Py_ssize_t S, double eps, float* work,
+                         Py_ssize_t block_rows, bint stream) noexcept nogil:
+    """Rows [first, end) of a 16-bit x: the float32 kernel (layer_norm_rows, rms_norm_rows,
+    group_norm_rows -- the same compiled code the float32 entry calls for that shape) on
+    blocks of rows widened to float32, rounded once on store.
 
     Scalar math: y[r, i] = round16(norm_float32(widen(x[r, :]))[i]): the float32 kernel's
     result, rounded -- the same float32 operations on the same values, in the same order.
@@ -1257,7 +1270,9 @@ cdef void half_norm_rows(int norm, int kind, const uint16_t* x, const float* wei
     (one row of up to HALF_BLOCK values, or as many short rows) is widened into a float32
     buffer that stays in L1; the float32 kernel normalizes it in place -- its run-time alias
     check lets exactly equal input and output take the vector loop -- and the block is
-    rounded into y (streamed when y is large). So the 16-bit kernel's arithmetic is the
+    rounded into y (streamed when y is large). A longer row (a GroupNorm group of
+    Cg·S values, say) is widened whole into the thread's heap buffer, in L2 or beyond: its
+    statistics need all of it before the first value of y. So the 16-bit kernel's arithmetic is the
     float32 kernel's plus a widening and a rounding pass over L1. It calls the float32
     kernel itself, not an inlined copy of its row code: in a row with NaNs of both signs,
     which NaN a sum returns depends on the operand order GCC picks per copy (a copy inlined
@@ -1268,13 +1283,24 @@ cdef void half_norm_rows(int norm, int kind, const uint16_t* x, const float* wei
     """
     cdef RowBuffers direct                  # the float32 kernel writes straight into work
     direct.stream, direct.memory, direct.first, direct.stride = False, NULL, NULL, 0
-    cdef Py_ssize_t r0 = first, m
+    cdef Py_ssize_t r0 = first, m, shift
     while r0 < end:
-        m = min(block_rows, end - r0)
+        # GroupNorm: row r uses the affine segment r % groups. A block starting mid-cycle
+        # ends at the cycle's end, so its local rows 0, 1, ... take the segments from
+        # shift = r0 % groups on, in order; a block starting at shift 0 may wrap.
+        shift = r0 % groups
+        m = min(block_rows, end - r0, groups - shift if shift else block_rows)
         mlk_widen(kind, x + r0 * n, work, m * n)
-        if norm == NORM_LAYER:      # in place: out[i] depends on x[i] and the row's sums
-            layer_norm_rows(<const float*>work, weight, bias, work, mean + r0, rstd + r0, 0,
-                            m, n, 1, eps, &direct, 1, 0)
+        if norm == NORM_GROUP and S > 1:   # in place, as below
+            group_norm_rows(<const float*>work,
+                            weight + shift * Cg if weight != NULL else NULL,
+                            bias + shift * Cg if bias != NULL else NULL, work, mean + r0,
+                            rstd + r0, 0, m, groups, Cg, S, eps, &direct, 1, 0)
+        elif norm != NORM_RMS:      # in place: out[i] depends on x[i] and the row's sums
+            layer_norm_rows(<const float*>work,
+                            weight + shift * Cg if weight != NULL else NULL,
+                            bias + shift * Cg if bias != NULL else NULL, work, mean + r0,
+                            rstd + r0, 0, m, n, groups, eps, &direct, 1, 0)
         else:
             rms_norm_rows(<const float*>work, weight, work, rstd + r0, 0, m, n, eps, &direct,
                           1, 0)
@@ -1289,20 +1315,25 @@ cdef void half_norm_rows(int norm, int kind, const uint16_t* x, const float* wei
 
 def half_norm_backward(int norm, int kind, cnp.ndarray grad_out, cnp.ndarray x, mean,
                        cnp.ndarray rstd, weight, cnp.ndarray grad_x, grad_weight, grad_bias,
-                       Py_ssize_t rows, Py_ssize_t cols):
-    """LayerNorm (norm 0) or RMSNorm (norm 1) backward of 16-bit grad_out and x into 16-bit
-    grad_x (storage kind of _half.h): mean (None for RMSNorm) and rstd float32 (rows,) as the
-    forward returned them; weight float32 (cols,) or None; grad_weight and grad_bias float32
-    (cols,) or None; all validated C-contiguous (mlkernels/norm.py)."""
-    cdef Parts parts = parts_of(rows, cols, ROWS_PER_BLOCK)
-    cdef int nt = threads_for(rows * cols, parts.count), t
-    cdef Py_ssize_t width = (2 if norm == NORM_LAYER else 1) * cols
+                       Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t groups=1, Py_ssize_t S=1):
+    """LayerNorm (norm 0), RMSNorm (norm 1) or GroupNorm (norm 2) backward of 16-bit grad_out
+    and x into 16-bit grad_x (storage kind of _half.h): mean (None for RMSNorm) and rstd
+    float32 (rows,) as the forward returned them; weight float32 (groups·cols,) or None;
+    grad_weight and grad_bias float32 (groups·cols,) or None; all validated C-contiguous
+    (mlkernels/norm.py). A row is cols·S values (S = 1 but for GroupNorm: rows = N·groups of
+    cols = C / groups channels of S values); the float32 entry's parts and sums
+    (group_norm_backward's; layer_norm_backward's when S == 1)."""
+    cdef Py_ssize_t n = cols * S, C = groups * cols                 # values a row; channels
+    cdef bint by_channel = norm == NORM_GROUP and S != 1       # group_norm_backward_rows
+    cdef Parts parts = parts_of(rows, n, 1 if by_channel else ROWS_PER_BLOCK)
+    cdef int nt = threads_for(rows * n, parts.count), t
+    cdef Py_ssize_t width = (1 if norm == NORM_RMS else 2) * C
     cdef Sums sums = sums_for(grad_weight is not None or grad_bias is not None, parts.count,
-                              width, width * sizeof(float), nt)
-    cdef Py_ssize_t per_thread = 3 * ((cols + 15) // 16 * 16) + 16     # floats: g, x, grad_x
+                              width, 0 if by_channel else width * sizeof(float), nt)
+    cdef Py_ssize_t per_thread = 3 * ((n + 15) // 16 * 16) + 16     # floats: g, x, grad_x
     cdef float* work = NULL
     cdef float* aligned
-    cdef bint stream = rows * cols * 2 >= stream_from()
+    cdef bint stream = rows * n * 2 >= stream_from()
     cdef const uint16_t* pg = <const uint16_t*>data(grad_out)
     cdef const uint16_t* px = <const uint16_t*>data(x)
     cdef uint16_t* pgx = <uint16_t*>data(grad_x)
@@ -1316,19 +1347,20 @@ def half_norm_backward(int norm, int kind, cnp.ndarray grad_out, cnp.ndarray x, 
         with nogil:
             if nt == 1:
                 half_norm_backward_rows(norm, kind, pg, px, pm, pr, pw, pgx, sums.parts,
-                                        <float*>sums.blocks, &parts, 0, parts.count, cols,
-                                        aligned, stream, 0)
+                                        <float*>sums.blocks, &parts, 0, parts.count, n,
+                                        groups, cols, S, aligned, stream, 0)
             else:
                 for t in prange(nt, num_threads=nt, schedule="static"):
                     half_norm_backward_rows(norm, kind, pg, px, pm, pr, pw, pgx, sums.parts,
                                             <float*>sums.blocks, &parts,
                                             parts.count * t // nt, parts.count * (t + 1) // nt,
-                                            cols, aligned + t * per_thread, stream, t)
+                                            n, groups, cols, S, aligned + t * per_thread,
+                                            stream, t)
             if sums.parts != NULL:
                 add_parts(&sums)
-                store(pgw, False, sums.total, cols)
-                if norm == NORM_LAYER:
-                    store(pgb, False, sums.total + cols, cols)
+                store(pgw, False, sums.total, C)
+                if norm != NORM_RMS:
+                    store(pgb, False, sums.total + C, C)
     finally:
         free_sums(&sums)
         free(work)
@@ -1338,13 +1370,16 @@ cdef void half_norm_backward_rows(int norm, int kind, const uint16_t* g, const u
                                   const float* mean, const float* rstd, const float* weight,
                                   uint16_t* grad_x, double* part_sums, float* blocks,
                                   const Parts* parts, Py_ssize_t first, Py_ssize_t end,
-                                  Py_ssize_t n, float* work, bint stream,
-                                  int thread) noexcept nogil:
+                                  Py_ssize_t n, Py_ssize_t groups, Py_ssize_t Cg, Py_ssize_t S,
+                                  float* work, bint stream, int thread) noexcept nogil:
     """The rows of parts [first, end) of a 16-bit backward: the float32 kernel's row
     (layer_norm_backward_row, rms_norm_backward_row) on g and x widened to float32, grad_x
     rounded once on store; dγ (and dβ) in this thread's float32 block sums, joining each
     part's double sums once a block of ROWS_PER_BLOCK rows -- the float32 kernel's parts,
     blocks and order, so grad_weight and grad_bias equal the float32 kernel's bit for bit.
+    GroupNorm with S > 1: group_norm_backward_row, adding straight into the part's double
+    sums of the row's group as the float32 kernel does; with S == 1, LayerNorm's row, rows
+    cycling through the groups' weight and block segments (as layer_norm_backward_rows).
 
     Scalar math: as layer_norm_backward_rows and rms_norm_backward_rows, on widen(g), widen(x).
     Why it is fast: 2 bytes read per value of g and of x and 2 written, in place of 4 each;
@@ -1354,11 +1389,14 @@ cdef void half_norm_backward_rows(int norm, int kind, const uint16_t* g, const u
     can differ in sign from the vector loop's.
     Reference: mlkernels/reference/norm.py (in float64).
     """
-    cdef Py_ssize_t C = (2 if norm == NORM_LAYER else 1) * n, k, r, block_end, part_end
+    cdef Py_ssize_t k, r, block_end, part_end, shift, C = groups * Cg       # channels of dγ
+    cdef Py_ssize_t width = (1 if norm == NORM_RMS else 2) * C
     cdef float* gs = work
     cdef float* xs = work + (n + 15) // 16 * 16
     cdef float* out = work + 2 * ((n + 15) // 16 * 16)
-    cdef float* block = blocks + thread * C if part_sums != NULL else NULL
+    cdef bint by_channel = norm == NORM_GROUP and S != 1
+    cdef float* block = blocks + thread * width if part_sums != NULL and not by_channel \
+        else NULL
     for k in range(first, end):
         r = part_start(parts, k)
         part_end = part_start(parts, k + 1)
@@ -1367,10 +1405,19 @@ cdef void half_norm_backward_rows(int norm, int kind, const uint16_t* g, const u
             while r < block_end:
                 mlk_widen(kind, g + r * n, gs, n)
                 mlk_widen(kind, x + r * n, xs, n)
-                if norm == NORM_LAYER:
-                    layer_norm_backward_row(<const float*>gs, <const float*>xs, weight, out, n,
-                                            mean[r], rstd[r], block,
-                                            block + n if block != NULL else NULL)
+                shift = (r % groups) * Cg
+                if by_channel:
+                    group_norm_backward_row(<const float*>gs, <const float*>xs,
+                                            weight + shift if weight != NULL else NULL, out,
+                                            Cg, S, mean[r], rstd[r], part_sums + k * width +
+                                            shift if part_sums != NULL else NULL, part_sums +
+                                            k * width + C + shift if part_sums != NULL else NULL)
+                elif norm != NORM_RMS:
+                    layer_norm_backward_row(<const float*>gs, <const float*>xs,
+                                            weight + shift if weight != NULL else NULL, out,
+                                            n, mean[r], rstd[r],
+                                            block + shift if block != NULL else NULL,
+                                            block + C + shift if block != NULL else NULL)
                 else:
                     rms_norm_backward_row(<const float*>gs, <const float*>xs, weight, out, n,
                                           rstd[r], block)
@@ -1380,6 +1427,6 @@ cdef void half_norm_backward_rows(int norm, int kind, const uint16_t* g, const u
                     mlk_narrow(kind, out, grad_x + r * n, n)
                 r += 1
             if block != NULL:
-                flush_block(block, part_sums + k * C, C)
+                flush_block(block, part_sums + k * width, width)
     if stream:
         mlk_stream_fence()

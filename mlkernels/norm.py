@@ -82,33 +82,36 @@ def _half_outputs(where, out, names, shapes, dtype, inputs):
     return [y] + stats
 
 
-def _half_norm(norm, where, x, weight, bias, dtype, shape, rows, cols, lead, eps, out):
-    names, shapes = (("y", "mean", "rstd"), (x.shape, lead, lead)) if norm == 0 else \
+def _half_norm(norm, where, x, weight, bias, dtype, shape, rows, cols, lead, eps, out,
+               groups=1, S=1):
+    names, shapes = (("y", "mean", "rstd"), (x.shape, lead, lead)) if norm != 1 else \
         (("y", "rstd"), (x.shape, lead))
     results = _half_outputs(where, out, names, shapes, dtype, (x, weight, bias))
     w = None if weight is None else np.ascontiguousarray(weight, dtype=_F32)
     b = None if bias is None else np.ascontiguousarray(bias, dtype=_F32)
     K._norm.half_norm(norm, V.storage_kind(dtype), V.c_array(x, dtype), w, b, results[0],
-                      results[1] if norm == 0 else None, results[-1], rows, cols, eps)
+                      results[1] if norm != 1 else None, results[-1], rows, cols, eps,
+                      groups, S)
     return tuple(results)
 
 
 def _half_norm_backward(norm, where, grad_out, x, mean, rstd, weight, has_bias, dtype, shape,
-                        rows, cols, out):
+                        rows, cols, out, groups=1, S=1):
     """The backward of _half_norm: grad_x in the storage dtype; grad_weight and grad_bias
     float32 -- sums over every row, kept at the precision the float32 kernel gives them (an
     optimizer's float32 master weights or states take them as they are; rounding them to 16
     bits would drop the digits that a small update needs)."""
-    names = ("grad_x", "grad_weight", "grad_bias")[:3 if norm == 0 else 2]
+    names = ("grad_x", "grad_weight", "grad_bias")[:2 if norm == 1 else 3]
     shapes = (x.shape, shape if weight is not None else None,
               shape if has_bias else None)[:len(names)]
-    stats = (mean, rstd) if norm == 0 else (rstd,)
+    stats = (rstd,) if norm == 1 else (mean, rstd)
     results = _half_outputs(where, out, names, shapes, dtype, (grad_out, x, weight) + stats)
     w = None if weight is None else np.ascontiguousarray(weight, dtype=_F32)
     K._norm.half_norm_backward(norm, V.storage_kind(dtype), V.c_array(grad_out, dtype),
                                V.c_array(x, dtype), None if mean is None else
                                V.c_array(mean, _F32), V.c_array(rstd, _F32), w, results[0],
-                               results[1], results[2] if norm == 0 else None, rows, cols)
+                               results[1], results[2] if norm != 1 else None, rows, cols,
+                               groups, S)
     return tuple(results)
 
 
@@ -415,7 +418,11 @@ def group_norm(x: np.ndarray, num_groups: int, weight: Optional[np.ndarray] = No
 
     Parameters
     ----------
-    x : ndarray of shape (N, C, *spatial), float32 or float64
+    x : ndarray of shape (N, C, *spatial), float32 or float64, or 16-bit storage: bfloat16
+        (ml_dtypes) or float16
+        16-bit x (and weight, bias, y of the same dtype) is computed as float32 computes and
+        each value of y rounded once: y is the float32 result, rounded; mean and rstd are
+        float32.
     num_groups : int
         A divisor of C.
     weight, bias : ndarray of shape (C,), optional
@@ -425,7 +432,7 @@ def group_norm(x: np.ndarray, num_groups: int, weight: Optional[np.ndarray] = No
     Returns
     -------
     y : ndarray, the shape of x
-    mean, rstd : ndarray of shape (N, num_groups), in x's dtype
+    mean, rstd : ndarray of shape (N, num_groups), in x's dtype (float32 with 16-bit x)
 
     Raises
     ------
@@ -446,11 +453,14 @@ def group_norm(x: np.ndarray, num_groups: int, weight: Optional[np.ndarray] = No
            [ 0.4472,  1.3416]]))
     """
     where = "group_norm()"
-    dtype = V.float_dtype(where, x=x, weight=weight, bias=bias, optional=("weight", "bias"))
+    dtype = V.storage_dtype(where, x=x, weight=weight, bias=bias, optional=("weight", "bias"))
     N, C, G, S = _groups(where, x, num_groups)
     V.shape_is(where, "weight", weight, (C,), "one per channel")
     V.shape_is(where, "bias", bias, (C,), "one per channel")
     eps = _eps(where, eps)
+    if dtype.itemsize == 2:
+        return _half_norm(2, where, x, weight, bias, dtype, (C,), N * G, C // G, (N, G), eps,
+                          out, G, S)
     y, mean, rstd = V.outputs(where, out, ("y", "mean", "rstd"), (x.shape, (N, G), (N, G)),
                               dtype, (x, weight, bias))
     K._norm.group_norm(V.c_array(x, dtype), _c(weight, dtype), _c(bias, dtype), y, mean, rstd,
@@ -468,9 +478,13 @@ def group_norm_backward(grad_out: np.ndarray, x: np.ndarray, num_groups: int,
     Parameters
     ----------
     grad_out, x : ndarray of shape (N, C, *spatial)
+        float32 or float64, or 16-bit storage (bfloat16 of ml_dtypes, or float16; weight of
+        the same dtype): computed as float32 computes, grad_x rounded once to that dtype,
+        grad_weight and grad_bias float32 (sums over every sample, kept at float32's
+        precision).
     num_groups : int
     mean, rstd : ndarray of shape (N, num_groups)
-        As ``group_norm`` returned them (any layout).
+        As ``group_norm`` returned them (any layout; float32 with 16-bit x).
     weight : ndarray of shape (C,), optional
     has_bias : bool, optional
         Whether to compute grad_bias (default: whether there is a weight).
@@ -501,14 +515,14 @@ def group_norm_backward(grad_out: np.ndarray, x: np.ndarray, num_groups: int,
     (array([2., 2., 2., 2.]), True)
     """
     where = "group_norm_backward()"
-    V.float_dtype(where, x=x)
+    V.storage_dtype(where, x=x)
     N, C, G, S = _groups(where, x, num_groups)
     dtype = _row_backward_checks(where, grad_out, x, {"mean": mean, "rstd": rstd}, weight,
                                  (N, G), (C,))
     has_bias = weight is not None if has_bias is None else bool(has_bias)
     if dtype.itemsize == 2:
-        return _half_norm_backward(0, where, grad_out, x, mean, rstd, weight, has_bias,
-                                   dtype, shape, rows, cols, out)
+        return _half_norm_backward(2, where, grad_out, x, mean, rstd, weight, has_bias,
+                                   dtype, (C,), N * G, C // G, out, G, S)
     gx, gw, gb = V.outputs(where, out, ("grad_x", "grad_weight", "grad_bias"),
                            (x.shape, (C,) if weight is not None else None,
                             (C,) if has_bias else None),
@@ -685,9 +699,6 @@ def batch_norm_backward(grad_out: np.ndarray, x: np.ndarray, save_mean: np.ndarr
     for name, a in (("save_mean", save_mean), ("save_rstd", save_rstd), ("weight", weight)):
         V.shape_is(where, name, a, (C,), "one per channel")
     has_bias = weight is not None if has_bias is None else bool(has_bias)
-    if dtype.itemsize == 2:
-        return _half_norm_backward(0, where, grad_out, x, mean, rstd, weight, has_bias,
-                                   dtype, shape, rows, cols, out)
     gx, gw, gb = V.outputs(where, out, ("grad_x", "grad_weight", "grad_bias"),
                            (x.shape, (C,) if weight is not None else None,
                             (C,) if has_bias else None),

@@ -410,3 +410,154 @@ def test_linear(isa, dtype, shape, monkeypatch):
         mk.linear(x, w, b, activation="relu")
     with pytest.raises(TypeError, match="weight has dtype float32 but x has dtype"):
         mk.linear(x, f32(w))
+
+
+# ---------------------------------------------------------------- group_norm
+# The float32 group_norm's own row code (group_norm_rows; layer_norm_rows when S == 1) on
+# widened blocks of (sample, group) rows: blocks that wrap the group cycle or start in its
+# middle, groups past the block size (a per-thread heap buffer), threaded and serial sizes.
+
+GROUP_CASES = [((0, 4, 3), 2), ((1, 1), 1), ((1, 1, 1), 1), ((4, 8), 4), ((3, 4, 1), 2),
+               ((2, 4, 0), 2), ((2, 6, 5), 3), ((5, 12, 7, 3), 6), ((7, 6, 500), 3),
+               ((3, 8, 2000), 2), ((4, 32, 40, 40), 8), ((9, 10, 30, 30), 5),
+               ((300, 6, 1), 3)]
+
+
+def group_args(C, dtype):
+    w, b = data((C,), dtype, 1, False, 1.0), data((C,), dtype, 2, False, 1.0)
+    return [(w, b), (w, None), (None, b), (None, None)]
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+@pytest.mark.parametrize("shape,G", GROUP_CASES, ids=str)
+def test_group_norm(isa, dtype, shape, G):
+    x = data(shape, dtype, 3)
+    for args in group_args(shape[1], dtype):
+        ye, me, re = mk.group_norm(f32(x), G, *map(f32, args))
+        for n in [1, 2]:
+            with mk.threads(n):
+                y, mean, rstd = mk.group_norm(x, G, *args)
+            same_bits(y, ye, dtype)
+            same_f32(mean, me)
+            same_f32(rstd, re)
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+def test_group_norm_streamed_strided_nans(stream_everything, dtype):
+    x = data((6, 12, 20, 30), dtype, 4)
+    x[1, 4:6, 3, 4] = [np.nan, -np.nan]            # one group with NaNs of both signs
+    w, b = data((12,), dtype, 1, False), data((12,), dtype, 2, False)
+    for xs in [x, x[:, :, :, ::2], x.transpose(0, 1, 3, 2)]:      # strided: copied once
+        ye, me, re = mk.group_norm(f32(xs), 4, f32(w), f32(b))
+        y, mean, rstd = mk.group_norm(xs, 4, w, b)
+        same_bits(y, ye, dtype)
+        same_f32(mean, me)
+        same_f32(rstd, re)
+        assert np.isnan(mean[1, 1]) and np.isnan(f32(y[1, 3:6])).all()
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+def test_group_norm_out_and_errors(dtype):
+    x = data((2, 6, 5), dtype)
+    w = data((6,), dtype, 1, False)
+    y, mean, rstd = np.empty((2, 6, 5), dtype), np.empty((2, 3), np.float32), \
+        np.empty((2, 3), np.float32)
+    r = mk.group_norm(x, 3, w, w, out=(y, mean, rstd))
+    assert r[0] is y and r[1] is mean and r[2] is rstd
+    same_bits(y, mk.group_norm(f32(x), 3, f32(w), f32(w))[0], dtype)
+    y[...], mean[...], rstd[...] = 7, 7, 7
+    with pytest.raises(ValueError, match=r"out \(mean\) has dtype .*; expected float32"):
+        mk.group_norm(x, 3, out=(y, np.empty((2, 3), dtype), rstd))
+    with pytest.raises(ValueError, match=r"out \(y\) has dtype float32; expected"):
+        mk.group_norm(x, 3, out=(np.empty((2, 6, 5), np.float32), mean, rstd))
+    with pytest.raises(TypeError, match="weight has dtype float32 but x has dtype"):
+        mk.group_norm(x, 3, np.ones(6, np.float32), out=(y, mean, rstd))
+    with pytest.raises(TypeError, match="bias has dtype"):
+        mk.group_norm(x, 3, w, w.astype(HALF[1] if dtype == HALF[0] else HALF[0]),
+                      out=(y, mean, rstd))
+    with pytest.raises(ValueError, match="overlaps"):
+        mk.group_norm(x, 3, out=(x, mean, rstd))
+    with pytest.raises(ValueError, match="num_groups"):
+        mk.group_norm(x, 4, out=(y, mean, rstd))
+    assert (f32(y) == 7).all() and (mean == 7).all() and (rstd == 7).all()   # nothing written
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+@pytest.mark.parametrize("shape,G", GROUP_CASES + [((40, 6, 1), 3), ((3, 64, 1), 2)], ids=str)
+def test_group_norm_backward(isa, dtype, shape, G):
+    x, g = data(shape, dtype, 5), data(shape, dtype, 6)
+    C = shape[1]
+    w = data((C,), dtype, 1, False, 1.0)
+    for weight, has_bias in [(w, True), (w, False), (None, True), (None, False)]:
+        y, mean, rstd = mk.group_norm(x, G, weight)
+        want = mk.group_norm_backward(f32(g), f32(x), G, mean, rstd, f32(weight),
+                                      has_bias=has_bias)
+        for n in [1, 2]:
+            with mk.threads(n):
+                got = mk.group_norm_backward(g, x, G, mean, rstd, weight, has_bias=has_bias)
+            same_bits(got[0], want[0], dtype)
+            for a, b in zip(got[1:], want[1:]):
+                assert (a is None) == (b is None)
+                if a is not None:
+                    same_f32(a, b)
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+def test_group_norm_backward_streamed_strided(stream_everything, dtype):
+    x, g = data((6, 12, 20, 30), dtype, 4), data((6, 12, 20, 30), dtype, 8)
+    x[1, 4:6, 3, 4] = [np.nan, -np.nan]
+    w = data((12,), dtype, 1, False)
+    y, mean, rstd = mk.group_norm(x, 4, w)
+    for gs in [g, g[:, :, :, ::-1].copy()[:, :, :, ::-1], g.transpose(0, 1, 3, 2).copy().transpose(0, 1, 3, 2)]:
+        got = mk.group_norm_backward(gs, x, 4, mean, rstd, w)
+        want = mk.group_norm_backward(f32(gs), f32(x), 4, mean, rstd, f32(w))
+        same_bits(got[0], want[0], dtype)
+        same_f32(got[1], want[1])
+        same_f32(got[2], want[2])
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+def test_group_norm_backward_out_and_errors(dtype):
+    x, g = data((2, 6, 5), dtype), data((2, 6, 5), dtype, 1)
+    w = data((6,), dtype, 1, False)
+    y, mean, rstd = mk.group_norm(x, 3, w)
+    gx, gw, gb = np.empty((2, 6, 5), dtype), np.empty(6, np.float32), np.empty(6, np.float32)
+    r = mk.group_norm_backward(g, x, 3, mean, rstd, w, out=(gx, gw, gb))
+    assert r[0] is gx and r[1] is gw and r[2] is gb
+    gx[...], gw[...], gb[...] = 7, 7, 7
+    with pytest.raises(TypeError, match="rstd has dtype float64"):
+        mk.group_norm_backward(g, x, 3, mean, rstd.astype(np.float64), w, out=(gx, gw, gb))
+    with pytest.raises(TypeError, match="weight has dtype float32 but"):
+        mk.group_norm_backward(g, x, 3, mean, rstd, f32(w), out=(gx, gw, gb))
+    with pytest.raises(TypeError, match="has dtype"):
+        mk.group_norm_backward(f32(g), x, 3, mean, rstd, w, out=(gx, gw, gb))
+    with pytest.raises(ValueError, match=r"out \(grad_x\) has dtype float32; expected"):
+        mk.group_norm_backward(g, x, 3, mean, rstd, w,
+                               out=(np.empty((2, 6, 5), np.float32), gw, gb))
+    with pytest.raises(ValueError, match=r"out \(grad_weight\) has dtype"):
+        mk.group_norm_backward(g, x, 3, mean, rstd, w, out=(gx, np.empty(6, dtype), gb))
+    with pytest.raises(ValueError, match="mean"):
+        mk.group_norm_backward(g, x, 3, mean[:1], rstd, w, out=(gx, gw, gb))
+    with pytest.raises(ValueError, match="overlaps"):
+        mk.group_norm_backward(g, x, 3, mean, rstd, w, out=(g, gw, gb))
+    assert (f32(gx) == 7).all() and (gw == 7).all() and (gb == 7).all()   # nothing written
+
+
+@settings(max_examples=40, deadline=None)
+@given(N=st.integers(0, 4), Cg=st.integers(1, 5), G=st.integers(1, 4), S=st.integers(0, 40),
+       seed=st.integers(0, 2**31), half=st.sampled_from(HALF),
+       scale=st.sampled_from([1e-6, 1.0, 300.0, 3e4]))
+def test_property_group_norm(N, Cg, G, S, seed, half, scale):
+    x = data((N, Cg * G, S), half, seed, specials=True, scale=scale)
+    g = data((N, Cg * G, S), half, seed + 1, specials=True, scale=scale)
+    w = data((Cg * G,), half, seed + 2, specials=False)
+    y, mean, rstd = mk.group_norm(x, G, w, w)
+    ye, me, re = mk.group_norm(f32(x), G, f32(w), f32(w))
+    same_bits(y, ye, half)
+    same_f32(mean, me)
+    same_f32(rstd, re)
+    got = mk.group_norm_backward(g, x, G, mean, rstd, w)
+    want = mk.group_norm_backward(f32(g), f32(x), G, mean, rstd, f32(w))
+    same_bits(got[0], want[0], half)
+    same_f32(got[1], want[1])
+    same_f32(got[2], want[2])

@@ -81,6 +81,34 @@ def _norm_cases(quick):
             "rms_norm": _case(f"rms_norm {rows}x{cols}", n, rms, t_rms)}
 
 
+def _group_norm_cases(quick):
+    from .. import norm
+    shape, G = ((8 if quick else 32), 64, 64, 64), 32
+    n = int(np.prod(shape))
+
+    def stats(dtype):
+        return np.float32 if dtype.itemsize == 2 else dtype
+
+    def fwd(dtype):
+        x, w, b = _x(shape, dtype), _x(64, dtype, 1), _x(64, dtype, 2)
+        out = (np.empty_like(x), np.empty((shape[0], G), stats(dtype)),
+               np.empty((shape[0], G), stats(dtype)))
+        return lambda: norm.group_norm(x, G, w, b, out=out)
+
+    def bwd(dtype):
+        x, g, w = _x(shape, dtype), _x(shape, dtype, 3), _x(64, dtype, 1)
+        _, mean, rstd = norm.group_norm(x, G, w)
+        out = (np.empty_like(x), np.empty(64, stats(dtype)), np.empty(64, stats(dtype)))
+        return lambda: norm.group_norm_backward(g, x, G, mean, rstd, w, out=out)
+
+    def t_fwd(torch, dt):
+        x, w, b = torch.randn(*shape).to(dt), torch.randn(64).to(dt), torch.randn(64).to(dt)
+        return lambda: torch.nn.functional.group_norm(x, G, w, b)
+    label = f"{shape[0]}x64x64x64 G={G}"
+    return {"group_norm": _case(f"group_norm {label}", n, fwd, t_fwd),
+            "group_norm_backward": _case(f"group_norm_backward {label}", n, bwd, None, 3.0)}
+
+
 def _loss_cases(quick):
     from .. import loss
     rows, cols = (4096 if quick else 16384), 1024
@@ -298,7 +326,9 @@ def activation_cases(row: str, name: str, params: dict, backward: bool,
 
 
 _BUILDERS = {"embedding": _embedding_cases, "embedding_backward": _embedding_cases,
-             "adamw_step": _adamw_cases, "layer_norm": _norm_cases, "rms_norm": _norm_cases, "softmax": _loss_cases,
+             "adamw_step": _adamw_cases, "layer_norm": _norm_cases, "rms_norm": _norm_cases,
+             "group_norm": _group_norm_cases, "group_norm_backward": _group_norm_cases,
+             "softmax": _loss_cases,
              "log_softmax": _loss_cases, "cross_entropy": _loss_cases,
              "dropout": _dropout_cases, "linear": _linear_cases,
              "linear_backward": _linear_cases}
