@@ -46,8 +46,9 @@ def linear(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray] = None,
     ----------
     x : array of shape (..., in_features), float32 or float64
         Or bfloat16 (ml_dtypes) / float16 storage, with weight and bias of that dtype: a
-        float32 result rounded once to x's dtype (or written as is into a float32 ``out``);
-        no ``activation`` then. bfloat16 on a CPU with AVX-512 BF16 multiplies the bfloat16
+        float32 result rounded once to x's dtype (or written as is into a float32 ``out``;
+        with an ``activation``, y = act(z) and z are computed in float32 and each rounded
+        once). bfloat16 on a CPU with AVX-512 BF16 multiplies the bfloat16
         operands themselves (vdpbf16ps: exact products summed in float32, subnormal inputs
         counted as 0; ``mk.info()["storage16"]``); otherwise the float32 product of the
         widened operands.
@@ -104,7 +105,7 @@ def linear(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray] = None,
     V.shape_is(where, "bias", bias, (out_features,), "out_features")
     if dtype.itemsize == 2:
         return _linear_16(where, x, weight, bias, dtype, activation, out, out_features,
-                          in_features)
+                          in_features, return_preactivation)
     y = V.output(where, out, x.shape[:-1] + (out_features,), dtype, inputs=(x, weight, bias))
     rows = prod(x.shape[:-1])
     x_c, w_c = V.c_array(x, dtype), V.c_array(weight, dtype)
@@ -175,23 +176,40 @@ def _output_16(where, out, shape, dtype, inputs, name="out"):
     return V.output(where, out, shape, dtype, inputs, name=name)
 
 
-def _linear_16(where, x, weight, bias, dtype, activation, out, out_features, in_features):
-    if activation is not None:
-        raise ValueError(f"{where}: activation= is not available for {dtype} inputs yet; "
-                         f"expected activation=None (apply the activation separately)")
+def _linear_16(where, x, weight, bias, dtype, activation, out, out_features, in_features,
+               return_preactivation=False):
     y = _output_16(where, out, x.shape[:-1] + (out_features,), dtype, (x, weight, bias))
-    rows = prod(x.shape[:-1])
-    if _bf16_product(dtype):
+    rows, nt = prod(x.shape[:-1]), get_num_threads()
+    if activation is None and _bf16_product(dtype):
         target = y if y.dtype == np.float32 else y.view(np.uint16)
         K._linear.bf16_product(_bits(x, dtype), in_features, 1, _bits(weight, dtype),
                                in_features, 1, rows, out_features, in_features,
-                               _widened(bias, dtype), target, get_num_threads())
+                               _widened(bias, dtype), target, nt)
         return y
     y32 = y if y.dtype == np.float32 else np.empty(y.shape, np.float32)
-    K._linear.linear_forward(_widened(x, dtype), _widened(weight, dtype),
-                             _widened(bias, dtype), y32, prod(x.shape[:-1]), out_features,
-                             in_features, get_num_threads())
-    return _rounded_into(y32, y, dtype)
+    if activation is None:
+        K._linear.linear_forward(_widened(x, dtype), _widened(weight, dtype),
+                                 _widened(bias, dtype), y32, rows, out_features, in_features, nt)
+        return _rounded_into(y32, y, dtype)
+    # fused: z = x·Wᵀ + b and y = act(z) in float32, each rounded once (z only if asked)
+    z32 = np.empty(y.shape, np.float32) if return_preactivation or _bf16_product(dtype) else None
+    if _bf16_product(dtype):
+        K._linear.bf16_product(_bits(x, dtype), in_features, 1, _bits(weight, dtype),
+                               in_features, 1, rows, out_features, in_features,
+                               _widened(bias, dtype), z32, nt)
+        from . import activations as A
+        _, name, kw = FUSED_WITH_LINEAR[activation]
+        getattr(A, name)(z32, **kw, out=y32)
+    else:
+        band_rows = max(16, _BAND_BYTES // max(1, out_features * 4))
+        K._linear.linear_act_forward(_widened(x, dtype), _widened(weight, dtype),
+                                     _widened(bias, dtype), y32, z32, ACTIVATIONS[activation],
+                                     rows, out_features, in_features, band_rows, nt)
+    _rounded_into(y32, y, dtype)
+    if not return_preactivation:
+        return y
+    z = z32 if y.dtype == np.float32 else _rounded_into(z32, np.empty(y.shape, dtype), dtype)
+    return y, z
 
 
 def linear_backward(grad_out: np.ndarray, x: np.ndarray, weight: np.ndarray, *,
@@ -217,7 +235,10 @@ def linear_backward(grad_out: np.ndarray, x: np.ndarray, weight: np.ndarray, *,
     activation : str, optional
         The fused forward's activation (see below), with ``preactivation``.
     preactivation : numpy.ndarray, optional
-        z from ``linear(..., activation=..., return_preactivation=True)``.
+        z from ``linear(..., activation=..., return_preactivation=True)``. With 16-bit
+        storage, the activation's gradient (grad_out·act'(z), the activation's own 16-bit
+        backward) is rounded to the storage dtype before the products, as each op's output
+        of a bfloat16 autograd graph is.
     compute_grad_x : bool, default True
         False skips grad_x (returned as None).
 
@@ -261,7 +282,7 @@ def linear_backward(grad_out: np.ndarray, x: np.ndarray, weight: np.ndarray, *,
             raise ValueError(f"{where}: activation={activation!r} needs preactivation, the z "
                              f"returned by linear(..., return_preactivation=True)")
         from . import activations as A
-        V.float_dtype(where, grad_out=grad_out, preactivation=preactivation)
+        V.storage_dtype(where, grad_out=grad_out, preactivation=preactivation)
         V.shape_is(where, "preactivation", preactivation, np.shape(grad_out),
                    "the shape of grad_out")
         _, name, kw = FUSED_WITH_LINEAR[activation]

@@ -138,3 +138,20 @@ def test_widening_path_still_exact(product, monkeypatch):
     np.testing.assert_array_equal(
         mk.linear(x, w).view(np.uint16),
         mk.linear(x.astype(np.float32), w.astype(np.float32)).astype(BF16).view(np.uint16))
+
+
+@pytest.mark.parametrize("act", ["relu", "gelu", "gelu_tanh", "silu", "mish"])
+def test_linear_fused_activation(product, act):
+    """bf16 linear(..., activation=): the product (vdpbf16ps) into float32, the float32
+    activation on it, each of y and z rounded once."""
+    import mlkernels.activations as A
+    from mlkernels.activations import FUSED_WITH_LINEAR
+    x, w, b = bf16((70, 130), 0), bf16((45, 130), 1, 0.3), bf16(45, 2)
+    y, z = mk.linear(x, w, b, activation=act, return_preactivation=True)
+    z32 = mk.linear(x, w, b, out=np.empty((70, 45), np.float32))
+    _, name, kw = FUSED_WITH_LINEAR[act]
+    y32 = getattr(A, name)(z32, **kw)
+    np.testing.assert_array_equal(z.view(np.uint16), z32.astype(BF16).view(np.uint16))
+    np.testing.assert_array_equal(y.view(np.uint16), y32.astype(BF16).view(np.uint16))
+    y_only = mk.linear(x, w, b, activation=act, out=np.empty((70, 45), np.float32))
+    np.testing.assert_array_equal(y_only, y32)

@@ -406,8 +406,21 @@ def test_linear(isa, dtype, shape, monkeypatch):
     want = mk.linear_backward(f32(g), f32(x), f32(w), bias=True)
     for a, e in zip(got, want):
         same_bits(a, e, dtype)
-    with pytest.raises(ValueError, match="activation= is not available"):
-        mk.linear(x, w, b, activation="relu")
+    # fused with an activation: y = act(z) and z in float32, each rounded once
+    for act in ("relu", "gelu", "silu", "tanh"):
+        y, z = mk.linear(x, w, b, activation=act, return_preactivation=True)
+        y32, z32 = mk.linear(f32(x), f32(w), f32(b), activation=act, return_preactivation=True)
+        same_bits(y, y32, dtype)
+        same_bits(z, z32, dtype)
+        same_bits(mk.linear(x, w, b, activation=act), y32, dtype)
+        # its backward: the activation's 16-bit backward, then the 16-bit products
+        got = mk.linear_backward(g, x, w, activation=act, preactivation=z)
+        gz = getattr(mk, {"gelu": "gelu", "relu": "relu", "silu": "silu", "tanh": "tanh"}[act]
+                     + "_backward")(g, z)
+        for a, e in zip(got, mk.linear_backward(gz, x, w)):
+            np.testing.assert_array_equal(a.view(np.uint16), e.view(np.uint16))
+    with pytest.raises(TypeError):
+        mk.linear_backward(g, x, w, activation="relu", preactivation=f32(z))
     with pytest.raises(TypeError, match="weight has dtype float32 but x has dtype"):
         mk.linear(x, f32(w))
 
