@@ -1501,7 +1501,9 @@ def prelu(x: np.ndarray, weight: np.ndarray, *, out: Optional[np.ndarray] = None
     Parameters
     ----------
     x : ndarray, float32 or float64
-        Any shape; any strides (a non-contiguous x is copied once).
+        Any shape; any strides (a non-contiguous x is copied once). Or 16-bit storage
+        (bfloat16 of ml_dtypes, float16; weight of the same dtype): the float32 result on
+        widened copies, rounded once.
     weight : ndarray of shape (1,) or (channels,)
         The slopes: one for every channel, or one per channel (axis 1 of x).
     out : ndarray, optional
@@ -1534,11 +1536,31 @@ def prelu(x: np.ndarray, weight: np.ndarray, *, out: Optional[np.ndarray] = None
            [ 3. , -2. ]])
     """
     where = "prelu()"
-    dtype = V.float_dtype(where, x=x, weight=weight)
+    dtype = V.storage_dtype(where, x=x, weight=weight)
     layout = _prelu_layout(where, x, weight)
     y = V.output(where, out, x.shape, dtype, inputs=(x, weight), inplace_ok=(x,))
+    if dtype.itemsize == 2:     # 16-bit storage: float32 on widened copies, rounded once
+        y32 = np.empty(x.shape, np.float32)
+        K._activations.prelu_forward(_widened16(x, dtype), _widened16(weight, dtype), y32,
+                                     *layout)
+        _round16_into(y32, y, dtype)
+        return y
     K._activations.prelu_forward(V.c_array(x, dtype), V.c_array(weight, dtype), y, *layout)
     return y
+
+
+def _widened16(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """A float32 copy of the 16-bit array a (exact)."""
+    a = V.c_array(a, dtype)
+    wide = np.empty(a.shape, np.float32)
+    K._convert.widen(a.reshape(-1).view(np.uint16), wide.reshape(-1), V.storage_kind(dtype))
+    return wide
+
+
+def _round16_into(a32: np.ndarray, target: np.ndarray, dtype: np.dtype) -> None:
+    """target (16-bit, C-contiguous) = a32 rounded once to nearest even."""
+    K._convert.narrow(a32.reshape(-1), target.reshape(-1).view(np.uint16),
+                      V.storage_kind(dtype))
 
 
 def prelu_backward(grad_out: np.ndarray, x: np.ndarray, weight: np.ndarray, *,
@@ -1568,7 +1590,8 @@ def prelu_backward(grad_out: np.ndarray, x: np.ndarray, weight: np.ndarray, *,
     grad_x : ndarray
         Of x's shape and dtype.
     grad_weight : ndarray
-        Of weight's shape and dtype. Both are written, never accumulated into.
+        Of weight's shape and dtype (float32 for 16-bit storage: a sum over many elements,
+        as the norms' grad_weight). Both are written, never accumulated into.
 
     Raises
     ------
@@ -1596,17 +1619,24 @@ def prelu_backward(grad_out: np.ndarray, x: np.ndarray, weight: np.ndarray, *,
     array([-2., -4.])
     """
     where = "prelu_backward()"
-    dtype = V.float_dtype(where, grad_out=grad_out, x=x, weight=weight)
+    dtype = V.storage_dtype(where, grad_out=grad_out, x=x, weight=weight)
     layout = _prelu_layout(where, x, weight)
     V.shape_is(where, "grad_out", grad_out, x.shape, "the shape of x")
     out = (None, None) if out is None else out
     if not isinstance(out, (tuple, list)) or len(out) != 2:
         raise TypeError(f"{where}: out must be a tuple (grad_x, grad_weight), got "
                         f"{type(out).__name__}")
+    half = dtype.itemsize == 2
     gx = V.output(where, out[0], x.shape, dtype, (x, weight), "out[0] (grad_x)",
                   inplace_ok=(grad_out,))
-    gw = V.output(where, out[1], weight.shape, dtype, (grad_out, x, weight, gx),
-                  "out[1] (grad_weight)")
+    gw = V.output(where, out[1], weight.shape, np.dtype(np.float32) if half else dtype,
+                  (grad_out, x, weight, gx), "out[1] (grad_weight)")
+    if half:        # float32 on widened copies; grad_x rounded once, grad_weight float32
+        gx32 = np.empty(x.shape, np.float32)
+        K._activations.prelu_backward(_widened16(grad_out, dtype), _widened16(x, dtype),
+                                      _widened16(weight, dtype), gx32, gw, *layout)
+        _round16_into(gx32, gx, dtype)
+        return gx, gw
     K._activations.prelu_backward(V.c_array(grad_out, dtype), V.c_array(x, dtype),
                                   V.c_array(weight, dtype), gx, gw, *layout)
     return gx, gw

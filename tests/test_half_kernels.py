@@ -574,3 +574,31 @@ def test_property_group_norm(N, Cg, G, S, seed, half, scale):
     same_bits(got[0], want[0], half)
     same_f32(got[1], want[1])
     same_f32(got[2], want[2])
+
+
+# ---------------------------------------------------------------- prelu
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+@pytest.mark.parametrize("shape,channels", [((0, 3), 3), ((7,), 1), ((5, 4), 4), ((5, 4), 1),
+                                            ((3, 6, 5, 7), 6), ((2, 70000), 70000)], ids=str)
+def test_prelu(isa, dtype, shape, channels):
+    """y and grad_x: the float32 result on the widened inputs, rounded once; grad_weight is
+    float32 (a sum over many elements, as the norms'), equal to float32's bit for bit."""
+    x = data(shape, dtype, 0, specials=True)
+    w = data(channels, dtype, 1, specials=False, scale=0.3)
+    g = data(shape, dtype, 2, specials=False)
+    same_bits(mk.prelu(x, w), mk.prelu(f32(x), f32(w)), dtype)
+    gx, gw = mk.prelu_backward(g, x, w)
+    gx32, gw32 = mk.prelu_backward(f32(g), f32(x), f32(w))
+    same_bits(gx, gx32, dtype)
+    assert gw.dtype == np.float32
+    np.testing.assert_array_equal(gw, gw32)
+    y = x.copy()
+    assert mk.prelu(y, w, out=y) is y                                   # in place
+    same_bits(y, mk.prelu(f32(x), f32(w)), dtype)
+    with pytest.raises(TypeError):
+        mk.prelu(x, f32(w))
+    before = g.copy()
+    with pytest.raises(ValueError):                  # a 16-bit grad_weight out: float32 only
+        mk.prelu_backward(g, x, w, out=(g, np.empty(channels, dtype)))
+    np.testing.assert_array_equal(g.view(np.uint16), before.view(np.uint16))
