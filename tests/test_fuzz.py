@@ -65,7 +65,10 @@ def reversed_strides(a):
 def gapped(a):
     if a.ndim == 0:
         return a
-    big = np.full(a.shape[:-1] + (2 * a.shape[-1] + 1,), np.nan, a.dtype)
+    # the gaps hold a value a kernel must never read: NaN, or an integer's largest value
+    gap = np.iinfo(a.dtype).max if a.dtype.kind in "iu" else np.nan if a.dtype.kind in "fcV" \
+        else 0
+    big = np.full(a.shape[:-1] + (2 * a.shape[-1] + 1,), gap, a.dtype)
     b = big[..., 1::2]
     b[...] = a
     return b
