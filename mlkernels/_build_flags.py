@@ -17,7 +17,7 @@ ISA_FLAGS_MSVC = {"baseline": [], "avx2": ["/arch:AVX2"], "avx512": ["/arch:AVX5
 COMMON_GCC = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd",
               "-Wno-unused-function", "-Wno-unreachable-code",
               # C code that no C++ exception or forced unwinding ever crosses needs no unwind
-              # tables: without them each shared object is ~8% smaller
+              # tables, and the package is smaller without them (docs/design.md, "Size")
               "-fno-asynchronous-unwind-tables"]
 COMMON_MSVC = ["/O2"]
 OPENMP_GCC = ["-fopenmp"]
@@ -27,8 +27,8 @@ CYTHON_DIRECTIVES = {
     "language_level": 3, "boundscheck": False, "wraparound": False, "cdivision": True,
     "initializedcheck": False, "nonecheck": False, "embedsignature": True,
     # the modules' def functions are private entries called by the Python API, never methods
-    # or introspected: plain builtin functions, without the CyFunction machinery (~20 KB of
-    # code less per module and variant)
+    # or introspected: plain builtin functions, without the CyFunction machinery (its code
+    # would be repeated in every module and variant; docs/design.md, "Size")
     "binding": False,
 }
 

@@ -292,7 +292,8 @@ def bf16_product(cnp.ndarray a, Py_ssize_t a_rs, Py_ssize_t a_ks,
     cdef uint16_t* c16 = <uint16_t*>cnp.PyArray_DATA(c) if rounded else NULL
     if m == 0 or n == 0:
         return
-    cdef Py_ssize_t panels = (n + MLK_BP_NR - 1) // MLK_BP_NR, bands = (m + MLK_BP_MC - 1) // MLK_BP_MC
+    cdef Py_ssize_t panels = (n + MLK_BP_NR - 1) // MLK_BP_NR
+    cdef Py_ssize_t bands = (m + MLK_BP_MC - 1) // MLK_BP_MC
     cdef int nt = 1 if <double>m * n * k < 2e6 else max(1, n_threads)
     cdef bint by_rows = bands >= nt
     nt = <int>min(<Py_ssize_t>nt, bands if by_rows else panels)

@@ -1549,18 +1549,26 @@ def prelu(x: np.ndarray, weight: np.ndarray, *, out: Optional[np.ndarray] = None
     return y
 
 
-def _widened16(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """A float32 copy of the 16-bit array a (exact)."""
+# Whole-array 16-bit conversions, for the paths that run a float32 kernel on widened copies
+# (prelu here, linear's widening path): widen once (exact), round once on the way out.
+
+def _widened16(a: Optional[np.ndarray], dtype: np.dtype) -> Optional[np.ndarray]:
+    """A float32 copy of the 16-bit array a (exact, C-contiguous), or None for None."""
+    if a is None:
+        return None
     a = V.c_array(a, dtype)
     wide = np.empty(a.shape, np.float32)
     K._convert.widen(a.reshape(-1).view(np.uint16), wide.reshape(-1), V.storage_kind(dtype))
     return wide
 
 
-def _round16_into(a32: np.ndarray, target: np.ndarray, dtype: np.dtype) -> None:
-    """target (16-bit, C-contiguous) = a32 rounded once to nearest even."""
-    K._convert.narrow(a32.reshape(-1), target.reshape(-1).view(np.uint16),
-                      V.storage_kind(dtype))
+def _round16_into(a32: np.ndarray, target: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """target (16-bit, C-contiguous) = a32 rounded once to nearest even; nothing to do when
+    target is a32 itself (a float32 out=). Returns target."""
+    if target is not a32:
+        K._convert.narrow(a32.reshape(-1), target.reshape(-1).view(np.uint16),
+                          V.storage_kind(dtype))
+    return target
 
 
 def prelu_backward(grad_out: np.ndarray, x: np.ndarray, weight: np.ndarray, *,

@@ -13,6 +13,7 @@ from . import _validate as V
 from ._dispatch import K
 from ._threads import get_num_threads
 from .activations import FUSED_WITH_LINEAR
+from .activations import _round16_into, _widened16
 
 __all__ = ["linear", "linear_backward", "ACTIVATIONS"]
 
@@ -146,24 +147,6 @@ def _bits(a, dtype):
     return V.c_array(a, dtype).view(np.uint16)
 
 
-def _widened(a, dtype):
-    """A float32 copy of the 16-bit array a (C-contiguous), or None for None."""
-    if a is None:
-        return None
-    a = V.c_array(a, dtype)
-    wide = np.empty(a.shape, np.float32)
-    K._convert.widen(a.reshape(-1).view(np.uint16), wide.reshape(-1), V.storage_kind(dtype))
-    return wide
-
-
-def _rounded_into(result32, target, dtype):
-    """target (16-bit, C-contiguous) = result32 rounded; or result32 itself when target is it."""
-    if target is not result32:
-        K._convert.narrow(result32.reshape(-1), target.reshape(-1).view(np.uint16),
-                          V.storage_kind(dtype))
-    return target
-
-
 def _view_for_product(a):
     """An output of bf16_product: float32 as it is, bfloat16 seen as uint16."""
     return a if a.dtype == np.float32 else a.view(np.uint16)
@@ -179,36 +162,35 @@ def _output_16(where, out, shape, dtype, inputs, name="out"):
 def _linear_16(where, x, weight, bias, dtype, activation, out, out_features, in_features,
                return_preactivation=False):
     y = _output_16(where, out, x.shape[:-1] + (out_features,), dtype, (x, weight, bias))
-    rows, nt = prod(x.shape[:-1]), get_num_threads()
-    if activation is None and _bf16_product(dtype):
-        target = y if y.dtype == np.float32 else y.view(np.uint16)
+    rows, nt, product = prod(x.shape[:-1]), get_num_threads(), _bf16_product(dtype)
+    if activation is None and product:
         K._linear.bf16_product(_bits(x, dtype), in_features, 1, _bits(weight, dtype),
                                in_features, 1, rows, out_features, in_features,
-                               _widened(bias, dtype), target, nt)
+                               _widened16(bias, dtype), _view_for_product(y), nt)
         return y
     y32 = y if y.dtype == np.float32 else np.empty(y.shape, np.float32)
     if activation is None:
-        K._linear.linear_forward(_widened(x, dtype), _widened(weight, dtype),
-                                 _widened(bias, dtype), y32, rows, out_features, in_features, nt)
-        return _rounded_into(y32, y, dtype)
+        K._linear.linear_forward(_widened16(x, dtype), _widened16(weight, dtype),
+                                 _widened16(bias, dtype), y32, rows, out_features, in_features, nt)
+        return _round16_into(y32, y, dtype)
     # fused: z = x·Wᵀ + b and y = act(z) in float32, each rounded once (z only if asked)
-    z32 = np.empty(y.shape, np.float32) if return_preactivation or _bf16_product(dtype) else None
-    if _bf16_product(dtype):
+    z32 = np.empty(y.shape, np.float32) if return_preactivation or product else None
+    if product:
         K._linear.bf16_product(_bits(x, dtype), in_features, 1, _bits(weight, dtype),
                                in_features, 1, rows, out_features, in_features,
-                               _widened(bias, dtype), z32, nt)
+                               _widened16(bias, dtype), z32, nt)
         from . import activations as A
         _, name, kw = FUSED_WITH_LINEAR[activation]
         getattr(A, name)(z32, **kw, out=y32)
     else:
         band_rows = max(16, _BAND_BYTES // max(1, out_features * 4))
-        K._linear.linear_act_forward(_widened(x, dtype), _widened(weight, dtype),
-                                     _widened(bias, dtype), y32, z32, ACTIVATIONS[activation],
+        K._linear.linear_act_forward(_widened16(x, dtype), _widened16(weight, dtype),
+                                     _widened16(bias, dtype), y32, z32, ACTIVATIONS[activation],
                                      rows, out_features, in_features, band_rows, nt)
-    _rounded_into(y32, y, dtype)
+    _round16_into(y32, y, dtype)
     if not return_preactivation:
         return y
-    z = z32 if y.dtype == np.float32 else _rounded_into(z32, np.empty(y.shape, dtype), dtype)
+    z = z32 if y.dtype == np.float32 else _round16_into(z32, np.empty(y.shape, dtype), dtype)
     return y, z
 
 
@@ -326,16 +308,16 @@ def linear_backward(grad_out: np.ndarray, x: np.ndarray, weight: np.ndarray, *,
                                in_features, rows, None, _view_for_product(grad_weight), nt)
         if grad_bias is not None:
             gb = grad_bias if grad_bias.dtype == np.float32 else np.empty(out_features, np.float32)
-            K._linear.bias_grad(_widened(grad_out, dtype), gb, rows, out_features, nt)
-            _rounded_into(gb, grad_bias, dtype)
+            K._linear.bias_grad(_widened16(grad_out, dtype), gb, rows, out_features, nt)
+            _round16_into(gb, grad_bias, dtype)
         return grad_x, grad_weight, grad_bias
     if dtype.itemsize == 2:     # float32 on the widened operands, each result rounded once
         wide = [None if a is None else a if a.dtype == np.float32 else
                 np.empty(a.shape, np.float32) for a in (grad_x, grad_weight, grad_bias)]
-        K._linear.linear_backward(_widened(grad_out, dtype), _widened(x, dtype),
-                                  _widened(weight, dtype), *wide, rows, out_features,
+        K._linear.linear_backward(_widened16(grad_out, dtype), _widened16(x, dtype),
+                                  _widened16(weight, dtype), *wide, rows, out_features,
                                   in_features, get_num_threads())
-        return tuple(None if a is None else _rounded_into(w, a, dtype)
+        return tuple(None if a is None else _round16_into(w, a, dtype)
                      for w, a in zip(wide, (grad_x, grad_weight, grad_bias)))
     K._linear.linear_backward(V.c_array(grad_out, dtype), V.c_array(x, dtype),
                               V.c_array(weight, dtype), grad_x, grad_weight, grad_bias,

@@ -65,7 +65,8 @@ def test_linear_forward(product, shape):
                                    (300, 64, 48), (1030, 40, 9)], ids=str)
 def test_linear_backward(product, shape):
     *lead, n_in, n_out = shape
-    x, w, g = bf16(tuple(lead) + (n_in,), 0), bf16((n_out, n_in), 1), bf16(tuple(lead) + (n_out,), 3)
+    x, w = bf16(tuple(lead) + (n_in,), 0), bf16((n_out, n_in), 1)
+    g = bf16(tuple(lead) + (n_out,), 3)
     gx, gw, gb = mk.linear_backward(g, x, w, bias=True)
     g2, x2 = g.reshape(-1, n_out), x.reshape(-1, n_in)
     assert gx.dtype == gw.dtype == gb.dtype == BF16
@@ -76,7 +77,8 @@ def test_linear_backward(product, shape):
         gb.view(np.uint16),
         mk.linear_backward(g.astype(np.float32), x.astype(np.float32),
                            w.astype(np.float32))[2].astype(BF16).view(np.uint16))
-    outs = (np.empty(x.shape, np.float32), np.empty(w.shape, np.float32), np.empty(n_out, np.float32))
+    outs = (np.empty(x.shape, np.float32), np.empty(w.shape, np.float32),
+            np.empty(n_out, np.float32))
     got = mk.linear_backward(g, x, w, out=outs)
     assert all(a is b for a, b in zip(got, outs))
     check(outs[1], g2.T, x2.T, rounded=False)

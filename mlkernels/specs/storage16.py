@@ -241,12 +241,14 @@ def _linear_cases(quick):
         outs = (np.empty_like(x), np.empty_like(w), np.empty(N, dt))
         return lambda: linear_backward(g, x, w, out=outs)
     cases = {}
-    for kernel, make, label in (("linear", fwd, "linear"), ("linear_backward", bwd, "linear_backward")):
-        impls = {f"mlkernels {name}": make(dtypes[name]) for name in ("bfloat16", "float32", "float16")}
+    for kernel, make in (("linear", fwd), ("linear_backward", bwd)):
+        impls = {f"mlkernels {name}": make(dtypes[name])
+                 for name in ("bfloat16", "float32", "float16")}
         impls["mlkernels bfloat16 widened + sgemm"] = widened(make(dtypes["bfloat16"]))
         torch = torch_or_none()
         if torch is not None:
-            for name, tdt in (("torch bfloat16", torch.bfloat16), ("torch float32", torch.float32)):
+            for name, tdt in (("torch bfloat16", torch.bfloat16),
+                              ("torch float32", torch.float32)):
                 tx = torch.randn(M, K).to(tdt).requires_grad_(kernel != "linear")
                 tw = (torch.randn(N, K) * 0.03).to(tdt).requires_grad_(kernel != "linear")
                 tb = torch.randn(N).to(tdt).requires_grad_(kernel != "linear")
@@ -259,7 +261,7 @@ def _linear_cases(quick):
                     impls[name] = (lambda ty=ty, tg=tg, ins=(tx, tw, tb), torch=torch:
                                    torch.autograd.grad(ty, ins, tg, retain_graph=True))
         flops = 2.0 * M * N * K * (1 if kernel == "linear" else 2)
-        cases[kernel] = [BenchCase(f"16-bit storage: {label} {M}x{K}->{N}", impls,
+        cases[kernel] = [BenchCase(f"16-bit storage: {kernel} {M}x{K}->{N}", impls,
                                    dtype="bfloat16", flops=flops)]
     return cases
 
