@@ -67,9 +67,9 @@ from mlkernels._vecmath cimport (GELU_C, SELU_ALPHA, SELU_SCALE, SQRT_2_OVER_PI,
                                  v_abs, v_exp, v_exp_neg_abs, v_exp_nonpositive, v_expm1,
                                  v_ndtr, v_npdf, v_select, v_sigmoid, v_softplus, v_tanh)
 from mlkernels._vecmath cimport (mlk_expf, mlk_expm1f, mlk_log1pf, mlk_tanhf, mlk_sigmoidf,
-                                 mlk_ndtrf, mlk_exp_half_sqf, mlk_softplusf, mlk_exp, mlk_expm1,
-                                 mlk_log1p, mlk_tanh, mlk_sigmoid, mlk_ndtr, mlk_exp_half_sq,
-                                 mlk_softplus)
+                                 mlk_ndtrf, mlk_exp_half_sqf, mlk_softplusf, mlk_exp_nonposf,
+                                 mlk_exp, mlk_expm1, mlk_log1p, mlk_tanh, mlk_sigmoid, mlk_ndtr,
+                                 mlk_exp_half_sq, mlk_softplus)
 
 cnp.import_array()
 
@@ -2007,7 +2007,7 @@ def prelu_backward(g, x, w, gx, gw, Py_ssize_t N, Py_ssize_t C, Py_ssize_t S):
 
 # ================================================================================ test hook
 VECMATH_FLOAT = ["expf", "expm1f", "log1pf", "tanhf", "sigmoidf", "exp_half_sqf", "ndtrf",
-                 "softplusf"]
+                 "softplusf", "exp_nonposf"]
 VECMATH_DOUBLE = ["exp", "expm1", "log1p", "tanh", "sigmoid", "exp_half_sq", "ndtr", "softplus"]
 
 
@@ -2037,9 +2037,12 @@ cdef void apply_vecmath(int which, const floating* x, floating* y, Py_ssize_t n)
         elif which == 6:
             for i in range(n):         # simd
                 y[i] = mlk_ndtrf(x[i])
-        else:
+        elif which == 7:
             for i in range(n):         # simd
                 y[i] = mlk_softplusf(x[i])
+        else:
+            for i in range(n):         # simd
+                y[i] = mlk_exp_nonposf(x[i])
     else:
         if which == 0:
             for i in range(n):         # simd

@@ -25,7 +25,7 @@ from libc.math cimport exp, log, INFINITY, NAN
 
 from libc.stdlib cimport free, malloc
 
-from mlkernels._act cimport v_exp, v_sigmoid, v_softplus
+from mlkernels._act cimport v_exp, v_exp_nonpositive, v_sigmoid, v_softplus
 from mlkernels._reduce cimport sum_of, dot_of, max_of
 from libc.stdint cimport uint16_t
 from mlkernels._half cimport mlk_widen, mlk_narrow, mlk_narrow_stream
@@ -52,20 +52,21 @@ cdef enum:
 
 
 cdef double row_exp_sum(const floating* x, floating* e, Py_ssize_t C, floating m) noexcept nogil:
-    """e = exp(x − m) and returns Σ e in double. e may be NULL (only the sum is wanted): the
-    exponentials then go through a small stack buffer. Computing them in one loop and summing
+    """e = exp(x − m) and returns Σ e in double, m being the row's maximum (so x − m ≤ 0 or
+    NaN: the cheaper exponential with no overflow cases). e may be NULL (only the sum is
+    wanted): the exponentials then go through a small stack buffer. Computing them in one loop and summing
     in another keeps both vectorized (see _reduce.pxd)."""
     cdef floating buf[EXP_BLOCK]
     cdef Py_ssize_t j, start = 0, size
     cdef double total = 0
     if e != NULL:
         for j in range(C):                       # simd
-            e[j] = v_exp(x[j] - m)
+            e[j] = v_exp_nonpositive(x[j] - m)
         return sum_of(e, C)
     while start < C:
         size = min(<Py_ssize_t>EXP_BLOCK, C - start)
         for j in range(size):                    # simd
-            buf[j] = v_exp(x[start + j] - m)
+            buf[j] = v_exp_nonpositive(x[start + j] - m)
         total += sum_of(buf, size)
         start += size
     return total
@@ -484,7 +485,7 @@ cdef double lce_grad_row(floating* z, Py_ssize_t V, long long t, long long ignor
     if smoothing != 0:
         sum_z = sum_of(z, V)
     for j in range(V):  # simd
-        z[j] = v_exp(z[j] - m)
+        z[j] = v_exp_nonpositive(z[j] - m)
     start = 0
     while start < V:                             # row_exp_sum's order: blocks of EXP_BLOCK
         total += sum_of(z + start, min(<Py_ssize_t>EXP_BLOCK, V - start))

@@ -95,6 +95,15 @@ MLK_INLINE float mlk_exp_neg_absf(float x) {
     return mlk_exp_finite(w < -104.0f ? -104.0f : w);
 }
 
+/* e^x for x <= 0 (and NaN): softmax's e^(x - max), ELU's slope. The same bits as mlk_expf
+ * on that range (checked over every float32 with the sign bit set: only signalling NaNs
+ * differ, which come out quieted), without its overflow cases: x clamped at -104 gives 0,
+ * as mlk_expf's limit does. About 20 operations where mlk_expf takes 35. A positive x gives
+ * a value nobody may use (callers select it away). */
+MLK_INLINE float mlk_exp_nonposf(float x) {
+    return mlk_exp_finite(x < -104.0f ? -104.0f : x);
+}
+
 /* e^x - 1 = 2^k (e^r - 1) + (2^k - 1): cancellation-free, full relative accuracy near 0
  * (k = 0 gives e^r - 1 directly). Above x = 24, e^x - 1 rounds to e^x = 2^k e^r, built
  * from the same reduction as mlk_expf (2^k as two factors: 2^k alone overflows at x > 88.4). */

@@ -216,3 +216,20 @@ def test_float64_every_simd_tail_matches_elementwise():
             np.testing.assert_array_equal(K._activations.vecmath(name, x[:n]), whole[:n])
             np.testing.assert_array_equal(K._activations.vecmath(name, x[3:3 + n]),
                                           whole[3:3 + n])
+
+
+def test_exp_nonpositive_is_expf_on_its_range():
+    """mlk_exp_nonposf (softmax's e^(x − max), ELU's slope) gives mlk_expf's bits for every
+    x ≤ 0 and NaN: its clamp at −104 replaces mlk_expf's limits. Every 127th float32 with the
+    sign bit set, and every one in the ranges where the results turn subnormal and then 0."""
+    patterns = [np.arange(0x80000000, 0x100000000, 127, dtype=np.uint64),
+                np.arange(0xC2AE0000, 0xC2D10000, dtype=np.uint64)]   # −87 .. −104.5
+    x = np.concatenate(patterns).astype(np.uint32).view(np.float32)
+    x = np.concatenate([x, np.float32([0.0, -0.0, -np.inf, np.nan, -np.nan])])
+    got = K._activations.vecmath("exp_nonposf", x)
+    want = K._activations.vecmath("expf", x)
+    nan = np.isnan(want)
+    assert np.array_equal(np.isnan(got), nan)
+    differ = np.flatnonzero(got[~nan].view(np.uint32) != want[~nan].view(np.uint32))
+    assert differ.size == 0, (f"{differ.size} values differ, first x = {x[~nan][differ[0]]!r}")
+    assert got[-5:-2].tolist() == [1.0, 1.0, 0.0]
