@@ -10,9 +10,12 @@ How it is built
 * cross_entropy reads the logits once and writes one loss per row: log-sum-exp, the target's
   logit and (for label smoothing) the row sum, in the same pass. Its backward writes
   (softmax − (1 − ε)·onehot − ε/C)·scale in one pass.
-* exp is the vectorized float32 exp of _vecmath.h (libm for float64); max, sums and dot
-  products are the lane-parallel reductions of _reduce.pxd, in double: a row's passes all
-  vectorize (a plain running sum would keep each loop containing it scalar).
+* exp is the vectorized exp of _vecmath.h. Every exponent here is x − max ≤ 0 (or NaN), so
+  the float32 rows take mlk_exp_nonposf: mlk_expf's bits without its overflow cases, about
+  20 operations where mlk_expf takes 35 -- the exponential is most of a row's arithmetic
+  (docs/kernels/loss.md). max, sums and dot products are the lane-parallel reductions of
+  _reduce.pxd, in double: a row's passes all vectorize (a plain running sum would keep each
+  loop containing it scalar).
 * The entry points take the arrays' data pointers (validated by mlkernels/loss.py; no typed
   memoryviews, whose acquisition costs more than a small call's work), and class targets are
   range-checked here, in C, before anything is written.
