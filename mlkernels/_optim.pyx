@@ -317,10 +317,12 @@ def fused_step(int kind, bint is_double, list columns, dict hyper, int n_threads
 
 # ------------------------------------------------------------------------------ 16-bit params
 # bfloat16 / float16 parameters (and grads), states float32 or 16-bit, optional float32 master
-# copies: blocks of HALF_BLOCK elements are widened into float32 buffers on the stack, the
-# float32 run function above updates them, and the results are stored back -- p rounded to
-# nearest even, or (bfloat16) stochastically, or from the master copy. The float32 math is the
-# float32 optimizer's own, so with master weights p is exactly float32 AdamW's result, rounded.
+# copies, for every optimizer above (SGD, Adam/AdamW, RMSprop, Adagrad): blocks of HALF_BLOCK
+# elements are widened into float32 buffers on the stack, the optimizer's float32 run function
+# (through run_unit, as fused_step calls it) updates them, and the results are stored back --
+# p rounded to nearest even, or (bfloat16) stochastically, or from the master copy. The float32
+# math is the float32 optimizer's own, so with master weights p is exactly the float32
+# optimizer's result, rounded.
 # Adam/AdamW on bfloat16 params with float32 states, rounded to nearest (with or without master
 # copies; amsgrad off) -- the common case -- skips the blocks in the avx512 variant:
 # adam_run_bf16 converts inside its one loop (faster there than the block path at 16M params;
@@ -448,13 +450,12 @@ cdef void half_unit(Kind kind, int storage, int state_kind, int rounding, void**
         return
     cdef float bp[HALF_BLOCK]
     cdef float bg[HALF_BLOCK]
-    cdef float bs[3][HALF_BLOCK]
+    cdef float bs[MAX_SLOTS - 2][HALF_BLOCK]
     cdef uint16_t r[HALF_BLOCK]
-    cdef float* s[3]
+    cdef float* fs[MAX_SLOTS]        # the float32 slots the run function gets: p, g, states
     cdef float* pf
     cdef uint16_t* p16
     cdef Py_ssize_t off = start, m, j, i, end = start + n
-    cdef int n_states = 1 if kind == SGD else 3
     while off < end:
         m = min(<Py_ssize_t>HALF_BLOCK, end - off)
         p16 = <uint16_t*>slots[0] + off
@@ -464,22 +465,21 @@ cdef void half_unit(Kind kind, int storage, int state_kind, int rounding, void**
             pf = bp
             mlk_widen(storage, p16, bp, m)
         mlk_widen(storage, <uint16_t*>slots[1] + off, bg, m)
-        for j in range(n_states):
-            if slots[2 + j] == NULL:
-                s[j] = NULL
+        fs[0] = pf
+        fs[1] = bg
+        for j in range(2, MAX_SLOTS):          # the states this optimizer has (NULL: unused)
+            if slots[j] == NULL:
+                fs[j] = NULL
             elif state_kind == 0:
-                s[j] = <float*>slots[2 + j] + off
+                fs[j] = <float*>slots[j] + off
             else:
-                s[j] = bs[j]
-                mlk_widen(state_kind, <uint16_t*>slots[2 + j] + off, bs[j], m)
-        if kind == SGD:
-            sgd_run(pf, <const float*>bg, s[0], m, h)
-        else:
-            adam_run(pf, <const float*>bg, s[0], s[1], s[2], m, h)
+                fs[j] = bs[j - 2]
+                mlk_widen(state_kind, <uint16_t*>slots[j] + off, bs[j - 2], m)
+        run_unit[float](kind, fs, 0, m, h)     # the float32 optimizer's own run function
         if state_kind != 0:
-            for j in range(n_states):
-                if slots[2 + j] != NULL:
-                    mlk_narrow(state_kind, bs[j], <uint16_t*>slots[2 + j] + off, m)
+            for j in range(2, MAX_SLOTS):
+                if slots[j] != NULL:
+                    mlk_narrow(state_kind, bs[j - 2], <uint16_t*>slots[j] + off, m)
         if rounding == ROUND_STOCHASTIC:
             mlk_philox_u16(e0 + <uint64_t>(off - start), m, k0, k1, r)
             for i in range(m):  # simd
