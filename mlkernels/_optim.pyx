@@ -117,32 +117,58 @@ cdef void adam_run(floating* p, const floating* g, floating* m, floating* v, flo
 
 
 # ------------------------------------------------------------------------------ RMSprop
+cdef inline void rmsprop_point(floating* p, const floating* g, floating* sq, floating* buf,
+                               floating* gavg, Py_ssize_t i, floating sign, floating wd,
+                               floating alpha, floating one_alpha, floating eps, floating lr,
+                               floating mu, bint centered, bint has_momentum) noexcept nogil:
+    """One element of rmsprop_run; centered and has_momentum are constants where it is
+    inlined (each of rmsprop_run's four loops is one combination)."""
+    cdef floating gi, si, ai
+    gi = sign * g[i]
+    if wd != 0:
+        gi = gi + wd * p[i]
+    si = alpha * sq[i] + one_alpha * gi * gi
+    sq[i] = si
+    if centered:
+        gavg[i] = alpha * gavg[i] + one_alpha * gi
+        ai = sqrt(si - gavg[i] * gavg[i]) + eps
+    else:
+        ai = sqrt(si) + eps
+    if has_momentum:
+        buf[i] = mu * buf[i] + gi / ai
+        p[i] = p[i] - lr * buf[i]
+    else:
+        p[i] = p[i] - lr * gi / ai
+
+
 cdef void rmsprop_run(floating* p, const floating* g, floating* sq, floating* buf,
                       floating* gavg, Py_ssize_t n, const Hyper* h) noexcept nogil:
     """g ← sign·g + wd·p;  s ← α·s + (1−α)·g²;  centered: ḡ ← α·ḡ + (1−α)·g, a = √(s − ḡ²) + eps,
-    else a = √s + eps;  momentum: buf ← μ·buf + g/a, p ← p − lr·buf;  else p ← p − lr·g/a."""
+    else a = √s + eps;  momentum: buf ← μ·buf + g/a, p ← p − lr·buf;  else p ← p − lr·g/a.
+    One loop per combination of centered and momentum, written out: GCC did not unswitch
+    the two flags of one loop -- it vectorized it with both square roots and masked loads of
+    the absent states (buf, ḡ: NULL), and the plain step ran slower than the centered one
+    with momentum that moves more bytes (docs/kernels/bf16.md)."""
     cdef floating sign = <floating>h.sign, wd = <floating>h.weight_decay
     cdef floating alpha = <floating>h.alpha, one_alpha = <floating>(1.0 - h.alpha)
     cdef floating eps = <floating>h.eps, lr = <floating>h.lr, mu = <floating>h.momentum
-    cdef bint centered = h.centered, has_momentum = h.has_momentum
-    cdef floating gi, si, ai
     cdef Py_ssize_t i
-    for i in range(n):  # simd
-        gi = sign * g[i]
-        if wd != 0:
-            gi = gi + wd * p[i]
-        si = alpha * sq[i] + one_alpha * gi * gi
-        sq[i] = si
-        if centered:
-            gavg[i] = alpha * gavg[i] + one_alpha * gi
-            ai = sqrt(si - gavg[i] * gavg[i]) + eps
-        else:
-            ai = sqrt(si) + eps
-        if has_momentum:
-            buf[i] = mu * buf[i] + gi / ai
-            p[i] = p[i] - lr * buf[i]
-        else:
-            p[i] = p[i] - lr * gi / ai
+    if h.centered and h.has_momentum:
+        for i in range(n):  # simd
+            rmsprop_point(p, g, sq, buf, gavg, i, sign, wd, alpha, one_alpha, eps, lr, mu,
+                          True, True)
+    elif h.centered:
+        for i in range(n):  # simd
+            rmsprop_point(p, g, sq, buf, gavg, i, sign, wd, alpha, one_alpha, eps, lr, mu,
+                          True, False)
+    elif h.has_momentum:
+        for i in range(n):  # simd
+            rmsprop_point(p, g, sq, buf, gavg, i, sign, wd, alpha, one_alpha, eps, lr, mu,
+                          False, True)
+    else:
+        for i in range(n):  # simd
+            rmsprop_point(p, g, sq, buf, gavg, i, sign, wd, alpha, one_alpha, eps, lr, mu,
+                          False, False)
 
 
 # ------------------------------------------------------------------------------ Adagrad
