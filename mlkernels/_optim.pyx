@@ -117,16 +117,17 @@ cdef void adam_run(floating* p, const floating* g, floating* m, floating* v, flo
 
 
 # ------------------------------------------------------------------------------ RMSprop
-cdef inline void rmsprop_point(floating* p, const floating* g, floating* sq, floating* buf,
-                               floating* gavg, Py_ssize_t i, floating sign, floating wd,
-                               floating alpha, floating one_alpha, floating eps, floating lr,
-                               floating mu, bint centered, bint has_momentum) noexcept nogil:
-    """One element of rmsprop_run; centered and has_momentum are constants where it is
-    inlined (each of rmsprop_run's four loops is one combination)."""
-    cdef floating gi, si, ai
-    gi = sign * g[i]
+cdef inline floating rmsprop_point(floating p, floating g, floating* sq, floating* buf,
+                                   floating* gavg, Py_ssize_t i, floating sign, floating wd,
+                                   floating alpha, floating one_alpha, floating eps, floating lr,
+                                   floating mu, bint centered, bint has_momentum) noexcept nogil:
+    """One element of rmsprop_run: p and g its values, the states updated at [i]; returns the
+    new p. centered and has_momentum are constants where it is inlined (each of rmsprop_run's
+    loops is one combination; the 16-bit loop of rmsprop_run_bf16 calls it too)."""
+    cdef floating gi, si, ai, b
+    gi = sign * g
     if wd != 0:
-        gi = gi + wd * p[i]
+        gi = gi + wd * p
     si = alpha * sq[i] + one_alpha * gi * gi
     sq[i] = si
     if centered:
@@ -135,10 +136,10 @@ cdef inline void rmsprop_point(floating* p, const floating* g, floating* sq, flo
     else:
         ai = sqrt(si) + eps
     if has_momentum:
-        buf[i] = mu * buf[i] + gi / ai
-        p[i] = p[i] - lr * buf[i]
-    else:
-        p[i] = p[i] - lr * gi / ai
+        b = mu * buf[i] + gi / ai
+        buf[i] = b
+        return p - lr * b
+    return p - lr * gi / ai
 
 
 cdef void rmsprop_run(floating* p, const floating* g, floating* sq, floating* buf,
@@ -155,38 +156,46 @@ cdef void rmsprop_run(floating* p, const floating* g, floating* sq, floating* bu
     cdef Py_ssize_t i
     if h.centered and h.has_momentum:
         for i in range(n):  # simd
-            rmsprop_point(p, g, sq, buf, gavg, i, sign, wd, alpha, one_alpha, eps, lr, mu,
-                          True, True)
+            p[i] = rmsprop_point(p[i], g[i], sq, buf, gavg, i, sign, wd, alpha, one_alpha, eps,
+                                 lr, mu, True, True)
     elif h.centered:
         for i in range(n):  # simd
-            rmsprop_point(p, g, sq, buf, gavg, i, sign, wd, alpha, one_alpha, eps, lr, mu,
-                          True, False)
+            p[i] = rmsprop_point(p[i], g[i], sq, buf, gavg, i, sign, wd, alpha, one_alpha, eps,
+                                 lr, mu, True, False)
     elif h.has_momentum:
         for i in range(n):  # simd
-            rmsprop_point(p, g, sq, buf, gavg, i, sign, wd, alpha, one_alpha, eps, lr, mu,
-                          False, True)
+            p[i] = rmsprop_point(p[i], g[i], sq, buf, gavg, i, sign, wd, alpha, one_alpha, eps,
+                                 lr, mu, False, True)
     else:
         for i in range(n):  # simd
-            rmsprop_point(p, g, sq, buf, gavg, i, sign, wd, alpha, one_alpha, eps, lr, mu,
-                          False, False)
+            p[i] = rmsprop_point(p[i], g[i], sq, buf, gavg, i, sign, wd, alpha, one_alpha, eps,
+                                 lr, mu, False, False)
 
 
 # ------------------------------------------------------------------------------ Adagrad
+cdef inline floating adagrad_point(floating p, floating g, floating* ssum, Py_ssize_t i,
+                                   floating sign, floating wd, floating clr,
+                                   floating eps) noexcept nogil:
+    """One element of adagrad_run: p and g its values, S updated at [i]; returns the new p
+    (the 16-bit loop of adagrad_run_bf16 calls it too)."""
+    cdef floating gi, si
+    gi = sign * g
+    if wd != 0:
+        gi = gi + wd * p
+    si = ssum[i] + gi * gi
+    ssum[i] = si
+    return p - clr * gi / (sqrt(si) + eps)
+
+
 cdef void adagrad_run(floating* p, const floating* g, floating* ssum, Py_ssize_t n,
                       const Hyper* h) noexcept nogil:
     """g ← sign·g + wd·p;  S ← S + g²;  p ← p − clr·g / (√S + eps),
     clr = lr / (1 + (t − 1)·lr_decay) (``step_size``)."""
     cdef floating sign = <floating>h.sign, wd = <floating>h.weight_decay
     cdef floating clr = <floating>h.step_size, eps = <floating>h.eps
-    cdef floating gi, si
     cdef Py_ssize_t i
     for i in range(n):  # simd
-        gi = sign * g[i]
-        if wd != 0:
-            gi = gi + wd * p[i]
-        si = ssum[i] + gi * gi
-        ssum[i] = si
-        p[i] = p[i] - clr * gi / (sqrt(si) + eps)
+        p[i] = adagrad_point(p[i], g[i], ssum, i, sign, wd, clr, eps)
 
 
 # ------------------------------------------------------------------------------ driver
@@ -349,10 +358,13 @@ def fused_step(int kind, bint is_double, list columns, dict hyper, int n_threads
 # p rounded to nearest even, or (bfloat16) stochastically, or from the master copy. The float32
 # math is the float32 optimizer's own, so with master weights p is exactly the float32
 # optimizer's result, rounded.
-# Adam/AdamW on bfloat16 params with float32 states, rounded to nearest (with or without master
-# copies; amsgrad off) -- the common case -- skips the blocks in the avx512 variant:
-# adam_run_bf16 converts inside its one loop (faster there than the block path at 16M params;
-# no faster in the avx2 and baseline variants: docs/kernels/bf16.md).
+# bfloat16 params with float32 states, rounded to nearest (with or without master copies) --
+# the common case -- skips the blocks in the avx512 variant for Adam/AdamW (amsgrad off),
+# plain RMSprop (not centered, no momentum) and Adagrad: adam_run_bf16, rmsprop_run_bf16 and
+# adagrad_run_bf16 convert inside their one loop (faster there than the block path at 16M
+# params; Adam's no faster in the avx2 and baseline variants: docs/kernels/bf16.md).
+# RMSprop's and Adagrad's loops call the point functions of their float32 runs; Adam's writes
+# out adam_run's contractions (adam_point, below).
 
 cdef extern from "_philox.h" nogil:
     void mlk_philox_u16(uint64_t e0, Py_ssize_t n, uint32_t k0, uint32_t k1, uint16_t* u)
@@ -385,17 +397,18 @@ cdef extern from *:
     #else
     #define MLK_MUL_ADD_F(a, b, c) ((a) * (b) + (c))
     #endif
-    /* adam_run_bf16 is taken in the avx512 variant only, where it was measured faster than
-     * the block path (at 16M params); in the avx2 variant the two ran even, in the baseline
-     * one the loop was slower with master weights (docs/kernels/bf16.md). */
+    /* The loops that convert in place (adam_run_bf16, rmsprop_run_bf16, adagrad_run_bf16)
+     * are taken in the avx512 variant only, where they were measured faster than the block
+     * path (at 16M params); in the avx2 variant adam's two ran even, in the baseline one its
+     * loop was slower with master weights (docs/kernels/bf16.md). */
     #if defined(__AVX512F__)
-    #define MLK_ADAM_BF16_IN_LOOP 1
+    #define MLK_BF16_IN_LOOP 1
     #else
-    #define MLK_ADAM_BF16_IN_LOOP 0
+    #define MLK_BF16_IN_LOOP 0
     #endif
     """
     float MLK_MUL_ADD_F(float a, float b, float c) noexcept nogil
-    bint MLK_ADAM_BF16_IN_LOOP
+    bint MLK_BF16_IN_LOOP
 
 
 cdef inline float adam_point(float p, float g, float* m, float* v, Py_ssize_t i, float sign,
@@ -450,17 +463,65 @@ cdef void adam_run_bf16(uint16_t* p16, const uint16_t* g16, float* master, Py_ss
             p16[i] = mlk_bf16_round(pn)
 
 
-cdef bint use_adam_run_bf16 = MLK_ADAM_BF16_IN_LOOP
+cdef bint use_run_bf16 = MLK_BF16_IN_LOOP
 
 
-def set_adam_run_bf16(bint flag):
-    """Whether half_unit takes adam_run_bf16 where it can (True) or the block path; returns
-    the previous setting (the default: True in the avx512 variant only). For benchmarks that
-    time the two against each other (docs/kernels/bf16.md), in any variant."""
-    global use_adam_run_bf16
-    previous = use_adam_run_bf16
-    use_adam_run_bf16 = flag
+def set_run_bf16(bint flag):
+    """Whether half_unit takes the loops that convert in place (adam_run_bf16,
+    rmsprop_run_bf16, adagrad_run_bf16) where it can (True) or the block path; returns the
+    previous setting (the default: True in the avx512 variant only). For benchmarks that
+    time the two against each other and tests that check both (docs/kernels/bf16.md), in
+    any variant."""
+    global use_run_bf16
+    previous = use_run_bf16
+    use_run_bf16 = flag
     return previous
+
+
+cdef void rmsprop_run_bf16(uint16_t* p16, const uint16_t* g16, float* master,
+                           Py_ssize_t start, float* sq, Py_ssize_t n, const Hyper* h) noexcept nogil:
+    """rmsprop_run (not centered, no momentum: torch's defaults) for bfloat16 p and g with a
+    float32 s, rounding to nearest: rmsprop_point per element, the conversions inside the
+    loop as in adam_run_bf16. Pointers as adam_run_bf16's."""
+    cdef float sign = <float>h.sign, wd = <float>h.weight_decay
+    cdef float alpha = <float>h.alpha, one_alpha = <float>(1.0 - h.alpha)
+    cdef float eps = <float>h.eps, lr = <float>h.lr
+    cdef float pn
+    cdef Py_ssize_t i
+    if master == NULL:
+        for i in range(n):  # simd
+            p16[i] = mlk_bf16_round(rmsprop_point(mlk_bf16_widen(p16[i]), mlk_bf16_widen(g16[i]),
+                                                  sq, <float*>NULL, <float*>NULL, i, sign, wd,
+                                                  alpha, one_alpha, eps, lr, 0.0, False, False))
+    else:
+        master = master + start
+        for i in range(n):  # simd
+            pn = rmsprop_point(master[i], mlk_bf16_widen(g16[i]), sq, <float*>NULL,
+                               <float*>NULL, i, sign, wd, alpha, one_alpha, eps, lr, 0.0,
+                               False, False)
+            master[i] = pn
+            p16[i] = mlk_bf16_round(pn)
+
+
+cdef void adagrad_run_bf16(uint16_t* p16, const uint16_t* g16, float* master,
+                           Py_ssize_t start, float* ssum, Py_ssize_t n,
+                           const Hyper* h) noexcept nogil:
+    """adagrad_run for bfloat16 p and g with a float32 S, rounding to nearest:
+    adagrad_point per element, the conversions inside the loop as in adam_run_bf16."""
+    cdef float sign = <float>h.sign, wd = <float>h.weight_decay
+    cdef float clr = <float>h.step_size, eps = <float>h.eps
+    cdef float pn
+    cdef Py_ssize_t i
+    if master == NULL:
+        for i in range(n):  # simd
+            p16[i] = mlk_bf16_round(adagrad_point(mlk_bf16_widen(p16[i]), mlk_bf16_widen(g16[i]),
+                                                  ssum, i, sign, wd, clr, eps))
+    else:
+        master = master + start
+        for i in range(n):  # simd
+            pn = adagrad_point(master[i], mlk_bf16_widen(g16[i]), ssum, i, sign, wd, clr, eps)
+            master[i] = pn
+            p16[i] = mlk_bf16_round(pn)
 
 
 cdef void half_unit(Kind kind, int storage, int state_kind, int rounding, void** slots,
@@ -469,11 +530,21 @@ cdef void half_unit(Kind kind, int storage, int state_kind, int rounding, void**
     """Elements [start, start + n) of one parameter: slots p, g, then up to three states
     (16-bit when state_kind != 0, else float32); master (float32) or NULL. e0: the
     stochastic-rounding counter of element `start`."""
-    if (use_adam_run_bf16 and kind == ADAM and storage == MLK_BF16 and state_kind == 0
-            and rounding == ROUND_NEAREST and not h.amsgrad):
-        adam_run_bf16(<uint16_t*>slots[0] + start, <const uint16_t*>slots[1] + start,
-                      master, start, <float*>slots[2] + start, <float*>slots[3] + start, n, h)
-        return
+    if (use_run_bf16 and storage == MLK_BF16 and state_kind == 0
+            and rounding == ROUND_NEAREST):
+        if kind == ADAM and not h.amsgrad:
+            adam_run_bf16(<uint16_t*>slots[0] + start, <const uint16_t*>slots[1] + start,
+                          master, start, <float*>slots[2] + start, <float*>slots[3] + start, n,
+                          h)
+            return
+        if kind == RMSPROP and not h.centered and not h.has_momentum:
+            rmsprop_run_bf16(<uint16_t*>slots[0] + start, <const uint16_t*>slots[1] + start,
+                             master, start, <float*>slots[2] + start, n, h)
+            return
+        if kind == ADAGRAD:
+            adagrad_run_bf16(<uint16_t*>slots[0] + start, <const uint16_t*>slots[1] + start,
+                             master, start, <float*>slots[2] + start, n, h)
+            return
     cdef float bp[HALF_BLOCK]
     cdef float bg[HALF_BLOCK]
     cdef float bs[MAX_SLOTS - 2][HALF_BLOCK]

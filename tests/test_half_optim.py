@@ -634,25 +634,35 @@ def test_bfloat16_and_float16_params_in_one_optimizer():
     np.testing.assert_array_equal(opt.state[1]["master_param"], rb.state[0]["master_param"])
 
 
+IN_LOOP_STEPS = {   # the cases of the loops that convert in place, and their state counts
+    "adam": (lambda *a, **kw: optim.adam_step(*a, lr=1e-2, weight_decay=0.01, **kw), 2),
+    "adamw": (lambda *a, **kw: optim.adamw_step(*a, lr=1e-2, weight_decay=0.1, **kw), 2),
+    "rmsprop": (lambda *a, **kw: optim.rmsprop_step(*a, lr=1e-2, weight_decay=0.01,
+                                                    maximize=True, **kw), 1),
+    "adagrad": (lambda *a, **kw: optim.adagrad_step(*a, lr=1e-2, lr_decay=0.01,
+                                                    weight_decay=0.01, **kw), 1),
+}
+
+
 @pytest.mark.parametrize("in_loop", [True, False], ids=["in_loop", "blocks"])
-@pytest.mark.parametrize("name", ["adam", "adamw"])
-def test_both_bfloat16_adam_paths_give_float32_rounded(isa, in_loop, name):
-    """adam_run_bf16 (the conversions in the loop: the avx512 variant's default) and the
-    block path, each forced on every variant: p is float32's result rounded, the master copy
-    and the states float32's, bit for bit (the loop writes out adam_run's FMAs)."""
+@pytest.mark.parametrize("name", sorted(IN_LOOP_STEPS))
+def test_both_bfloat16_paths_give_float32_rounded(isa, in_loop, name):
+    """adam_run_bf16, rmsprop_run_bf16, adagrad_run_bf16 (the conversions in the loop: the
+    avx512 variant's default) and the block path, each forced on every variant: p is
+    float32's result rounded, the master copy and the states float32's, bit for bit (Adam's
+    loop writes out adam_run's FMAs; RMSprop's and Adagrad's call their runs' point
+    functions)."""
     from mlkernels._dispatch import K
-    step_fn = {"adam": lambda *a, **kw: optim.adam_step(*a, lr=1e-2, weight_decay=0.01, **kw),
-               "adamw": lambda *a, **kw: optim.adamw_step(*a, lr=1e-2, weight_decay=0.1,
-                                                          **kw)}[name]
+    step_fn, n_states = IN_LOOP_STEPS[name]
     size = 70001
-    previous = K._optim.set_adam_run_bf16(in_loop)
+    previous = K._optim.set_run_bf16(in_loop)
     try:
         for master in (False, True):
             p = make(size, BF16, 0)
             p32 = p.astype(np.float32)
             mp = [p.astype(np.float32)] if master else None
-            s, s32 = [np.zeros(size, np.float32) for _ in range(2)], \
-                [np.zeros(size, np.float32) for _ in range(2)]
+            s, s32 = [np.zeros(size, np.float32) for _ in range(n_states)], \
+                [np.zeros(size, np.float32) for _ in range(n_states)]
             for step in range(1, 4):
                 g = make(size, BF16, step)
                 if not master:
@@ -665,7 +675,7 @@ def test_both_bfloat16_adam_paths_give_float32_rounded(isa, in_loop, name):
                 if master:
                     np.testing.assert_array_equal(mp[0], p32)
     finally:
-        K._optim.set_adam_run_bf16(previous)
+        K._optim.set_run_bf16(previous)
 
 
 @pytest.mark.parametrize("klass", [optim.RMSprop, optim.Adagrad], ids=["RMSprop", "Adagrad"])
