@@ -479,7 +479,8 @@ def set_run_bf16(bint flag):
 
 
 cdef void rmsprop_run_bf16(uint16_t* p16, const uint16_t* g16, float* master,
-                           Py_ssize_t start, float* sq, Py_ssize_t n, const Hyper* h) noexcept nogil:
+                           Py_ssize_t start, float* sq, Py_ssize_t n,
+                           const Hyper* h) noexcept nogil:
     """rmsprop_run (not centered, no momentum: torch's defaults) for bfloat16 p and g with a
     float32 s, rounding to nearest: rmsprop_point per element, the conversions inside the
     loop as in adam_run_bf16. Pointers as adam_run_bf16's."""

@@ -569,17 +569,9 @@ def rmsprop_step(params: Arrays, grads: Arrays, square_avgs: Arrays,
     lr, alpha, eps, weight_decay, momentum : float
         Non-negative.
     centered, maximize : bool
-    master_params : list of numpy.ndarray, optional
-        For bfloat16/float16 params: float32 copies of them, one per param, updated in place;
-        p becomes its master rounded to nearest even.
-    stochastic_rounding : bool, default False
-        For bfloat16 params: round the updated p up with probability equal to the dropped
-        fraction (unbiased), from Philox4x32-10 of (seed, (step − 1)·elements + element).
-    seed : int, default 0
-        The stochastic rounding's key, in [0, 2**64).
-    rounding_offset : int, optional
-        The stochastic rounding's counter of this call's first element, in [0, 2**64);
-        default (step − 1)·(the call's elements). The optimizer classes pass a running count.
+    master_params, stochastic_rounding, seed, rounding_offset
+        How 16-bit params are stored, as for ``sgd_step``: float32 master copies, or
+        (bfloat16) stochastic rounding, else round to nearest.
 
     Returns
     -------
@@ -644,17 +636,9 @@ def adagrad_step(params: Arrays, grads: Arrays, state_sums: Arrays, *, step: int
     lr, lr_decay, weight_decay, eps : float
         Non-negative.
     maximize : bool
-    master_params : list of numpy.ndarray, optional
-        For bfloat16/float16 params: float32 copies of them, one per param, updated in place;
-        p becomes its master rounded to nearest even.
-    stochastic_rounding : bool, default False
-        For bfloat16 params: round the updated p up with probability equal to the dropped
-        fraction (unbiased), from Philox4x32-10 of (seed, (step − 1)·elements + element).
-    seed : int, default 0
-        The stochastic rounding's key, in [0, 2**64).
-    rounding_offset : int, optional
-        The stochastic rounding's counter of this call's first element, in [0, 2**64);
-        default (step − 1)·(the call's elements). The optimizer classes pass a running count.
+    master_params, stochastic_rounding, seed, rounding_offset
+        How 16-bit params are stored, as for ``sgd_step``: float32 master copies, or
+        (bfloat16) stochastic rounding, else round to nearest.
 
     Returns
     -------
