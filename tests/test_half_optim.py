@@ -481,16 +481,21 @@ def test_master_weights_are_made_at_construction():
     assert "state0.master_param" in opt.state_dict()
 
 
-def test_max_grad_norm_with_16bit_grads():
-    """Clipping inside the step: the norm of the widened gradients, in float32."""
+@pytest.mark.parametrize("name", sorted(CLASSES))
+def test_max_grad_norm_with_16bit_grads(name):
+    """Clipping inside the step: the norm of the widened gradients, in float32; the clipped
+    step on the master copy is float32's."""
+    make_opt = CLASSES[name][0]
     p, p32 = make(1000, BF16, 0), make(1000, BF16, 0).astype(np.float32)
-    g = make(1000, BF16, 1)
-    opt = optim.AdamW([p], max_grad_norm=0.5, master_weights=True)
-    ref = optim.AdamW([p32], max_grad_norm=0.5)
-    norm = opt.step([g])
-    want = ref.step([g.astype(np.float32)])
-    assert norm.dtype == np.float32 and norm == want
-    np.testing.assert_array_equal(opt.state[0]["master_param"], p32)
+    opt = make_opt([p], max_grad_norm=0.5, master_weights=True)
+    ref = make_opt([p32], max_grad_norm=0.5)
+    for t in (1, 2):
+        g = make(1000, BF16, t)
+        norm = opt.step([g])
+        want = ref.step([g.astype(np.float32)])
+        assert norm.dtype == np.float32 and norm == want and norm > 0.5
+        np.testing.assert_array_equal(opt.state[0]["master_param"], p32)
+        assert (bits(p) == bits(p32.astype(BF16))).all()
 
 
 def test_class_bad_input_raised_at_construction_writes_nothing():
