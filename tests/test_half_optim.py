@@ -724,3 +724,32 @@ def test_adagrad_initial_accumulator_value_in_16bit_states():
         opt.step([np.zeros(16, BF16)])
         s = opt.state[0]["sum"]
         assert s.dtype == (sdt or np.float32) and (s.astype(np.float32) == want).all()
+
+
+@pytest.mark.parametrize("in_loop", [True, False], ids=["in_loop", "blocks"])
+@pytest.mark.parametrize("name", ["rmsprop", "adagrad"])
+def test_rmsprop_adagrad_special_values(isa, in_loop, name):
+    """Every pair of p and g among ±0, ±1, ±inf, NaN, subnormal, ±huge: p is float32's
+    result rounded, NaN included (as ml_dtypes/NumPy round it), the states float32's, on
+    both paths and both 16-bit dtypes."""
+    from mlkernels._dispatch import K
+    step_fn, _ = IN_LOOP_STEPS[name]
+    vals = np.array([0.0, -0.0, 1.0, -1.0, np.inf, -np.inf, np.nan, 1e-40, -1e-40, 3e38, -3e38,
+                     1e-3], np.float32)
+    P, G = (a.ravel() for a in np.meshgrid(vals, vals))
+    previous = K._optim.set_run_bf16(in_loop)
+    try:
+        for dtype in HALF:
+            with np.errstate(over="ignore"):                  # ±3e38 is ±inf in float16
+                p, g = P.astype(dtype), G.astype(dtype)
+            s = np.full(p.size, 0.5, np.float32)
+            p32, s32 = p.astype(np.float32), s.copy()
+            with np.errstate(all="ignore"):
+                step_fn(p32, g.astype(np.float32), s32, step=2)
+                want = p32.astype(dtype)
+            step_fn(p, g, s, step=2)
+            assert np.isnan(p32).any() and np.isfinite(p32).any()
+            assert (bits(p) == bits(want)).all()
+            assert (s.view(np.uint32) == s32.view(np.uint32)).all()
+    finally:
+        K._optim.set_run_bf16(previous)
