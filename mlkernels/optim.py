@@ -14,6 +14,13 @@ Two layers:
 Names, defaults, formulas and order of operations are torch.optim's (PyTorch 2.x, the
 single-tensor path), so a training loop gives the same numbers to rounding. Everything is
 validated before anything is written: a bad call changes no parameter and no state.
+
+Every step and every class (SGD, Adam, AdamW, RMSprop, Adagrad) also takes bfloat16
+(``ml_dtypes``) and float16 parameters: the float32 arithmetic of the same optimizer, the
+result stored rounded to nearest (the default), from float32 master copies
+(``master_params=`` / ``master_weights=True``) or, bfloat16 only, stochastically rounded
+(``stochastic_rounding=True, seed=``); states float32, or the params' 16-bit dtype on
+request. See ``Optimizer`` and docs/kernels/bf16.md.
 """
 from __future__ import annotations
 
