@@ -5,10 +5,10 @@ conversions inside the loop".
 
 float32 AdamW against bfloat16 params with float32 states, through adam_run_bf16 (the
 conversions inside its one loop, the default) and through the block path of half_unit
-(blocks widened on the stack, ``_optim.set_adam_run_bf16(False)``), with and without master
+(blocks widened on the stack, ``_optim.set_run_bf16(False)``), with and without master
 weights. The cases alternate round after round (interleaved samples); medians of the times
 and of the per-round ratios float32 / case are printed. Only the avx512 variant takes
-adam_run_bf16 by default (``MLK_ADAM_BF16_IN_LOOP``); this script switches it on and off in
+adam_run_bf16 by default (``MLK_BF16_IN_LOOP``); this script switches it on and off in
 any variant (MLKERNELS_ISA=avx2 ...).
 """
 import sys
@@ -39,7 +39,7 @@ def case(data, in_loop=True):
     step = [0]
 
     def run():
-        K._optim.set_adam_run_bf16(in_loop)
+        K._optim.set_run_bf16(in_loop)
         step[0] += 1
         optim.adamw_step(p, g, m, v, step=step[0], lr=1e-4, **kw)
     return run
@@ -52,7 +52,7 @@ def main(rounds):
              "bf16, blocks": case(bf16, in_loop=False),
              "bf16 master, in the loop": case(bf16_master),
              "bf16 master, blocks": case(bf16_master, in_loop=False)}
-    default = K._optim.set_adam_run_bf16(True)
+    default = K._optim.set_run_bf16(True)
     times = {k: [] for k in cases}
     for run in cases.values():
         run()                                          # (first touch, outside the samples)
@@ -61,7 +61,7 @@ def main(rounds):
             t = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - t)
-    K._optim.set_adam_run_bf16(default)
+    K._optim.set_run_bf16(default)
     f32 = np.array(times["float32"])
     for name, ts in times.items():
         ts = np.array(ts)

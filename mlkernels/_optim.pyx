@@ -117,50 +117,85 @@ cdef void adam_run(floating* p, const floating* g, floating* m, floating* v, flo
 
 
 # ------------------------------------------------------------------------------ RMSprop
+cdef inline floating rmsprop_point(floating p, floating g, floating* sq, floating* buf,
+                                   floating* gavg, Py_ssize_t i, floating sign, floating wd,
+                                   floating alpha, floating one_alpha, floating eps, floating lr,
+                                   floating mu, bint centered, bint has_momentum) noexcept nogil:
+    """One element of rmsprop_run: p and g its values, the states updated at [i]; returns the
+    new p. centered and has_momentum are constants where it is inlined (each of rmsprop_run's
+    loops is one combination; the 16-bit loop of rmsprop_run_bf16 calls it too)."""
+    cdef floating gi, si, ai, b
+    gi = sign * g
+    if wd != 0:
+        gi = gi + wd * p
+    si = alpha * sq[i] + one_alpha * gi * gi
+    sq[i] = si
+    if centered:
+        gavg[i] = alpha * gavg[i] + one_alpha * gi
+        ai = sqrt(si - gavg[i] * gavg[i]) + eps
+    else:
+        ai = sqrt(si) + eps
+    if has_momentum:
+        b = mu * buf[i] + gi / ai
+        buf[i] = b
+        return p - lr * b
+    return p - lr * gi / ai
+
+
 cdef void rmsprop_run(floating* p, const floating* g, floating* sq, floating* buf,
                       floating* gavg, Py_ssize_t n, const Hyper* h) noexcept nogil:
     """g ← sign·g + wd·p;  s ← α·s + (1−α)·g²;  centered: ḡ ← α·ḡ + (1−α)·g, a = √(s − ḡ²) + eps,
-    else a = √s + eps;  momentum: buf ← μ·buf + g/a, p ← p − lr·buf;  else p ← p − lr·g/a."""
+    else a = √s + eps;  momentum: buf ← μ·buf + g/a, p ← p − lr·buf;  else p ← p − lr·g/a.
+    One loop per combination of centered and momentum, written out: GCC did not unswitch
+    the two flags of one loop -- it vectorized it with both square roots and masked loads of
+    the absent states (buf, ḡ: NULL), and the plain step ran slower than the centered one
+    with momentum that moves more bytes (docs/kernels/bf16.md)."""
     cdef floating sign = <floating>h.sign, wd = <floating>h.weight_decay
     cdef floating alpha = <floating>h.alpha, one_alpha = <floating>(1.0 - h.alpha)
     cdef floating eps = <floating>h.eps, lr = <floating>h.lr, mu = <floating>h.momentum
-    cdef bint centered = h.centered, has_momentum = h.has_momentum
-    cdef floating gi, si, ai
     cdef Py_ssize_t i
-    for i in range(n):  # simd
-        gi = sign * g[i]
-        if wd != 0:
-            gi = gi + wd * p[i]
-        si = alpha * sq[i] + one_alpha * gi * gi
-        sq[i] = si
-        if centered:
-            gavg[i] = alpha * gavg[i] + one_alpha * gi
-            ai = sqrt(si - gavg[i] * gavg[i]) + eps
-        else:
-            ai = sqrt(si) + eps
-        if has_momentum:
-            buf[i] = mu * buf[i] + gi / ai
-            p[i] = p[i] - lr * buf[i]
-        else:
-            p[i] = p[i] - lr * gi / ai
+    if h.centered and h.has_momentum:
+        for i in range(n):  # simd
+            p[i] = rmsprop_point(p[i], g[i], sq, buf, gavg, i, sign, wd, alpha, one_alpha, eps,
+                                 lr, mu, True, True)
+    elif h.centered:
+        for i in range(n):  # simd
+            p[i] = rmsprop_point(p[i], g[i], sq, buf, gavg, i, sign, wd, alpha, one_alpha, eps,
+                                 lr, mu, True, False)
+    elif h.has_momentum:
+        for i in range(n):  # simd
+            p[i] = rmsprop_point(p[i], g[i], sq, buf, gavg, i, sign, wd, alpha, one_alpha, eps,
+                                 lr, mu, False, True)
+    else:
+        for i in range(n):  # simd
+            p[i] = rmsprop_point(p[i], g[i], sq, buf, gavg, i, sign, wd, alpha, one_alpha, eps,
+                                 lr, mu, False, False)
 
 
 # ------------------------------------------------------------------------------ Adagrad
+cdef inline floating adagrad_point(floating p, floating g, floating* ssum, Py_ssize_t i,
+                                   floating sign, floating wd, floating clr,
+                                   floating eps) noexcept nogil:
+    """One element of adagrad_run: p and g its values, S updated at [i]; returns the new p
+    (the 16-bit loop of adagrad_run_bf16 calls it too)."""
+    cdef floating gi, si
+    gi = sign * g
+    if wd != 0:
+        gi = gi + wd * p
+    si = ssum[i] + gi * gi
+    ssum[i] = si
+    return p - clr * gi / (sqrt(si) + eps)
+
+
 cdef void adagrad_run(floating* p, const floating* g, floating* ssum, Py_ssize_t n,
                       const Hyper* h) noexcept nogil:
     """g ← sign·g + wd·p;  S ← S + g²;  p ← p − clr·g / (√S + eps),
     clr = lr / (1 + (t − 1)·lr_decay) (``step_size``)."""
     cdef floating sign = <floating>h.sign, wd = <floating>h.weight_decay
     cdef floating clr = <floating>h.step_size, eps = <floating>h.eps
-    cdef floating gi, si
     cdef Py_ssize_t i
     for i in range(n):  # simd
-        gi = sign * g[i]
-        if wd != 0:
-            gi = gi + wd * p[i]
-        si = ssum[i] + gi * gi
-        ssum[i] = si
-        p[i] = p[i] - clr * gi / (sqrt(si) + eps)
+        p[i] = adagrad_point(p[i], g[i], ssum, i, sign, wd, clr, eps)
 
 
 # ------------------------------------------------------------------------------ driver
@@ -317,14 +352,19 @@ def fused_step(int kind, bint is_double, list columns, dict hyper, int n_threads
 
 # ------------------------------------------------------------------------------ 16-bit params
 # bfloat16 / float16 parameters (and grads), states float32 or 16-bit, optional float32 master
-# copies: blocks of HALF_BLOCK elements are widened into float32 buffers on the stack, the
-# float32 run function above updates them, and the results are stored back -- p rounded to
-# nearest even, or (bfloat16) stochastically, or from the master copy. The float32 math is the
-# float32 optimizer's own, so with master weights p is exactly float32 AdamW's result, rounded.
-# Adam/AdamW on bfloat16 params with float32 states, rounded to nearest (with or without master
-# copies; amsgrad off) -- the common case -- skips the blocks in the avx512 variant:
-# adam_run_bf16 converts inside its one loop (faster there than the block path at 16M params;
-# no faster in the avx2 and baseline variants: docs/kernels/bf16.md).
+# copies, for every optimizer above (SGD, Adam/AdamW, RMSprop, Adagrad): blocks of HALF_BLOCK
+# elements are widened into float32 buffers on the stack, the optimizer's float32 run function
+# (through run_unit, as fused_step calls it) updates them, and the results are stored back --
+# p rounded to nearest even, or (bfloat16) stochastically, or from the master copy. The float32
+# math is the float32 optimizer's own, so with master weights p is exactly the float32
+# optimizer's result, rounded.
+# bfloat16 params with float32 states, rounded to nearest (with or without master copies) --
+# the common case -- skips the blocks in the avx512 variant for Adam/AdamW (amsgrad off),
+# plain RMSprop (not centered, no momentum) and Adagrad: adam_run_bf16, rmsprop_run_bf16 and
+# adagrad_run_bf16 convert inside their one loop (faster there than the block path at 16M
+# params; Adam's no faster in the avx2 and baseline variants: docs/kernels/bf16.md).
+# RMSprop's and Adagrad's loops call the point functions of their float32 runs; Adam's writes
+# out adam_run's contractions (adam_point, below).
 
 cdef extern from "_philox.h" nogil:
     void mlk_philox_u16(uint64_t e0, Py_ssize_t n, uint32_t k0, uint32_t k1, uint16_t* u)
@@ -357,17 +397,18 @@ cdef extern from *:
     #else
     #define MLK_MUL_ADD_F(a, b, c) ((a) * (b) + (c))
     #endif
-    /* adam_run_bf16 is taken in the avx512 variant only, where it was measured faster than
-     * the block path (at 16M params); in the avx2 variant the two ran even, in the baseline
-     * one the loop was slower with master weights (docs/kernels/bf16.md). */
+    /* The loops that convert in place (adam_run_bf16, rmsprop_run_bf16, adagrad_run_bf16)
+     * are taken in the avx512 variant only, where they were measured faster than the block
+     * path (at 16M params); in the avx2 variant adam's two ran even, in the baseline one its
+     * loop was slower with master weights (docs/kernels/bf16.md). */
     #if defined(__AVX512F__)
-    #define MLK_ADAM_BF16_IN_LOOP 1
+    #define MLK_BF16_IN_LOOP 1
     #else
-    #define MLK_ADAM_BF16_IN_LOOP 0
+    #define MLK_BF16_IN_LOOP 0
     #endif
     """
     float MLK_MUL_ADD_F(float a, float b, float c) noexcept nogil
-    bint MLK_ADAM_BF16_IN_LOOP
+    bint MLK_BF16_IN_LOOP
 
 
 cdef inline float adam_point(float p, float g, float* m, float* v, Py_ssize_t i, float sign,
@@ -422,17 +463,66 @@ cdef void adam_run_bf16(uint16_t* p16, const uint16_t* g16, float* master, Py_ss
             p16[i] = mlk_bf16_round(pn)
 
 
-cdef bint use_adam_run_bf16 = MLK_ADAM_BF16_IN_LOOP
+cdef bint use_run_bf16 = MLK_BF16_IN_LOOP
 
 
-def set_adam_run_bf16(bint flag):
-    """Whether half_unit takes adam_run_bf16 where it can (True) or the block path; returns
-    the previous setting (the default: True in the avx512 variant only). For benchmarks that
-    time the two against each other (docs/kernels/bf16.md), in any variant."""
-    global use_adam_run_bf16
-    previous = use_adam_run_bf16
-    use_adam_run_bf16 = flag
+def set_run_bf16(bint flag):
+    """Whether half_unit takes the loops that convert in place (adam_run_bf16,
+    rmsprop_run_bf16, adagrad_run_bf16) where it can (True) or the block path; returns the
+    previous setting (the default: True in the avx512 variant only). For benchmarks that
+    time the two against each other and tests that check both (docs/kernels/bf16.md), in
+    any variant."""
+    global use_run_bf16
+    previous = use_run_bf16
+    use_run_bf16 = flag
     return previous
+
+
+cdef void rmsprop_run_bf16(uint16_t* p16, const uint16_t* g16, float* master,
+                           Py_ssize_t start, float* sq, Py_ssize_t n,
+                           const Hyper* h) noexcept nogil:
+    """rmsprop_run (not centered, no momentum: torch's defaults) for bfloat16 p and g with a
+    float32 s, rounding to nearest: rmsprop_point per element, the conversions inside the
+    loop as in adam_run_bf16. Pointers as adam_run_bf16's."""
+    cdef float sign = <float>h.sign, wd = <float>h.weight_decay
+    cdef float alpha = <float>h.alpha, one_alpha = <float>(1.0 - h.alpha)
+    cdef float eps = <float>h.eps, lr = <float>h.lr
+    cdef float pn
+    cdef Py_ssize_t i
+    if master == NULL:
+        for i in range(n):  # simd
+            p16[i] = mlk_bf16_round(rmsprop_point(mlk_bf16_widen(p16[i]), mlk_bf16_widen(g16[i]),
+                                                  sq, <float*>NULL, <float*>NULL, i, sign, wd,
+                                                  alpha, one_alpha, eps, lr, 0.0, False, False))
+    else:
+        master = master + start
+        for i in range(n):  # simd
+            pn = rmsprop_point(master[i], mlk_bf16_widen(g16[i]), sq, <float*>NULL,
+                               <float*>NULL, i, sign, wd, alpha, one_alpha, eps, lr, 0.0,
+                               False, False)
+            master[i] = pn
+            p16[i] = mlk_bf16_round(pn)
+
+
+cdef void adagrad_run_bf16(uint16_t* p16, const uint16_t* g16, float* master,
+                           Py_ssize_t start, float* ssum, Py_ssize_t n,
+                           const Hyper* h) noexcept nogil:
+    """adagrad_run for bfloat16 p and g with a float32 S, rounding to nearest:
+    adagrad_point per element, the conversions inside the loop as in adam_run_bf16."""
+    cdef float sign = <float>h.sign, wd = <float>h.weight_decay
+    cdef float clr = <float>h.step_size, eps = <float>h.eps
+    cdef float pn
+    cdef Py_ssize_t i
+    if master == NULL:
+        for i in range(n):  # simd
+            p16[i] = mlk_bf16_round(adagrad_point(mlk_bf16_widen(p16[i]), mlk_bf16_widen(g16[i]),
+                                                  ssum, i, sign, wd, clr, eps))
+    else:
+        master = master + start
+        for i in range(n):  # simd
+            pn = adagrad_point(master[i], mlk_bf16_widen(g16[i]), ssum, i, sign, wd, clr, eps)
+            master[i] = pn
+            p16[i] = mlk_bf16_round(pn)
 
 
 cdef void half_unit(Kind kind, int storage, int state_kind, int rounding, void** slots,
@@ -441,20 +531,29 @@ cdef void half_unit(Kind kind, int storage, int state_kind, int rounding, void**
     """Elements [start, start + n) of one parameter: slots p, g, then up to three states
     (16-bit when state_kind != 0, else float32); master (float32) or NULL. e0: the
     stochastic-rounding counter of element `start`."""
-    if (use_adam_run_bf16 and kind == ADAM and storage == MLK_BF16 and state_kind == 0
-            and rounding == ROUND_NEAREST and not h.amsgrad):
-        adam_run_bf16(<uint16_t*>slots[0] + start, <const uint16_t*>slots[1] + start,
-                      master, start, <float*>slots[2] + start, <float*>slots[3] + start, n, h)
-        return
+    if (use_run_bf16 and storage == MLK_BF16 and state_kind == 0
+            and rounding == ROUND_NEAREST):
+        if kind == ADAM and not h.amsgrad:
+            adam_run_bf16(<uint16_t*>slots[0] + start, <const uint16_t*>slots[1] + start,
+                          master, start, <float*>slots[2] + start, <float*>slots[3] + start, n,
+                          h)
+            return
+        if kind == RMSPROP and not h.centered and not h.has_momentum:
+            rmsprop_run_bf16(<uint16_t*>slots[0] + start, <const uint16_t*>slots[1] + start,
+                             master, start, <float*>slots[2] + start, n, h)
+            return
+        if kind == ADAGRAD:
+            adagrad_run_bf16(<uint16_t*>slots[0] + start, <const uint16_t*>slots[1] + start,
+                             master, start, <float*>slots[2] + start, n, h)
+            return
     cdef float bp[HALF_BLOCK]
     cdef float bg[HALF_BLOCK]
-    cdef float bs[3][HALF_BLOCK]
+    cdef float bs[MAX_SLOTS - 2][HALF_BLOCK]
     cdef uint16_t r[HALF_BLOCK]
-    cdef float* s[3]
+    cdef float* fs[MAX_SLOTS]        # the float32 slots the run function gets: p, g, states
     cdef float* pf
     cdef uint16_t* p16
     cdef Py_ssize_t off = start, m, j, i, end = start + n
-    cdef int n_states = 1 if kind == SGD else 3
     while off < end:
         m = min(<Py_ssize_t>HALF_BLOCK, end - off)
         p16 = <uint16_t*>slots[0] + off
@@ -464,22 +563,21 @@ cdef void half_unit(Kind kind, int storage, int state_kind, int rounding, void**
             pf = bp
             mlk_widen(storage, p16, bp, m)
         mlk_widen(storage, <uint16_t*>slots[1] + off, bg, m)
-        for j in range(n_states):
-            if slots[2 + j] == NULL:
-                s[j] = NULL
+        fs[0] = pf
+        fs[1] = bg
+        for j in range(2, MAX_SLOTS):          # the states this optimizer has (NULL: unused)
+            if slots[j] == NULL:
+                fs[j] = NULL
             elif state_kind == 0:
-                s[j] = <float*>slots[2 + j] + off
+                fs[j] = <float*>slots[j] + off
             else:
-                s[j] = bs[j]
-                mlk_widen(state_kind, <uint16_t*>slots[2 + j] + off, bs[j], m)
-        if kind == SGD:
-            sgd_run(pf, <const float*>bg, s[0], m, h)
-        else:
-            adam_run(pf, <const float*>bg, s[0], s[1], s[2], m, h)
+                fs[j] = bs[j - 2]
+                mlk_widen(state_kind, <uint16_t*>slots[j] + off, bs[j - 2], m)
+        run_unit[float](kind, fs, 0, m, h)     # the float32 optimizer's own run function
         if state_kind != 0:
-            for j in range(n_states):
-                if slots[2 + j] != NULL:
-                    mlk_narrow(state_kind, bs[j], <uint16_t*>slots[2 + j] + off, m)
+            for j in range(2, MAX_SLOTS):
+                if slots[j] != NULL:
+                    mlk_narrow(state_kind, bs[j - 2], <uint16_t*>slots[j] + off, m)
         if rounding == ROUND_STOCHASTIC:
             mlk_philox_u16(e0 + <uint64_t>(off - start), m, k0, k1, r)
             for i in range(m):  # simd

@@ -14,6 +14,13 @@ Two layers:
 Names, defaults, formulas and order of operations are torch.optim's (PyTorch 2.x, the
 single-tensor path), so a training loop gives the same numbers to rounding. Everything is
 validated before anything is written: a bad call changes no parameter and no state.
+
+Every step and every class (SGD, Adam, AdamW, RMSprop, Adagrad) also takes bfloat16
+(``ml_dtypes``) and float16 parameters: the float32 arithmetic of the same optimizer, the
+result stored rounded to nearest (the default), from float32 master copies
+(``master_params=`` / ``master_weights=True``) or, bfloat16 only, stochastically rounded
+(``stochastic_rounding=True, seed=``); states float32, or the params' 16-bit dtype on
+request. See ``Optimizer`` and docs/kernels/bf16.md.
 """
 from __future__ import annotations
 
@@ -169,7 +176,9 @@ def _is_half(a: object) -> bool:
         V.storage_kind(a.dtype) != 0
 
 
-_HALF_STEPS = ("sgd_step()", "adam_step()", "adamw_step()")
+#: the steps that take 16-bit params: every one (the list names them in the message of the
+#: check below, kept for a step added later without a 16-bit path)
+_HALF_STEPS = ("sgd_step()", "adam_step()", "adamw_step()", "rmsprop_step()", "adagrad_step()")
 
 
 def _columns_half(where, params, grads, states, state_lists):
@@ -316,7 +325,8 @@ def sgd_step(params: Arrays, grads: Arrays, momentum_buffers: Optional[Arrays] =
     Parameters
     ----------
     params : numpy.ndarray or list of numpy.ndarray
-        Updated in place: writeable, C-contiguous, float32 or float64 (one dtype for all).
+        Updated in place: writeable, C-contiguous, float32, float64, bfloat16 (ml_dtypes) or
+        float16 (one dtype for all).
     grads : numpy.ndarray or list of numpy.ndarray
         One per parameter, its shape and dtype (any layout: copied once when strided).
     momentum_buffers : list of numpy.ndarray, optional
@@ -345,12 +355,15 @@ def sgd_step(params: Arrays, grads: Arrays, momentum_buffers: Optional[Arrays] =
     Raises
     ------
     TypeError
-        If an array is not a float32/float64 ndarray, dtypes are mixed, or a required state
-        list is missing.
+        If an array is not a float32/float64/bfloat16/float16 ndarray, dtypes are mixed (16-bit
+        params: states all float32 or all the params' dtype, master copies float32), or a
+        required state list is missing.
     ValueError
         If the lists differ in length, a shape differs from its parameter's, a parameter or
-        state array is read-only, not C-contiguous or shares memory with another, or a
-        hyperparameter is out of range. Nothing is written then.
+        state array is read-only, not C-contiguous or shares memory with another, a
+        hyperparameter is out of range, or a storage option does not fit the params
+        (master_params or stochastic_rounding with float32/float64 params, both at once,
+        stochastic_rounding with float16). Nothing is written then.
 
     Examples
     --------
@@ -401,7 +414,8 @@ def adam_step(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arra
     Parameters
     ----------
     params : numpy.ndarray or list of numpy.ndarray
-        Updated in place: writeable, C-contiguous, float32 or float64 (one dtype for all).
+        Updated in place: writeable, C-contiguous, float32, float64, bfloat16 (ml_dtypes) or
+        float16 (one dtype for all).
     grads : numpy.ndarray or list of numpy.ndarray
         One per parameter, its shape and dtype (any layout: copied once when strided).
     exp_avgs, exp_avg_sqs : list of numpy.ndarray
@@ -434,12 +448,15 @@ def adam_step(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arra
     Raises
     ------
     TypeError
-        If an array is not a float32/float64 ndarray, dtypes are mixed, or a required state
-        list is missing.
+        If an array is not a float32/float64/bfloat16/float16 ndarray, dtypes are mixed (16-bit
+        params: states all float32 or all the params' dtype, master copies float32), or a
+        required state list is missing.
     ValueError
         If the lists differ in length, a shape differs from its parameter's, a parameter or
-        state array is read-only, not C-contiguous or shares memory with another, or a
-        hyperparameter is out of range. Nothing is written then.
+        state array is read-only, not C-contiguous or shares memory with another, a
+        hyperparameter is out of range, or a storage option does not fit the params
+        (master_params or stochastic_rounding with float32/float64 params, both at once,
+        stochastic_rounding with float16). Nothing is written then.
 
     Examples
     --------
@@ -491,12 +508,15 @@ def adamw_step(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arr
     Raises
     ------
     TypeError
-        If an array is not a float32/float64 ndarray, dtypes are mixed, or a required state
-        list is missing.
+        If an array is not a float32/float64/bfloat16/float16 ndarray, dtypes are mixed (16-bit
+        params: states all float32 or all the params' dtype, master copies float32), or a
+        required state list is missing.
     ValueError
         If the lists differ in length, a shape differs from its parameter's, a parameter or
-        state array is read-only, not C-contiguous or shares memory with another, or a
-        hyperparameter is out of range. Nothing is written then.
+        state array is read-only, not C-contiguous or shares memory with another, a
+        hyperparameter is out of range, or a storage option does not fit the params
+        (master_params or stochastic_rounding with float32/float64 params, both at once,
+        stochastic_rounding with float16). Nothing is written then.
 
     Examples
     --------
@@ -514,10 +534,11 @@ def adamw_step(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arr
               master_params, stochastic_rounding, seed, step, rounding_offset)
 
 
-def _prepare_rmsprop(params, grads, square_avgs, momentum_buffers, grad_avgs, lr, alpha, eps,
-                     weight_decay, momentum, centered, maximize):
+def _prepare_rmsprop(params, grads, square_avgs, momentum_buffers, grad_avgs, step, lr, alpha,
+                     eps, weight_decay, momentum, centered, maximize):
     where = "rmsprop_step()"
     h = _hyper(where, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum)
+    _step_count(where, step)          # (only the stochastic rounding's counter depends on it)
     columns, dtype = _columns(where, params, grads, [
         ("square_avgs", square_avgs, True),
         ("momentum_buffers", momentum_buffers if momentum != 0 else None, momentum != 0),
@@ -528,9 +549,11 @@ def _prepare_rmsprop(params, grads, square_avgs, momentum_buffers, grad_avgs, lr
 
 def rmsprop_step(params: Arrays, grads: Arrays, square_avgs: Arrays,
                  momentum_buffers: Optional[Arrays] = None, grad_avgs: Optional[Arrays] = None,
-                 *, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
+                 *, step: int = 1, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
-                 maximize: bool = False) -> None:
+                 maximize: bool = False, master_params: Optional[Arrays] = None,
+                 stochastic_rounding: bool = False, seed: int = 0,
+                 rounding_offset: Optional[int] = None) -> None:
     """One RMSprop step, in place (torch.optim.RMSprop)::
 
         g = ±g + wd·p ;  s = α·s + (1 − α)·g²
@@ -547,9 +570,15 @@ def rmsprop_step(params: Arrays, grads: Arrays, square_avgs: Arrays,
         Required when ``momentum != 0``.
     grad_avgs : list of numpy.ndarray, optional
         ḡ, required when ``centered=True``.
+    step : int, default 1
+        This step's 1-based number: RMSprop's formulas do not use it; it places the
+        stochastic rounding's counter (see ``rounding_offset``).
     lr, alpha, eps, weight_decay, momentum : float
         Non-negative.
     centered, maximize : bool
+    master_params, stochastic_rounding, seed, rounding_offset
+        How 16-bit params are stored, as for ``sgd_step``: float32 master copies, or
+        (bfloat16) stochastic rounding, else round to nearest.
 
     Returns
     -------
@@ -558,12 +587,15 @@ def rmsprop_step(params: Arrays, grads: Arrays, square_avgs: Arrays,
     Raises
     ------
     TypeError
-        If an array is not a float32/float64 ndarray, dtypes are mixed, or a required state
-        list is missing.
+        If an array is not a float32/float64/bfloat16/float16 ndarray, dtypes are mixed (16-bit
+        params: states all float32 or all the params' dtype, master copies float32), or a
+        required state list is missing.
     ValueError
         If the lists differ in length, a shape differs from its parameter's, a parameter or
-        state array is read-only, not C-contiguous or shares memory with another, or a
-        hyperparameter is out of range. Nothing is written then.
+        state array is read-only, not C-contiguous or shares memory with another, a
+        hyperparameter is out of range, or a storage option does not fit the params
+        (master_params or stochastic_rounding with float32/float64 params, both at once,
+        stochastic_rounding with float16). Nothing is written then.
 
     Examples
     --------
@@ -574,8 +606,10 @@ def rmsprop_step(params: Arrays, grads: Arrays, square_avgs: Arrays,
     >>> p
     array([0.98])
     """
-    _run(*_prepare_rmsprop(params, grads, square_avgs, momentum_buffers, grad_avgs, lr, alpha,
-                           eps, weight_decay, momentum, centered, maximize))
+    _run_step("rmsprop_step()", _prepare_rmsprop(params, grads, square_avgs, momentum_buffers,
+                                                 grad_avgs, step, lr, alpha, eps, weight_decay,
+                                                 momentum, centered, maximize),
+              master_params, stochastic_rounding, seed, step, rounding_offset)
 
 
 def _prepare_adagrad(params, grads, state_sums, step, lr, lr_decay, weight_decay, eps,
@@ -590,7 +624,9 @@ def _prepare_adagrad(params, grads, state_sums, step, lr, lr_decay, weight_decay
 
 def adagrad_step(params: Arrays, grads: Arrays, state_sums: Arrays, *, step: int,
                  lr: float = 1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
-                 eps: float = 1e-10, maximize: bool = False) -> None:
+                 eps: float = 1e-10, maximize: bool = False,
+                 master_params: Optional[Arrays] = None, stochastic_rounding: bool = False,
+                 seed: int = 0, rounding_offset: Optional[int] = None) -> None:
     """One Adagrad step, in place (torch.optim.Adagrad)::
 
         g = ±g + wd·p ;  clr = lr / (1 + (t − 1)·lr_decay)
@@ -607,6 +643,9 @@ def adagrad_step(params: Arrays, grads: Arrays, state_sums: Arrays, *, step: int
     lr, lr_decay, weight_decay, eps : float
         Non-negative.
     maximize : bool
+    master_params, stochastic_rounding, seed, rounding_offset
+        How 16-bit params are stored, as for ``sgd_step``: float32 master copies, or
+        (bfloat16) stochastic rounding, else round to nearest.
 
     Returns
     -------
@@ -615,12 +654,15 @@ def adagrad_step(params: Arrays, grads: Arrays, state_sums: Arrays, *, step: int
     Raises
     ------
     TypeError
-        If an array is not a float32/float64 ndarray, dtypes are mixed, or a required state
-        list is missing.
+        If an array is not a float32/float64/bfloat16/float16 ndarray, dtypes are mixed (16-bit
+        params: states all float32 or all the params' dtype, master copies float32), or a
+        required state list is missing.
     ValueError
         If the lists differ in length, a shape differs from its parameter's, a parameter or
-        state array is read-only, not C-contiguous or shares memory with another, or a
-        hyperparameter is out of range. Nothing is written then.
+        state array is read-only, not C-contiguous or shares memory with another, a
+        hyperparameter is out of range, or a storage option does not fit the params
+        (master_params or stochastic_rounding with float32/float64 params, both at once,
+        stochastic_rounding with float16). Nothing is written then.
 
     Examples
     --------
@@ -631,8 +673,9 @@ def adagrad_step(params: Arrays, grads: Arrays, state_sums: Arrays, *, step: int
     >>> p
     array([0.9])
     """
-    _run(*_prepare_adagrad(params, grads, state_sums, step, lr, lr_decay, weight_decay, eps,
-                           maximize))
+    _run_step("adagrad_step()", _prepare_adagrad(params, grads, state_sums, step, lr, lr_decay,
+                                                 weight_decay, eps, maximize),
+              master_params, stochastic_rounding, seed, step, rounding_offset)
 
 
 # ============================================================================ classes
@@ -672,7 +715,8 @@ class Optimizer:
     Unlike torch.optim, ``step`` takes the gradients as its argument: NumPy arrays carry no
     ``.grad``. Pass them in the order of the parameters, e.g. ``opt.step(model.grads())``.
 
-    16-bit parameters (SGD, Adam, AdamW): bfloat16 (ml_dtypes) and float16 params, with
+    16-bit parameters (every class: SGD, Adam, AdamW, RMSprop, Adagrad): bfloat16 (ml_dtypes)
+    and float16 params, with
     gradients of their dtype, are updated by the functional steps' float32 arithmetic and
     stored in the mode chosen at construction, for every 16-bit param of the optimizer:
     rounded to nearest (the default), from float32 master copies (``master_weights=True``),
@@ -686,8 +730,8 @@ class Optimizer:
     Parameters
     ----------
     params : list of numpy.ndarray, or list of dict
-        The parameters (updated in place: writeable, C-contiguous float arrays; 16-bit too
-        for SGD, Adam and AdamW), or param groups: dicts with a ``"params"`` list and any
+        The parameters (updated in place: writeable, C-contiguous float32, float64,
+        bfloat16 or float16 arrays), or param groups: dicts with a ``"params"`` list and any
         hyperparameters for that group.
     defaults : dict
         The class's hyperparameters (the subclasses fill it from their arguments).
@@ -712,8 +756,8 @@ class Optimizer:
     Raises
     ------
     TypeError
-        If a parameter is not a float32/float64 ndarray (or bfloat16/float16, for SGD, Adam
-        and AdamW), or a storage option has the wrong type.
+        If a parameter is not a float32/float64/bfloat16/float16 ndarray, or a storage
+        option has the wrong type.
     ValueError
         If ``params`` is empty, a parameter appears twice or is not writeable/C-contiguous,
         a group has no ``"params"`` or unknown options, a hyperparameter is out of range, or
@@ -745,7 +789,8 @@ class Optimizer:
     def _initial_state(self, group: dict, name: str, p: np.ndarray) -> np.ndarray:
         return np.zeros(p.shape, self._state_dtype_of(p))
 
-    #: whether the class takes bfloat16/float16 params (SGD, Adam, AdamW)
+    #: whether the class takes bfloat16/float16 params: every class of this module does (its
+    #: steps have the 16-bit path); a subclass defined elsewhere says so itself
     _takes_half = False
 
     def _state_dtype_of(self, p: np.ndarray) -> np.dtype:
@@ -829,7 +874,8 @@ class Optimizer:
         if not self._takes_half and (master_weights or stochastic_rounding or
                                      state_dtype is not None):
             raise TypeError(f"{where}: master_weights, stochastic_rounding and state_dtype are "
-                            f"options of SGD, Adam and AdamW (16-bit params)")
+                            f"options for 16-bit params, which {type(self).__name__} does not "
+                            f"take")
         if master_weights and stochastic_rounding:
             raise ValueError(f"{where}: master_weights=True and stochastic_rounding=True are "
                              f"different modes; expected one of them (or neither: round to "
@@ -987,11 +1033,11 @@ class Optimizer:
             "state{i}.{name}"      each state array of parameter i (copies), with
                                    master_weights its float32 copy "master_param"
 
-        and for SGD, Adam and AdamW the 16-bit storage options: "master_weights",
-        "stochastic_rounding", "state_dtype" (its name), "seed" and "rounding_offset" (the
-        stochastic rounding's counter, uint64). A 16-bit state array saved with ``np.savez``
-        loads back as 2-byte void (``np.load`` does not know ml_dtypes' bfloat16):
-        ``load_state_dict`` takes it as the state's dtype.
+        and the 16-bit storage options: "master_weights", "stochastic_rounding",
+        "state_dtype" (its name), "seed" and "rounding_offset" (the stochastic rounding's
+        counter, uint64). A 16-bit state array saved with ``np.savez`` loads back as 2-byte
+        void (``np.load`` does not know ml_dtypes' bfloat16): ``load_state_dict`` takes it as
+        the state's dtype.
         """
         sd: Dict[str, np.ndarray] = {"optimizer": np.array(type(self).__name__),
                                      "groups": np.array(len(self.param_groups))}
@@ -1340,15 +1386,24 @@ class RMSprop(Optimizer):
     centered, maximize : bool
     max_grad_norm : float, optional
         Clip the gradients inside ``step`` (see ``Optimizer``).
+    master_weights, stochastic_rounding, seed, state_dtype
+        How 16-bit params are stored and their state kept (see ``Optimizer``): float32
+        master copies, or (bfloat16) stochastic rounding from ``seed``, else round to
+        nearest; states float32 or the params' 16-bit dtype.
 
     Raises
     ------
     TypeError
-        params not a list of float32/float64 arrays (or of param-group dicts), or mixed
-        dtypes; a hyperparameter that is not a number.
+        params not a list of float32/float64/bfloat16/float16 arrays (or of param-group
+        dicts); a hyperparameter that is not a number; master_weights or
+        stochastic_rounding not a bool; seed not an int; state_dtype not float32 or a
+        16-bit dtype.
     ValueError
         A hyperparameter out of its range (the message names it and the range), an
-        unknown group key, an empty list. ``step`` raises the same for its gradients
+        unknown group key, an empty list; master_weights=True with stochastic_rounding=True;
+        master_weights=True with no 16-bit param; stochastic_rounding=True with no bfloat16
+        param or with a float16 one; a 16-bit state_dtype other than the 16-bit params'.
+        All raised before anything is created. ``step`` raises the same for its gradients
         before any parameter or state is written.
 
     Examples
@@ -1361,12 +1416,18 @@ class RMSprop(Optimizer):
     array([0.98])
     """
 
+    _takes_half = True
+
     def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
-                 maximize: bool = False, *, max_grad_norm: Optional[float] = None):
+                 maximize: bool = False, *, max_grad_norm: Optional[float] = None,
+                 master_weights: bool = False, stochastic_rounding: bool = False, seed: int = 0,
+                 state_dtype: Any = None):
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                                       momentum=momentum, centered=centered, maximize=maximize),
-                         max_grad_norm)
+                         max_grad_norm, master_weights=master_weights,
+                         stochastic_rounding=stochastic_rounding, seed=seed,
+                         state_dtype=state_dtype)
 
     def _state_names(self, group):
         return (["square_avg"] + (["momentum_buffer"] if group["momentum"] != 0 else [])
@@ -1374,7 +1435,7 @@ class RMSprop(Optimizer):
 
     def _prepare(self, group, params, grads, states, step):
         return _prepare_rmsprop(params, grads, states["square_avg"],
-                                states.get("momentum_buffer"), states.get("grad_avg"),
+                                states.get("momentum_buffer"), states.get("grad_avg"), step,
                                 group["lr"], group["alpha"], group["eps"],
                                 group["weight_decay"], group["momentum"], group["centered"],
                                 group["maximize"])
@@ -1388,19 +1449,29 @@ class Adagrad(Optimizer):
     params : list of numpy.ndarray, or list of dict
         Parameters or param groups (see ``Optimizer``).
     lr, lr_decay, weight_decay, initial_accumulator_value, eps : float
-        Non-negative.
+        Non-negative. (With ``state_dtype`` 16-bit, the sums start at
+        ``initial_accumulator_value`` rounded to that dtype.)
     maximize : bool
     max_grad_norm : float, optional
         Clip the gradients inside ``step`` (see ``Optimizer``).
+    master_weights, stochastic_rounding, seed, state_dtype
+        How 16-bit params are stored and their state kept (see ``Optimizer``): float32
+        master copies, or (bfloat16) stochastic rounding from ``seed``, else round to
+        nearest; states float32 or the params' 16-bit dtype.
 
     Raises
     ------
     TypeError
-        params not a list of float32/float64 arrays (or of param-group dicts), or mixed
-        dtypes; a hyperparameter that is not a number.
+        params not a list of float32/float64/bfloat16/float16 arrays (or of param-group
+        dicts); a hyperparameter that is not a number; master_weights or
+        stochastic_rounding not a bool; seed not an int; state_dtype not float32 or a
+        16-bit dtype.
     ValueError
         A hyperparameter out of its range (the message names it and the range), an
-        unknown group key, an empty list. ``step`` raises the same for its gradients
+        unknown group key, an empty list; master_weights=True with stochastic_rounding=True;
+        master_weights=True with no 16-bit param; stochastic_rounding=True with no bfloat16
+        param or with a float16 one; a 16-bit state_dtype other than the 16-bit params'.
+        All raised before anything is created. ``step`` raises the same for its gradients
         before any parameter or state is written.
 
     Examples
@@ -1416,17 +1487,22 @@ class Adagrad(Optimizer):
     def __init__(self, params, lr: float = 1e-2, lr_decay: float = 0.0,
                  weight_decay: float = 0.0, initial_accumulator_value: float = 0.0,
                  eps: float = 1e-10, maximize: bool = False, *,
-                 max_grad_norm: Optional[float] = None):
+                 max_grad_norm: Optional[float] = None, master_weights: bool = False,
+                 stochastic_rounding: bool = False, seed: int = 0, state_dtype: Any = None):
         V.number("Adagrad()", "initial_accumulator_value", initial_accumulator_value, low=0.0)
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                                       initial_accumulator_value=initial_accumulator_value,
-                                      eps=eps, maximize=maximize), max_grad_norm)
+                                      eps=eps, maximize=maximize), max_grad_norm,
+                         master_weights=master_weights, stochastic_rounding=stochastic_rounding,
+                         seed=seed, state_dtype=state_dtype)
+
+    _takes_half = True
 
     def _state_names(self, group):
         return ["sum"]
 
     def _initial_state(self, group, name, p):
-        return np.full_like(p, group["initial_accumulator_value"])
+        return np.full(p.shape, group["initial_accumulator_value"], self._state_dtype_of(p))
 
     def _prepare(self, group, params, grads, states, step):
         return _prepare_adagrad(params, grads, states["sum"], step, group["lr"],

@@ -30,7 +30,22 @@ STEPS = {
                                                   weight_decay=0.01, amsgrad=True, **kw),
     "sgd": lambda p, g, s, **kw: optim.sgd_step(p, g, s[0], lr=0.1, momentum=0.9,
                                                 weight_decay=0.01, **kw),
+    "rmsprop": lambda p, g, s, **kw: optim.rmsprop_step(p, g, s[0], s[1], s[2], lr=1e-2,
+                                                        momentum=0.9, centered=True,
+                                                        weight_decay=0.01, **kw),
+    "adagrad": lambda p, g, s, **kw: optim.adagrad_step(p, g, s[0], lr=1e-2, lr_decay=0.01,
+                                                        weight_decay=0.01, **kw),
 }
+
+
+def _start_states(name, size, dtype, sdt):
+    """Non-zero states of a run in progress (rounded to sdt). RMSprop's (s, buf, ḡ) keep
+    s ≥ ḡ² as a real run does (√(s − ḡ²) real); the others: squares of normal values."""
+    s = [make(size, dtype, 9 + j).astype(np.float32) ** 2 for j in range(3)]
+    if name == "rmsprop":
+        s[2] = make(size, dtype, 12).astype(np.float32) * 0.1
+        s[0] = s[0] + s[2] ** 2 + 0.5
+    return [a.astype(sdt) for a in s]
 
 
 @pytest.mark.parametrize("dtype", HALF, ids=IDS)
@@ -59,7 +74,7 @@ def test_round_to_nearest_is_one_float32_step_rounded(isa, dtype, name, state16)
     size = 40000
     p = make(size, dtype, 0)
     sdt = dtype if state16 else np.float32
-    s = [make(size, dtype, 9 + j).astype(sdt) ** 2 for j in range(3)]
+    s = _start_states(name, size, dtype, sdt)
     for step in (1, 2):
         g = make(size, dtype, step)
         p32, s32 = p.astype(np.float32), [a.astype(np.float32) for a in s]
@@ -98,6 +113,76 @@ def test_stochastic_rounding(isa, name):
     # reproducible from the seed, whatever the thread count; another seed, other bits
     assert (bits(run(5, 1)[0]) == got).all() and (bits(run(5, 2)[0]) == got).all()
     assert (bits(run(6)[0]) != got).any()
+
+
+OPTIONS = {
+    "rmsprop": [dict(momentum=mo, centered=c, maximize=mx, weight_decay=wd)
+                for mo in (0.0, 0.9) for c in (False, True) for mx in (False, True)
+                for wd in (0.0, 0.01)],
+    "adagrad": [dict(lr_decay=ld, weight_decay=wd, maximize=mx, initial=iv)
+                for ld in (0.0, 0.05) for wd in (0.0, 0.01) for mx in (False, True)
+                for iv in (0.0, 0.1)],
+}
+
+
+def _option_step(name, options):
+    """(step function over (p, g, states), the number of states, their initial value)."""
+    if name == "rmsprop":
+        return (lambda p, g, s, **kw: optim.rmsprop_step(p, g, *s, lr=1e-2, alpha=0.9,
+                                                         **options, **kw), 3, 0.0)
+    options = dict(options)
+    initial = options.pop("initial")
+    return (lambda p, g, s, **kw: optim.adagrad_step(p, g, s[0], lr=1e-2, **options, **kw),
+            1, initial)
+
+
+@pytest.mark.parametrize("name, options", [(n, o) for n in sorted(OPTIONS) for o in OPTIONS[n]],
+                         ids=[f"{n}-" + "-".join(f"{k}={v}" for k, v in o.items())
+                              for n in sorted(OPTIONS) for o in OPTIONS[n]])
+def test_rmsprop_and_adagrad_every_option_every_mode(isa, name, options):
+    """Every option of RMSprop (momentum, centered, maximize, weight_decay) and Adagrad
+    (lr_decay, weight_decay, maximize, initial_accumulator_value), in every mode, states
+    float32 or 16-bit, both 16-bit dtypes: each step is the float32 step on the widened p
+    (or the master copy), g and states -- p and 16-bit states that result rounded to nearest
+    (p stochastically: down or up), float32 states and master copies bit for bit."""
+    step_fn, n_states, initial = _option_step(name, options)
+    size = 3001
+    for dtype in HALF:
+        for mode in MODES:
+            if mode == "stochastic" and dtype != BF16:
+                continue
+            for sdt in (np.dtype(np.float32), dtype):
+                p = make(size, dtype, 0)
+                master = p.astype(np.float32) if mode == "master" else None
+                states = [np.full(size, initial, sdt) if j == 0 else np.zeros(size, sdt)
+                          for j in range(n_states)]
+                states = [a if j == 0 or options.get(("momentum", "centered")[j - 1])
+                          else None for j, a in enumerate(states)]
+                kw = {"master": {"master_params": [master]} if master is not None else {},
+                      "nearest": {},
+                      "stochastic": {"stochastic_rounding": True, "seed": 7}}[mode]
+                for t in (1, 2, 3):
+                    g = make(size, dtype, t)
+                    p32 = master.copy() if master is not None else p.astype(np.float32)
+                    s32 = [None if a is None else a.astype(np.float32) for a in states]
+                    step_fn(p32, g.astype(np.float32), s32, step=t)
+                    step_fn(p, g, states, step=t, **kw)
+                    if mode == "stochastic":
+                        down = (p32.view(np.uint32) >> 16).astype(np.uint16)
+                        assert ((bits(p) == down) | (bits(p) == down + 1)).all()
+                    else:
+                        assert (bits(p) == bits(p32.astype(dtype))).all()
+                    if master is not None:
+                        np.testing.assert_array_equal(master, p32)
+                    for a, b in zip(states, s32):
+                        if a is None:
+                            continue
+                        assert a.dtype == sdt
+                        if sdt == np.float32:
+                            np.testing.assert_array_equal(a, b)
+                        else:
+                            assert (bits(a) == bits(b.astype(sdt))).all()
+                    assert np.isfinite(p32).all()
 
 
 def test_small_updates_lost_by_round_to_nearest_kept_by_the_others():
@@ -168,20 +253,42 @@ def test_errors_write_nothing():
         optim.adamw_step(p, g, m, v, step=1, master_params=[p.copy()])
     with pytest.raises(ValueError, match=r"master_params\[0\] shares memory"):
         optim.adamw_step(p, g, m, v, step=1, master_params=[m])
-    with pytest.raises(TypeError, match=r"rmsprop_step\(\): params\[0\] has dtype bfloat16"):
-        optim.rmsprop_step(p, g, [m], lr=0.1)
-    with pytest.raises(TypeError, match=r"adagrad_step\(\): params\[0\] has dtype bfloat16"):
-        optim.adagrad_step(p, g, [m], step=1)
-    with pytest.raises(TypeError, match="does not take 16-bit"):
-        optim.RMSprop([p])
-    with pytest.raises(TypeError, match="does not take 16-bit"):
-        optim.Adagrad([p])
+    # RMSprop and Adagrad: the same errors, raised by the same checks
+    for fn, states, kw in ((optim.rmsprop_step, (m, v, None), dict(momentum=0.9)),
+                           (optim.adagrad_step, (m,), dict(step=1))):
+        where = fn.__name__
+        with pytest.raises(ValueError, match=f"{where}\\(\\): master_params and stochastic_"
+                                             f"rounding=True are different modes"):
+            fn(p, g, *states, master_params=[np.zeros(8, np.float32)],
+               stochastic_rounding=True, **kw)
+        with pytest.raises(ValueError, match="stochastic_rounding=True is for bfloat16"):
+            fn(p.astype(np.float16), g.astype(np.float16), *states, stochastic_rounding=True,
+               **kw)
+        with pytest.raises(ValueError, match="are for bfloat16/float16 params"):
+            fn(np.zeros(8, np.float32), np.zeros(8, np.float32), *states,
+               master_params=[np.zeros(8, np.float32)], **kw)
+        with pytest.raises(TypeError, match=r"\[0\] has dtype float64; expected float32 \(the "
+                                            r"default for bfloat16 params\) or bfloat16"):
+            fn(p, g, *((np.zeros(8),) + states[1:]), **kw)
+        with pytest.raises(TypeError, match=r"grads\[0\] has dtype float32 but params\[0\]"):
+            fn(p, g.astype(np.float32), *states, **kw)
+        with pytest.raises(TypeError, match=r"master_params\[0\] has dtype bfloat16; expected "
+                                            r"float32"):
+            fn(p, g, *states, master_params=[p.copy()], **kw)
+        with pytest.raises(ValueError, match=r"master_params\[0\] shares memory"):
+            fn(p, g, *states, master_params=[m], **kw)
+    with pytest.raises(TypeError, match=r"rmsprop_step\(\): momentum_buffers\[0\] has dtype "
+                                        r"bfloat16; expected float32"):
+        optim.rmsprop_step(p, g, m, np.zeros(8, BF16), momentum=0.9)
+    with pytest.raises(ValueError, match=r"rmsprop_step\(\): step is 0"):
+        optim.rmsprop_step(p, g, m, stochastic_rounding=True, step=0)
     unchanged()
 
 
 # ---------------------------------------------------------------------------- the classes
-# SGD, Adam and AdamW take 16-bit params with the functional steps' three modes, named at
+# Every class takes 16-bit params with the functional steps' three modes, named at
 # construction: master_weights=True, stochastic_rounding=True (seed=), or round to nearest.
+# (A fourth entry: the states' initial value, where it is not zero.)
 
 CLASSES = {
     "adamw": (lambda ps, **kw: optim.AdamW(ps, lr=1e-2, weight_decay=0.1, **kw),
@@ -197,6 +304,19 @@ CLASSES = {
             lambda p, g, s, **kw: optim.sgd_step(p, g, s["momentum_buffer"], lr=0.1,
                                                  momentum=0.9, weight_decay=0.01, **kw),
             ["momentum_buffer"]),
+    "rmsprop": (lambda ps, **kw: optim.RMSprop(ps, lr=1e-2, momentum=0.9, centered=True,
+                                               weight_decay=0.01, **kw),
+                lambda p, g, s, **kw: optim.rmsprop_step(p, g, s["square_avg"],
+                                                         s["momentum_buffer"], s["grad_avg"],
+                                                         lr=1e-2, momentum=0.9, centered=True,
+                                                         weight_decay=0.01, **kw),
+                ["square_avg", "momentum_buffer", "grad_avg"]),
+    "adagrad": (lambda ps, **kw: optim.Adagrad(ps, lr=1e-2, lr_decay=0.01, weight_decay=0.01,
+                                               initial_accumulator_value=0.3, **kw),
+                lambda p, g, s, **kw: optim.adagrad_step(p, g, s["sum"], lr=1e-2,
+                                                         lr_decay=0.01, weight_decay=0.01,
+                                                         **kw),
+                ["sum"], 0.3),
 }
 MODES = {"nearest": {}, "master": {"master_weights": True},
          "stochastic": {"stochastic_rounding": True, "seed": 1234}}
@@ -213,10 +333,11 @@ def _grads(dtype, step):
 
 def _functional_run(name, dtype, mode, steps, state_dtype=np.float32):
     """The same run through the functional steps: what the classes must reproduce."""
-    _, step_fn, names = CLASSES[name]
+    _, step_fn, names, *init = CLASSES[name]
     ps = _params(dtype)
     masters = [p.astype(np.float32) for p in ps] if mode == "master" else None
-    states = {n: [np.zeros(p.shape, state_dtype) for p in ps] for n in names}
+    states = {n: [np.full(p.shape, init[0] if init else 0.0, state_dtype) for p in ps]
+              for n in names}
     total = sum(p.size for p in ps)
     for t in range(1, steps + 1):
         kw = {}
@@ -236,7 +357,7 @@ def test_class_equals_the_functional_steps(isa, dtype, mode, name, state16):
     if mode == "stochastic" and dtype != BF16:
         pytest.skip("stochastic rounding is for bfloat16 (float16 is refused: tested below)")
     sdt = dtype if state16 else np.float32
-    make_opt, _, names = CLASSES[name]
+    make_opt, _, names, *_ = CLASSES[name]
     ps = _params(dtype)
     opt = make_opt(ps, state_dtype=sdt if state16 else None, **MODES[mode])
     steps = 4
@@ -261,7 +382,7 @@ def test_state_dict_round_trip_continues_identically(tmp_path, mode, name):
     """10 steps, save (np.savez), load into a fresh optimizer over copies, 10 more: the same
     bits as 20 uninterrupted steps -- master copies, step counts and the rounding counter
     included; 16-bit states survive np.savez's loss of the bfloat16 dtype."""
-    make_opt, _, _ = CLASSES[name]
+    make_opt = CLASSES[name][0]
     for state_dtype in (None, BF16):
         ps = _params(BF16)
         opt = make_opt(ps, state_dtype=state_dtype, **MODES[mode])
@@ -293,13 +414,17 @@ def test_state_dict_round_trip_continues_identically(tmp_path, mode, name):
 @pytest.mark.parametrize("name", sorted(CLASSES))
 def test_classes_small_updates_lost_by_round_to_nearest_kept_by_the_others(name):
     """The issue's test, through the classes: p = 1 in bfloat16, 2000 steps that each move p
-    by about 1e-4 (below half of bfloat16's unit at 1, 2^-8): round to nearest keeps p = 1;
-    master weights and stochastic rounding (on average over 4096 params) follow float32."""
+    by 1e-4 to 2e-3 (below half of bfloat16's unit at 1, 2^-8 = 0.0039: SGD, Adam and AdamW
+    +lr each step; RMSprop lr/√(1 − α^t), 1e-3 falling to 1e-4; Adagrad lr/√t, 2e-3 falling to
+    4.5e-5): round to nearest keeps p = 1; master weights and stochastic rounding (on average
+    over 4096 params) follow float32, which moves p by about 0.2."""
     n, steps = 4096, 2000
     g = np.full(n, -1.0, BF16)
     make_opt = {"sgd": lambda ps, **kw: optim.SGD(ps, lr=1e-4, **kw),
                 "adam": lambda ps, **kw: optim.Adam(ps, lr=1e-4, **kw),
-                "adamw": lambda ps, **kw: optim.AdamW(ps, lr=1e-4, weight_decay=0.0, **kw)}[name]
+                "adamw": lambda ps, **kw: optim.AdamW(ps, lr=1e-4, weight_decay=0.0, **kw),
+                "rmsprop": lambda ps, **kw: optim.RMSprop(ps, lr=1e-4, **kw),
+                "adagrad": lambda ps, **kw: optim.Adagrad(ps, lr=2e-3, **kw)}[name]
     p32 = np.ones(n, np.float32)
     runs = {m: np.ones(n, BF16) for m in MODES}
     opts = {m: make_opt([runs[m]], **MODES[m]) for m in MODES}
@@ -309,34 +434,40 @@ def test_classes_small_updates_lost_by_round_to_nearest_kept_by_the_others(name)
             opts[m].step([g])
         ref.step([g.astype(np.float32)])
     target = float(p32[0])
-    assert abs(target - 1.2) < 1e-3            # a constant gradient: +lr per step, all kinds
+    t = np.arange(1, steps + 1)
+    moves = {"rmsprop": 1e-4 / (np.sqrt(1 - 0.99 ** t) + 1e-8),   # s = 1 − α^t (g² = 1)
+             "adagrad": 2e-3 / (np.sqrt(t) + 1e-10)}.get(name, np.full(steps, 1e-4))
+    assert moves.max() < 2.0 ** -8 and abs(target - (1 + moves.sum())) < 1e-3
+    assert target > 1.17                        # float32 moved p by 0.17 to 0.21
     assert (runs["nearest"].astype(np.float32) == 1.0).all()          # every update lost
     np.testing.assert_array_equal(opts["master"].state[0]["master_param"], p32)
     assert (bits(runs["master"]) == bits(p32.astype(BF16))).all()
     assert abs(runs["stochastic"].astype(np.float64).mean() - target) < 2e-3
 
 
-def test_mixed_float32_and_bfloat16_params():
+@pytest.mark.parametrize("name", sorted(CLASSES))
+def test_mixed_float32_and_bfloat16_params(name):
     """bfloat16 matrices with float32 norms, in one group or across groups: each dtype is
     stepped in its own fused call, the modes applied to the 16-bit params only (torchao's
     choice for its bf16_stochastic_round), the float32 params exactly as a float32 optimizer
     steps them."""
+    make_opt, _, names, *_ = CLASSES[name]
     w = make((40, 30), BF16, 0)
     b = make(30, np.float32, 1)
     for groups in (lambda: [w, b], lambda: [{"params": [w]}, {"params": [b]}]):
         for mode in MODES:
             w0, b0 = w.copy(), b.copy()
             wf, bf = w0.copy(), b0.copy()
-            opt = optim.AdamW(groups(), lr=1e-2, **MODES[mode])
-            ref16 = optim.AdamW([wf], lr=1e-2, **MODES[mode])
-            ref32 = optim.AdamW([bf], lr=1e-2)
+            opt = make_opt(groups(), **MODES[mode])
+            ref16 = make_opt([wf], **MODES[mode])
+            ref32 = make_opt([bf])
             for t in range(1, 4):
                 gw, gb = make((40, 30), BF16, 10 + t), make(30, np.float32, 20 + t)
                 opt.step([gw, gb])
                 ref16.step([gw])
                 ref32.step([gb])
             assert (bits(w) == bits(wf)).all() and (b == bf).all()
-            assert opt.state[1]["exp_avg"].dtype == np.float32
+            assert all(opt.state[i][n].dtype == np.float32 for i in (0, 1) for n in names)
             assert "master_param" not in opt.state[1]
             w[...], b[...] = w0, b0
 
@@ -350,16 +481,21 @@ def test_master_weights_are_made_at_construction():
     assert "state0.master_param" in opt.state_dict()
 
 
-def test_max_grad_norm_with_16bit_grads():
-    """Clipping inside the step: the norm of the widened gradients, in float32."""
+@pytest.mark.parametrize("name", sorted(CLASSES))
+def test_max_grad_norm_with_16bit_grads(name):
+    """Clipping inside the step: the norm of the widened gradients, in float32; the clipped
+    step on the master copy is float32's."""
+    make_opt = CLASSES[name][0]
     p, p32 = make(1000, BF16, 0), make(1000, BF16, 0).astype(np.float32)
-    g = make(1000, BF16, 1)
-    opt = optim.AdamW([p], max_grad_norm=0.5, master_weights=True)
-    ref = optim.AdamW([p32], max_grad_norm=0.5)
-    norm = opt.step([g])
-    want = ref.step([g.astype(np.float32)])
-    assert norm.dtype == np.float32 and norm == want
-    np.testing.assert_array_equal(opt.state[0]["master_param"], p32)
+    opt = make_opt([p], max_grad_norm=0.5, master_weights=True)
+    ref = make_opt([p32], max_grad_norm=0.5)
+    for t in (1, 2):
+        g = make(1000, BF16, t)
+        norm = opt.step([g])
+        want = ref.step([g.astype(np.float32)])
+        assert norm.dtype == np.float32 and norm == want and norm > 0.5
+        np.testing.assert_array_equal(opt.state[0]["master_param"], p32)
+        assert (bits(p) == bits(p32.astype(BF16))).all()
 
 
 def test_class_bad_input_raised_at_construction_writes_nothing():
@@ -392,6 +528,25 @@ def test_class_bad_input_raised_at_construction_writes_nothing():
         (TypeError, r"AdamW\(\): params\[0\] has dtype int16",
          lambda: optim.AdamW([np.zeros(3, np.int16)])),
     ]
+    for klass in (optim.RMSprop, optim.Adagrad):     # the same checks, every class
+        cases += [
+            (ValueError, "different modes",
+             lambda klass=klass: klass([p], master_weights=True, stochastic_rounding=True)),
+            (ValueError, "stochastic_rounding=True is for bfloat16 params; some params are "
+                         "float16", lambda klass=klass: klass([p, f16], stochastic_rounding=True)),
+            (ValueError, "stochastic_rounding=True is for bfloat16 params, and there is none",
+             lambda klass=klass: klass([f16], stochastic_rounding=True)),
+            (ValueError, "master_weights=True is for bfloat16/float16 params",
+             lambda klass=klass: klass([p32], master_weights=True)),
+            (TypeError, "stochastic_rounding must be a bool",
+             lambda klass=klass: klass([p], stochastic_rounding="yes")),
+            (TypeError, "state_dtype is float64; expected float32",
+             lambda klass=klass: klass([p], state_dtype=np.float64)),
+            (ValueError, "state_dtype is float16 but the 16-bit params are",
+             lambda klass=klass: klass([p], state_dtype=np.float16)),
+            (ValueError, f"{klass.__name__}\\(\\): lr is -1",
+             lambda klass=klass: klass([p], lr=-1, master_weights=True)),
+        ]
     for kind, match, build in cases:
         with pytest.raises(kind, match=match):
             build()
@@ -484,25 +639,35 @@ def test_bfloat16_and_float16_params_in_one_optimizer():
     np.testing.assert_array_equal(opt.state[1]["master_param"], rb.state[0]["master_param"])
 
 
+IN_LOOP_STEPS = {   # the cases of the loops that convert in place, and their state counts
+    "adam": (lambda *a, **kw: optim.adam_step(*a, lr=1e-2, weight_decay=0.01, **kw), 2),
+    "adamw": (lambda *a, **kw: optim.adamw_step(*a, lr=1e-2, weight_decay=0.1, **kw), 2),
+    "rmsprop": (lambda *a, **kw: optim.rmsprop_step(*a, lr=1e-2, weight_decay=0.01,
+                                                    maximize=True, **kw), 1),
+    "adagrad": (lambda *a, **kw: optim.adagrad_step(*a, lr=1e-2, lr_decay=0.01,
+                                                    weight_decay=0.01, **kw), 1),
+}
+
+
 @pytest.mark.parametrize("in_loop", [True, False], ids=["in_loop", "blocks"])
-@pytest.mark.parametrize("name", ["adam", "adamw"])
-def test_both_bfloat16_adam_paths_give_float32_rounded(isa, in_loop, name):
-    """adam_run_bf16 (the conversions in the loop: the avx512 variant's default) and the
-    block path, each forced on every variant: p is float32's result rounded, the master copy
-    and the states float32's, bit for bit (the loop writes out adam_run's FMAs)."""
+@pytest.mark.parametrize("name", sorted(IN_LOOP_STEPS))
+def test_both_bfloat16_paths_give_float32_rounded(isa, in_loop, name):
+    """adam_run_bf16, rmsprop_run_bf16, adagrad_run_bf16 (the conversions in the loop: the
+    avx512 variant's default) and the block path, each forced on every variant: p is
+    float32's result rounded, the master copy and the states float32's, bit for bit (Adam's
+    loop writes out adam_run's FMAs; RMSprop's and Adagrad's call their runs' point
+    functions)."""
     from mlkernels._dispatch import K
-    step_fn = {"adam": lambda *a, **kw: optim.adam_step(*a, lr=1e-2, weight_decay=0.01, **kw),
-               "adamw": lambda *a, **kw: optim.adamw_step(*a, lr=1e-2, weight_decay=0.1,
-                                                          **kw)}[name]
+    step_fn, n_states = IN_LOOP_STEPS[name]
     size = 70001
-    previous = K._optim.set_adam_run_bf16(in_loop)
+    previous = K._optim.set_run_bf16(in_loop)
     try:
         for master in (False, True):
             p = make(size, BF16, 0)
             p32 = p.astype(np.float32)
             mp = [p.astype(np.float32)] if master else None
-            s, s32 = [np.zeros(size, np.float32) for _ in range(2)], \
-                [np.zeros(size, np.float32) for _ in range(2)]
+            s, s32 = [np.zeros(size, np.float32) for _ in range(n_states)], \
+                [np.zeros(size, np.float32) for _ in range(n_states)]
             for step in range(1, 4):
                 g = make(size, BF16, step)
                 if not master:
@@ -515,4 +680,76 @@ def test_both_bfloat16_adam_paths_give_float32_rounded(isa, in_loop, name):
                 if master:
                     np.testing.assert_array_equal(mp[0], p32)
     finally:
-        K._optim.set_adam_run_bf16(previous)
+        K._optim.set_run_bf16(previous)
+
+
+@pytest.mark.parametrize("klass", [optim.RMSprop, optim.Adagrad], ids=["RMSprop", "Adagrad"])
+def test_rmsprop_adagrad_bad_step_and_mismatched_state_dict_change_nothing(klass):
+    """RMSprop's and Adagrad's 16-bit paths go through the same checks as AdamW's: a bad
+    gradient at step() writes nothing, a state dict of other options is refused."""
+    p, q = make(8, BF16, 0), make(5, BF16, 1)
+    opt = klass([p, q], master_weights=True)
+    opt.step([make(8, BF16, 2), make(5, BF16, 3)])
+    sd, p0, q0 = opt.state_dict(), p.copy(), q.copy()
+    assert sd["master_weights"] and sd["state0.master_param"].dtype == np.float32
+    for bad, kind, match in [
+            ([make(8, BF16, 4), make(5, np.float32, 5)], TypeError,
+             r"grads\[1\] has dtype float32"),
+            ([make(8, BF16, 4), make(6, BF16, 5)], ValueError, "shape")]:
+        with pytest.raises(kind, match=f"{klass.__name__}.step\\(\\): .*{match}"):
+            opt.step(bad)
+        after = opt.state_dict()
+        for k in sd:
+            assert np.atleast_1d(after[k]).tobytes() == np.atleast_1d(sd[k]).tobytes(), k
+        assert (bits(p) == bits(p0)).all() and (bits(q) == bits(q0)).all()
+    with pytest.raises(ValueError, match="saved with master_weights=True; this optimizer has "
+                                         "master_weights=False"):
+        klass([p.copy(), q.copy()]).load_state_dict(sd)
+    with pytest.raises(ValueError, match="saved with state_dtype='float32'"):
+        klass([p.copy(), q.copy()], master_weights=True, state_dtype=BF16).load_state_dict(sd)
+    first = "square_avg" if klass is optim.RMSprop else "sum"
+    bad = dict(sd)
+    bad[f"state0.{first}"] = bad[f"state0.{first}"].astype(BF16)
+    with pytest.raises(ValueError, match=f"'state0.{first}' has shape \\(8,\\) and dtype "
+                                         f"bfloat16; expected \\(8,\\) and float32"):
+        klass([p.copy(), q.copy()], master_weights=True).load_state_dict(bad)
+
+
+def test_adagrad_initial_accumulator_value_in_16bit_states():
+    """Adagrad's sums start at initial_accumulator_value in the state's dtype: rounded to
+    bfloat16 with state_dtype=bfloat16 (0.1 -> 0.10009765625), exact in float32."""
+    p = make(16, BF16, 0)
+    for sdt, want in ((None, np.float32(0.1)), (BF16, np.float32(BF16.type(0.1)))):
+        opt = optim.Adagrad([p.copy()], initial_accumulator_value=0.1, state_dtype=sdt)
+        opt.step([np.zeros(16, BF16)])
+        s = opt.state[0]["sum"]
+        assert s.dtype == (sdt or np.float32) and (s.astype(np.float32) == want).all()
+
+
+@pytest.mark.parametrize("in_loop", [True, False], ids=["in_loop", "blocks"])
+@pytest.mark.parametrize("name", ["rmsprop", "adagrad"])
+def test_rmsprop_adagrad_special_values(isa, in_loop, name):
+    """Every pair of p and g among ±0, ±1, ±inf, NaN, subnormal, ±huge: p is float32's
+    result rounded, NaN included (as ml_dtypes/NumPy round it), the states float32's, on
+    both paths and both 16-bit dtypes."""
+    from mlkernels._dispatch import K
+    step_fn, _ = IN_LOOP_STEPS[name]
+    vals = np.array([0.0, -0.0, 1.0, -1.0, np.inf, -np.inf, np.nan, 1e-40, -1e-40, 3e38, -3e38,
+                     1e-3], np.float32)
+    P, G = (a.ravel() for a in np.meshgrid(vals, vals))
+    previous = K._optim.set_run_bf16(in_loop)
+    try:
+        for dtype in HALF:
+            with np.errstate(over="ignore"):                  # ±3e38 is ±inf in float16
+                p, g = P.astype(dtype), G.astype(dtype)
+            s = np.full(p.size, 0.5, np.float32)
+            p32, s32 = p.astype(np.float32), s.copy()
+            with np.errstate(all="ignore"):
+                step_fn(p32, g.astype(np.float32), s32, step=2)
+                want = p32.astype(dtype)
+            step_fn(p, g, s, step=2)
+            assert np.isnan(p32).any() and np.isfinite(p32).any()
+            assert (bits(p) == bits(want)).all()
+            assert (s.view(np.uint32) == s32.view(np.uint32)).all()
+    finally:
+        K._optim.set_run_bf16(previous)

@@ -184,8 +184,8 @@ SPECS = [
                          lambda a, k: [0, 2] + ([3] if k.get("momentum") else [])
                          + ([4] if k.get("centered") else [])),
                ref.rmsprop_step, lambda r, d, s: _rmsprop_args(r, d, s), SHAPES,
-               outputs=_outputs),
+               outputs=_outputs, bench=with_storage16(None, "rmsprop_step")),
     KernelSpec("adagrad_step", "optim", _in_place(fast.adagrad_step, lambda a, k: [0, 2]),
                ref.adagrad_step, lambda r, d, s: _adagrad_args(r, d, s), SHAPES,
-               outputs=_outputs),
+               outputs=_outputs, bench=with_storage16(None, "adagrad_step")),
 ]

@@ -203,6 +203,52 @@ def _adamw_cases(quick):
                                      copy_factor=5.5)]}
 
 
+def _rmsprop_adagrad_cases(quick):
+    """RMSprop (no momentum, not centered: torch's defaults) and Adagrad over 16M params:
+    bf16 params and grads with float32 states (2 + 2 + 4 bytes read and 2 + 4 written per
+    param: 14) against float32 (12 + 8: 20), and the bf16 modes (master weights: + 4 + 4;
+    bf16 states: 10). PyTorch: RMSprop foreach (it has no fused CPU path), Adagrad fused."""
+    from ..optim import adagrad_step, rmsprop_step
+    dtypes = _dtypes()
+    if dtypes is None:
+        return {"rmsprop_step": [], "adagrad_step": []}
+    n = (4 if quick else 16) * 2**20
+    bf16 = dtypes["bfloat16"]
+    step = [0]
+
+    def make(fn, pdt, sdt, **kw):
+        p, g, s = _x(n, pdt), _x(n, pdt, 1), np.full(n, 0.1, sdt)
+        if kw.pop("master", False):
+            kw["master_params"] = [p.astype(np.float32)]
+
+        def run():
+            step[0] += 1
+            fn(p, g, s, step=step[0] % 1000 + 1, lr=1e-4, **kw)
+        return run
+    torch = torch_or_none()
+    cases = {}
+    for kernel, fn, label, peer in (
+            ("rmsprop_step", rmsprop_step, "RMSprop", "foreach"),
+            ("adagrad_step", adagrad_step, "Adagrad", "fused")):
+        impls = {"mlkernels bf16 params, f32 states": make(fn, bf16, np.float32),
+                 "mlkernels float32": make(fn, np.float32, np.float32),
+                 "mlkernels bf16 + master weights": make(fn, bf16, np.float32, master=True),
+                 "mlkernels bf16 stochastic rounding": make(fn, bf16, np.float32,
+                                                            stochastic_rounding=True, seed=1),
+                 "mlkernels bf16 params, bf16 states": make(fn, bf16, bf16)}
+        if torch is not None:
+            for name, dt in ((f"torch bf16 ({peer})", torch.bfloat16),
+                             (f"torch float32 ({peer})", torch.float32)):
+                p = torch.randn(n).to(dt).requires_grad_()
+                p.grad = torch.randn(n).to(dt)
+                opt = getattr(torch.optim, label)([p], lr=1e-4, **{peer: True})
+                impls[name] = opt.step
+        cases[kernel] = [BenchCase(f"16-bit storage: {label} {n // 2**20}M params", impls,
+                                   dtype="bfloat16", nbytes=14.0 * n, copy_nbytes=2 * n,
+                                   copy_factor=3.5)]
+    return cases
+
+
 def _linear_cases(quick):
     """linear 4096x1024 -> 1024 (bias) and its backward: bf16 by vdpbf16ps products where the
     CPU has AVX-512 BF16, and by widening + sgemm (the path float16 and other CPUs take),
@@ -328,7 +374,9 @@ def activation_cases(row: str, name: str, params: dict, backward: bool,
 
 
 _BUILDERS = {"embedding": _embedding_cases, "embedding_backward": _embedding_cases,
-             "adamw_step": _adamw_cases, "layer_norm": _norm_cases, "rms_norm": _norm_cases,
+             "adamw_step": _adamw_cases, "rmsprop_step": _rmsprop_adagrad_cases,
+             "adagrad_step": _rmsprop_adagrad_cases, "layer_norm": _norm_cases,
+             "rms_norm": _norm_cases,
              "group_norm": _group_norm_cases, "group_norm_backward": _group_norm_cases,
              "softmax": _loss_cases,
              "log_softmax": _loss_cases, "cross_entropy": _loss_cases,
