@@ -1446,6 +1446,10 @@ cdef void half_norm_backward_rows(int norm, int kind, const uint16_t* g, const u
 # batch_norm_affine on it and rounds the block once into y (grad_x).
 
 cdef enum:
+    # floats of x widened at once by pass 1 (backward: of g and of x, half each) when the runs
+    # are short: 8 KiB, less than the row norms' HALF_BLOCK -- pass 1's sums are quick, so the
+    # next block's loads should not wait long (measured: docs/kernels/bf16.md)
+    HALF_BN_BLOCK = 2048
     HALF_AFFINE = 1024              # values per block of pass 2: x, g and the result, 4 KiB each
     HALF_AFFINE_BYTES = 2 * HALF_AFFINE     # blocks end on these boundaries of the 16-bit output
 
@@ -1491,7 +1495,7 @@ def half_batch_norm(int kind, cnp.ndarray x, running_mean, running_var, weight, 
     cdef const float* pb = <const float*>data(bias)
     cdef float* psm = <float*>data(save_mean)
     cdef float* psr = <float*>data(save_rstd)
-    work_len = half_bn_work_len(C, S, by_channel, HALF_BLOCK)
+    work_len = half_bn_work_len(C, S, by_channel, HALF_BN_BLOCK)
     try:
         coef = <float*>scratch(4 * C * sizeof(float))
         shift = <float*>scratch(C * sizeof(float))
@@ -1636,7 +1640,7 @@ def half_batch_norm_backward(int kind, cnp.ndarray grad_out, cnp.ndarray x,
     cdef uint16_t* pgx = <uint16_t*>data(grad_x)
     cdef float* pgw = <float*>data(grad_weight)
     cdef float* pgb = <float*>data(grad_bias)
-    work_len = half_bn_work_len(C, S, False, HALF_BLOCK // 2)      # g and x: two buffers
+    work_len = half_bn_work_len(C, S, False, HALF_BN_BLOCK // 2)      # g and x: two buffers
     try:
         coef = <float*>scratch(4 * C * sizeof(float))
         if need_sums and total:
