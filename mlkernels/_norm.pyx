@@ -44,7 +44,7 @@ cimport numpy as cnp
 
 from libc.stdint cimport uint16_t
 
-from mlkernels._half cimport mlk_widen, mlk_narrow, mlk_narrow_stream
+from mlkernels._half cimport MLK_BF16, mlk_bf16_widen, mlk_widen, mlk_narrow, mlk_narrow_stream
 from mlkernels._reduce cimport (add4_centered_sums, add4_grad_sums, centered_sums, grad_sums,
                                sum_of, sum_sq_centered)
 from mlkernels._runtime cimport SERIAL_BELOW_NORM, kernel_threads, stream_from
@@ -1591,6 +1591,10 @@ cdef void half_batch_norm_stats(int kind, const uint16_t* x, const float* shift,
         while n < part_end:                 # blocks of ROWS_PER_BLOCK samples
             block_end = min(n + ROWS_PER_BLOCK, part_end)
             while n + 4 <= block_end:
+                if kind == MLK_BF16:        # widened in registers
+                    bf16_add4_centered_sums(x + n * C, C, shift, block, block + C)
+                    n += 4
+                    continue
                 if n + 4 > w_end:
                     w0 = n
                     w_end = min(part_end, n + rows_fit)
@@ -1719,6 +1723,10 @@ cdef void half_batch_norm_grad_sums(int kind, const uint16_t* g, const uint16_t*
         while n < part_end:                 # blocks of ROWS_PER_BLOCK samples
             block_end = min(n + ROWS_PER_BLOCK, part_end)
             while n + 4 <= block_end:
+                if kind == MLK_BF16:        # widened in registers
+                    bf16_add4_grad_sums(g + n * C, x + n * C, C, mean, block, block + C)
+                    n += 4
+                    continue
                 if n + 4 > w_end:
                     w0 = n
                     w_end = min(part_end, n + rows_fit)
@@ -1740,6 +1748,50 @@ cdef void half_batch_norm_grad_sums(int kind, const uint16_t* g, const uint16_t*
                     block[C + c] += gr[c] * (xr[c] - mean[c])
                 n += 1
             flush_block(block, sums, 2 * C)
+
+
+cdef void bf16_add4_centered_sums(const uint16_t* x, Py_ssize_t n, const float* k,
+                                  float* sum, float* sum_sq) noexcept nogil:
+    """_reduce.h's mlk_add4_centered_sums_f32 on four bfloat16 rows (x, x + n, x + 2n,
+    x + 3n), widened in registers (a shift): the same float operations per column, written
+    as there, so the same bits (the column sums are elementwise: no lane order to match).
+
+    Scalar math: d_r = widen(x_r[j]) − k[j]; sum[j] += (d0 + d1) + (d2 + d3);
+    sum_sq[j] += (d0·d0 + d1·d1) + (d2·d2 + d3·d3).
+    """
+    cdef Py_ssize_t j
+    cdef float d0, d1, d2, d3
+    for j in range(n):  # simd
+        d0 = mlk_bf16_widen(x[j]) - k[j]
+        d1 = mlk_bf16_widen(x[n + j]) - k[j]
+        d2 = mlk_bf16_widen(x[2 * n + j]) - k[j]
+        d3 = mlk_bf16_widen(x[3 * n + j]) - k[j]
+        sum[j] += (d0 + d1) + (d2 + d3)
+        sum_sq[j] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
+
+
+cdef void bf16_add4_grad_sums(const uint16_t* g, const uint16_t* x, Py_ssize_t n,
+                              const float* m, float* sum_g,
+                              float* sum_g_centered) noexcept nogil:
+    """_reduce.h's mlk_add4_grad_sums_f32 on four bfloat16 rows of g and x, widened in
+    registers: the same float operations per column, so the same bits.
+
+    Scalar math: sum_g[j] += (g0 + g1) + (g2 + g3);
+    sum_g_centered[j] += (g0·(x0 − m[j]) + g1·(x1 − m[j])) + (g2·(x2 − m[j]) + g3·(x3 − m[j])).
+    """
+    cdef Py_ssize_t j
+    cdef float mj, g0, g1, g2, g3
+    for j in range(n):  # simd
+        mj = m[j]
+        g0 = mlk_bf16_widen(g[j])
+        g1 = mlk_bf16_widen(g[n + j])
+        g2 = mlk_bf16_widen(g[2 * n + j])
+        g3 = mlk_bf16_widen(g[3 * n + j])
+        sum_g[j] += (g0 + g1) + (g2 + g3)
+        sum_g_centered[j] += ((g0 * (mlk_bf16_widen(x[j]) - mj)
+                               + g1 * (mlk_bf16_widen(x[n + j]) - mj))
+                              + (g2 * (mlk_bf16_widen(x[2 * n + j]) - mj)
+                                 + g3 * (mlk_bf16_widen(x[3 * n + j]) - mj)))
 
 
 cdef void half_batch_norm_affine(int kind, const uint16_t* g, const uint16_t* x,
