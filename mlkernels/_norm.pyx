@@ -1450,8 +1450,10 @@ cdef enum:
     # are short: 8 KiB, less than the row norms' HALF_BLOCK -- pass 1's sums are quick, so the
     # next block's loads should not wait long (measured: docs/kernels/bf16.md)
     HALF_BN_BLOCK = 2048
-    HALF_AFFINE = 1024              # values per block of pass 2: x, g and the result, 4 KiB each
-    HALF_AFFINE_BYTES = 2 * HALF_AFFINE     # blocks end on these boundaries of the 16-bit output
+    # values per block of pass 2 (x, g and the result: 4 KiB each); half that with S = 1, where
+    # the four coefficient vectors (4·C floats) share L1 with the blocks (measured:
+    # docs/kernels/bf16.md)
+    HALF_AFFINE = 1024
 
 
 ctypedef struct HalfAffineMemory:
@@ -1804,17 +1806,17 @@ cdef void half_batch_norm_affine(int kind, const uint16_t* g, const uint16_t* x,
 
     Scalar math: out[i] = round16(batch_norm_affine's out[i] on the widened g and x).
     Why it is fast: 2 bytes read per value of x (and g) and 2 written, instead of 4. A block of
-    at most HALF_AFFINE values, ending on a HALF_AFFINE_BYTES boundary of out, is widened
-    into L1, batch_norm_affine itself (the float32 code) computes it into a third L1 block,
+    at most HALF_AFFINE values (S = 1: half), ending on a boundary of its size in out, is
+    widened into L1, batch_norm_affine itself (the float32 code) computes it into a third L1 block,
     which is rounded into out once -- with streaming stores when out is large. The threads
     split the elements on TILE_BYTES boundaries of out: no cache line written by two.
     Reference: mlkernels/reference/norm.py, batch_norm and batch_norm_backward.
     """
-    cdef Py_ssize_t t, p, m
+    cdef Py_ssize_t t, p, m, block = HALF_AFFINE if S > 1 else HALF_AFFINE // 2
     cdef HalfAffineMemory memory
     cdef float* xs = <float*>((<size_t>&memory.bytes[0] + 63) & ~(<size_t>63))
-    cdef float* gs = xs + HALF_AFFINE
-    cdef float* os = gs + HALF_AFFINE
+    cdef float* gs = xs + block
+    cdef float* os = gs + block
     if n_threads > 1:
         for t in prange(n_threads, num_threads=n_threads, schedule="static"):
             half_batch_norm_affine(kind, g, x, coef, out, C, S,
@@ -1823,8 +1825,7 @@ cdef void half_batch_norm_affine(int kind, const uint16_t* g, const uint16_t* x,
         return
     p = first
     while p < end:
-        m = min(end - p, <Py_ssize_t>((HALF_AFFINE_BYTES - <size_t>(out + p) % HALF_AFFINE_BYTES)
-                                      // 2))
+        m = min(end - p, block - <Py_ssize_t>(<size_t>(out + p) % (2 * block) // 2))
         mlk_widen(kind, x + p, xs, m)
         if g != NULL:
             mlk_widen(kind, g + p, gs, m)
