@@ -1536,11 +1536,12 @@ cdef void half_batch_norm_stats(int kind, const uint16_t* x, const float* shift,
     Scalar math: as batch_norm_stats, on widen(x): Σd[c] += widen(x[n, c, s]) − K[c],
     Σd²[c] += (widen(x[n, c, s]) − K[c])².
     Why it is fast: 2 bytes read from memory per value instead of 4. Runs of S values (as many
-    whole runs as fit in HALF_BLOCK floats: consecutive runs of a sample, and of the next
+    whole runs as fit in HALF_BN_BLOCK floats: consecutive runs of a sample, and of the next
     samples, lie end to end) or rows of C (S = 1: up to work_len / C rows, add4's four at
     least) are widened in one call into L1, then each goes to the float32 kernel's sum
     routine -- centered_sums per run, add4_centered_sums per four rows into float32 block sums
-    flushed into double every ROWS_PER_BLOCK rows -- in the float32 kernel's order. The same
+    flushed into double every ROWS_PER_BLOCK rows -- in the float32 kernel's order; bfloat16
+    rows with S = 1 skip the buffer (bf16_add4_centered_sums widens in registers). The same
     float operations on the same values in the same order: the same sums, bit for bit.
     Reference: mlkernels/reference/norm.py, batch_norm.
     """
@@ -1681,8 +1682,8 @@ cdef void half_batch_norm_grad_sums(int kind, const uint16_t* g, const uint16_t*
     Scalar math: as batch_norm_grad_sums, on widen(g), widen(x) and the float32 mean.
     Why it is fast: as half_batch_norm_stats -- 2 bytes read per value of g and of x, widened
     into L1 and fed to the float32 kernel's grad_sums (per run) or add4_grad_sums (four rows,
-    float32 block sums) in its order: the same sums, so grad_weight and grad_bias are the
-    float32 kernel's bit for bit.
+    float32 block sums; bfloat16: bf16_add4_grad_sums, widening in registers) in its order:
+    the same sums, so grad_weight and grad_bias are the float32 kernel's bit for bit.
     Reference: mlkernels/reference/norm.py, batch_norm_backward.
     """
     cdef Py_ssize_t t, k, n, c, j, m, r, r_end, block_end, part_end, w0, w_end, rows_fit
