@@ -656,9 +656,10 @@ def batch_norm(x: np.ndarray, running_mean: Optional[np.ndarray],
            [ 1.,  1.]]), array([ 2., 20.]), array([0.2, 2. ]), array([ 1.1, 20.9]))
     """
     where = "batch_norm()"
-    dtype = V.storage_dtype(where, x=x, weight=weight, bias=bias, optional=("weight", "bias"))
-    half = dtype.itemsize == 2
-    if half:            # the running statistics stay float32
+    half = isinstance(x, np.ndarray) and x.dtype.itemsize == 2
+    if half:            # 16-bit storage; the running statistics stay float32
+        dtype = V.storage_dtype(where, x=x, weight=weight, bias=bias,
+                                optional=("weight", "bias"))
         _float32_stats(where, dtype, "kept", running_mean=running_mean,
                        running_var=running_var)
     else:
@@ -767,8 +768,10 @@ def batch_norm_backward(grad_out: np.ndarray, x: np.ndarray, save_mean: np.ndarr
     (array([0., 0.]), array([2., 2.]))
     """
     where = "batch_norm_backward()"
-    dtype = V.storage_dtype(where, grad_out=grad_out, x=x, weight=weight, optional=("weight",))
-    if dtype.itemsize == 2:     # the saved statistics are float32, as the forward returned them
+    if isinstance(x, np.ndarray) and x.dtype.itemsize == 2:
+        # 16-bit storage; the saved statistics are float32, as the forward returned them
+        dtype = V.storage_dtype(where, grad_out=grad_out, x=x, weight=weight,
+                                optional=("weight",))
         _float32_stats(where, dtype, "returned", save_mean=save_mean, save_rstd=save_rstd)
     else:
         dtype = V.float_dtype(where, grad_out=grad_out, x=x, save_mean=save_mean,
