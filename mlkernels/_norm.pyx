@@ -44,7 +44,7 @@ cimport numpy as cnp
 
 from libc.stdint cimport uint16_t
 
-from mlkernels._half cimport mlk_widen, mlk_narrow, mlk_narrow_stream
+from mlkernels._half cimport MLK_BF16, mlk_bf16_widen, mlk_widen, mlk_narrow, mlk_narrow_stream
 from mlkernels._reduce cimport (add4_centered_sums, add4_grad_sums, centered_sums, grad_sums,
                                sum_of, sum_sq_centered)
 from mlkernels._runtime cimport SERIAL_BELOW_NORM, kernel_threads, stream_from
@@ -844,21 +844,21 @@ def batch_norm(cnp.ndarray x, running_mean, running_var, weight, bias, cnp.ndarr
                                  C if by_channel else parts.count, nt_sums, 0)
             add_parts(&sums)
             if f64:                                     # per channel: what pass 2 needs
-                batch_norm_forward_channels(<const double*>px, N, C, S, sums.total, training,
+                batch_norm_forward_channels(<const double*>px, S, N, C, S, sums.total, training,
                                             <double*>prm, <double*>prv, <const double*>pw,
                                             <const double*>pb, factor, eps, <double*>psm,
                                             <double*>psr, <double*>coef)
             else:
-                batch_norm_forward_channels(<const float*>px, N, C, S, sums.total, training,
+                batch_norm_forward_channels(<const float*>px, S, N, C, S, sums.total, training,
                                             <float*>prm, <float*>prv, <const float*>pw,
                                             <const float*>pb, factor, eps, <float*>psm,
                                             <float*>psr, <float*>coef)
             if total and f64:                           # pass 2: y
                 batch_norm_affine(<const double*>NULL, <const double*>px, <double*>coef,
-                                  <double*>py, C, S, 0, total, stream, nt)
+                                  <double*>py, C, S, 0, total, stream, nt, 0)
             elif total:
                 batch_norm_affine(<const float*>NULL, <const float*>px, <float*>coef,
-                                  <float*>py, C, S, 0, total, stream, nt)
+                                  <float*>py, C, S, 0, total, stream, nt, 0)
     finally:
         free_sums(&sums)
         free(coef)
@@ -934,14 +934,16 @@ cdef void batch_norm_stats(const floating* x, Py_ssize_t N, Py_ssize_t C, Py_ssi
             flush_block(block, sums, 2 * C)
 
 
-cdef void batch_norm_forward_channels(const floating* x, Py_ssize_t N, Py_ssize_t C,
+cdef void batch_norm_forward_channels(const floating* k, Py_ssize_t k_stride,
+                                      Py_ssize_t N, Py_ssize_t C,
                                       Py_ssize_t S, const double* sums, bint training,
                                       floating* running_mean, floating* running_var,
                                       const floating* weight, const floating* bias,
                                       double factor, double eps, floating* save_mean,
                                       floating* save_rstd, floating* coef) noexcept nogil:
     """Per channel c: the statistics, the running statistics' update, and the coefficients of
-    pass 2 (weight, bias, running_*: NULL when not given).
+    pass 2 (weight, bias, running_*: NULL when not given). K[c] = k[c·k_stride], the value
+    batch_norm_stats shifted channel c by (x[0, c, 0]: x and S, or a widened copy and 1).
 
     Scalar math (count = N·S; f = factor, the momentum):
         training: mean = K[c] + Σd/count,  var = Σd²/count − (Σd/count)²  (≥ 0)
@@ -962,7 +964,7 @@ cdef void batch_norm_forward_channels(const floating* x, Py_ssize_t N, Py_ssize_
         if training:
             mean = sums[c] / count
             var = sums[C + c] / count - mean * mean
-            mean = mean + x[c * S]
+            mean = mean + k[c * k_stride]
             if var < 0:                     # rounding of the shifted sums: clamp at 0
                 var = 0
             if running_mean != NULL:        # as torch, in the array's type
@@ -1027,10 +1029,10 @@ def batch_norm_backward(cnp.ndarray grad_out, cnp.ndarray x, cnp.ndarray save_me
                                              <float*>pgw, <float*>pgb, <float*>coef)
             if total and f64:                           # pass 2: grad_x
                 batch_norm_affine(<const double*>pg, <const double*>px, <double*>coef,
-                                  <double*>pgx, C, S, 0, total, stream, nt)
+                                  <double*>pgx, C, S, 0, total, stream, nt, 0)
             elif total:
                 batch_norm_affine(<const float*>pg, <const float*>px, <float*>coef,
-                                  <float*>pgx, C, S, 0, total, stream, nt)
+                                  <float*>pgx, C, S, 0, total, stream, nt, 0)
     finally:
         free_sums(&sums)
         free(coef)
@@ -1126,10 +1128,12 @@ cdef void batch_norm_backward_channels(const floating* mean, const floating* rst
 
 cdef void batch_norm_affine(const floating* g, const floating* x, const floating* coef,
                             floating* out, Py_ssize_t C, Py_ssize_t S, Py_ssize_t first,
-                            Py_ssize_t end, bint stream, int n_threads) noexcept nogil:
+                            Py_ssize_t end, bint stream, int n_threads,
+                            Py_ssize_t origin) noexcept nogil:
     """BatchNorm's pass 2 (both directions), elements [first, end) of the flat (N, C, S) arrays:
     out = a·g + b·(x − mean_hi) + c per channel, coef = [mean_hi | a | b | c] (C each);
-    g NULL for the forward (y = scale·(x − mean_hi) + shift').
+    g NULL for the forward (y = scale·(x − mean_hi) + shift'). The arrays' element 0 is
+    element `origin` of the (N, C, S) array (0; the 16-bit kernel passes a widened block).
 
     Scalar math, per element i of channel ch = (i // S) % C:
         out[i] = a[ch]·g[i] + b[ch]·(x[i] − mean_hi[ch]) + c[ch]
@@ -1147,7 +1151,8 @@ cdef void batch_norm_affine(const floating* g, const floating* x, const floating
     cdef const floating* a = coef + C
     cdef const floating* b = coef + 2 * C
     cdef const floating* c = coef + 3 * C
-    cdef Py_ssize_t t, p = first, ch = (first // S) % C, s = first % S, m, k, run, i
+    cdef Py_ssize_t t, p = first, ch = ((origin + first) // S) % C, s = (origin + first) % S
+    cdef Py_ssize_t m, k, run, i
     cdef floating mh, fa, fb, fc
     cdef TileMemory tile
     cdef floating* buffer = tile_in(&tile, out)   # line-aligned, in L1
@@ -1158,7 +1163,7 @@ cdef void batch_norm_affine(const floating* g, const floating* x, const floating
     if n_threads > 1:       # each thread: a share of the elements, cut on tile boundaries
         for t in prange(n_threads, num_threads=n_threads, schedule="static"):
             batch_norm_affine(g, x, coef, out, C, S, split_at(out, first, end, t, n_threads),
-                              split_at(out, first, end, t + 1, n_threads), stream, 1)
+                              split_at(out, first, end, t + 1, n_threads), stream, 1, origin)
         return
     while p < end:
         m = tile_len(out + p, end - p) if stream else end - p
@@ -1430,3 +1435,418 @@ cdef void half_norm_backward_rows(int norm, int kind, const uint16_t* g, const u
                 flush_block(block, part_sums + k * width, width)
     if stream:
         mlk_stream_fence()
+
+
+# -------------------------------------------------------------------- BatchNorm in 16 bits
+# The float32 BatchNorm's two passes on 16-bit x (and grad_out): pass 1 widens runs of x into
+# a per-thread float32 buffer and feeds them to the float32 kernel's own sum routines, in the
+# float32 kernel's parts, blocks and order, so the sums -- hence save_mean, save_rstd, the
+# running statistics, grad_weight and grad_bias -- are the float32 kernel's bit for bit; the
+# per-channel step is the float32 function itself; pass 2 widens a block, runs the float32
+# batch_norm_affine on it and rounds the block once into y (grad_x).
+
+cdef enum:
+    # floats of x widened at once by pass 1 (backward: of g and of x, half each) when the runs
+    # are short: 8 KiB, less than the row norms' HALF_BLOCK -- pass 1's sums are quick, so the
+    # next block's loads should not wait long (measured: docs/kernels/bf16.md)
+    HALF_BN_BLOCK = 2048
+    # values per block of pass 2 (x, g and the result: 4 KiB each); half that with S = 1, where
+    # the four coefficient vectors (4·C floats) share L1 with the blocks (measured:
+    # docs/kernels/bf16.md)
+    HALF_AFFINE = 1024
+
+
+ctypedef struct HalfAffineMemory:
+    # pass 2's three float32 blocks on a thread's stack, with the slack to align them
+    char bytes[3 * 4 * HALF_AFFINE + 64]
+
+
+cdef Py_ssize_t half_bn_work_len(Py_ssize_t C, Py_ssize_t S, bint by_channel,
+                                 Py_ssize_t base):
+    """Floats of one widened buffer of pass 1 (a multiple of 16): a run of S values at least
+    (S > 1; with few samples exactly one run), or 4 rows of C (S = 1: add4's four rows)."""
+    cdef Py_ssize_t n = S if by_channel else max(S, base) if S > 1 else max(4 * C, base)
+    return (max(n, <Py_ssize_t>1) + 15) // 16 * 16
+
+
+def half_batch_norm(int kind, cnp.ndarray x, running_mean, running_var, weight, bias,
+                    cnp.ndarray y, cnp.ndarray save_mean, cnp.ndarray save_rstd, Py_ssize_t N,
+                    Py_ssize_t C, Py_ssize_t S, bint training, double factor, double eps):
+    """batch_norm of a 16-bit x (storage kind of _half.h: 1 bfloat16, 2 float16) into a 16-bit
+    y: x and y (N, C, S); weight, bias float32 (C,) or None (widened exactly from the storage
+    dtype); running_mean, running_var float32 (C,) or None, updated in place in training;
+    save_mean, save_rstd float32 (C,); all validated C-contiguous (mlkernels/norm.py). The
+    same parts, thread counts and per-channel step as the float32 entry, batch_norm."""
+    cdef Py_ssize_t total = N * C * S, c, work_len
+    cdef bint by_channel = S > 1 and N < FEW_SAMPLES
+    cdef Parts parts = parts_of(N, C * S, ROWS_PER_BLOCK if S == 1 else 1)
+    cdef int nt_sums = threads_for(total, C if by_channel else parts.count)
+    cdef int nt = threads_for(total, total // TILE_MAX + 1)
+    cdef bint stream = total * 2 >= stream_from()
+    cdef Sums sums = sums_for(True, 1 if by_channel else parts.count, 2 * C,
+                              2 * C * sizeof(float) if training and S == 1 else 0, nt_sums)
+    cdef float* coef = NULL         # [mean_hi | a | b | c] of batch_norm_affine
+    cdef float* shift = NULL        # K[c] = x[0, c, 0], widened: what pass 1 shifts by
+    cdef float* work = NULL
+    cdef float* aligned = NULL
+    cdef const uint16_t* px = <const uint16_t*>data(x)
+    cdef uint16_t* py = <uint16_t*>data(y)
+    cdef float* prm = <float*>data(running_mean)
+    cdef float* prv = <float*>data(running_var)
+    cdef const float* pw = <const float*>data(weight)
+    cdef const float* pb = <const float*>data(bias)
+    cdef float* psm = <float*>data(save_mean)
+    cdef float* psr = <float*>data(save_rstd)
+    work_len = half_bn_work_len(C, S, by_channel, HALF_BN_BLOCK)
+    try:
+        coef = <float*>scratch(4 * C * sizeof(float))
+        shift = <float*>scratch(C * sizeof(float))
+        if training and total:
+            work = <float*>scratch(nt_sums * work_len * sizeof(float) + 64)
+            aligned = <float*>((<size_t>work + 63) & ~(<size_t>63))
+        with nogil:
+            if training and total:
+                for c in range(C):
+                    mlk_widen(kind, px + c * S, shift + c, 1)
+                half_batch_norm_stats(kind, px, shift, N, C, S, by_channel, sums.parts,
+                                      <float*>sums.blocks, &parts, 0,
+                                      C if by_channel else parts.count, aligned, work_len,
+                                      nt_sums, 0)
+            add_parts(&sums)
+            batch_norm_forward_channels(<const float*>shift, 1, N, C, S, sums.total, training,
+                                        prm, prv, pw, pb, factor, eps, psm, psr, coef)
+            if total:
+                half_batch_norm_affine(kind, NULL, px, coef, py, C, S, 0, total, stream, nt)
+    finally:
+        free_sums(&sums)
+        free(coef)
+        free(shift)
+        free(work)
+
+
+cdef void half_batch_norm_stats(int kind, const uint16_t* x, const float* shift, Py_ssize_t N,
+                                Py_ssize_t C, Py_ssize_t S, bint by_channel,
+                                double* part_sums, float* blocks, const Parts* parts,
+                                Py_ssize_t first, Py_ssize_t end, float* work,
+                                Py_ssize_t work_len, int n_threads, int thread) noexcept nogil:
+    """batch_norm_stats on a 16-bit x: the same channels or parts [first, end), the same sums
+    into part_sums [Σd C | Σd² C], on runs widened into this thread's buffer
+    (work + thread·work_len floats); K[c] = shift[c], the widened x[0, c, 0].
+
+    Scalar math: as batch_norm_stats, on widen(x): Σd[c] += widen(x[n, c, s]) − K[c],
+    Σd²[c] += (widen(x[n, c, s]) − K[c])².
+    Why it is fast: 2 bytes read from memory per value instead of 4. Runs of S values (as many
+    whole runs as fit in HALF_BN_BLOCK floats: consecutive runs of a sample, and of the next
+    samples, lie end to end) or rows of C (S = 1: up to work_len / C rows, add4's four at
+    least) are widened in one call into L1, then each goes to the float32 kernel's sum
+    routine -- centered_sums per run, add4_centered_sums per four rows into float32 block sums
+    flushed into double every ROWS_PER_BLOCK rows -- in the float32 kernel's order; bfloat16
+    rows with S = 1 skip the buffer (bf16_add4_centered_sums widens in registers). The same
+    float operations on the same values in the same order: the same sums, bit for bit.
+    Reference: mlkernels/reference/norm.py, batch_norm.
+    """
+    cdef Py_ssize_t t, k, n, c, j, m, r, r_end, block_end, part_end, w0, w_end, rows_fit
+    cdef double d1, d2, t1, t2
+    cdef double* sums
+    cdef float* block = blocks + thread * 2 * C if S == 1 else NULL
+    cdef float* xs = work + thread * work_len
+    cdef const float* xr
+    cdef float d
+    if n_threads > 1:       # each thread: a contiguous share of the channels or parts
+        for t in prange(n_threads, num_threads=n_threads, schedule="static"):
+            half_batch_norm_stats(kind, x, shift, N, C, S, by_channel, part_sums, blocks,
+                                  parts, first + (end - first) * t // n_threads,
+                                  first + (end - first) * (t + 1) // n_threads, work,
+                                  work_len, 1, t)
+        return
+    if by_channel:          # few samples: channel by channel, a run at a time
+        for c in range(first, end):
+            t1 = 0
+            t2 = 0
+            for n in range(N):
+                mlk_widen(kind, x + (n * C + c) * S, xs, S)
+                centered_sums(<const float*>xs, S, shift[c], &d1, &d2)
+                t1 += d1
+                t2 += d2
+            part_sums[c] = t1
+            part_sums[C + c] = t2
+        return
+    for k in range(first, end):
+        sums = part_sums + k * 2 * C
+        n = part_start(parts, k)
+        part_end = part_start(parts, k + 1)
+        if S > 1:           # runs n·C .. part_end·C, in memory order, work_len // S at a time
+            r = n * C
+            r_end = part_end * C
+            while r < r_end:
+                m = min(r_end - r, work_len // S)
+                mlk_widen(kind, x + r * S, xs, m * S)
+                for j in range(m):
+                    c = (r + j) % C
+                    centered_sums(<const float*>xs + j * S, S, shift[c], &d1, &d2)
+                    sums[c] += d1
+                    sums[C + c] += d2
+                r += m
+            continue
+        rows_fit = work_len // C            # S = 1: at least 4
+        w0 = n                              # rows [w0, w_end) are widened at xs
+        w_end = n
+        while n < part_end:                 # blocks of ROWS_PER_BLOCK samples
+            block_end = min(n + ROWS_PER_BLOCK, part_end)
+            while n + 4 <= block_end:
+                if kind == MLK_BF16:        # widened in registers
+                    bf16_add4_centered_sums(x + n * C, C, shift, block, block + C)
+                    n += 4
+                    continue
+                if n + 4 > w_end:
+                    w0 = n
+                    w_end = min(part_end, n + rows_fit)
+                    mlk_widen(kind, x + w0 * C, xs, (w_end - w0) * C)
+                add4_centered_sums(<const float*>xs + (n - w0) * C, C, shift, block,
+                                   block + C)
+                n += 4
+            while n < block_end:
+                if n >= w_end:
+                    w0 = n
+                    w_end = min(part_end, n + rows_fit)
+                    mlk_widen(kind, x + w0 * C, xs, (w_end - w0) * C)
+                xr = xs + (n - w0) * C
+                for c in range(C):  # simd
+                    d = xr[c] - shift[c]
+                    block[c] += d
+                    block[C + c] += d * d
+                n += 1
+            flush_block(block, sums, 2 * C)
+
+
+def half_batch_norm_backward(int kind, cnp.ndarray grad_out, cnp.ndarray x,
+                             cnp.ndarray save_mean, cnp.ndarray save_rstd, weight,
+                             cnp.ndarray grad_x, grad_weight, grad_bias, Py_ssize_t N,
+                             Py_ssize_t C, Py_ssize_t S, bint training):
+    """batch_norm_backward of 16-bit grad_out and x (storage kind of _half.h) into a 16-bit
+    grad_x: (N, C, S); save_mean, save_rstd float32 (C,) as the forward returned them; weight
+    float32 (C,) or None; grad_weight, grad_bias float32 (C,) or None; all validated
+    C-contiguous (mlkernels/norm.py). The float32 entry's parts, thread counts and
+    per-channel step."""
+    cdef Py_ssize_t total = N * C * S, work_len
+    cdef bint need_sums = training or grad_weight is not None or grad_bias is not None
+    cdef Parts parts = parts_of(N, C * S, ROWS_PER_BLOCK if S == 1 else 1)
+    cdef int nt_sums = threads_for(total, parts.count)
+    cdef int nt = threads_for(total, total // TILE_MAX + 1)
+    cdef bint stream = total * 2 >= stream_from()
+    cdef Sums sums = sums_for(True, parts.count, 2 * C,
+                              2 * C * sizeof(float) if need_sums and S == 1 else 0, nt_sums)
+    cdef float* coef = NULL
+    cdef float* work = NULL
+    cdef float* aligned = NULL
+    cdef const uint16_t* pg = <const uint16_t*>data(grad_out)
+    cdef const uint16_t* px = <const uint16_t*>data(x)
+    cdef const float* pm = <const float*>data(save_mean)
+    cdef const float* pr = <const float*>data(save_rstd)
+    cdef const float* pw = <const float*>data(weight)
+    cdef uint16_t* pgx = <uint16_t*>data(grad_x)
+    cdef float* pgw = <float*>data(grad_weight)
+    cdef float* pgb = <float*>data(grad_bias)
+    work_len = half_bn_work_len(C, S, False, HALF_BN_BLOCK // 2)      # g and x: two buffers
+    try:
+        coef = <float*>scratch(4 * C * sizeof(float))
+        if need_sums and total:
+            work = <float*>scratch(nt_sums * 2 * work_len * sizeof(float) + 64)
+            aligned = <float*>((<size_t>work + 63) & ~(<size_t>63))
+        with nogil:
+            if need_sums and total:
+                half_batch_norm_grad_sums(kind, pg, px, pm, C, S, sums.parts,
+                                          <float*>sums.blocks, &parts, 0, parts.count,
+                                          aligned, work_len, nt_sums, 0)
+            add_parts(&sums)
+            batch_norm_backward_channels(pm, pr, pw, C, N * S, sums.total, training, pgw,
+                                         pgb, coef)
+            if total:
+                half_batch_norm_affine(kind, pg, px, coef, pgx, C, S, 0, total, stream, nt)
+    finally:
+        free_sums(&sums)
+        free(coef)
+        free(work)
+
+
+cdef void half_batch_norm_grad_sums(int kind, const uint16_t* g, const uint16_t* x,
+                                    const float* mean, Py_ssize_t C, Py_ssize_t S,
+                                    double* part_sums, float* blocks, const Parts* parts,
+                                    Py_ssize_t first, Py_ssize_t end, float* work,
+                                    Py_ssize_t work_len, int n_threads,
+                                    int thread) noexcept nogil:
+    """batch_norm_grad_sums on 16-bit g and x: the parts [first, end), into part_sums
+    [Σg C | Σg·(x − mean) C], on runs (rows) of g and x widened into this thread's two
+    buffers (work + thread·2·work_len floats).
+
+    Scalar math: as batch_norm_grad_sums, on widen(g), widen(x) and the float32 mean.
+    Why it is fast: as half_batch_norm_stats -- 2 bytes read per value of g and of x, widened
+    into L1 and fed to the float32 kernel's grad_sums (per run) or add4_grad_sums (four rows,
+    float32 block sums; bfloat16: bf16_add4_grad_sums, widening in registers) in its order:
+    the same sums, so grad_weight and grad_bias are the float32 kernel's bit for bit.
+    Reference: mlkernels/reference/norm.py, batch_norm_backward.
+    """
+    cdef Py_ssize_t t, k, n, c, j, m, r, r_end, block_end, part_end, w0, w_end, rows_fit
+    cdef double tg, tgx
+    cdef double* sums
+    cdef float* block = blocks + thread * 2 * C if S == 1 else NULL
+    cdef float* gs = work + thread * 2 * work_len
+    cdef float* xs = gs + work_len
+    cdef const float* gr
+    cdef const float* xr
+    if n_threads > 1:       # each thread: a contiguous share of the parts
+        for t in prange(n_threads, num_threads=n_threads, schedule="static"):
+            half_batch_norm_grad_sums(kind, g, x, mean, C, S, part_sums, blocks, parts,
+                                      first + (end - first) * t // n_threads,
+                                      first + (end - first) * (t + 1) // n_threads, work,
+                                      work_len, 1, t)
+        return
+    for k in range(first, end):
+        sums = part_sums + k * 2 * C
+        n = part_start(parts, k)
+        part_end = part_start(parts, k + 1)
+        if S > 1:           # runs n·C .. part_end·C in memory order
+            r = n * C
+            r_end = part_end * C
+            while r < r_end:
+                m = min(r_end - r, work_len // S)
+                mlk_widen(kind, g + r * S, gs, m * S)
+                mlk_widen(kind, x + r * S, xs, m * S)
+                for j in range(m):
+                    c = (r + j) % C
+                    grad_sums(<const float*>gs + j * S, <const float*>NULL,
+                              <const float*>xs + j * S, S, mean[c], &tg, &tgx)
+                    sums[c] += tg
+                    sums[C + c] += tgx
+                r += m
+            continue
+        rows_fit = work_len // C            # S = 1: at least 4
+        w0 = n
+        w_end = n
+        while n < part_end:                 # blocks of ROWS_PER_BLOCK samples
+            block_end = min(n + ROWS_PER_BLOCK, part_end)
+            while n + 4 <= block_end:
+                if kind == MLK_BF16:        # widened in registers
+                    bf16_add4_grad_sums(g + n * C, x + n * C, C, mean, block, block + C)
+                    n += 4
+                    continue
+                if n + 4 > w_end:
+                    w0 = n
+                    w_end = min(part_end, n + rows_fit)
+                    mlk_widen(kind, g + w0 * C, gs, (w_end - w0) * C)
+                    mlk_widen(kind, x + w0 * C, xs, (w_end - w0) * C)
+                add4_grad_sums(<const float*>gs + (n - w0) * C,
+                               <const float*>xs + (n - w0) * C, C, mean, block, block + C)
+                n += 4
+            while n < block_end:
+                if n >= w_end:
+                    w0 = n
+                    w_end = min(part_end, n + rows_fit)
+                    mlk_widen(kind, g + w0 * C, gs, (w_end - w0) * C)
+                    mlk_widen(kind, x + w0 * C, xs, (w_end - w0) * C)
+                gr = gs + (n - w0) * C
+                xr = xs + (n - w0) * C
+                for c in range(C):  # simd
+                    block[c] += gr[c]
+                    block[C + c] += gr[c] * (xr[c] - mean[c])
+                n += 1
+            flush_block(block, sums, 2 * C)
+
+
+cdef void bf16_add4_centered_sums(const uint16_t* x, Py_ssize_t n, const float* k,
+                                  float* sum, float* sum_sq) noexcept nogil:
+    """_reduce.h's mlk_add4_centered_sums_f32 on four bfloat16 rows (x, x + n, x + 2n,
+    x + 3n), widened in registers (a shift): the same float operations per column, written
+    as there, so the same bits (the column sums are elementwise: no lane order to match).
+
+    Scalar math: d_r = widen(x_r[j]) − k[j]; sum[j] += (d0 + d1) + (d2 + d3);
+    sum_sq[j] += (d0·d0 + d1·d1) + (d2·d2 + d3·d3).
+    """
+    cdef Py_ssize_t j
+    cdef float d0, d1, d2, d3
+    for j in range(n):  # simd
+        d0 = mlk_bf16_widen(x[j]) - k[j]
+        d1 = mlk_bf16_widen(x[n + j]) - k[j]
+        d2 = mlk_bf16_widen(x[2 * n + j]) - k[j]
+        d3 = mlk_bf16_widen(x[3 * n + j]) - k[j]
+        sum[j] += (d0 + d1) + (d2 + d3)
+        sum_sq[j] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
+
+
+cdef void bf16_add4_grad_sums(const uint16_t* g, const uint16_t* x, Py_ssize_t n,
+                              const float* m, float* sum_g,
+                              float* sum_g_centered) noexcept nogil:
+    """_reduce.h's mlk_add4_grad_sums_f32 on four bfloat16 rows of g and x, widened in
+    registers: the same float operations per column, so the same bits.
+
+    Scalar math: sum_g[j] += (g0 + g1) + (g2 + g3);
+    sum_g_centered[j] += (g0·(x0 − m[j]) + g1·(x1 − m[j])) + (g2·(x2 − m[j]) + g3·(x3 − m[j])).
+    """
+    cdef Py_ssize_t j
+    cdef float mj, g0, g1, g2, g3
+    for j in range(n):  # simd
+        mj = m[j]
+        g0 = mlk_bf16_widen(g[j])
+        g1 = mlk_bf16_widen(g[n + j])
+        g2 = mlk_bf16_widen(g[2 * n + j])
+        g3 = mlk_bf16_widen(g[3 * n + j])
+        sum_g[j] += (g0 + g1) + (g2 + g3)
+        sum_g_centered[j] += ((g0 * (mlk_bf16_widen(x[j]) - mj)
+                               + g1 * (mlk_bf16_widen(x[n + j]) - mj))
+                              + (g2 * (mlk_bf16_widen(x[2 * n + j]) - mj)
+                                 + g3 * (mlk_bf16_widen(x[3 * n + j]) - mj)))
+
+
+cdef void half_batch_norm_affine(int kind, const uint16_t* g, const uint16_t* x,
+                                 const float* coef, uint16_t* out, Py_ssize_t C, Py_ssize_t S,
+                                 Py_ssize_t first, Py_ssize_t end, bint stream,
+                                 int n_threads) noexcept nogil:
+    """BatchNorm's pass 2 on 16-bit data, elements [first, end): out = round16(a·widen(g) +
+    b·(widen(x) − mean_hi) + c) per channel, coef as batch_norm_affine's; g NULL for the
+    forward.
+
+    Scalar math: out[i] = round16(batch_norm_affine's out[i] on the widened g and x).
+    Why it is fast: 2 bytes read per value of x (and g) and 2 written, instead of 4. A block of
+    at most HALF_AFFINE values (S = 1: half), ending on a boundary of its size in out, is
+    widened into L1, batch_norm_affine itself (the float32 code) computes it into a third L1 block,
+    which is rounded into out once -- with streaming stores when out is large. The threads
+    split the elements on TILE_BYTES boundaries of out: no cache line written by two.
+    Reference: mlkernels/reference/norm.py, batch_norm and batch_norm_backward.
+    """
+    cdef Py_ssize_t t, p, m, block = HALF_AFFINE if S > 1 else HALF_AFFINE // 2
+    cdef HalfAffineMemory memory
+    cdef float* xs = <float*>((<size_t>&memory.bytes[0] + 63) & ~(<size_t>63))
+    cdef float* gs = xs + block
+    cdef float* os = gs + block
+    if n_threads > 1:
+        for t in prange(n_threads, num_threads=n_threads, schedule="static"):
+            half_batch_norm_affine(kind, g, x, coef, out, C, S,
+                                   half_split_at(out, first, end, t, n_threads),
+                                   half_split_at(out, first, end, t + 1, n_threads), stream, 1)
+        return
+    p = first
+    while p < end:
+        m = min(end - p, block - <Py_ssize_t>(<size_t>(out + p) % (2 * block) // 2))
+        mlk_widen(kind, x + p, xs, m)
+        if g != NULL:
+            mlk_widen(kind, g + p, gs, m)
+        batch_norm_affine(<const float*>gs if g != NULL else <const float*>NULL,
+                          <const float*>xs, coef, os, C, S, 0, m, False, 1, p)
+        if stream:
+            mlk_narrow_stream(kind, os, out + p, m)
+        else:
+            mlk_narrow(kind, os, out + p, m)
+        p += m
+    if stream:
+        mlk_stream_fence()
+
+
+cdef inline Py_ssize_t half_split_at(const uint16_t* dst, Py_ssize_t first, Py_ssize_t end,
+                                     Py_ssize_t part, Py_ssize_t parts) noexcept nogil:
+    """split_at for a 16-bit dst: share `part` of `parts` starts on a TILE_BYTES boundary."""
+    cdef Py_ssize_t p = first + (end - first) * part // parts
+    cdef Py_ssize_t to_boundary
+    if first < p < end and <size_t>(dst + p) % TILE_BYTES != 0:
+        to_boundary = <Py_ssize_t>((TILE_BYTES - <size_t>(dst + p) % TILE_BYTES) // 2)
+        p += min(to_boundary, end - p)
+    return p

@@ -541,6 +541,57 @@ def _bn_layout(where: str, x: np.ndarray) -> Tuple[int, int, int]:
     return x.shape[0], x.shape[1], prod(x.shape[2:])
 
 
+def _float32_stats(where, dtype, how, **stats):
+    """With 16-bit data, BatchNorm's statistics arrays (the running ones, kept in float32: a
+    16-bit running statistic would lose the momentum updates; the saved ones, float32 as the
+    forward returns them) must be float32 arrays or None."""
+    for name, a in stats.items():
+        if a is None and how == "kept":
+            continue
+        if not isinstance(a, np.ndarray):
+            V.float_dtype(where, **{name: a})           # its message: not an array
+        if a.dtype != _F32:
+            raise TypeError(f"{where}: {name} has dtype {a.dtype} but must be float32 with "
+                            f"{dtype} data (" + ("BatchNorm's running statistics are kept in "
+                                                 "float32" if how == "kept" else
+                                                 "as the forward returned it") + ")")
+
+
+def _half_batch_norm(where, x, running_mean, running_var, weight, bias, training, factor, eps,
+                     out, dtype, N, C, S):
+    """batch_norm of 16-bit x (all arguments checked but out): y in x's dtype, the float32
+    kernel's result rounded once; save_mean, save_rstd and the running statistics float32,
+    the float32 kernel's bit for bit."""
+    y, save_mean, save_rstd = _half_outputs(where, out, ("y", "save_mean", "save_rstd"),
+                                            (x.shape, (C,), (C,)), dtype,
+                                            (x, running_mean, running_var, weight, bias))
+    if training:        # updated in place: the arrays themselves (checked)
+        rm, rv = running_mean, running_var
+    else:               # read only
+        rm, rv = _c(running_mean, _F32), _c(running_var, _F32)
+    K._norm.half_batch_norm(V.storage_kind(dtype), V.c_array(x, dtype), rm, rv,
+                            _c(weight, _F32), _c(bias, _F32), y, save_mean, save_rstd, N, C, S,
+                            training, factor, eps)
+    return y, save_mean, save_rstd
+
+
+def _half_batch_norm_backward(where, grad_out, x, save_mean, save_rstd, weight, training,
+                              has_bias, out, dtype, N, C, S):
+    """batch_norm_backward of 16-bit grad_out and x: grad_x in their dtype (the float32
+    kernel's, rounded once); grad_weight and grad_bias float32, the float32 kernel's bit for
+    bit (sums over every sample: an optimizer's float32 master weights or states take them
+    as they are)."""
+    gx, gw, gb = _half_outputs(where, out, ("grad_x", "grad_weight", "grad_bias"),
+                               (x.shape, (C,) if weight is not None else None,
+                                (C,) if has_bias else None),
+                               dtype, (grad_out, x, save_mean, save_rstd, weight))
+    K._norm.half_batch_norm_backward(V.storage_kind(dtype), V.c_array(grad_out, dtype),
+                                     V.c_array(x, dtype), V.c_array(save_mean, _F32),
+                                     V.c_array(save_rstd, _F32), _c(weight, _F32), gx, gw, gb,
+                                     N, C, S, training)
+    return gx, gw, gb
+
+
 def batch_norm(x: np.ndarray, running_mean: Optional[np.ndarray],
                running_var: Optional[np.ndarray], weight: Optional[np.ndarray] = None,
                bias: Optional[np.ndarray] = None, training: bool = False,
@@ -558,10 +609,15 @@ def batch_norm(x: np.ndarray, running_mean: Optional[np.ndarray],
 
     Parameters
     ----------
-    x : ndarray of shape (N, C) or (N, C, *spatial), float32 or float64
+    x : ndarray of shape (N, C) or (N, C, *spatial), float32 or float64, or 16-bit storage:
+        bfloat16 (ml_dtypes) or float16
+        16-bit x (and weight, bias, y of the same dtype) is computed as float32 computes and
+        each value of y rounded once: y is the float32 result, rounded; save_mean, save_rstd
+        and the running statistics are float32, the float32 kernel's bit for bit.
     running_mean, running_var : ndarray of shape (C,), or None
         None: no running statistics (training must then be True, as torch). Updated in place
-        in training, so then writeable C-contiguous arrays of x's dtype.
+        in training, so then writeable C-contiguous arrays of x's dtype (float32 with 16-bit
+        x: a 16-bit running statistic would lose the momentum updates).
     weight, bias : ndarray of shape (C,), optional
     training : bool, default False
     momentum : float in [0, 1] or None, default 0.1
@@ -573,15 +629,17 @@ def batch_norm(x: np.ndarray, running_mean: Optional[np.ndarray],
     Returns
     -------
     y : ndarray, the shape of x
-    save_mean, save_rstd : ndarray of shape (C,), in x's dtype
+    save_mean, save_rstd : ndarray of shape (C,), in x's dtype (float32 with 16-bit x)
         The statistics used (the batch's, or the running ones in eval) and
         1/√(var + eps): what ``batch_norm_backward`` takes.
 
     Raises
     ------
     TypeError
-        An array argument that is not an ndarray of float32 or float64, arrays of both
-        dtypes in one call, or an ``out`` that is neither an array nor a tuple of the results.
+        An array argument that is not an ndarray of float32 or float64 (or of one 16-bit
+        storage dtype for x, weight and bias, with float32 running statistics), arrays of
+        different dtypes in one call, or an ``out`` that is neither an array nor a tuple of the
+        results.
     ValueError
         Shapes that do not match, a bad hyperparameter, or an ``out`` array that is
         read-only, not C-contiguous, of the wrong shape or dtype, or overlapping an input or
@@ -598,9 +656,17 @@ def batch_norm(x: np.ndarray, running_mean: Optional[np.ndarray],
            [ 1.,  1.]]), array([ 2., 20.]), array([0.2, 2. ]), array([ 1.1, 20.9]))
     """
     where = "batch_norm()"
-    dtype = V.float_dtype(where, x=x, running_mean=running_mean, running_var=running_var,
-                          weight=weight, bias=bias,
-                          optional=("running_mean", "running_var", "weight", "bias"))
+    half = isinstance(x, np.ndarray) and x.dtype.itemsize == 2
+    if half:            # 16-bit storage; the running statistics stay float32
+        dtype = V.storage_dtype(where, x=x, weight=weight, bias=bias,
+                                optional=("weight", "bias"))
+        _float32_stats(where, dtype, "kept", running_mean=running_mean,
+                       running_var=running_var)
+    else:
+        dtype = V.float_dtype(where, x=x, running_mean=running_mean, running_var=running_var,
+                              weight=weight, bias=bias,
+                              optional=("running_mean", "running_var", "weight", "bias"))
+    stats_dtype = _F32 if half else dtype
     N, C, S = _bn_layout(where, x)
     for name, a in (("running_mean", running_mean), ("running_var", running_var),
                     ("weight", weight), ("bias", bias)):
@@ -619,9 +685,9 @@ def batch_norm(x: np.ndarray, running_mean: Optional[np.ndarray],
     if training and running_mean is not None:
         for name, a in (("running_mean", running_mean), ("running_var", running_var)):
             if not (a.flags.writeable and a.flags.c_contiguous and a.flags.aligned
-                    and a.dtype == dtype):
+                    and a.dtype == stats_dtype):
                 raise ValueError(f"{where}: {name} is updated in place in training; expected "
-                                 f"a writeable C-contiguous {dtype} array")
+                                 f"a writeable C-contiguous {stats_dtype} array")
         if momentum is None:
             if isinstance(num_batches_tracked, bool) or \
                     not isinstance(num_batches_tracked, (int, np.integer)) or \
@@ -632,6 +698,9 @@ def batch_norm(x: np.ndarray, running_mean: Optional[np.ndarray],
             factor = 1.0 / int(num_batches_tracked)
         else:
             factor = V.number(where, "momentum", momentum, low=0.0, high=1.0)
+    if half:
+        return _half_batch_norm(where, x, running_mean, running_var, weight, bias, training,
+                                factor, eps, out, dtype, N, C, S)
     y, save_mean, save_rstd = V.outputs(where, out, ("y", "save_mean", "save_rstd"),
                                         (x.shape, (C,), (C,)), dtype,
                                         (x, running_mean, running_var, weight, bias))
@@ -657,8 +726,12 @@ def batch_norm_backward(grad_out: np.ndarray, x: np.ndarray, save_mean: np.ndarr
     Parameters
     ----------
     grad_out, x : ndarray of shape (N, C) or (N, C, *spatial)
+        float32 or float64, or 16-bit storage (bfloat16 of ml_dtypes, or float16; weight of
+        the same dtype): computed as float32 computes, grad_x rounded once to that dtype,
+        grad_weight and grad_bias float32 (sums over every sample, the float32 kernel's bit
+        for bit).
     save_mean, save_rstd : ndarray of shape (C,)
-        As ``batch_norm`` returned them (any layout).
+        As ``batch_norm`` returned them (any layout; float32 with 16-bit x).
     weight : ndarray of shape (C,), optional
     training : bool, default True
         Whether the forward used the batch's statistics.
@@ -670,12 +743,15 @@ def batch_norm_backward(grad_out: np.ndarray, x: np.ndarray, save_mean: np.ndarr
     -------
     grad_x : ndarray, the shape of x
     grad_weight, grad_bias : ndarray of shape (C,), or None
+        In x's dtype (float32 with 16-bit x).
 
     Raises
     ------
     TypeError
-        An array argument that is not an ndarray of float32 or float64, arrays of both
-        dtypes in one call, or an ``out`` that is neither an array nor a tuple of the results.
+        An array argument that is not an ndarray of float32 or float64 (or of one 16-bit
+        storage dtype for grad_out, x and weight, with float32 save_mean and save_rstd),
+        arrays of different dtypes in one call, or an ``out`` that is neither an array nor a
+        tuple of the results.
     ValueError
         Shapes that do not match, a bad hyperparameter, or an ``out`` array that is
         read-only, not C-contiguous, of the wrong shape or dtype, or overlapping an input or
@@ -692,13 +768,22 @@ def batch_norm_backward(grad_out: np.ndarray, x: np.ndarray, save_mean: np.ndarr
     (array([0., 0.]), array([2., 2.]))
     """
     where = "batch_norm_backward()"
-    dtype = V.float_dtype(where, grad_out=grad_out, x=x, save_mean=save_mean,
-                          save_rstd=save_rstd, weight=weight, optional=("weight",))
+    if isinstance(x, np.ndarray) and x.dtype.itemsize == 2:
+        # 16-bit storage; the saved statistics are float32, as the forward returned them
+        dtype = V.storage_dtype(where, grad_out=grad_out, x=x, weight=weight,
+                                optional=("weight",))
+        _float32_stats(where, dtype, "returned", save_mean=save_mean, save_rstd=save_rstd)
+    else:
+        dtype = V.float_dtype(where, grad_out=grad_out, x=x, save_mean=save_mean,
+                              save_rstd=save_rstd, weight=weight, optional=("weight",))
     N, C, S = _bn_layout(where, x)
     V.shape_is(where, "grad_out", grad_out, x.shape, "the shape of x")
     for name, a in (("save_mean", save_mean), ("save_rstd", save_rstd), ("weight", weight)):
         V.shape_is(where, name, a, (C,), "one per channel")
     has_bias = weight is not None if has_bias is None else bool(has_bias)
+    if dtype.itemsize == 2:
+        return _half_batch_norm_backward(where, grad_out, x, save_mean, save_rstd, weight,
+                                         bool(training), has_bias, out, dtype, N, C, S)
     gx, gw, gb = V.outputs(where, out, ("grad_x", "grad_weight", "grad_bias"),
                            (x.shape, (C,) if weight is not None else None,
                             (C,) if has_bias else None),

@@ -602,3 +602,310 @@ def test_prelu(isa, dtype, shape, channels):
     with pytest.raises(ValueError):                  # a 16-bit grad_weight out: float32 only
         mk.prelu_backward(g, x, w, out=(g, np.empty(channels, dtype)))
     np.testing.assert_array_equal(g.view(np.uint16), before.view(np.uint16))
+
+
+# ---------------------------------------------------------------- batch_norm
+# x, weight, bias, y (grad_out, grad_x) 16-bit; running_mean/running_var float32, updated in
+# place in float32; save_mean/save_rstd, grad_weight/grad_bias float32. Pass 1 widens runs
+# (S > 1; channel by channel with N < 4) or rows (S == 1) of x and feeds the float32 kernel's
+# sum routines in its order, so every float32 result equals the float32 kernel's bit for bit
+# and y / grad_x are its results rounded; pass 2 runs the float32 batch_norm_affine on
+# widened blocks.
+
+BN_CASES = [(0, 3), (0, 3, 4), (2, 0, 3), (1, 1), (2, 1), (3, 1, 1), (1, 3, 2), (2, 4, 0),
+            (5, 3), (4, 3, 7), (2, 4, 3, 3), (8, 2, 1, 1), (64, 40), (3, 17, 5), (300, 70),
+            (37, 1000), (1, 5, 9000), (3, 2, 5000), (40, 8, 600), (6, 16, 33, 33),
+            (4, 3, 4100)]
+
+
+def same_bits_any_nan(got, expected_f32, dtype):
+    """same_bits, but a NaN matches a NaN of either sign (NaN exactly where float32's is NaN).
+    Where two NaNs meet in BatchNorm's pass 2 (a channel whose statistics are NaN, or eval's
+    0·(x = inf) next to a NaN g), which one comes out depends on the vector or scalar code an
+    element goes through, which depends on where the threads' shares and the streamed tiles
+    are cut -- on the output's address: the float32 kernel itself gives either sign for the
+    same inputs (docs/kernels/bf16.md, "BatchNorm in 16-bit"). Where one NaN alone reaches
+    an element, its sign is kept: test_batch_norm_one_nan_keeps_its_sign."""
+    with np.errstate(all="ignore"):
+        expected = np.asarray(expected_f32, np.float32).astype(dtype)
+    nan = np.isnan(f32(expected))
+    np.testing.assert_array_equal(np.isnan(f32(got)), nan)
+    same_bits(np.where(nan, 0, got).astype(dtype), np.where(nan, 0, expected_f32), dtype)
+
+
+def bn_call(x, w, b, rm, rv, training, **kw):
+    """batch_norm with copies of the running statistics: (y, save_mean, save_rstd, rm, rv)."""
+    rm, rv = (None, None) if rm is None else (rm.copy(), rv.copy())
+    y, sm, sr = mk.batch_norm(x, rm, rv, w, b, training, **kw)
+    return y, sm, sr, rm, rv
+
+
+def bn_same(got, want, dtype, strict=False):
+    (same_bits if strict else same_bits_any_nan)(got[0], want[0], dtype)
+    for a, e in zip(got[1:], want[1:]):
+        assert (a is None) == (e is None)
+        if a is not None:
+            same_f32(a, e)
+
+
+def bn_stats(C, seed=4):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(C).astype(np.float32),
+            rng.uniform(0.5, 2, C).astype(np.float32))
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+@pytest.mark.parametrize("shape", BN_CASES, ids=str)
+def test_batch_norm(isa, dtype, shape):
+    C = shape[1]
+    x = data(shape, dtype, 3)
+    w, b = data((C,), dtype, 1, False, 1.0), data((C,), dtype, 2, False, 1.0)
+    rm, rv = bn_stats(C)
+    values = shape[0] * int(np.prod(shape[2:]))
+    for training in ([True, False] if values > 1 else [False]):
+        for args in [(w, b), (w, None), (None, b), (None, None)]:
+            for stats in [(rm, rv), (None, None)] if training else [(rm, rv)]:
+                want = bn_call(f32(x), *map(f32, args), *stats, training)
+                for n in [1, 2]:
+                    with mk.threads(n):
+                        got = bn_call(x, *args, *stats, training)
+                    bn_same(got, want, dtype)
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+@pytest.mark.parametrize("shape", BN_CASES, ids=str)
+def test_batch_norm_backward(isa, dtype, shape):
+    C = shape[1]
+    x, g = data(shape, dtype, 5), data(shape, dtype, 6)
+    w = data((C,), dtype, 1, False, 1.0)
+    values = shape[0] * int(np.prod(shape[2:]))
+    for training in ([True, False] if values > 1 else [False]):
+        _, sm, sr = mk.batch_norm(x, *bn_stats(C), w, None, training)
+        for weight, has_bias in [(w, True), (w, False), (None, True), (None, False)]:
+            want = mk.batch_norm_backward(f32(g), f32(x), sm, sr, f32(weight), training,
+                                          has_bias=has_bias)
+            for n in [1, 2]:
+                with mk.threads(n):
+                    got = mk.batch_norm_backward(g, x, sm, sr, weight, training,
+                                                 has_bias=has_bias)
+                same_bits_any_nan(got[0], want[0], dtype)
+                for a, e in zip(got[1:], want[1:]):
+                    assert (a is None) == (e is None)
+                    if a is not None:
+                        same_f32(a, e)
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+@pytest.mark.parametrize("shape", [(2, 3, 40), (9, 5, 7), (40, 6), (3, 4, 1), (5, 2, 300)],
+                         ids=str)
+def test_batch_norm_nans_of_both_signs(isa, dtype, shape):
+    # Channels with NaNs of both signs and infinities (in x and in g): their sums, so their
+    # statistics, dγ, dβ and every y of the channel are NaN; NaN exactly where the float32
+    # kernel has NaN, every other bit its own (NaN signs: same_bits_any_nan says why not).
+    rng = np.random.default_rng(9)
+    C = shape[1]
+    for trial in range(6):
+        x = (rng.standard_normal(shape) * 2).astype(np.float32)
+        g = rng.standard_normal(shape).astype(np.float32)
+        flat_x, flat_g = x.reshape(-1), g.reshape(-1)
+        k = 1 + trial % 4
+        flat_x[rng.choice(flat_x.size, k, replace=False)] = \
+            rng.choice([np.nan, -np.nan, np.inf, -np.inf], k)
+        flat_g[rng.choice(flat_g.size, k, replace=False)] = \
+            rng.choice([np.nan, -np.nan, np.inf, -np.inf], k)
+        x, g = x.astype(dtype), g.astype(dtype)
+        w, b = data((C,), dtype, 1, False, 1.0), data((C,), dtype, 2, False, 1.0)
+        rm, rv = bn_stats(C)
+        for training in [True, False]:
+            got = bn_call(x, w, b, rm, rv, training)
+            want = bn_call(f32(x), f32(w), f32(b), rm, rv, training)
+            bn_same(got, want, dtype)
+            bgot = mk.batch_norm_backward(g, x, got[1], got[2], w, training, has_bias=True)
+            bwant = mk.batch_norm_backward(f32(g), f32(x), got[1], got[2], f32(w), training,
+                                           has_bias=True)
+            same_bits_any_nan(bgot[0], bwant[0], dtype)
+            same_f32(bgot[1], bwant[1])
+            same_f32(bgot[2], bwant[2])
+        nan_channels = np.isnan(f32(x)).any(axis=tuple(i for i in range(x.ndim) if i != 1))
+        inf_channels = np.isinf(f32(x)).any(axis=tuple(i for i in range(x.ndim) if i != 1))
+        train = bn_call(x, w, b, rm, rv, True)
+        assert np.isnan(train[1][nan_channels]).all()
+        assert np.isnan(f32(train[0])[:, nan_channels | inf_channels]).all()
+        assert not np.isnan(f32(train[0])[:, ~(nan_channels | inf_channels)]).any()
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+@pytest.mark.parametrize("shape", [(2, 3, 40), (9, 5, 7), (40, 6), (5, 2, 3000)], ids=str)
+def test_batch_norm_one_nan_keeps_its_sign(isa, dtype, shape):
+    # Eval mode with finite running statistics and finite g: a NaN of x is the one NaN its
+    # elements see (y = scale·(x − mean) + shift; grad_x = a·g + 0·(x − mean) + 0), so y and
+    # grad_x are the float32 kernel's bits exactly, NaN signs included; training on finite
+    # data likewise.
+    rng = np.random.default_rng(11)
+    C = shape[1]
+    x = (rng.standard_normal(shape) * 2).astype(np.float32)
+    flat = x.reshape(-1)
+    flat[rng.choice(flat.size, 6, replace=False)] = [np.nan, -np.nan] * 3
+    x = x.astype(dtype)
+    g = data(shape, dtype, 12, specials=False)
+    w, b = data((C,), dtype, 1, False, 1.0), data((C,), dtype, 2, False, 1.0)
+    rm, rv = bn_stats(C)
+    for n in [1, 2]:
+        with mk.threads(n):
+            got = bn_call(x, w, b, rm, rv, False)
+            bgot = mk.batch_norm_backward(g, x, got[1], got[2], w, False)
+            finite = np.where(np.isnan(f32(x)), 1, f32(x)).astype(dtype)
+            tgot = bn_call(finite, w, b, rm, rv, True)
+            tbgot = mk.batch_norm_backward(g, finite, tgot[1], tgot[2], w, True)
+        bn_same(got, bn_call(f32(x), f32(w), f32(b), rm, rv, False), dtype, strict=True)
+        same_bits(bgot[0], mk.batch_norm_backward(f32(g), f32(x), got[1], got[2], f32(w),
+                                                  False)[0], dtype)
+        bn_same(tgot, bn_call(f32(finite), f32(w), f32(b), rm, rv, True), dtype, strict=True)
+        twant = mk.batch_norm_backward(f32(g), f32(finite), tgot[1], tgot[2], f32(w), True)
+        same_bits(tbgot[0], twant[0], dtype)
+        same_f32(tbgot[1], twant[1])
+        same_f32(tbgot[2], twant[2])
+    assert np.signbit(f32(got[0])[np.isnan(f32(x))]).sum() == 3        # both signs present
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+def test_batch_norm_streamed_strided(stream_everything, dtype):
+    x = data((6, 12, 20, 30), dtype, 4)
+    w, b = data((12,), dtype, 1, False), data((12,), dtype, 2, False)
+    rm, rv = bn_stats(12)
+    for xs in [x, x[:, :, :, ::2], x.transpose(0, 1, 3, 2)]:      # strided: copied once
+        for training in [True, False]:
+            want = bn_call(f32(xs), f32(w), f32(b), rm, rv, training)
+            for n in [1, 2]:
+                with mk.threads(n):
+                    got = bn_call(xs, w, b, rm, rv, training)
+                    bn_same(got, want, dtype)
+                    gs = data(xs.shape, dtype, 8)
+                    bgot = mk.batch_norm_backward(gs[..., ::-1].copy()[..., ::-1], xs,
+                                                  got[1], got[2], w, training)
+                bwant = mk.batch_norm_backward(f32(gs), f32(xs), got[1], got[2], f32(w),
+                                               training)
+                same_bits_any_nan(bgot[0], bwant[0], dtype)
+                same_f32(bgot[1], bwant[1])
+                same_f32(bgot[2], bwant[2])
+    x2 = data((3000, 70), dtype, 5)                            # S == 1, streamed
+    bn_same(bn_call(x2, w[:1].repeat(70), None, *bn_stats(70), True),
+            bn_call(f32(x2), f32(w[:1].repeat(70)), None, *bn_stats(70), True), dtype)
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+def test_batch_norm_momentum_and_out(dtype):
+    x = data((8, 3, 5), dtype, 1)
+    rm, rv = bn_stats(3)
+    for momentum, tracked in [(0.1, None), (0.0, None), (1.0, None), (None, 3)]:
+        got = bn_call(x, None, None, rm, rv, True, momentum=momentum,
+                      num_batches_tracked=tracked)
+        want = bn_call(f32(x), None, None, rm, rv, True, momentum=momentum,
+                       num_batches_tracked=tracked)
+        bn_same(got, want, dtype)
+        assert got[3].dtype == np.float32 and got[4].dtype == np.float32
+    y, sm, sr = np.empty_like(x), np.empty(3, np.float32), np.empty(3, np.float32)
+    r = mk.batch_norm(x, rm.copy(), rv.copy(), training=True, out=(y, sm, sr))
+    assert r[0] is y and r[1] is sm and r[2] is sr
+    same_bits_any_nan(y, mk.batch_norm(f32(x), rm.copy(), rv.copy(), training=True)[0], dtype)
+    y2 = np.empty_like(x)
+    assert mk.batch_norm(x, rm, rv, out=y2)[0] is y2              # one array: y
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+def test_batch_norm_bad_input_writes_nothing(dtype):
+    other = HALF[1] if dtype == HALF[0] else HALF[0]
+    x = data((4, 3, 5), dtype, 1)
+    w = data((3,), dtype, 2, False)
+    rm, rv = bn_stats(3)
+    y, sm, sr = np.full_like(x, 7), np.full(3, 7, np.float32), np.full(3, 7, np.float32)
+    saved = [a.copy() for a in (rm, rv)]
+
+    def refused(error, match, *args, **kw):
+        with pytest.raises(error, match=match):
+            mk.batch_norm(*args, **kw)
+        assert (f32(y) == 7).all() and (sm == 7).all() and (sr == 7).all()
+        np.testing.assert_array_equal(rm, saved[0])
+        np.testing.assert_array_equal(rv, saved[1])
+
+    out = (y, sm, sr)
+    refused(TypeError, "running_mean has dtype float64 but must be float32",
+            x, rm.astype(np.float64), rv, w, None, True, out=out)
+    refused(TypeError, "running_var has dtype .* but must be float32",
+            x, rm, rv.astype(dtype), w, None, True, out=out)
+    refused(TypeError, "running_mean has dtype .* but must be float32",
+            x, rm.astype(dtype), rv.astype(dtype), w, None, False, out=out)
+    refused(TypeError, "running_mean must be a numpy.ndarray", x, [0.0] * 3, rv, training=True,
+            out=out)
+    refused(TypeError, "weight has dtype float32 but x has dtype", x, rm, rv, f32(w),
+            None, True, out=out)
+    refused(TypeError, "bias has dtype", x, rm, rv, w, w.astype(other), True, out=out)
+    refused(ValueError, r"out \(y\) has dtype float32; expected", x, rm, rv, w, None, True,
+            out=(np.empty((4, 3, 5), np.float32), sm, sr))
+    refused(ValueError, r"out \(save_mean\) has dtype .*; expected float32", x, rm, rv, w,
+            None, True, out=(y, np.empty(3, dtype), sr))
+    refused(ValueError, "overlaps", x, rm, rv, w, None, True, out=(x, sm, sr))
+    refused(ValueError, "updated in place", x, rm[::-1], rv, w, None, True, out=out)
+    refused(ValueError, "more than 1 value", x[:1, :, :1], rm, rv, w, None, True,
+            out=(y[:1, :, :1], sm, sr))
+    refused(ValueError, "momentum", x, rm, rv, w, None, True, 2.0, out=out)
+    refused(ValueError, "running_mean", x, rm[:2], rv, w, None, True, out=out)
+    # eval mode reads the running statistics of any layout (float32), writes nothing to them
+    got = mk.batch_norm(x, rm[::-1].copy()[::-1], rv, w, None, False)
+    same_bits_any_nan(got[0], mk.batch_norm(f32(x), rm, rv, f32(w), None, False)[0], dtype)
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+def test_batch_norm_backward_bad_input_writes_nothing(dtype):
+    other = HALF[1] if dtype == HALF[0] else HALF[0]
+    x, g = data((4, 3, 5), dtype, 1), data((4, 3, 5), dtype, 2)
+    w = data((3,), dtype, 3, False)
+    _, sm, sr = mk.batch_norm(x, None, None, w, None, True)
+    gx, gw, gb = np.empty_like(x), np.empty(3, np.float32), np.empty(3, np.float32)
+    r = mk.batch_norm_backward(g, x, sm, sr, w, out=(gx, gw, gb))
+    assert r[0] is gx and r[1] is gw and r[2] is gb
+    want = mk.batch_norm_backward(f32(g), f32(x), sm, sr, f32(w))
+    same_bits_any_nan(gx, want[0], dtype)
+    same_f32(gw, want[1])
+    gx[...], gw[...], gb[...] = 7, 7, 7
+    out = (gx, gw, gb)
+    for error, match, args in [
+            (TypeError, "save_rstd has dtype float64 but must be float32",
+             (g, x, sm, sr.astype(np.float64), w)),
+            (TypeError, "save_mean has dtype .* but must be float32",
+             (g, x, sm.astype(dtype), sr, w)),
+            (TypeError, "weight has dtype float32 but", (g, x, sm, sr, f32(w))),
+            (TypeError, "has dtype", (f32(g), x, sm, sr, w)),
+            (TypeError, "has dtype", (g.astype(other), x, sm, sr, w)),
+            (ValueError, "save_mean", (g, x, sm[:2], sr, w)),
+            (ValueError, "grad_out", (g[:2], x, sm, sr, w))]:
+        with pytest.raises(error, match=match):
+            mk.batch_norm_backward(*args, out=out)
+    for bad_out, match in [((np.empty((4, 3, 5), np.float32), gw, gb), r"out \(grad_x\)"),
+                           ((gx, np.empty(3, dtype), gb), r"out \(grad_weight\) has dtype"),
+                           ((g, gw, gb), "overlaps")]:
+        with pytest.raises(ValueError, match=match):
+            mk.batch_norm_backward(g, x, sm, sr, w, out=bad_out)
+    assert (f32(gx) == 7).all() and (gw == 7).all() and (gb == 7).all()   # nothing written
+
+
+@settings(max_examples=40, deadline=None)
+@given(N=st.integers(0, 9), C=st.integers(1, 6), S=st.integers(0, 40),
+       seed=st.integers(0, 2**31), half=st.sampled_from(HALF),
+       scale=st.sampled_from([1e-6, 1.0, 300.0, 3e4]), training=st.booleans())
+def test_property_batch_norm(N, C, S, seed, half, scale, training):
+    shape = (N, C) if S == 0 and seed % 2 else (N, C, S)
+    values = N * (S if len(shape) == 3 else 1)
+    training = training and values > 1
+    x = data(shape, half, seed, specials=True, scale=scale)
+    g = data(shape, half, seed + 1, specials=True, scale=scale)
+    w = data((C,), half, seed + 2, specials=False)
+    rm, rv = bn_stats(C, seed % 1000)
+    got = bn_call(x, w, w, rm, rv, training)
+    bn_same(got, bn_call(f32(x), f32(w), f32(w), rm, rv, training), half)
+    bgot = mk.batch_norm_backward(g, x, got[1], got[2], w, training, has_bias=True)
+    bwant = mk.batch_norm_backward(f32(g), f32(x), got[1], got[2], f32(w), training,
+                                   has_bias=True)
+    same_bits_any_nan(bgot[0], bwant[0], half)
+    same_f32(bgot[1], bwant[1])
+    same_f32(bgot[2], bwant[2])

@@ -109,6 +109,62 @@ def _group_norm_cases(quick):
             "group_norm_backward": _case(f"group_norm_backward {label}", n, bwd, None, 3.0)}
 
 
+def _batch_norm_cases(quick):
+    """BatchNorm in training over 16M values, (64, 256, 32, 32) (S = 1024) and (16384, 1024)
+    (S = 1): x read twice and y written (3 values moved), backward g and x read twice and
+    grad_x written (5); running statistics float32, updated in place."""
+    from .. import norm
+    shapes = [((16 if quick else 64), 256, 32, 32), ((4096 if quick else 16384), 1024)]
+
+    def stats(dtype):
+        return np.float32 if dtype.itemsize == 2 else dtype
+
+    def fwd(shape):
+        def make(dtype):
+            C = shape[1]
+            x, w, b = _x(shape, dtype), _x(C, dtype, 1), _x(C, dtype, 2)
+            rm, rv = np.zeros(C, stats(dtype)), np.ones(C, stats(dtype))
+            out = (np.empty_like(x), np.empty(C, stats(dtype)), np.empty(C, stats(dtype)))
+            return lambda: norm.batch_norm(x, rm, rv, w, b, True, out=out)
+        return make
+
+    def bwd(shape):
+        def make(dtype):
+            C = shape[1]
+            x, g, w = _x(shape, dtype), _x(shape, dtype, 3), _x(C, dtype, 1)
+            _, sm, sr = norm.batch_norm(x, None, None, w, None, True)
+            out = (np.empty_like(x), np.empty(C, stats(dtype)), np.empty(C, stats(dtype)))
+            return lambda: norm.batch_norm_backward(g, x, sm, sr, w, True, has_bias=True,
+                                                    out=out)
+        return make
+
+    def t_fwd(shape):
+        def make(torch, dt):
+            C = shape[1]
+            x, w, b = torch.randn(*shape).to(dt), torch.randn(C).to(dt), torch.randn(C).to(dt)
+            rm, rv = torch.zeros(C).to(dt), torch.ones(C).to(dt)
+            return lambda: torch.nn.functional.batch_norm(x, rm, rv, w, b, True)
+        return make
+
+    def t_bwd(shape):
+        def make(torch, dt):
+            C = shape[1]
+            x = torch.randn(*shape).to(dt).requires_grad_()
+            w, b = (torch.randn(C).to(dt).requires_grad_() for _ in range(2))
+            y = torch.nn.functional.batch_norm(x, torch.zeros(C).to(dt), torch.ones(C).to(dt),
+                                               w, b, True)
+            g = torch.randn(*shape).to(dt)
+            return lambda: torch.autograd.grad(y, (x, w, b), g, retain_graph=True)
+        return make
+    cases = {"batch_norm": [], "batch_norm_backward": []}
+    for shape in shapes:
+        n, label = int(np.prod(shape)), "x".join(map(str, shape))
+        cases["batch_norm"] += _case(f"batch_norm {label}", n, fwd(shape), t_fwd(shape), 3.0)
+        cases["batch_norm_backward"] += _case(f"batch_norm_backward {label}", n, bwd(shape),
+                                              t_bwd(shape), 5.0)
+    return cases
+
+
 def _loss_cases(quick):
     from .. import loss
     rows, cols = (4096 if quick else 16384), 1024
@@ -378,6 +434,7 @@ _BUILDERS = {"embedding": _embedding_cases, "embedding_backward": _embedding_cas
              "adagrad_step": _rmsprop_adagrad_cases, "layer_norm": _norm_cases,
              "rms_norm": _norm_cases,
              "group_norm": _group_norm_cases, "group_norm_backward": _group_norm_cases,
+             "batch_norm": _batch_norm_cases, "batch_norm_backward": _batch_norm_cases,
              "softmax": _loss_cases,
              "log_softmax": _loss_cases, "cross_entropy": _loss_cases,
              "dropout": _dropout_cases, "linear": _linear_cases,
