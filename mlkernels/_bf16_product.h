@@ -15,10 +15,13 @@
  * elements k and k + 1 of a row share one 32-bit word): B into panels of NR = 32 columns, A
  * into blocks of MR = 8 rows. The micro-kernel keeps an 8 x 32 tile of C in 16 registers,
  * each step loading two vectors of B pairs and broadcasting one pair of A per row (the
- * BLIS/GotoBLAS structure). Blocking: KC = 256 values of k per pass (a B panel's 16 KiB stay in
- * L1 across the 8-row blocks of an MC = 64-row band of A, whose 32 KiB stay in L2), and a
- * band's partial sums over NC = 1024 columns (256 KiB) stay in L2 until they are final, then
- * go to C once: as float32, or rounded to bfloat16 there (no float32 copy of C in memory).
+ * BLIS/GotoBLAS structure). Blocking: KC = 1024 values of k per pass (a B panel's 64 KiB and
+ * an MC = 64-row band of A, 128 KiB, stay in L2 while the band's 8-row blocks run over the
+ * panels), and a band's partial sums over NC = 1024 columns (256 KiB) stay in L2 until they
+ * are final, then go to C once: as float32, or rounded to bfloat16 there (no float32 copy of
+ * C in memory). A long KC matters more than an L1-sized B panel: every pass loads and stores
+ * each tile's partial sums once, and with KC = 256 (B's panel in L1) the products of a linear
+ * layer ran 7-12% slower (docs/kernels/bf16.md).
  *
  * Numerics (documented in docs/kernels/bf16.md): each product of two bfloat16 values is exact
  * in float32; the sums are float32, added in an order of their own (pairs, then K blocks), so
@@ -40,7 +43,7 @@
 
 #include "_half.h"
 
-enum { MLK_BP_MR = 8, MLK_BP_NR = 32, MLK_BP_KC = 256, MLK_BP_MC = 64, MLK_BP_NC = 1024 };
+enum { MLK_BP_MR = 8, MLK_BP_NR = 32, MLK_BP_KC = 1024, MLK_BP_MC = 64, MLK_BP_NC = 1024 };
 
 /* 32-bit words of B's packed panels: ceil(n / NR) panels of ceil(K / 2) pairs of NR words */
 static inline ptrdiff_t mlk_bp_packed_b_words(ptrdiff_t n, ptrdiff_t k) {

@@ -8,7 +8,7 @@ and CPUs without AVX-512 BF16 (the widening path is tests/test_half_kernels.py's
 """
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 import mlkernels as mk
 from mlkernels import _dispatch
@@ -107,9 +107,11 @@ def test_specials_propagate_and_subnormals_count_as_zero(product):
 
 
 @settings(max_examples=60, deadline=None)
-@given(m=st.integers(0, 140), n=st.integers(0, 1100), k=st.integers(0, 600),
+@given(m=st.integers(0, 140), n=st.integers(0, 1100), k=st.integers(0, 2200),
        a_by_columns=st.booleans(), b_by_columns=st.booleans(), seed=st.integers(0, 2**31),
        threads=st.sampled_from([1, 2]))
+@example(m=70, n=40, k=2100, a_by_columns=False, b_by_columns=False, seed=1, threads=2)
+@example(m=70, n=40, k=2100, a_by_columns=True, b_by_columns=True, seed=2, threads=1)
 def test_kernel_over_shapes_strides_and_blocks(m, n, k, a_by_columns, b_by_columns, seed, threads):
     """The kernel with A and B read along rows or down columns (the three products of a
     linear layer), across the MR = 8 / NR = 32 tile edges, KC = 256 blocks of k (and odd k),
