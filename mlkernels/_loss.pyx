@@ -57,8 +57,8 @@ cdef enum:
 cdef double row_exp_sum(const floating* x, floating* e, Py_ssize_t C, floating m) noexcept nogil:
     """e = exp(x − m) and returns Σ e in double, m being the row's maximum (so x − m ≤ 0 or
     NaN: the cheaper exponential with no overflow cases). e may be NULL (only the sum is
-    wanted): the exponentials then go through a small stack buffer. Computing them in one loop and summing
-    in another keeps both vectorized (see _reduce.pxd)."""
+    wanted): the exponentials then go through a small stack buffer. Computing them in one
+    loop and summing in another keeps both vectorized (see _reduce.pxd)."""
     cdef floating buf[EXP_BLOCK]
     cdef Py_ssize_t j, start = 0, size
     cdef double total = 0
