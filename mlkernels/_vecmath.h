@@ -279,15 +279,17 @@ MLK_INLINE float mlk_ndtr_near0(float x) {
 /* Phi(x) = P(N(0,1) <= x). Away from 0 (|x| >= 0.7) the tail 0.5 erfc(|x|/sqrt2) =
  * 0.5 e^(-x^2/2) erfcx(|x|/sqrt2) is computed directly (relative accuracy: GELU(-10) =
  * -10 Phi(-10) ~ -7.6e-23 keeps its digits), and the right half is 1 - tail; near 0 the series.
- * Both are computed and one selected: no branch. NaN passes through every step (the clamp
- * and the comparisons keep it), so no separate test is needed. */
+ * Both are computed and one selected: no branch. NaN fails the comparison and takes the
+ * series, whose arithmetic returns x's own NaN: Phi(NaN) is x, sign included (through the
+ * tail it would come out positive, |x| having lost the sign), so GELU's x·Phi(x) is x's NaN
+ * whichever operand order the compiler picks -- the same in vector loops and scalar tails. */
 MLK_INLINE float mlk_ndtrf(float x) {
     float ax = __builtin_fabsf(x);
     float ac = ax > 15.0f ? 15.0f : ax;     /* Phi(-15) underflows to 0 (inf included) */
     float z = ac * 0.707106781f;
     float tail = 0.5f * mlk_exp_half_sq_core(ac) * mlk_erfcx_tail(z);
     float y = x < 0.0f ? tail : 1.0f - tail;
-    return ax < 0.7f ? mlk_ndtr_near0(x) : y;
+    return ax >= 0.7f ? y : mlk_ndtr_near0(x);
 }
 
 /* ================================================================== float64

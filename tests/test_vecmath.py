@@ -233,3 +233,19 @@ def test_exp_nonpositive_is_expf_on_its_range():
     differ = np.flatnonzero(got[~nan].view(np.uint32) != want[~nan].view(np.uint32))
     assert differ.size == 0, (f"{differ.size} values differ, first x = {x[~nan][differ[0]]!r}")
     assert got[-5:-2].tolist() == [1.0, 1.0, 0.0]
+
+
+def test_ndtr_and_gelu_keep_the_sign_of_nan():
+    """Φ(NaN) is x's own NaN, so GELU's x·Φ(x) and its backward give x's NaN at every
+    position, in the vector loop and in the scalar tail alike (through the tail formula Φ's
+    NaN came out positive, and which operand's NaN a product keeps differed between the two)."""
+    import mlkernels as mk
+    for n in range(1, 41):
+        for negative in (False, True):
+            x = np.full(n, np.nan, np.float32)
+            if negative:
+                x = -x
+            for got in (K._activations.vecmath("ndtrf", x), mk.gelu(x),
+                        mk.gelu_backward(np.ones(n, np.float32), x)):
+                assert np.isnan(got).all()
+                assert (np.signbit(got) == negative).all(), (n, negative, np.signbit(got))
