@@ -21,7 +21,7 @@
  * are final, then go to C once: as float32, or rounded to bfloat16 there (no float32 copy of
  * C in memory). A long KC matters more than an L1-sized B panel: every pass loads and stores
  * each tile's partial sums once, and with KC = 256 (B's panel in L1) the products of a linear
- * layer ran 7-12% slower (docs/kernels/bf16.md).
+ * layer ran slower (figures: docs/kernels/bf16.md).
  *
  * Numerics (documented in docs/kernels/bf16.md): each product of two bfloat16 values is exact
  * in float32; the sums are float32, added in an order of their own (pairs, then K blocks), so
