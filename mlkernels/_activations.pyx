@@ -57,7 +57,7 @@ from cython.parallel cimport prange
 
 from mlkernels._arrays cimport plain, same_shape, share_bytes
 from mlkernels._half cimport (MLK_BF16, MLK_F16, mlk_bf16_round, mlk_bf16_widen, mlk_f16_round,
-                             mlk_f16_widen, mlk_narrow, mlk_narrow_stream, mlk_widen)
+                             mlk_f16_widen, mlk_narrow, mlk_narrow_to, mlk_widen)
 from mlkernels._reduce cimport sum_of
 from mlkernels._runtime cimport (SERIAL_BELOW_COMPUTE_BOUND, SERIAL_BELOW_MEMORY_BOUND,
                                 kernel_threads, stream_from)
@@ -1577,10 +1577,7 @@ cdef void narrow_out(int kind, const float* src, uint16_t* dst, Py_ssize_t n,
                      bint stream) noexcept nogil:
     """dst[0:n] = src[0:n] rounded (_half.h), with streaming stores when stream. One function
     that every 16-bit loop calls, rather than _half.h's loops inlined into each."""
-    if stream:
-        mlk_narrow_stream(kind, src, dst, n)
-    else:
-        mlk_narrow(kind, src, dst, n)
+    mlk_narrow_to(kind, src, dst, n, stream)
 
 
 cdef void forward_block(int op, const float* x, float* y, Py_ssize_t n, float a,

@@ -32,7 +32,7 @@ from libc.stdint cimport uint16_t, uint32_t, uint64_t
 from mlkernels._runtime cimport stream_from
 from mlkernels._stream cimport TILE_MAX, mlk_stream_fence, stream_out, tile_len
 
-from mlkernels._half cimport mlk_widen, mlk_narrow, mlk_narrow_stream
+from mlkernels._half cimport mlk_widen, mlk_narrow_to
 
 cdef extern from "_philox.h" nogil:
     void mlk_philox4x32_10(uint32_t* ctr, const uint32_t* key)
@@ -150,10 +150,7 @@ cdef void dropout_chunk_half(int kind, const uint16_t* x, uint16_t* out, Py_ssiz
         mlk_philox_u16(e0 + <uint64_t>start, m, k0, k1, u)
         mlk_widen(kind, x + start, xs, m)
         mask_run(<const float*>xs, u, ys, m, threshold, scale)
-        if stream:
-            mlk_narrow_stream(kind, ys, out + start, m)
-        else:
-            mlk_narrow(kind, ys, out + start, m)
+        mlk_narrow_to(kind, ys, out + start, m, stream)
         start += BLOCK
     if stream:
         mlk_stream_fence()

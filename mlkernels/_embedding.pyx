@@ -42,7 +42,7 @@ cimport numpy as cnp
 
 cnp.import_array()
 
-from mlkernels._half cimport mlk_widen, mlk_narrow, mlk_narrow_stream
+from mlkernels._half cimport mlk_widen, mlk_narrow_to
 from mlkernels._runtime cimport stream_from
 from mlkernels._stream cimport TILE_BYTES, TILE_MAX, mlk_stream_fence, stream_out, tile_len
 
@@ -326,10 +326,7 @@ cdef void zero_row16(uint16_t* dst, Py_ssize_t d, bint stream) noexcept nogil:
 cdef void write_row(const float* row, Py_ssize_t d, void* dst, int out16, bint stream) noexcept nogil:
     """dst[0:d] = row as float32 (out16 == 0) or rounded to the 16-bit kind out16."""
     if out16:
-        if stream:
-            mlk_narrow_stream(out16, row, <uint16_t*>dst, d)
-        else:
-            mlk_narrow(out16, row, <uint16_t*>dst, d)
+        mlk_narrow_to(out16, row, <uint16_t*>dst, d, stream)
     else:
         put_row(<float*>dst, row, d, stream)
 

@@ -238,4 +238,14 @@ static inline void mlk_narrow_stream(int kind, const float* src, uint16_t* dst, 
     }
 }
 
+/* dst[0:n] = src[0:n] rounded: with streaming stores when the caller's output is large
+ * (stream), else through the cache -- the choice every 16-bit kernel's store makes. */
+static inline void mlk_narrow_to(int kind, const float* src, uint16_t* dst, ptrdiff_t n,
+                                 int stream) {
+    if (stream)
+        mlk_narrow_stream(kind, src, dst, n);
+    else
+        mlk_narrow(kind, src, dst, n);
+}
+
 #endif

@@ -15,6 +15,7 @@ cdef extern from "_half.h" nogil:
     void mlk_widen(int kind, const uint16_t* src, float* dst, Py_ssize_t n)
     void mlk_narrow(int kind, const float* src, uint16_t* dst, Py_ssize_t n)
     void mlk_narrow_stream(int kind, const float* src, uint16_t* dst, Py_ssize_t n)
+    void mlk_narrow_to(int kind, const float* src, uint16_t* dst, Py_ssize_t n, bint stream)
     void mlk_widen_bf16_portable(const uint16_t* src, float* dst, Py_ssize_t n)
     void mlk_narrow_bf16_portable(const float* src, uint16_t* dst, Py_ssize_t n)
     void mlk_widen_f16_portable(const uint16_t* src, float* dst, Py_ssize_t n)

@@ -11,11 +11,11 @@ How it is built
   logit and (for label smoothing) the row sum, in the same pass. Its backward writes
   (softmax − (1 − ε)·onehot − ε/C)·scale in one pass.
 * exp is the vectorized exp of _vecmath.h. Every exponent here is x − max ≤ 0 (or NaN), so
-  the float32 rows take mlk_exp_nonposf: mlk_expf's bits without its overflow cases, about
-  20 operations where mlk_expf takes 35 -- the exponential is most of a row's arithmetic
-  (docs/kernels/loss.md). max, sums and dot products are the lane-parallel reductions of
-  _reduce.pxd, in double: a row's passes all vectorize (a plain running sum would keep each
-  loop containing it scalar).
+  the float32 rows take mlk_exp_nonposf: mlk_expf's bits without its overflow cases, 27
+  vector instructions per 16 values where mlk_expf takes 39 -- the exponential is most of a
+  row's arithmetic (docs/kernels/loss.md). max, sums and dot products are the lane-parallel
+  reductions of _reduce.pxd, in double: a row's passes all vectorize (a plain running sum
+  would keep each loop containing it scalar).
 * The entry points take the arrays' data pointers (validated by mlkernels/loss.py; no typed
   memoryviews, whose acquisition costs more than a small call's work), and class targets are
   range-checked here, in C, before anything is written.
@@ -31,7 +31,7 @@ from libc.stdlib cimport free, malloc
 from mlkernels._act cimport v_exp, v_exp_nonpositive, v_sigmoid, v_softplus
 from mlkernels._reduce cimport sum_of, dot_of, max_of
 from libc.stdint cimport uint16_t
-from mlkernels._half cimport mlk_widen, mlk_narrow, mlk_narrow_stream
+from mlkernels._half cimport mlk_widen, mlk_narrow, mlk_narrow_to
 from mlkernels._runtime cimport stream_from
 from mlkernels._stream cimport mlk_stream_fence
 
@@ -706,10 +706,7 @@ cdef void half_block_rows(int op, int kind, const uint16_t* a, const uint16_t* b
             mlk_widen(kind, a + r0 * C, xs, m * C)
             for i in range(m):
                 softmax_row(<const float*>(xs + i * C), ys + i * C, C, log_)
-            if stream:
-                mlk_narrow_stream(kind, ys, out + r0 * C, m * C)
-            else:
-                mlk_narrow(kind, ys, out + r0 * C, m * C)
+            mlk_narrow_to(kind, ys, out + r0 * C, m * C, stream)
             r0 += m
             continue
         if op == HALF_CE:                       # an ignored row is not read

@@ -44,7 +44,7 @@ cimport numpy as cnp
 
 from libc.stdint cimport uint16_t
 
-from mlkernels._half cimport MLK_BF16, mlk_bf16_widen, mlk_widen, mlk_narrow, mlk_narrow_stream
+from mlkernels._half cimport MLK_BF16, mlk_bf16_widen, mlk_widen, mlk_narrow_to
 from mlkernels._reduce cimport (add4_centered_sums, add4_grad_sums, centered_sums, grad_sums,
                                sum_of, sum_sq_centered)
 from mlkernels._runtime cimport SERIAL_BELOW_NORM, kernel_threads, stream_from
@@ -1309,10 +1309,7 @@ cdef void half_norm_rows(int norm, int kind, const uint16_t* x, const float* wei
         else:
             rms_norm_rows(<const float*>work, weight, work, rstd + r0, 0, m, n, eps, &direct,
                           1, 0)
-        if stream:
-            mlk_narrow_stream(kind, work, y + r0 * n, m * n)
-        else:
-            mlk_narrow(kind, work, y + r0 * n, m * n)
+        mlk_narrow_to(kind, work, y + r0 * n, m * n, stream)
         r0 += m
     if stream:
         mlk_stream_fence()
@@ -1426,10 +1423,7 @@ cdef void half_norm_backward_rows(int norm, int kind, const uint16_t* g, const u
                 else:
                     rms_norm_backward_row(<const float*>gs, <const float*>xs, weight, out, n,
                                           rstd[r], block)
-                if stream:
-                    mlk_narrow_stream(kind, out, grad_x + r * n, n)
-                else:
-                    mlk_narrow(kind, out, grad_x + r * n, n)
+                mlk_narrow_to(kind, out, grad_x + r * n, n, stream)
                 r += 1
             if block != NULL:
                 flush_block(block, part_sums + k * width, width)
@@ -1832,10 +1826,7 @@ cdef void half_batch_norm_affine(int kind, const uint16_t* g, const uint16_t* x,
             mlk_widen(kind, g + p, gs, m)
         batch_norm_affine(<const float*>gs if g != NULL else <const float*>NULL,
                           <const float*>xs, coef, os, C, S, 0, m, False, 1, p)
-        if stream:
-            mlk_narrow_stream(kind, os, out + p, m)
-        else:
-            mlk_narrow(kind, os, out + p, m)
+        mlk_narrow_to(kind, os, out + p, m, stream)
         p += m
     if stream:
         mlk_stream_fence()

@@ -98,8 +98,9 @@ MLK_INLINE float mlk_exp_neg_absf(float x) {
 /* e^x for x <= 0 (and NaN): softmax's e^(x - max), ELU's slope. The same bits as mlk_expf
  * on that range (checked over every float32 with the sign bit set: only signalling NaNs
  * differ, which come out quieted), without its overflow cases: x clamped at -104 gives 0,
- * as mlk_expf's limit does. About 20 operations where mlk_expf takes 35. A positive x gives
- * a value nobody may use (callers select it away). */
+ * as mlk_expf's limit does; 27 vector instructions per 16 values where mlk_expf's loop takes
+ * 39 (avx512, a loop of each alone). A positive x gives a value nobody may use (callers
+ * select it away). */
 MLK_INLINE float mlk_exp_nonposf(float x) {
     return mlk_exp_finite(x < -104.0f ? -104.0f : x);
 }
