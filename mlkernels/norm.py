@@ -182,6 +182,23 @@ def layer_norm(x: np.ndarray, normalized_shape: Shape, weight: Optional[np.ndarr
     return y, mean, rstd
 
 
+def _float32_stats(where, dtype, how, **stats):
+    """With 16-bit data, a norm's statistics arrays must be float32: the ones a backward takes
+    as the forward returned them (how="returned"), and BatchNorm's running statistics
+    (how="kept", None allowed), kept in float32 because a 16-bit running statistic would lose
+    the momentum updates."""
+    for name, a in stats.items():
+        if a is None and how == "kept":
+            continue
+        if not isinstance(a, np.ndarray):
+            V.float_dtype(where, **{name: a})           # its message: not an array
+        if a.dtype != _F32:
+            raise TypeError(f"{where}: {name} has dtype {a.dtype} but must be float32 with "
+                            f"{dtype} data (" + ("BatchNorm's running statistics are kept in "
+                                                 "float32" if how == "kept" else
+                                                 "as the forward returned it") + ")")
+
+
 def _row_backward_checks(where, grad_out, x, stats, weight, stat_shape, wshape):
     """The dtype shared by every array of a row norm's backward, after checking the shapes of
     grad_out, the statistics (as the forward returned them) and weight. With 16-bit storage
@@ -190,11 +207,8 @@ def _row_backward_checks(where, grad_out, x, stats, weight, stat_shape, wshape):
     dtype = V.storage_dtype(where, grad_out=grad_out, x=x, weight=weight,
                             optional=("weight",))
     if dtype.itemsize == 2:
-        V.float_dtype(where, **stats)
-        for name, s in stats.items():
-            if s.dtype != _F32:
-                raise TypeError(f"{where}: {name} has dtype {s.dtype} but must be float32 with "
-                                f"{dtype} data (as the forward returned it)")
+        V.float_dtype(where, **stats)           # arrays of one float dtype (its messages)
+        _float32_stats(where, dtype, "returned", **stats)
     else:
         dtype = V.float_dtype(where, grad_out=grad_out, x=x, weight=weight, **stats,
                               optional=("weight",))
@@ -539,22 +553,6 @@ def _bn_layout(where: str, x: np.ndarray) -> Tuple[int, int, int]:
     if x.ndim < 2:
         raise ValueError(f"{where}: x has shape {x.shape}; expected (N, C) or (N, C, *spatial)")
     return x.shape[0], x.shape[1], prod(x.shape[2:])
-
-
-def _float32_stats(where, dtype, how, **stats):
-    """With 16-bit data, BatchNorm's statistics arrays (the running ones, kept in float32: a
-    16-bit running statistic would lose the momentum updates; the saved ones, float32 as the
-    forward returns them) must be float32 arrays or None."""
-    for name, a in stats.items():
-        if a is None and how == "kept":
-            continue
-        if not isinstance(a, np.ndarray):
-            V.float_dtype(where, **{name: a})           # its message: not an array
-        if a.dtype != _F32:
-            raise TypeError(f"{where}: {name} has dtype {a.dtype} but must be float32 with "
-                            f"{dtype} data (" + ("BatchNorm's running statistics are kept in "
-                                                 "float32" if how == "kept" else
-                                                 "as the forward returned it") + ")")
 
 
 def _half_batch_norm(where, x, running_mean, running_var, weight, bias, training, factor, eps,
